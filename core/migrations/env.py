@@ -1,0 +1,14 @@
+"""Alembic environment: runs on the connection core.db hands over (never reads alembic.ini)."""
+
+from alembic import context
+
+from core.schema import SQLModel
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",  # SQLite needs table rebuilds for ALTERs
+)
+with context.begin_transaction():
+    context.run_migrations()

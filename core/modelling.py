@@ -1,0 +1,144 @@
+"""Load any Hugging Face sequence classifier (hub id or local directory) for explanation.
+
+Models load with `attn_implementation="eager"`: with sdpa, `output_attentions=True` returns an
+empty tuple and the attention methods would have nothing to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from core.settings import load_settings
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the cause in one sentence."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: str
+    source: str  # "local directory" or "Hugging Face hub"
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    device: torch.device
+    max_length: int
+    card: str = ""
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over parameter names and values: two models with equal weights share it."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def label_to_index(self) -> dict[str, int]:
+        return {label: i for i, label in enumerate(self.labels)}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _labels_from_config(config: Any) -> list[str]:
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+
+
+def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> LoadedModel:
+    """Load `spec` (hub id or directory; default: RASHOMON_MODEL) on GPU when present, else CPU.
+
+    `allow_new_head=True` accepts an encoder without a trained classification head (the head is
+    freshly initialised); otherwise such a model is refused as "not a classifier".
+    """
+    settings = load_settings()
+    spec = spec or settings.resolved_model
+    local = Path(spec).expanduser()
+    is_local = local.exists()
+    if not is_local and (spec.startswith(("/", ".", "~")) or os.sep in spec and spec.count("/") > 1):
+        if Path(spec).expanduser() == settings.default_model_dir:
+            raise ModelLoadError(
+                f"The default model has not been built yet (expected in {spec}); "
+                "run `rashomon model build-default` or use the button on the home page."
+            )
+        raise ModelLoadError(f"No model directory at {spec}.")
+    where = str(local) if is_local else spec
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except Exception as exc:  # transformers raises OSError/ValueError with long texts
+        if is_local:
+            raise ModelLoadError(f"{spec} is not a readable model directory (no valid config.json): {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"Could not find model '{spec}': it is not a local directory and the Hugging Face hub "
+            "does not have it or cannot be reached (offline?)."
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            where, attn_implementation="eager", output_loading_info=True
+        )
+    except ValueError as exc:
+        raise ModelLoadError(f"'{spec}' is not a sequence-classification model ({config.model_type}): {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load model '{spec}': {_first_line(exc)}") from exc
+    fresh_head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
+    if fresh_head and not allow_new_head:
+        raise ModelLoadError(
+            f"'{spec}' is not a classifier: it has no trained classification head "
+            f"(missing {', '.join(sorted(fresh_head)[:2])})."
+        )
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"'{spec}' has no fast tokenizer; character offsets need one.")
+    device = pick_device()
+    model.to(device).eval()
+    card_path = local / "README.md" if is_local else None
+    card = card_path.read_text(encoding="utf-8") if card_path and card_path.exists() else ""
+    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512),
+                     int(getattr(model.config, "max_position_embeddings", 512) or 512))
+    return LoadedModel(
+        name=_display_name(spec, local if is_local else None),
+        path=str(local.resolve()) if is_local else spec,
+        source="local directory" if is_local else "Hugging Face hub",
+        model=model,
+        tokenizer=tokenizer,
+        labels=_labels_from_config(model.config),
+        device=device,
+        max_length=max_length,
+        card=card,
+    )
+
+
+def _display_name(spec: str, local: Path | None) -> str:
+    if local is None:
+        return spec
+    meta = local / "rashomon.json"
+    if meta.exists():
+        try:
+            return json.loads(meta.read_text())["name"]
+        except (ValueError, KeyError):
+            pass
+    return local.name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,151 @@
+"""One way to run the model for every method: batching, caching, counting, progress.
+
+- Dynamic padding: inputs are sorted by length and padded per batch, so short perturbations
+  are not padded to the longest one.
+- `torch.inference_mode` wherever no gradient is needed.
+- A forward-pass counter: the number of examples actually sent through the model (cache hits
+  are free and not counted); every Explanation reports its share.
+- An LRU cache of output probabilities keyed by token ids, so repeated perturbations (LIME and
+  SHAP often draw the same masks) are computed once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.explanation import split_words
+from core.modelling import LoadedModel
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    """A text cut to what the model can read, with its words and tokens aligned."""
+
+    text: str
+    words: list[tuple[str, int, int]]
+    input_ids: list[int]
+    token_offsets: list[tuple[int, int]]
+    tokens: list[str]
+    special_mask: list[bool]
+    truncated_words: int
+
+
+class ModelRunner:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 32, cache_size: int = 50_000) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.device = loaded.device
+        self.batch_size = batch_size
+        self.forward_passes = 0  # examples actually run through the model
+        self.evaluations = 0  # examples asked for, cache hits included
+        self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        mask_id = self.tokenizer.mask_token_id
+        self.mask_id = mask_id if mask_id is not None else self.tokenizer.unk_token_id
+        self.mask_token = self.tokenizer.mask_token or self.tokenizer.unk_token
+
+    # -- text preparation -------------------------------------------------------------------
+    def prepare(self, text: str) -> PreparedText:
+        """Tokenize `text`; if it is longer than the model reads, keep the words that fit whole."""
+        full = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        budget = self.loaded.max_length - self.tokenizer.num_special_tokens_to_add(pair=False)
+        all_words = split_words(text)
+        truncated_words = 0
+        if len(full["input_ids"]) > budget:
+            cut = full["offset_mapping"][budget - 1][1]
+            kept = [w for w in all_words if w[2] <= cut]
+            # A word split by the cut is dropped whole: keep text up to the last complete word.
+            cut = kept[-1][2] if kept else 0
+            truncated_words = len(all_words) - len(kept)
+            text = text[:cut]
+        encoding = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True,
+                                  truncation=True, max_length=self.loaded.max_length)
+        ids = list(encoding["input_ids"])
+        return PreparedText(
+            text=text,
+            words=split_words(text),
+            input_ids=ids,
+            token_offsets=[tuple(o) for o in encoding["offset_mapping"]],
+            tokens=self.tokenizer.convert_ids_to_tokens(ids),
+            special_mask=[bool(s) for s in encoding["special_tokens_mask"]],
+            truncated_words=truncated_words,
+        )
+
+    # -- no-gradient forward passes -----------------------------------------------------------
+    def probabilities(self, id_lists: Sequence[Sequence[int]], progress: ProgressFn | None = None) -> np.ndarray:
+        """Class probabilities for each token-id sequence, shape (n, labels)."""
+        keys = [tuple(int(i) for i in ids) for ids in id_lists]
+        self.evaluations += len(keys)
+        missing = sorted({k for k in keys if k not in self._cache}, key=len)
+        done = 0
+        for start in range(0, len(missing), self.batch_size):
+            batch = missing[start : start + self.batch_size]
+            for key, row in zip(batch, self._run(batch), strict=True):
+                self._remember(key, row)
+            done += len(batch)
+            if progress:
+                progress(done / len(missing), f"{done}/{len(missing)} model inputs")
+        out = np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, len(self.loaded.labels)))
+        for k in set(keys):
+            self._cache.move_to_end(k)
+        return out
+
+    def probabilities_for_texts(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.loaded.max_length)["input_ids"]
+        return self.probabilities(ids, progress)
+
+    def _run(self, batch: list[tuple[int, ...]]) -> np.ndarray:
+        width = max(len(k) for k in batch)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, key in enumerate(batch):
+            ids[row, : len(key)] = torch.tensor(key)
+            mask[row, : len(key)] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        self.forward_passes += len(batch)
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+
+    def _remember(self, key: tuple[int, ...], row: np.ndarray) -> None:
+        self._cache[key] = row
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    # -- gradient-friendly forward passes -----------------------------------------------------
+    def embed(self, input_ids: Sequence[int]) -> torch.Tensor:
+        """Word embeddings (1, seq, dim) of the ids; position embeddings are added by the model."""
+        ids = torch.tensor([list(input_ids)], device=self.device)
+        with torch.no_grad():
+            return self.model.get_input_embeddings()(ids).detach().requires_grad_()
+
+    def forward_embeddings(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Probabilities (batch, labels) from input embeddings, differentiable; counts the rows."""
+        if attention_mask is None:
+            attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device)
+        elif attention_mask.shape[0] != inputs_embeds.shape[0]:
+            attention_mask = attention_mask.expand(inputs_embeds.shape[0], -1)
+        logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+        self.forward_passes += int(inputs_embeds.shape[0])
+        self.evaluations += int(inputs_embeds.shape[0])
+        return torch.softmax(logits, dim=-1)
+
+    def attentions(self, input_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(attention weights (layers, heads, seq, seq), probabilities) for one input."""
+        ids = torch.tensor([list(input_ids)], device=self.device)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids, output_attentions=True)
+        self.forward_passes += 1
+        self.evaluations += 1
+        if not out.attentions:
+            raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
+        weights = torch.stack([a[0].float() for a in out.attentions]).cpu().numpy()
+        return weights, torch.softmax(out.logits[0].float(), -1).cpu().numpy()

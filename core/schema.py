@@ -1,0 +1,85 @@
+"""Database tables (SQLModel). Every change here needs a migration in core/migrations/versions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LinkTag(SQLModel, table=True):
+    __tablename__ = "link_tag"
+    link_id: int = Field(foreign_key="link.id", primary_key=True, ondelete="CASCADE")
+    tag_id: int = Field(foreign_key="tag.id", primary_key=True, ondelete="CASCADE")
+
+
+class Link(SQLModel, table=True):
+    __tablename__ = "link"
+    id: int | None = Field(default=None, primary_key=True)
+    url: str
+    normalized_url: str = Field(unique=True, index=True)
+    title: str = ""
+    notes: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Tag(SQLModel, table=True):
+    __tablename__ = "tag"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+
+
+class Snapshot(SQLModel, table=True):
+    __tablename__ = "snapshot"
+    id: int | None = Field(default=None, primary_key=True)
+    link_id: int = Field(foreign_key="link.id", index=True)
+    fetched_at: datetime = Field(default_factory=utcnow)
+    final_url: str = ""
+    status_code: int | None = None
+    content_type: str = ""
+    title: str = ""
+    authors: str = ""  # comma-separated, as extracted
+    publish_date: str = ""
+    text: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    raw_html: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # zlib-compressed
+    extractor: str = ""
+    extractor_version: str = ""
+    text_sha256: str = ""
+    byte_size: int = 0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+class ExplanationRecord(SQLModel, table=True):
+    __tablename__ = "explanation_record"
+    __table_args__ = (
+        UniqueConstraint("model_fingerprint", "text_sha256", "method", "params_key", "target"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    model_name: str
+    model_fingerprint: str = Field(index=True)
+    text_sha256: str = Field(index=True)
+    method: str
+    params_key: str
+    target: str
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the Explanation as JSON
+    seconds: float
+    forward_passes: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Demo(SQLModel, table=True):
+    __tablename__ = "demo"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    note: str = ""
+    query: str = Field(sa_column=Column(Text, nullable=False))  # the view state as JSON
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,46 @@
+"""Settings read from environment variables, once per call so tests can change them.
+
+| variable | meaning | default |
+| --- | --- | --- |
+| RASHOMON_HOME | data directory | ~/.rashomon |
+| RASHOMON_DATABASE_URL | SQLAlchemy URL | sqlite file rashomon.db in RASHOMON_HOME |
+| RASHOMON_MODEL | model id or local path | the offline default model in RASHOMON_HOME |
+| RASHOMON_ALLOWED_INTERNAL_HOSTS | host names, IPs or CIDRs the fetcher may reach although internal | none |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_MODEL_ALIAS = "default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    model: str
+    allowed_internal_hosts: tuple[str, ...]
+
+    @property
+    def default_model_dir(self) -> Path:
+        return self.home / "models" / "default-sentiment"
+
+    @property
+    def resolved_model(self) -> str:
+        """The model spec with the `default` alias turned into the default model's directory."""
+        if self.model in ("", DEFAULT_MODEL_ALIAS):
+            return str(self.default_model_dir)
+        return self.model
+
+
+def load_settings() -> Settings:
+    home = Path(os.environ.get("RASHOMON_HOME") or Path.home() / ".rashomon").expanduser()
+    database_url = os.environ.get("RASHOMON_DATABASE_URL") or f"sqlite:///{home / 'rashomon.db'}"
+    model = os.environ.get("RASHOMON_MODEL") or DEFAULT_MODEL_ALIAS
+    hosts = tuple(
+        h.strip() for h in os.environ.get("RASHOMON_ALLOWED_INTERNAL_HOSTS", "").split(",") if h.strip()
+    )
+    return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts)

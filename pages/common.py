@@ -1,0 +1,46 @@
+"""Streamlit glue shared by the pages: cached resources and small widgets. No logic lives here."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.db import get_engine
+from core.modelling import LoadedModel, ModelLoadError, load_model
+from core.runner import ModelRunner
+from core.settings import load_settings
+
+
+@st.cache_resource(show_spinner=False)
+def cached_engine(url: str):
+    return get_engine(url)
+
+
+def engine():
+    return cached_engine(load_settings().database_url)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def cached_model(spec: str) -> LoadedModel:
+    return load_model(spec)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def cached_runner(spec: str) -> ModelRunner:
+    return ModelRunner(cached_model(spec))
+
+
+def model_or_message(spec: str | None = None) -> LoadedModel | None:
+    """The model, or None after showing why it could not be loaded (never a traceback)."""
+    spec = spec or load_settings().resolved_model
+    try:
+        return cached_model(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        return None
+
+
+def streamlit_progress(bar):
+    """Adapt a `st.progress` element to core's `progress(fraction, message)` callbacks."""
+    def report(fraction: float, message: str) -> None:
+        bar.progress(max(0.0, min(1.0, fraction)), text=message)
+    return report

@@ -1,0 +1,172 @@
+import pandas as pd
+import streamlit as st
+
+from core.bookmarks import export_links, import_bookmarks
+from core.snapshots import (
+    LibraryError,
+    add_tags,
+    delete_tag,
+    diff_snapshots,
+    list_links,
+    list_tags,
+    merge_tags,
+    raw_html,
+    refresh_link,
+    remove_tags,
+    rename_tag,
+    snapshot_many,
+    snapshots_of,
+    update_notes,
+)
+from pages.common import engine, streamlit_progress
+
+db = engine()
+st.title("Snapshots")
+st.caption("Paste links; Rashomon fetches each page and keeps a snapshot of its text. "
+           "Snapshots are never overwritten: refreshing adds a version.")
+
+
+def library_action(fn, *args, success: str = "", **kwargs):
+    """Run a library call, showing its one-sentence error instead of a traceback."""
+    try:
+        result = fn(*args, **kwargs)
+    except LibraryError as exc:
+        st.error(str(exc))
+        return None
+    if success:
+        st.toast(success)
+    return result
+
+
+with st.expander("Add links", expanded=not list_links(engine=db)):
+    with st.form("add-links", clear_on_submit=False):
+        urls = st.text_area("Links, one per line", placeholder="https://example.com/article", key="add_urls")
+        new_tags = st.text_input("Tags for these links (comma-separated)", key="add_tags")
+        submitted = st.form_submit_button("Snapshot", type="primary")
+    if submitted:
+        bar = st.progress(0.0, text="Starting")
+        tags = [t for t in new_tags.split(",") if t.strip()]
+        summary = library_action(snapshot_many, urls, tags, engine=db, progress=streamlit_progress(bar))
+        if summary is not None:
+            if summary.succeeded:
+                st.success(f"{summary.succeeded} link(s) snapshotted.")
+            for url, reason in summary.failures:
+                st.error(f"{url}: {reason}")
+
+with st.sidebar:
+    st.subheader("Filter")
+    tag_names = [name for name, _ in list_tags(db)]
+    all_of = st.multiselect("With all of these tags", tag_names, key="filter_all")
+    any_of = st.multiselect("With any of these tags", tag_names, key="filter_any")
+    search = st.text_input("Search title and text", key="filter_search")
+
+views = list_links(all_of, any_of, search, engine=db)
+st.subheader(f"Links ({len(views)})")
+if not views:
+    st.info("No links match." if (all_of or any_of or search) else "No links yet: add some above.")
+else:
+    table = pd.DataFrame([{
+        "id": v.id, "title": v.title or "(untitled)", "url": v.url, "tags": ", ".join(v.tags),
+        "snapshots": v.snapshot_count, "last fetch": v.latest_fetched_at,
+        "status": ("failed: " + v.latest_error) if v.latest_error else "ok",
+    } for v in views])
+    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
+                         width="stretch", key="links_table",
+                         column_config={"url": st.column_config.LinkColumn("url")})
+    selected_ids = [int(table.iloc[i]["id"]) for i in event.selection.rows] if event else []
+
+    with st.expander(f"Tag selected links ({len(selected_ids)} selected)"):
+        tag_text = st.text_input("Tags (comma-separated)", key="bulk_tags")
+        a, b = st.columns(2)
+        if a.button("Add tags", disabled=not selected_ids):
+            library_action(add_tags, selected_ids, tag_text.split(","), db, success="Tags added")
+            st.rerun()
+        if b.button("Remove tags", disabled=not selected_ids):
+            library_action(remove_tags, selected_ids, tag_text.split(","), db, success="Tags removed")
+            st.rerun()
+
+    focus_options = {v.id: f"#{v.id} {v.title or v.url}" for v in views}
+    default_focus = selected_ids[0] if selected_ids else st.query_params.get("link")
+    try:
+        default_index = list(focus_options).index(int(default_focus)) if default_focus else 0
+    except (ValueError, TypeError):
+        default_index = 0
+    focus = st.selectbox("Open link", list(focus_options), index=default_index, format_func=focus_options.get,
+                         key="focus_link")
+    st.query_params["link"] = str(focus)
+    link = next(v for v in views if v.id == focus)
+    snapshots = snapshots_of(link.id, db)
+
+    st.markdown("---")
+    st.subheader(link.title or link.url, anchor=False)
+    st.text(f"{link.url}\nTags: {', '.join(link.tags) or '—'}\n{len(snapshots)} snapshot(s)")
+    c1, c2 = st.columns([1, 3])
+    if c1.button("Re-snapshot now", key="refresh"):
+        with st.spinner("Fetching…"):
+            outcome = library_action(refresh_link, link.id, db)
+        if outcome is not None and outcome.error:
+            st.error(f"The new snapshot failed: {outcome.error} Earlier snapshots are unchanged.")
+        elif outcome is not None:
+            st.success(f"New snapshot #{outcome.snapshot.id} stored.")
+            st.rerun()
+    notes = c2.text_input("Notes", value=link.notes, key=f"notes_{link.id}")
+    if notes != link.notes:
+        update_notes(link.id, notes, db)
+
+    if snapshots:
+        labels = {s.id: f"#{s.id} · {s.fetched_at:%Y-%m-%d %H:%M:%S}" + (" · failed" if s.error else "")
+                  for s in snapshots}
+        chosen = st.selectbox("Version", list(labels), format_func=labels.get, key=f"version_{link.id}")
+        snap = next(s for s in snapshots if s.id == chosen)
+        if snap.error:
+            st.error(f"This fetch failed: {snap.error}")
+        else:
+            st.text(f"Title: {snap.title}\nAuthors: {snap.authors or '—'}\nPublished: {snap.publish_date or '—'}\n"
+                    f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
+                    f"Extractor: {snap.extractor} {snap.extractor_version}\nSHA-256: {snap.text_sha256}\n"
+                    f"Size: {snap.byte_size:,} bytes")
+            st.page_link("pages/compare.py", label="Explain this snapshot on Compare", icon="⚖️",
+                         query_params={"snapshot": str(snap.id)})
+            tab_text, tab_html = st.tabs(["Text", "Raw HTML (escaped)"])
+            tab_text.text(snap.text)
+            tab_html.code(raw_html(snap)[:200_000], language="html")
+        good = [s for s in snapshots if not s.error]
+        if len(good) >= 2:
+            with st.expander("Compare two versions"):
+                ids = [s.id for s in good]
+                x, y = st.columns(2)
+                old = x.selectbox("Older", ids, index=len(ids) - 1, format_func=labels.get, key="diff_old")
+                new = y.selectbox("Newer", ids, index=0, format_func=labels.get, key="diff_new")
+                patch = diff_snapshots(next(s for s in good if s.id == old), next(s for s in good if s.id == new))
+                st.code(patch or "The texts are identical.", language="diff")
+
+st.markdown("---")
+left, right = st.columns(2)
+with left:
+    st.subheader("Tags")
+    tags = list_tags(db)
+    st.text("\n".join(f"{name} ({n})" for name, n in tags) or "No tags yet.")
+    names = [n for n, _ in tags]
+    with st.form("tag-admin"):
+        action = st.radio("Action", ["Rename", "Merge into", "Delete"], horizontal=True)
+        source = st.selectbox("Tag", names)
+        target = st.text_input("New name / target tag")
+        if st.form_submit_button("Apply") and source:
+            if action == "Rename":
+                library_action(rename_tag, source, target, db, success=f"Renamed {source}")
+            elif action == "Merge into":
+                library_action(merge_tags, source, target, db, success=f"Merged {source} into {target}")
+            else:
+                library_action(delete_tag, source, db, success=f"Deleted {source}; its links stay")
+            st.rerun()
+with right:
+    st.subheader("Import and export")
+    upload = st.file_uploader("Netscape bookmark file (browsers, linkding)", type=["html", "htm"])
+    if upload is not None and st.button("Import bookmarks"):
+        summary = import_bookmarks(upload.getvalue().decode("utf-8", errors="replace"), db)
+        st.success(f"{summary.added} links added, {summary.existing} already present.")
+        for url, reason in summary.skipped:
+            st.warning(f"Skipped {url}: {reason}")
+    for fmt, mime in (("html", "text/html"), ("json", "application/json"), ("csv", "text/csv")):
+        st.download_button(f"Export {fmt.upper()}", export_links(fmt, db), file_name=f"rashomon-links.{fmt}",
+                           mime=mime, key=f"export_{fmt}")

@@ -1,0 +1,138 @@
+"""Fixtures: a temporary RASHOMON_HOME, a fresh SQLite database, a tiny model, a local web server."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from core.tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir):
+    from core.modelling import load_model
+
+    return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture
+def runner(tiny_model):
+    from core.runner import ModelRunner
+
+    return ModelRunner(tiny_model)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
+    """A fresh data directory and database, with the tiny model as the configured model."""
+    monkeypatch.setenv("RASHOMON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RASHOMON_DATABASE_URL", raising=False)
+    monkeypatch.setenv("RASHOMON_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("RASHOMON_ALLOWED_INTERNAL_HOSTS", "127.0.0.1")
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def engine(home):
+    from core.db import get_engine
+
+    return get_engine()
+
+
+# -- a local web server with realistic pages -------------------------------------------------------
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    pages: dict[str, tuple[int, dict[str, str], bytes]] = {}
+    counter: dict[str, int] = {}
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?")[0]
+        self.counter[path] = self.counter.get(path, 0) + 1
+        if path == "/slow":
+            self._send(200, {"Content-Type": "text/html"}, b"<html><body>", chunked_delay=True)
+            return
+        if path == "/versioned":
+            n = self.counter[path]
+            body = (FIXTURES / "article.html").read_text().replace("first version", f"version {n}").encode()
+            self._send(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+            return
+        if path not in self.pages:
+            self._send(404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>")
+            return
+        status, headers, body = self.pages[path]
+        self._send(status, headers, body)
+
+    def _send(self, status: int, headers: dict[str, str], body: bytes, chunked_delay: bool = False) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        if chunked_delay:
+            self.send_header("Content-Length", "1000000")
+            self.end_headers()
+            try:
+                for _ in range(100):  # dribbles for up to 10 s, past the test's total timeout
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                pass
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
+    article = (FIXTURES / "article.html").read_bytes()
+    legacy = (FIXTURES / "legacy_cp1252.html").read_bytes()
+    html = {"Content-Type": "text/html; charset=utf-8"}
+    return {
+        "/article": (200, html, article),
+        "/redirect1": (302, {"Location": "/redirect2"}, b""),
+        "/redirect2": (301, {"Location": "/article"}, b""),
+        "/loop-a": (302, {"Location": "/loop-b"}, b""),
+        "/loop-b": (302, {"Location": "/loop-a"}, b""),
+        **{f"/chain{i}": (302, {"Location": f"/chain{i + 1}"}, b"") for i in range(8)},
+        "/legacy": (200, {"Content-Type": "text/html"}, legacy),
+        "/big": (200, {"Content-Type": "text/html"}, b"<html><body>" + b"<p>word </p>" * 120_000 + b"</body></html>"),
+        "/doc.pdf": (200, {"Content-Type": "application/pdf"}, b"%PDF-1.4\n%fake but typed as PDF\n"),
+        "/empty": (200, html, b"<html><head><title></title></head><body></body></html>"),
+        "/plain": (200, {"Content-Type": "text/plain; charset=utf-8"}, b"Plain notes about a product.\nIt is great."),
+        "/server-error": (500, html, b"oops"),
+        "/xss": (200, html, (FIXTURES / "xss.html").read_bytes()),
+        "/to-metadata": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
+    }
+
+
+@pytest.fixture(scope="session")
+def web_server():
+    """A threaded HTTP server on 127.0.0.1 serving the fixture pages; yields its base URL."""
+    PageHandler.pages = _pages()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -1,0 +1,107 @@
+"""Settings, database engine, migrations and model loading."""
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.db import current_revision, make_engine, migrate, table_names
+from core.modelling import ModelLoadError, load_model
+from core.settings import load_settings
+
+
+def test_settings_defaults_and_environment(monkeypatch, tmp_path):
+    for name in ("RASHOMON_HOME", "RASHOMON_DATABASE_URL", "RASHOMON_MODEL", "RASHOMON_ALLOWED_INTERNAL_HOSTS"):
+        monkeypatch.delenv(name, raising=False)
+    defaults = load_settings()
+    assert defaults.home == Path.home() / ".rashomon"
+    assert defaults.database_url == f"sqlite:///{Path.home() / '.rashomon' / 'rashomon.db'}"
+    assert defaults.resolved_model == str(defaults.default_model_dir)
+    monkeypatch.setenv("RASHOMON_HOME", str(tmp_path))
+    monkeypatch.setenv("RASHOMON_MODEL", "org/some-model")
+    monkeypatch.setenv("RASHOMON_ALLOWED_INTERNAL_HOSTS", "127.0.0.1, intranet.local,10.0.0.0/8")
+    custom = load_settings()
+    assert custom.database_url == f"sqlite:///{tmp_path / 'rashomon.db'}"
+    assert custom.resolved_model == "org/some-model"
+    assert custom.allowed_internal_hosts == ("127.0.0.1", "intranet.local", "10.0.0.0/8")
+
+
+def test_sqlite_engine_uses_wal_and_foreign_keys(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            connection.execute(text("INSERT INTO snapshot (link_id, fetched_at) VALUES (999, '2026-01-01')"))
+    assert {"link", "snapshot", "tag", "link_tag", "snapshot_fts", "explanation_record"} <= set(table_names(engine))
+
+
+def test_migrations_upgrade_keeps_existing_data(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = make_engine(url, run_migrations=False)
+    migrate(old, "0001")
+    assert current_revision(old) == "0001"
+    with old.begin() as connection:
+        connection.execute(text("INSERT INTO link (url, normalized_url, title, notes, created_at) "
+                                "VALUES ('https://a.example/', 'https://a.example/', 'kept', '', '2026-01-01')"))
+    old.dispose()
+    upgraded = make_engine(url)  # applies the remaining migrations on start
+    assert current_revision(upgraded) == "0002"
+    with upgraded.connect() as connection:
+        assert connection.execute(text("SELECT title FROM link")).scalar() == "kept"
+    make_engine(url)  # a second start is a no-op
+    assert sqlite3.connect(tmp_path / "old.db").execute("SELECT count(*) FROM link").fetchone() == (1,)
+
+
+def test_tiny_model_loads_with_labels_and_attention(tiny_model):
+    assert tiny_model.labels == ["negative", "neutral", "positive"]
+    assert tiny_model.model.config._attn_implementation == "eager"
+    assert len(tiny_model.fingerprint) == 16
+    assert tiny_model.source == "local directory" and tiny_model.name == "tiny-bert-seed0"
+
+
+def test_fingerprint_depends_on_weights(tmp_path, tiny_model):
+    from core.tiny_model import build_tiny_model
+
+    other = load_model(str(build_tiny_model(tmp_path / "other", seed=1)))
+    assert other.fingerprint != tiny_model.fingerprint
+
+
+def test_missing_default_model_says_how_to_build_it(home):
+    with pytest.raises(ModelLoadError, match="build-default"):
+        load_model(str(load_settings().default_model_dir))
+
+
+def test_unknown_hub_id_offline_gives_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="not a local directory"):
+        load_model("nobody-here/no-such-model-xyz")
+
+
+def test_encoder_without_head_is_not_a_classifier():
+    from core.default_model import encoder_dir
+
+    with pytest.raises(ModelLoadError, match="not a classifier"):
+        load_model(str(encoder_dir()))
+
+
+def test_corrupt_directory_gives_clear_message(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ModelLoadError, match="not a readable model directory"):
+        load_model(str(tmp_path))
+
+
+def test_default_model_build_on_a_small_slice(tmp_path):
+    """The whole build path (data, split, training, scoring, saving, card) on a few rows."""
+    from core.default_model import BuildConfig, build_default_model
+
+    steps = []
+    report = build_default_model(tmp_path / "m", BuildConfig(train_rows=96, heldout_rows=60, max_length=32),
+                                 progress=lambda f, m: steps.append(f))
+    card = (tmp_path / "m" / "README.md").read_text()
+    assert "macro-F1" in card and f"{report.macro_f1:.4f}" in card and "seed 13" in card
+    assert "training time" in card and "transformers" in card
+    assert 0.0 <= report.macro_f1 <= 1.0 and steps[-1] == 1.0
+    model = load_model(str(tmp_path / "m"))
+    assert model.labels == ["negative", "neutral", "positive"] and model.card == card

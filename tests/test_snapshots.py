@@ -1,0 +1,173 @@
+"""The link library on a real SQLite file with real HTTP fetches to 127.0.0.1."""
+
+import pytest
+from sqlmodel import select
+
+from core.bookmarks import export_links, import_bookmarks, parse_netscape
+from core.db import session_scope
+from core.schema import Snapshot
+from core.snapshots import (
+    LibraryError,
+    add_tags,
+    delete_tag,
+    diff_snapshots,
+    list_links,
+    list_tags,
+    merge_tags,
+    raw_html,
+    refresh_link,
+    remove_tags,
+    rename_tag,
+    snapshot_many,
+    snapshot_url,
+    snapshots_of,
+)
+
+
+def test_snapshot_of_article_keeps_text_metadata_and_html(web_server, engine):
+    outcome = snapshot_url(f"{web_server}/article?utm_source=mail", ["News"], engine)
+    s = outcome.snapshot
+    assert not outcome.error and outcome.created_link
+    assert outcome.link.normalized_url == f"{web_server}/article"
+    assert s.title == "City council approves new riverside park"
+    assert "Maria Okafor" in s.authors and s.publish_date.startswith("2026-03-14")
+    assert "riverside park" in s.text and "Cookie settings" not in s.text and "Subscribe now" not in s.text
+    assert s.extractor in ("trafilatura", "newspaper3k") and s.extractor_version
+    assert len(s.text_sha256) == 64 and s.byte_size > 1000
+    assert "<nav>" in raw_html(s)
+    assert outcome.tags == ["news"]
+
+
+def test_same_url_twice_is_one_link_with_two_versions_and_a_diff(web_server, engine):
+    first = snapshot_url(f"{web_server}/versioned", [], engine)
+    second = snapshot_url(f"{web_server}/versioned#section", [], engine)
+    assert first.link.id == second.link.id and not second.created_link
+    versions = snapshots_of(first.link.id, engine)
+    assert [v.id for v in versions] == [second.snapshot.id, first.snapshot.id]
+    patch = diff_snapshots(versions[1], versions[0])
+    assert "-" in patch and "version 1" in patch and "version 2" in patch
+
+
+def test_failed_refresh_never_alters_earlier_snapshots(web_server, engine):
+    good = snapshot_url(f"{web_server}/article", [], engine)
+    before = good.snapshot.model_dump()
+
+    def broken(url):
+        from core.fetch import FetchError
+        raise FetchError("The server answered 500 Internal Server Error.", "http_error", 500)
+
+    failed = refresh_link(good.link.id, engine, fetcher=broken)
+    assert failed.error.startswith("The server answered 500")
+    with session_scope(engine) as session:
+        rows = session.exec(select(Snapshot).where(Snapshot.link_id == good.link.id)).all()
+    assert len(rows) == 2
+    assert next(r for r in rows if r.id == good.snapshot.id).model_dump() == before
+    assert list_links(engine=engine)[0].latest_error.startswith("The server answered 500")
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("/doc.pdf", "PDF"), ("/missing", "404"), ("/empty", "No readable text"), ("/loop-a", "loop"),
+])
+def test_failures_are_stored_as_attempts(web_server, engine, path, message):
+    outcome = snapshot_url(f"{web_server}{path}", [], engine)
+    assert message in outcome.error
+    assert outcome.snapshot.id is not None and outcome.link.id is not None
+
+
+def test_bad_url_raises_a_clear_error_and_stores_nothing(engine):
+    with pytest.raises(LibraryError, match="http"):
+        snapshot_url("ftp://example.com/file", [], engine)
+    assert list_links(engine=engine) == []
+
+
+def test_bulk_continues_after_failures_and_summarises(web_server, engine):
+    progress = []
+    summary = snapshot_many(f"{web_server}/article\nnot a url\n{web_server}/doc.pdf\n\n{web_server}/plain",
+                            ["batch"], engine, progress=lambda f, m: progress.append(f))
+    assert summary.succeeded == 2
+    failed = dict(summary.failures)
+    assert set(failed) == {"not a url", f"{web_server}/doc.pdf"}
+    assert progress[-1] == 1.0 and len(progress) == 5  # one per link, then done
+
+
+def test_legacy_charset_snapshot(web_server, engine):
+    outcome = snapshot_url(f"{web_server}/legacy", [], engine)
+    assert "crème brûlée" in outcome.snapshot.text
+
+
+def test_tags_add_remove_rename_merge_delete(web_server, engine):
+    a = snapshot_url(f"{web_server}/article", ["alpha"], engine).link.id
+    b = snapshot_url(f"{web_server}/plain", ["beta"], engine).link.id
+    add_tags([a, b], ["shared", "Both Words"], engine)
+    assert {v.id: v.tags for v in list_links(engine=engine)} == {
+        a: ["alpha", "both-words", "shared"], b: ["beta", "both-words", "shared"]}
+    remove_tags([b], ["shared"], engine)
+    assert [v.id for v in list_links(tags_all=["shared"], engine=engine)] == [a]
+    assert {v.id for v in list_links(tags_any=["alpha", "beta"], engine=engine)} == {a, b}
+    assert list_links(tags_all=["alpha", "beta"], engine=engine) == []
+
+    rename_tag("alpha", "first", engine)
+    assert [v.id for v in list_links(tags_all=["first"], engine=engine)] == [a]
+    with pytest.raises(LibraryError, match="already exists"):
+        rename_tag("first", "beta", engine)
+    assert merge_tags("beta", "first", engine) == 1
+    assert {v.id for v in list_links(tags_all=["first"], engine=engine)} == {a, b}
+    assert "beta" not in dict(list_tags(engine))
+    delete_tag("first", engine)
+    assert len(list_links(engine=engine)) == 2  # links stay
+    with pytest.raises(LibraryError):
+        merge_tags("nope", "first", engine)
+
+
+def test_full_text_search(web_server, engine):
+    a = snapshot_url(f"{web_server}/article", [], engine).link.id
+    b = snapshot_url(f"{web_server}/legacy", [], engine).link.id
+    assert [v.id for v in list_links(search="riverside budget", engine=engine)] == [a]
+    assert [v.id for v in list_links(search="brûlée", engine=engine)] == [b]
+    assert [v.id for v in list_links(search="terra", engine=engine)] == [b]  # prefix of the last word
+    assert list_links(search="zeppelin", engine=engine) == []
+    assert len(list_links(search='"; DROP TABLE link; --', engine=engine)) == 0
+    assert len(list_links(engine=engine)) == 2
+
+
+BOOKMARKS = """<!DOCTYPE NETSCAPE-Bookmark-file-1>
+<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=UTF-8">
+<TITLE>Bookmarks</TITLE>
+<H1>Bookmarks</H1>
+<DL><p>
+<DT><A HREF="https://example.com/one?utm_source=x" ADD_DATE="1700000000" TAGS="news,Politics">One &amp; only</A>
+<DD>A note about one
+<DT><A HREF="https://example.org/two" ADD_DATE="1700000100" TAGS="">Two</A>
+<DT><A HREF="javascript:alert(1)" TAGS="bad">Bad</A>
+</DL><p>
+"""
+
+
+def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
+    first = import_bookmarks(BOOKMARKS, engine)
+    assert (first.added, first.existing, len(first.skipped)) == (2, 0, 1)
+    second = import_bookmarks(BOOKMARKS, engine)
+    assert (second.added, second.existing) == (0, 2)
+    views = {v.normalized_url: v for v in list_links(engine=engine)}
+    one = views["https://example.com/one"]
+    assert one.tags == ["news", "politics"] and one.title == "One & only" and one.notes == "A note about one"
+
+    exported = export_links("html", engine)
+    parsed = {b.url: b for b in parse_netscape(exported)}
+    assert parsed["https://example.com/one?utm_source=x"].tags == ["news", "politics"]
+    assert parsed["https://example.com/one?utm_source=x"].notes == "A note about one"
+    # Importing our own export into a fresh database gives the same links and tags.
+    from core.db import make_engine
+
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    import_bookmarks(exported, other)
+    assert {(v.normalized_url, tuple(v.tags)) for v in list_links(engine=other)} == {
+        (v.normalized_url, tuple(v.tags)) for v in list_links(engine=engine)}
+
+    import csv
+    import io
+    import json
+
+    assert {r["url"] for r in json.loads(export_links("json", engine))} == set(parsed)
+    rows = list(csv.DictReader(io.StringIO(export_links("csv", engine))))
+    assert {r["tags"] for r in rows} == {"news,politics", ""}

@@ -130,10 +130,12 @@ def _shap(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
     import shap
 
     np.random.seed(params["seed"])  # Partition is deterministic; seeded in case shap samples
-    masker = shap.maskers.Text(runner.tokenizer, mask_token=runner.mask_token, collapse_mask_token=False)
+    # Token-id output: masked inputs reach the model exactly as masked, with no re-tokenization.
+    masker = shap.maskers.Text(runner.tokenizer, mask_token=runner.mask_token, collapse_mask_token=False,
+                               output_type="token_ids")
 
-    def target_probability(texts: Any) -> np.ndarray:
-        return runner.probabilities_for_texts([str(t) for t in texts], progress)[:, target]
+    def target_probability(id_rows: Any) -> np.ndarray:
+        return runner.probabilities([list(row) for row in np.atleast_2d(id_rows)], progress)[:, target]
 
     explainer = shap.explainers.Partition(target_probability, masker)
     values = explainer([prepared.text], max_evals=params["max_evals"], batch_size=runner.batch_size, silent=True)
@@ -199,10 +201,11 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
         embeds, baselines=baseline, additional_forward_args=(mask,), n_steps=params["n_steps"],
         method=params["method"], internal_batch_size=params["internal_batch_size"], return_convergence_delta=True,
     )
-    with torch.no_grad():
-        f_input = float(forward(embeds, mask)[0])
-        f_baseline = float(forward(baseline, mask)[0])
     token_scores = attributions[0].sum(-1).detach().cpu().numpy().astype(float)
+    # Captum's delta = sum(attributions) - (f(x) - f(baseline)); f(x) is the runner's cached prediction,
+    # so f(baseline) follows without another forward pass.
+    f_input = float(runner.probabilities([prepared.input_ids])[0, target])
+    f_baseline = f_input - (float(token_scores.sum()) - float(delta[0]))
     return Attribution(token_scores=token_scores, diagnostics={
         "convergence_delta": float(delta[0]),
         "f_input": f_input,

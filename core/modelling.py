@@ -15,8 +15,13 @@ from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as transformers_logging
 
 from core.settings import load_settings
+
+# Rashomon reports loading problems itself, in one sentence; keep transformers' bars and reports quiet.
+transformers_logging.set_verbosity_error()
+transformers_logging.disable_progress_bar()
 
 
 class ModelLoadError(RuntimeError):

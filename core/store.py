@@ -40,9 +40,13 @@ def explain_stored(
     params: dict[str, Any] | None = None,
     *,
     fresh: bool = False,
+    only_stored: bool = False,
     progress: ProgressFn | None = None,
-) -> StoredExplanation:
-    """`core.explainers.explain`, through the store: a stored result unless `fresh`."""
+) -> StoredExplanation | None:
+    """`core.explainers.explain`, through the store: a stored result unless `fresh`.
+
+    With `only_stored=True` nothing is computed: the stored result, or None.
+    """
     from core.explainers import explain  # validation lives there; reuse it for the error messages
 
     spec = get_method(method)
@@ -58,6 +62,8 @@ def explain_stored(
         record = session.exec(select(ExplanationRecord).filter_by(**key)).first()
         if record is not None and not fresh:
             return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True)
+    if only_stored:
+        return None
     result = _explain(runner, prepared, spec, target_label, resolved, progress or (lambda f, m: None))
     with session_scope(engine) as session:
         record = session.exec(select(ExplanationRecord).filter_by(**key)).first()

@@ -83,3 +83,64 @@ def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
     assert not app.exception
     assert len(app.error) == 2 and "http" in app.error[0].value
     assert len(list_links()) == 1
+
+
+FAST = "occlusion,attention,attention_rollout,input_x_gradient,saliency"
+
+
+def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
+    text = "The staff were lovely but the food was cold and bland."
+    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    assert not app.exception
+    assert any("Press **Run**" in i.value for i in app.info)
+    app.button[0].click().run()
+    assert not app.exception
+    headers = [s.value for s in app.subheader]
+    assert any(h.startswith("Prediction:") for h in headers)
+    assert {"Side by side", "Agreement", "Faithfulness: which account does the model support?", "Summary"} <= set(headers)
+    summary = [m.value for m in app.markdown if m.value.startswith("- ")]
+    assert summary and "The model predicts" in summary[0]
+    top_table = next(d for d in app.dataframe if len(d.value) == 3)
+    app.slider(key="k").set_value(5).run()
+    assert not app.exception and app.query_params["k"] == ["5"] or app.query_params["k"] == "5"
+    assert any(len(d.value) == 5 for d in app.dataframe) and top_table is not None
+
+    # A teammate opens the same address: everything comes from the store, no Run needed.
+    shared = run_page("pages/compare.py", text=text, methods=FAST, k="5")
+    assert not shared.exception
+    assert any(s.value.startswith("Prediction:") for s in shared.subheader)
+    assert any("Stored results reused for: occlusion, attention" in c.value for c in shared.caption)
+    assert [s.value for s in shared.subheader if s.value.startswith("Prediction")] == \
+        [s.value for s in app.subheader if s.value.startswith("Prediction")]
+
+
+def test_compare_page_bad_links_say_so(home):
+    app = run_page("pages/compare.py", demo="999")
+    assert not app.exception and any("does not exist" in e.value for e in app.error)
+    app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
+    assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
+    app = run_page("pages/compare.py", text="fine words", methods=FAST, model="/nowhere/model")
+    assert not app.exception and any("No model directory" in e.value for e in app.error)
+
+
+def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_server):
+    from core.compare import list_demos
+    from core.snapshots import snapshot_url
+
+    snap = snapshot_url(f"{web_server}/xss", ["demo"]).snapshot
+    app = run_page("pages/compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
+    assert not app.exception
+    app.button[0].click().run()
+    assert not app.exception
+    assert any('<script>alert("pwned")</script>' in t.value for t in app.text)  # shown as text
+    assert all("<script" not in m.value for m in app.markdown)
+    app.text_input(key="demo_name").set_value("xss walkthrough")
+    app.text_area(key="demo_note").set_value("escaping check")
+    next(b for b in app.button if b.label == "Save as demo").click().run()
+    assert not app.exception and any("Saved demo" in s.value for s in app.success)
+    from core.db import get_engine
+
+    demo = list_demos(get_engine())[0]
+    reopened = run_page("pages/compare.py", demo=str(demo.id))
+    assert not reopened.exception
+    assert reopened.query_params["snapshot"] in (str(snap.id), [str(snap.id)])

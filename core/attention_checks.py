@@ -86,7 +86,7 @@ def intervene(runner: ModelRunner, text: str, target: str, layers: Sequence[int]
     results = []
     for layer in layers:
         for mode in modes:
-            with intervened(runner.model, layer, mode), torch.inference_mode():
+            with runner.loaded.lock, intervened(runner.model, layer, mode), torch.inference_mode():
                 probs = torch.softmax(runner.model(input_ids=ids).logits[0].float(), -1).cpu().numpy()
             runner.forward_passes += 1
             results.append(Intervention(

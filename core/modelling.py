@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ class LoadedModel:
     device: torch.device
     max_length: int
     card: str = ""
+    # Serialises use of the network across threads (a corpus job and a page share one model, and an
+    # attention intervention temporarily swaps the attention implementation).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property

@@ -110,7 +110,7 @@ class ModelRunner:
         for row, key in enumerate(batch):
             ids[row, : len(key)] = torch.tensor(key)
             mask[row, : len(key)] = 1
-        with torch.inference_mode():
+        with self.loaded.lock, torch.inference_mode():
             logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         self.forward_passes += len(batch)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
@@ -133,7 +133,8 @@ class ModelRunner:
             attention_mask = torch.ones(inputs_embeds.shape[:2], dtype=torch.long, device=self.device)
         elif attention_mask.shape[0] != inputs_embeds.shape[0]:
             attention_mask = attention_mask.expand(inputs_embeds.shape[0], -1)
-        logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+        with self.loaded.lock:
+            logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
         self.forward_passes += int(inputs_embeds.shape[0])
         self.evaluations += int(inputs_embeds.shape[0])
         return torch.softmax(logits, dim=-1)
@@ -141,7 +142,7 @@ class ModelRunner:
     def attentions(self, input_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(attention weights (layers, heads, seq, seq), probabilities) for one input."""
         ids = torch.tensor([list(input_ids)], device=self.device)
-        with torch.inference_mode():
+        with self.loaded.lock, torch.inference_mode():
             out = self.model(input_ids=ids, output_attentions=True)
         self.forward_passes += 1
         self.evaluations += 1

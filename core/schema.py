@@ -83,3 +83,40 @@ class Demo(SQLModel, table=True):
     note: str = ""
     query: str = Field(sa_column=Column(Text, nullable=False))  # the view state as JSON
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CorpusJob(SQLModel, table=True):
+    """A run of several methods over many inputs; items are stored one by one as they finish."""
+
+    __tablename__ = "corpus_job"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    source: str = ""  # what the inputs came from, for people
+    model: str = ""  # model spec ("" = configured default)
+    methods: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
+    options: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))  # JSON
+    k: int = 5
+    status: str = "queued"  # queued | running | stopped | done | failed
+    stop_requested: bool = False
+    error: str = ""
+    total: int = 0
+    done: int = 0
+    failed: int = 0
+    seconds: float = 0.0  # compute time of finished items
+    created_at: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime | None = None
+
+
+class CorpusItem(SQLModel, table=True):
+    __tablename__ = "corpus_item"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="corpus_job.id", index=True, ondelete="CASCADE")
+    position: int
+    origin: str = ""  # e.g. "snapshot 3, passage 2" or "csv row 17"
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    gold_label: str = ""
+    status: str = "pending"  # pending | done | failed
+    predicted_label: str = ""
+    result: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # JSON metrics
+    seconds: float = 0.0
+    error: str = ""

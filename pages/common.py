@@ -44,3 +44,13 @@ def streamlit_progress(bar):
     def report(fraction: float, message: str) -> None:
         bar.progress(max(0.0, min(1.0, fraction)), text=message)
     return report
+
+
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """One background job runner per server process, shared by every session."""
+    from core.corpus import JobRunner
+
+    settings = load_settings()
+    # Jobs get their own runner (own cache and counters) over the shared, cached model.
+    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)))

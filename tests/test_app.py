@@ -144,3 +144,47 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     reopened = run_page("pages/compare.py", demo=str(demo.id))
     assert not reopened.exception
     assert reopened.query_params["snapshot"] in (str(snap.id), [str(snap.id)])
+
+
+def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
+    import time
+
+    from core import corpus
+    from core.db import get_engine
+    from core.snapshots import snapshot_url
+
+    snapshot_url(f"{web_server}/article", ["batch"])
+    snapshot_url(f"{web_server}/legacy", ["batch"])
+    app = run_page("pages/corpus.py")
+    assert not app.exception and any("No corpus runs" in i.value for i in app.info)
+    app.multiselect(key="corpus_tags").set_value(["batch"]).run()
+    app.multiselect(key="corpus_methods").set_value(["attention", "occlusion"]).run()
+    captions = [c.value for c in app.caption]
+    assert any(c.endswith("passages selected.") and not c.startswith("0 ") for c in captions), captions
+    next(b for b in app.button if b.label == "Start run").click().run()
+    assert not app.exception
+    job = corpus.list_jobs(get_engine())[0]
+    deadline = time.monotonic() + 120
+    while corpus.get_job(get_engine(), job.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    app = run_page("pages/corpus.py", job=str(job.id))
+    assert not app.exception
+    headers = [s.value for s in app.subheader]
+    assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "By predicted label"} <= set(headers)
+    missing = run_page("pages/corpus.py", job="999")
+    assert any("does not exist" in e.value for e in missing.error)
+
+
+def test_checks_page_gives_verdicts(home):
+    app = run_page("pages/checks.py")
+    assert not app.exception
+    app.text_area(key="checks_text").set_value("The plot was thin but the acting was superb.").run()
+    app.multiselect(key="checks_stability_methods").set_value(["integrated_gradients"]).run()
+    next(b for b in app.button if b.label == "Run stability check").click().run()
+    assert not app.exception
+    assert any("integrated_gradients:" in m.value for m in [*app.success, *app.error])
+    app.multiselect(key="checks_random_methods").set_value(["attention", "saliency"]).run()
+    next(b for b in app.button if b.label == "Run randomisation check").click().run()
+    assert not app.exception
+    verdicts = [m.value for m in [*app.success, *app.error]]
+    assert any(v.startswith("attention: FAILS") for v in verdicts) and any(v.startswith("saliency:") for v in verdicts)

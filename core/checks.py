@@ -1,0 +1,204 @@
+"""Can a method's account be trusted at all? Stability and model-randomisation checks.
+
+- **Stability**: rerun a method under settings that should not matter (seeds, sample counts,
+  baselines, step counts) and measure its agreement with itself. A method that disagrees with
+  itself cannot be trusted to disagree with others.
+- **Model randomisation** (Adebayo et al., 2018, "Sanity checks for saliency maps"): re-initialise
+  the model cumulatively from the top (classifier head, then encoder layers from the last down),
+  on a copy, and compare each method's attribution with the one on the trained model. A method
+  whose explanation barely changes when the model is destroyed explains the input, not the model.
+
+Each check ends in a one-line verdict per method from the thresholds below.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.agreement import METRICS
+from core.explainers import explain
+from core.runner import ModelRunner
+
+STABLE_SPEARMAN = 0.8  # mean pairwise Spearman of |scores| across variants
+STABLE_TOPK = 0.6  # mean pairwise top-k feature agreement across variants
+RANDOMISATION_PASS = 0.5  # Spearman with the trained model's attributions must stay below this at every stage
+
+DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "lime": [{"seed": s, "num_samples": n} for s, n in ((0, 500), (1, 500), (2, 500), (0, 250), (0, 1000))],
+    "shap": [{"seed": s, "max_evals": n} for s, n in ((0, 500), (1, 500), (0, 250), (0, 1000))],
+    "integrated_gradients": [{"baseline": b, "n_steps": n}
+                             for b, n in (("pad", 50), ("mask", 50), ("zero", 50), ("pad", 20), ("pad", 100))],
+}
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    method: str
+    variants: list[dict[str, Any]]
+    mean_spearman: float
+    min_spearman: float
+    mean_topk: float
+    verdict: str
+
+
+def stability(runner: ModelRunner, text: str, variants: dict[str, list[dict[str, Any]]] | None = None,
+              k: int = 5, target: str | None = None, progress: ProgressFn | None = None) -> list[StabilityResult]:
+    variants = variants or DEFAULT_VARIANTS
+    total = sum(len(v) for v in variants.values())
+    done = 0
+    results = []
+    for method, settings in variants.items():
+        explanations = []
+        for params in settings:
+            if progress:
+                progress(done / total, f"{method} {params}")
+            explanations.append(explain(runner, text, method, target, params))
+            target = explanations[-1].target
+            done += 1
+        spearman, topk = [], []
+        for a, b in itertools.combinations(explanations, 2):
+            x, y = np.asarray(a.scores), np.asarray(b.scores)
+            spearman.append(METRICS["spearman"].fn(x, y, k))
+            topk.append(METRICS["feature_agreement"].fn(x, y, k))
+        mean_s, min_s, mean_k = float(np.nanmean(spearman)), float(np.nanmin(spearman)), float(np.nanmean(topk))
+        stable = mean_s >= STABLE_SPEARMAN and mean_k >= STABLE_TOPK
+        verdict = (f"{method}: {'stable' if stable else 'UNSTABLE'}: agrees with itself at mean Spearman "
+                   f"{mean_s:.2f} (threshold {STABLE_SPEARMAN}) and top-{k} agreement {mean_k:.2f} "
+                   f"(threshold {STABLE_TOPK}) across {len(settings)} settings.")
+        results.append(StabilityResult(method, settings, mean_s, min_s, mean_k, verdict))
+    if progress:
+        progress(1.0, "stability done")
+    return results
+
+
+def _reinitialise(module: torch.nn.Module, std: float, generator: torch.Generator) -> None:
+    for sub in module.modules():
+        if isinstance(sub, torch.nn.Linear | torch.nn.Embedding):
+            with torch.no_grad():
+                sub.weight.copy_(torch.randn(sub.weight.shape, generator=generator) * std)
+                if getattr(sub, "bias", None) is not None:
+                    sub.bias.zero_()
+        elif isinstance(sub, torch.nn.LayerNorm):
+            with torch.no_grad():
+                sub.weight.fill_(1.0)
+                sub.bias.zero_()
+
+
+def _encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The transformer blocks, first to last, for the common architectures."""
+    for path in ("bert.encoder.layer", "roberta.encoder.layer", "distilbert.transformer.layer",
+                 "deberta.encoder.layer", "electra.encoder.layer", "albert.encoder.albert_layer_groups"):
+        node: Any = model
+        try:
+            for part in path.split("."):
+                node = getattr(node, part)
+            return list(node)
+        except AttributeError:
+            continue
+    raise ValueError(f"Cannot find the encoder layers of {type(model).__name__} for the randomisation check.")
+
+
+def _head(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [getattr(model, name) for name in ("classifier", "pre_classifier", "score") if hasattr(model, name)] + (
+        [model.bert.pooler] if hasattr(model, "bert") and getattr(model.bert, "pooler", None) is not None else [])
+
+
+@dataclass(frozen=True)
+class RandomisationStage:
+    name: str
+    similarity: dict[str, float]  # method -> Spearman(|original|, |randomised|)
+
+
+@dataclass(frozen=True)
+class RandomisationResult:
+    stages: list[RandomisationStage]
+    verdicts: dict[str, str]
+
+
+def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max_layers: int | None = None,
+                  params: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                  progress: ProgressFn | None = None) -> RandomisationResult:
+    """Cascading randomisation from the top; the trained model itself is never modified."""
+    params = params or {}
+    original = {m: explain(runner, text, m, None, params.get(m)) for m in methods}
+    target = next(iter(original.values())).target
+    model = copy.deepcopy(runner.loaded.model)
+    std = float(getattr(model.config, "initializer_range", 0.02))
+    generator = torch.Generator().manual_seed(seed)
+    layers = _encoder_layers(model)
+    steps: list[tuple[str, list[torch.nn.Module]]] = [("classifier head", _head(model))]
+    count = len(layers) if max_layers is None else min(max_layers, len(layers))
+    for n in range(1, count + 1):
+        steps.append((f"+ layer {len(layers) - n}", [layers[len(layers) - n]]))
+    copy_loaded = dataclasses.replace(runner.loaded, model=model, _fingerprint=None)
+    stages = []
+    for index, (name, modules) in enumerate(steps):
+        if progress:
+            progress(index / len(steps), f"randomising {name}")
+        for module in modules:
+            _reinitialise(module, std, generator)
+        scrambled = ModelRunner(copy_loaded, batch_size=runner.batch_size)
+        similarity = {}
+        for m in methods:
+            e = explain(scrambled, text, m, target, params.get(m))
+            similarity[m] = METRICS["spearman"].fn(np.asarray(original[m].scores), np.asarray(e.scores), 0)
+        stages.append(RandomisationStage(name, similarity))
+    verdicts = {}
+    for m in methods:
+        after = [s.similarity[m] for s in stages if not math.isnan(s.similarity[m])]
+        worst = max(after) if after else math.nan
+        passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
+        verdicts[m] = (f"{m}: {'passes' if passed else 'FAILS'}: once the model is randomised from the top, its "
+                       f"attributions keep Spearman up to {worst:.2f} with the trained model's "
+                       f"(must stay below {RANDOMISATION_PASS} at every stage).")
+    if progress:
+        progress(1.0, "randomisation done")
+    return RandomisationResult(stages, verdicts)
+
+
+def stability_over(runner: ModelRunner, texts: Sequence[str], variants: dict[str, list[dict[str, Any]]] | None = None,
+                   k: int = 5, progress: ProgressFn | None = None) -> list[StabilityResult]:
+    """Stability averaged over several inputs, with the same thresholds and verdict wording."""
+    per_input = []
+    for i, text in enumerate(texts):
+        inner = (lambda f, m, _i=i: progress((_i + f) / len(texts), f"input {_i + 1}: {m}")) if progress else None
+        per_input.append(stability(runner, text, variants, k, progress=inner))
+    results = []
+    for j, first in enumerate(per_input[0]):
+        mean_s = float(np.nanmean([r[j].mean_spearman for r in per_input]))
+        min_s = float(np.nanmin([r[j].min_spearman for r in per_input]))
+        mean_k = float(np.nanmean([r[j].mean_topk for r in per_input]))
+        stable = mean_s >= STABLE_SPEARMAN and mean_k >= STABLE_TOPK
+        verdict = (f"{first.method}: {'stable' if stable else 'UNSTABLE'} over {len(texts)} inputs: mean Spearman "
+                   f"{mean_s:.2f} (threshold {STABLE_SPEARMAN}), top-{k} agreement {mean_k:.2f} (threshold {STABLE_TOPK}).")
+        results.append(StabilityResult(first.method, first.variants, mean_s, min_s, mean_k, verdict))
+    return results
+
+
+def randomisation_over(runner: ModelRunner, texts: Sequence[str], methods: Sequence[str],
+                       max_layers: int | None = None, progress: ProgressFn | None = None) -> RandomisationResult:
+    """Randomisation similarities averaged stage by stage over several inputs."""
+    runs = []
+    for i, text in enumerate(texts):
+        inner = (lambda f, m, _i=i: progress((_i + f) / len(texts), f"input {_i + 1}: {m}")) if progress else None
+        runs.append(randomisation(runner, text, methods, max_layers=max_layers, progress=inner))
+    stages = [RandomisationStage(stage.name, {m: float(np.nanmean([r.stages[s].similarity[m] for r in runs]))
+                                              for m in methods})
+              for s, stage in enumerate(runs[0].stages)]
+    verdicts = {}
+    for m in methods:
+        worst = max(st.similarity[m] for st in stages)
+        passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
+        verdicts[m] = (f"{m}: {'passes' if passed else 'FAILS'} over {len(texts)} inputs: mean Spearman with the "
+                       f"trained model's attributions reaches {worst:.2f} (must stay below {RANDOMISATION_PASS}).")
+    return RandomisationResult(stages, verdicts)

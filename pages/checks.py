@@ -1,0 +1,97 @@
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import checks, corpus
+from core.explainers import METHODS
+from core.modelling import ModelLoadError
+from core.passages import paragraphs
+from core.settings import load_settings
+from core.snapshots import latest_good_snapshot, list_links
+from pages.common import cached_runner, engine, streamlit_progress
+
+db = engine()
+st.title("Checks")
+st.caption("Before trusting a method's account: does it agree with itself, and does it notice when the model "
+           "is destroyed? Each check ends in a one-line verdict from the thresholds stated with it.")
+
+spec = st.text_input("Model (empty: the configured default)", key="checks_model").strip() or load_settings().resolved_model
+try:
+    runner = cached_runner(spec)
+except ModelLoadError as exc:
+    st.error(str(exc))
+    st.stop()
+
+scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=True, key="checks_scope")
+texts: list[str] = []
+if scope == "One input":
+    options = {"free": "Free text"}
+    for view in list_links(engine=db)[:200]:
+        if view.latest_snapshot_id and not view.latest_error:
+            options[str(view.id)] = f"Snapshot of {view.title or view.url}"
+    choice = st.selectbox("Input", list(options), format_func=options.get, key="checks_input")
+    if choice == "free":
+        texts = [st.text_area("Text", key="checks_text", placeholder="The plot was thin but the acting superb.")]
+    else:
+        snap = latest_good_snapshot(int(choice), db)
+        paras = paragraphs(snap.text) if snap else []
+        if paras:
+            index = st.number_input(f"Paragraph (1-{len(paras)})", 1, len(paras), 1, key="checks_para") - 1
+            texts = [paras[index]]
+            st.text(texts[0])
+else:
+    jobs = [j for j in corpus.list_jobs(db) if j.done]
+    if not jobs:
+        st.info("No corpus run has finished inputs yet: start one on the Corpus page.")
+        st.stop()
+    job = st.selectbox("Corpus run", jobs, format_func=lambda j: f"#{j.id} {j.name}", key="checks_job")
+    count = st.slider("Inputs (the first N finished)", 1, min(20, job.done), min(3, job.done), key="checks_n")
+    texts = [i.text for i in corpus.items_of(db, job.id, "done")[:count]]
+texts = [t for t in texts if t and t.strip()]
+k = st.slider("k (top words compared)", 1, 20, 5, key="checks_k")
+
+st.subheader("Stability: does each method agree with itself?")
+st.caption(f"Verdict: stable when mean pairwise Spearman of |scores| ≥ {checks.STABLE_SPEARMAN} and mean top-k "
+           f"agreement ≥ {checks.STABLE_TOPK} across settings that should not matter.")
+quick = st.checkbox("Quick (smaller sample counts)", value=True, key="checks_quick")
+variants = checks.DEFAULT_VARIANTS
+if quick:
+    variants = {
+        "lime": [{"seed": s, "num_samples": n} for s, n in ((0, 200), (1, 200), (2, 200), (0, 400))],
+        "shap": [{"seed": s, "max_evals": n} for s, n in ((0, 200), (1, 200), (0, 400))],
+        "integrated_gradients": [{"baseline": b, "n_steps": n} for b, n in (("pad", 32), ("mask", 32), ("zero", 32), ("pad", 64))],
+    }
+chosen = st.multiselect("Methods", list(variants), default=list(variants), key="checks_stability_methods")
+if st.button("Run stability check", disabled=not texts or not chosen):
+    bar = st.progress(0.0, text="Starting")
+    results = checks.stability_over(runner, texts, {m: variants[m] for m in chosen}, k, progress=streamlit_progress(bar))
+    st.session_state["stability"] = results
+for result in st.session_state.get("stability", []):
+    (st.error if "UNSTABLE" in result.verdict else st.success)(result.verdict)
+if st.session_state.get("stability"):
+    st.dataframe(pd.DataFrame([{"method": r.method, "mean Spearman": r.mean_spearman, "min Spearman": r.min_spearman,
+                                f"mean top-{k} agreement": r.mean_topk, "settings": str(r.variants)}
+                               for r in st.session_state["stability"]]).round(3), hide_index=True, width="stretch")
+
+st.subheader("Model randomisation (Adebayo et al., 2018)")
+st.caption(f"The model is re-initialised from the top on a copy: classifier head, then encoder layers from the last "
+           f"down. Verdict: passes when Spearman with the trained model's attributions stays below "
+           f"{checks.RANDOMISATION_PASS} at every stage.")
+methods = st.multiselect("Methods", list(METHODS), default=["integrated_gradients", "saliency", "input_x_gradient",
+                                                             "occlusion", "attention", "attention_rollout"],
+                         key="checks_random_methods")
+if st.button("Run randomisation check", disabled=not texts or not methods):
+    bar = st.progress(0.0, text="Starting")
+    st.session_state["randomisation"] = checks.randomisation_over(runner, texts, methods, progress=streamlit_progress(bar))
+result = st.session_state.get("randomisation")
+if result:
+    for verdict in result.verdicts.values():
+        (st.success if "passes" in verdict else st.error)(verdict)
+    data = pd.DataFrame([{"stage": i, "randomised": s.name, "method": m, "Spearman": v}
+                         for i, s in enumerate(result.stages) for m, v in s.similarity.items()])
+    st.altair_chart(alt.Chart(data).mark_line(point=True).encode(
+        x=alt.X("stage:O", title="randomised so far (cumulative)", axis=alt.Axis(
+            labelExpr=f"{[s.name for s in result.stages]}[datum.value]", labelAngle=-30)),
+        y=alt.Y("Spearman:Q", scale=alt.Scale(domain=[-1, 1]), title="Spearman with trained model"),
+        color="method:N", tooltip=["randomised", "method", alt.Tooltip("Spearman:Q", format=".3f")]),
+        width="stretch")

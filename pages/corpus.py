@@ -1,0 +1,152 @@
+import json
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from core import corpus
+from core.explainers import METHODS
+from core.modelling import ModelLoadError
+from core.settings import load_settings
+from core.snapshots import list_tags
+from pages.common import cached_runner, engine, job_runner
+
+db = engine()
+jobs_runner = job_runner()
+st.title("Corpus")
+st.caption("One input is an anecdote. Run the methods over many inputs and see how often they agree, "
+           "and which one the model's behaviour supports, with uncertainty.")
+
+# -- new run ---------------------------------------------------------------------------------------------------
+with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
+    source = st.radio("Inputs", ["Snapshots with tags", "CSV upload"], horizontal=True, key="corpus_source")
+    model_spec = st.text_input("Model (empty: the configured default)", key="corpus_model")
+    spec = model_spec.strip() or load_settings().resolved_model
+    try:
+        runner = cached_runner(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        st.stop()
+    inputs: list = []
+    source_label = ""
+    if source == "Snapshots with tags":
+        tags = st.multiselect("Tags", [n for n, _ in list_tags(db)], key="corpus_tags")
+        if tags:
+            inputs = corpus.inputs_from_snapshots(db, tags, lambda t: runner.prepare(t).truncated_words == 0)
+            source_label = "snapshots tagged " + ", ".join(tags)
+    else:
+        upload = st.file_uploader("CSV with a text column", type=["csv"], key="corpus_csv")
+        text_column = st.text_input("Text column", value="text", key="corpus_text_column")
+        label_column = st.text_input("Label column (optional)", value="", key="corpus_label_column")
+        if upload is not None:
+            try:
+                inputs = corpus.inputs_from_csv(upload.getvalue().decode("utf-8", errors="replace"),
+                                                text_column, label_column)
+                source_label = f"CSV {upload.name}"
+            except corpus.CorpusError as exc:
+                st.error(str(exc))
+    st.caption(f"{len(inputs)} passages selected.")
+    methods = st.multiselect("Methods", list(METHODS), default=list(corpus.FAST_METHODS), key="corpus_methods")
+    k = st.slider("k (top words compared)", 1, 20, 5, key="corpus_k")
+    name = st.text_input("Name", value="", key="corpus_name")
+    slow = [m for m in methods if m in corpus.SLOW_METHODS]
+    confirmed = True
+    if slow and inputs:
+        estimate = corpus.estimate_seconds(runner, methods, [i.text for i in inputs])
+        st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {estimate / 60:.0f} minutes "
+                   "on this machine.")
+        confirmed = st.checkbox("Start anyway", key="corpus_confirm")
+    if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
+        try:
+            job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label)
+            jobs_runner.start(job_id)
+            st.query_params["job"] = str(job_id)
+            st.rerun()
+        except corpus.CorpusError as exc:
+            st.error(str(exc))
+
+# -- jobs -----------------------------------------------------------------------------------------------------------
+jobs = corpus.list_jobs(db)
+if not jobs:
+    st.info("No corpus runs yet.")
+    st.stop()
+labels = {j.id: f"#{j.id} {j.name} ({j.status}, {j.done + j.failed}/{j.total})" for j in jobs}
+requested = st.query_params.get("job", "")
+default = int(requested) if requested.isdigit() and int(requested) in labels else jobs[0].id
+if requested and requested.isdigit() and int(requested) not in labels:
+    st.error(f"Corpus run {requested} does not exist.")
+job_id = st.selectbox("Run", list(labels), index=list(labels).index(default), format_func=labels.get, key="job_pick")
+st.query_params["job"] = str(job_id)
+
+
+@st.fragment(run_every=2)
+def job_status() -> None:
+    job = corpus.get_job(db, job_id)
+    running_here = jobs_runner.is_running(job_id)
+    finished = job.done + job.failed
+    st.progress(finished / max(1, job.total), text=f"{finished} of {job.total} inputs · status: {job.status}")
+    left = corpus.seconds_left(job)
+    if job.status == "running" and left is not None:
+        st.caption(f"About {left:.0f} s left.")
+    if job.error:
+        st.error(f"The run failed: {job.error}")
+    a, b = st.columns(2)
+    if job.status in ("queued", "running") and (running_here or not corpus.is_stale(job)):
+        if a.button("Stop", key=f"stop_{job_id}"):
+            corpus.request_stop(db, job_id)
+    elif job.status != "done" or finished < job.total:
+        label = "Resume" if finished else "Start"
+        if corpus.is_stale(job):
+            st.warning("This run was interrupted (the server stopped while it ran). Finished inputs are kept.")
+        if a.button(label, key=f"resume_{job_id}"):
+            jobs_runner.start(job_id)
+    shown, previous = (job_id, job.status, finished), st.session_state.get("_shown_status")
+    st.session_state["_shown_status"] = shown
+    if previous is not None and previous[0] == job_id and previous != shown:
+        st.rerun()  # an input finished or the status changed: refresh the results below
+
+
+job_status()
+
+job = corpus.get_job(db, job_id)
+st.caption(f"Inputs: {job.source or 'n/a'} · model: {job.model or 'default'} · methods: {job.methods} · k = {job.k}")
+rows = corpus.agreement_rows(db, job_id)
+if not rows:
+    st.info("Results appear here as inputs finish.")
+    st.stop()
+
+st.subheader("Agreement between methods, over inputs")
+frame = pd.DataFrame(rows)
+for metric, title in (("spearman", "Spearman rank correlation"), ("feature_agreement", f"Top-{job.k} feature agreement")):
+    data = frame[frame["metric"] == metric]
+    if not data.empty:
+        st.altair_chart(alt.Chart(data).mark_boxplot(extent="min-max").encode(
+            x=alt.X("value:Q", title=title), y=alt.Y("pair:N", title=None), color=alt.Color("pair:N", legend=None),
+            tooltip=["pair"]).properties(height=max(120, 22 * data["pair"].nunique())), width="stretch")
+
+st.subheader("Faithfulness leaderboard")
+board = pd.DataFrame(corpus.leaderboard(db, job_id))
+if not board.empty:
+    bars = alt.Chart(board).mark_point(filled=True, size=80).encode(
+        x=alt.X("comprehensiveness:Q", title="mean comprehensiveness AOPC (95% bootstrap interval)"),
+        y=alt.Y("method:N", sort="-x", title=None), tooltip=list(board.columns))
+    errors = alt.Chart(board).mark_rule().encode(x="comp_low:Q", x2="comp_high:Q", y=alt.Y("method:N", sort="-x"))
+    st.altair_chart(errors + bars, width="stretch")
+    st.dataframe(board.round(4), hide_index=True, width="stretch")
+
+st.subheader("Inputs where the methods disagree most")
+for row in corpus.most_disputed(db, job_id):
+    st.page_link("pages/compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
+                 f"{row['text'][:90]}", query_params={"text": row["text"], "methods": ",".join(json.loads(job.methods)),
+                                                      "k": str(job.k)})
+
+st.subheader("By predicted label")
+st.dataframe(pd.DataFrame(corpus.per_label(db, job_id)).round(4), hide_index=True, width="stretch")
+failed = corpus.items_of(db, job_id, "failed")
+if failed:
+    with st.expander(f"{len(failed)} inputs failed"):
+        for item in failed:
+            st.text(f"{item.origin}: {item.error}")
+a, b = st.columns(2)
+a.download_button("Export JSON", corpus.export_json(db, job_id), f"rashomon-corpus-{job_id}.json", "application/json")
+b.download_button("Export CSV", corpus.export_csv(db, job_id), f"rashomon-corpus-{job_id}.csv", "text/csv")

@@ -1,0 +1,142 @@
+"""Corpus jobs (persistence, stop, resume, background thread), aggregation maths, trust checks."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from core import checks, corpus
+from core.db import session_scope
+from core.runner import ModelRunner
+from core.schema import CorpusItem
+
+FAST = ["attention", "occlusion", "input_x_gradient"]
+TEXTS = ["The staff were lovely.", "The food was cold and bland.", "An average evening, nothing special.",
+         "Wonderful view, terrible coffee.", "I would come back for the desserts alone."]
+
+
+def make_job(engine, n=4, methods=FAST):
+    return corpus.create_job(engine, "test", [corpus.Input(f"row {i}", t) for i, t in enumerate(TEXTS[:n])],
+                             methods, k=3, source="unit test")
+
+
+def test_bootstrap_interval_by_hand():
+    assert corpus.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5, 0.5)
+    mean, low, high = corpus.bootstrap_interval([0.0, 1.0, 0.0, 1.0], samples=4000)
+    assert mean == 0.5 and 0.0 <= low < 0.5 < high <= 1.0
+    assert corpus.bootstrap_interval([0.2, float("nan")])[0] == 0.2
+    assert all(np.isnan(corpus.bootstrap_interval([])))
+
+
+def test_aggregation_on_hand_made_results(engine):
+    job_id = make_job(engine, n=3)
+    made = [({"a vs b": {"spearman": 0.9, "feature_agreement": 1.0}}, {"a": 0.4, "b": 0.1}, "positive"),
+            ({"a vs b": {"spearman": -0.2, "feature_agreement": 0.0}}, {"a": 0.2, "b": 0.3}, "negative"),
+            ({"a vs b": {"spearman": 0.5, "feature_agreement": 0.5}}, {"a": 0.3, "b": 0.2}, "positive")]
+    with session_scope(engine) as session:
+        for item, (pairs, comp, label) in zip(corpus.items_of(engine, job_id), made, strict=True):
+            row = session.get(CorpusItem, item.id)
+            row.status, row.predicted_label = "done", label
+            row.result = json.dumps({"pairs": pairs, "faithfulness": {
+                m: {"comprehensiveness": v, "sufficiency": 0.5 - v} for m, v in comp.items()}})
+            session.add(row)
+    board = {r["method"]: r for r in corpus.leaderboard(engine, job_id)}
+    assert board["a"]["comprehensiveness"] == pytest.approx(0.3) and board["b"]["comprehensiveness"] == pytest.approx(0.2)
+    assert board["a"]["sufficiency"] == pytest.approx(0.2) and board["a"]["inputs"] == 3
+    assert board["a"]["comp_low"] <= 0.3 <= board["a"]["comp_high"]
+    assert [r["position"] for r in corpus.most_disputed(engine, job_id)] == [1, 2, 0]
+    labels = {r["label"]: r for r in corpus.per_label(engine, job_id)}
+    assert labels["positive"]["inputs"] == 2 and labels["positive"]["mean_spearman"] == pytest.approx(0.7)
+    assert labels["negative"]["mean_comprehensiveness"] == pytest.approx(0.25)
+    assert len(corpus.agreement_rows(engine, job_id)) == 6
+    assert corpus.export_csv(engine, job_id).count("a vs b") == 6
+    assert json.loads(corpus.export_json(engine, job_id))["job"]["total"] == 3
+
+
+def test_job_survives_a_crash_and_resumes_without_recomputing(engine, runner):
+    job_id = make_job(engine)
+
+    def crash_after_two(done, total, origin):
+        if done == 2:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        corpus.run_job(engine, runner, job_id, progress=crash_after_two)
+    job = corpus.get_job(engine, job_id)
+    assert job.status == "failed" and job.done == 2
+    kept = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
+    assert len(kept) == 2
+    finished = corpus.run_job(engine, runner, job_id)
+    assert finished.status == "done" and finished.done == 4 and finished.failed == 0
+    after = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
+    assert all(after[i] == r for i, r in kept.items())  # finished items untouched
+    result = json.loads(corpus.items_of(engine, job_id)[0].result)
+    assert set(result["pairs"]) == {"attention vs occlusion", "attention vs input_x_gradient",
+                                    "occlusion vs input_x_gradient"}
+    assert "random" in result["faithfulness"]
+
+
+def test_stop_then_resume(engine, runner):
+    job_id = make_job(engine)
+
+    def stop_after_first(done, total, origin):
+        if done == 1:
+            corpus.request_stop(engine, job_id)
+
+    stopped = corpus.run_job(engine, runner, job_id, progress=stop_after_first)
+    assert stopped.status == "stopped" and stopped.done == 1
+    assert corpus.seconds_left(stopped) > 0
+    assert corpus.run_job(engine, runner, job_id).done == 4
+
+
+def test_background_runner_finishes_a_job(engine, tiny_model):
+    job_id = make_job(engine, n=3)
+    jobs = corpus.JobRunner(engine, lambda spec: ModelRunner(tiny_model))
+    assert jobs.start(job_id)
+    assert not jobs.start(job_id) or corpus.get_job(engine, job_id).status == "done"
+    deadline = time.monotonic() + 120
+    while corpus.get_job(engine, job_id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert corpus.get_job(engine, job_id).done == 3
+
+
+def test_inputs_from_csv_and_passages():
+    rows = corpus.inputs_from_csv("text,label\nGreat food,positive\n,neutral\nAwful,negative\n", "text", "label")
+    assert [(r.text, r.gold_label, r.origin) for r in rows] == [("Great food", "positive", "csv row 2"),
+                                                               ("Awful", "negative", "csv row 4")]
+    with pytest.raises(corpus.CorpusError, match="no column 'body'"):
+        corpus.inputs_from_csv("text\nx\n", "body")
+    long = "One sentence here. " * 10 + "\n\nShort paragraph."
+    parts = corpus.split_into_passages(long, lambda t: len(t.split()) <= 9)
+    assert parts[-1] == "Short paragraph." and all(len(p.split()) <= 9 for p in parts)
+    assert " ".join(parts[:-1]) == long.split("\n\n")[0].strip()
+
+
+def test_create_job_refuses_empty_inputs(engine):
+    with pytest.raises(corpus.CorpusError, match="no inputs"):
+        corpus.create_job(engine, "x", [], FAST)
+
+
+def test_stability_same_settings_are_perfectly_stable(runner):
+    text = TEXTS[3]
+    results = checks.stability(runner, text, {"integrated_gradients": [{"n_steps": 20}, {"n_steps": 20}],
+                                              "lime": [{"seed": 0, "num_samples": 60}, {"seed": 1, "num_samples": 60}]}, k=3)
+    ig, lime = results
+    assert ig.mean_spearman == pytest.approx(1.0) and ig.mean_topk == 1.0 and "stable" in ig.verdict
+    assert "UNSTABLE" not in ig.verdict and lime.mean_spearman < 1.0
+    over = checks.stability_over(runner, TEXTS[:2], {"integrated_gradients": [{"n_steps": 20}, {"n_steps": 20}]}, k=3)
+    assert over[0].mean_spearman == pytest.approx(1.0) and "over 2 inputs" in over[0].verdict
+
+
+def test_randomisation_check_on_the_tiny_model(runner):
+    before = runner.loaded.fingerprint
+    runner.loaded._fingerprint = None
+    result = checks.randomisation(runner, TEXTS[3], ["attention", "integrated_gradients"])
+    layers = runner.model.config.num_hidden_layers
+    assert [s.name for s in result.stages] == ["classifier head"] + [f"+ layer {layers - 1 - i}" for i in range(layers)]
+    # Raw attention never looks at the classifier head: identical after the head is randomised.
+    assert result.stages[0].similarity["attention"] == pytest.approx(1.0)
+    assert "FAILS" in result.verdicts["attention"]
+    assert all(-1 <= v <= 1 for s in result.stages for v in s.similarity.values())
+    assert runner.loaded.fingerprint == before  # the trained model itself is untouched

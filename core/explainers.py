@@ -351,6 +351,8 @@ def explain(
 def _explain(runner: ModelRunner, prepared: PreparedText, spec: Method, target: str | int | None,
              params: dict[str, Any], progress: ProgressFn) -> Explanation:
     started, passes_before, evaluations_before = time.perf_counter(), runner.forward_passes, runner.evaluations
+    if spec.family == "attention":
+        runner.attentions(prepared.input_ids)  # one pass gives both the prediction and the weights
     probabilities = runner.probabilities([prepared.input_ids])[0]
     target_index = resolve_target(runner, target, probabilities)
     torch.manual_seed(params.get("seed", 0))

@@ -48,6 +48,7 @@ class ModelRunner:
         self.evaluations = 0  # examples asked for, cache hits included
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._attention_cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         mask_id = self.tokenizer.mask_token_id
         self.mask_id = mask_id if mask_id is not None else self.tokenizer.unk_token_id
@@ -140,13 +141,25 @@ class ModelRunner:
         return torch.softmax(logits, dim=-1)
 
     def attentions(self, input_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(attention weights (layers, heads, seq, seq), probabilities) for one input."""
-        ids = torch.tensor([list(input_ids)], device=self.device)
+        """(attention weights (layers, heads, seq, seq), probabilities) for one input.
+
+        The pass also fills the probability cache, so the prediction costs nothing extra; the
+        last few results are kept for the next attention method on the same input.
+        """
+        key = tuple(int(i) for i in input_ids)
+        self.evaluations += 1
+        if key in self._attention_cache:
+            return self._attention_cache[key]
+        ids = torch.tensor([list(key)], device=self.device)
         with self.loaded.lock, torch.inference_mode():
             out = self.model(input_ids=ids, output_attentions=True)
         self.forward_passes += 1
-        self.evaluations += 1
         if not out.attentions:
             raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
         weights = torch.stack([a[0].float() for a in out.attentions]).cpu().numpy()
-        return weights, torch.softmax(out.logits[0].float(), -1).cpu().numpy()
+        probabilities = torch.softmax(out.logits[0].float(), -1).cpu().numpy()
+        self._remember(key, probabilities)
+        self._attention_cache[key] = (weights, probabilities)
+        while len(self._attention_cache) > 4:
+            self._attention_cache.pop(next(iter(self._attention_cache)))
+        return weights, probabilities

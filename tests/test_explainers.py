@@ -46,6 +46,8 @@ def test_integrated_gradients_completeness_minilm(minilm_runner):
     gap = e.diagnostics["f_input"] - e.diagnostics["f_baseline"]
     assert abs(sum(e.scores) - gap) <= 0.01 * abs(gap)
     assert e.forward_passes == 1 + 50 + 2  # the prediction, 50 steps, f(x) and f(baseline) for the delta
+    attention = explain(ModelRunner(minilm_runner.loaded), TEXT, "attention")
+    assert attention.forward_passes == 1  # the prediction comes from the same pass
 
 
 @pytest.mark.parametrize("fixture", ["runner", "minilm_runner"])
@@ -171,7 +173,7 @@ def test_same_seed_same_result_and_seed_matters(runner):
 
 def test_every_method_returns_the_common_shape(runner):
     for name, method in METHODS.items():
-        e = explain(runner, TEXT, name, params={"num_samples": 50} if name == "lime" else
+        e = explain(ModelRunner(runner.loaded), TEXT, name, params={"num_samples": 50} if name == "lime" else
                     {"max_evals": 50} if name == "shap" else None)
         assert isinstance(e, Explanation) and e.method == name and e.signed == method.signed
         assert len(e.words) == len(e.offsets) == len(e.scores) and len(e.tokens) == len(e.token_scores)
@@ -233,3 +235,20 @@ def test_offsets_point_at_the_right_characters(runner, parts):
     specials = [i for i, t in enumerate(e.tokens) if t in ("[CLS]", "[SEP]")]
     word_token_sum = sum(s for i, s in enumerate(e.token_scores) if i not in specials)
     assert sum(e.scores) == pytest.approx(word_token_sum, abs=1e-6)
+
+
+def test_stored_results_come_back_without_running_the_model(runner, engine):
+    from core.store import explain_stored, stored_count
+
+    first = explain_stored(engine, runner, TEXT, "occlusion")
+    passes = runner.forward_passes
+    again = explain_stored(engine, ModelRunner(runner.loaded), TEXT, "occlusion")
+    assert again.cached and again.explanation == first.explanation and runner.forward_passes == passes
+    explicit = explain_stored(engine, runner, TEXT, "occlusion", target=first.explanation.target)
+    assert explicit.cached and explicit.explanation == first.explanation
+    other = next(label for label in runner.loaded.labels if label != first.explanation.target)
+    assert not explain_stored(engine, runner, TEXT, "occlusion", target=other).cached
+    assert explain_stored(engine, runner, TEXT, "lime", params={"num_samples": 20}, only_stored=True) is None
+    fresh = explain_stored(engine, runner, TEXT, "occlusion", fresh=True)
+    assert not fresh.cached and fresh.explanation.scores == first.explanation.scores
+    assert stored_count(engine) == 2

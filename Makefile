@@ -26,7 +26,7 @@ run: install
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
-		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver)
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver fonts-noto-color-emoji)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -116,6 +116,17 @@ def remove_tags(link_ids: Iterable[int], names: Iterable[str], engine: Engine | 
                     session.delete(row)
 
 
+def set_tags(link_id: int, names: Iterable[str], engine: Engine | None = None) -> list[str]:
+    """Make the link's tags exactly `names` (added and removed as needed); returns them."""
+    engine = engine or get_engine()
+    wanted = sorted({clean_tag(n) for n in names if n.strip()})
+    with session_scope(engine) as session:
+        current = _tags_of(session, _require_link(session, link_id).id)
+    remove_tags([link_id], [t for t in current if t not in wanted], engine)
+    add_tags([link_id], wanted, engine)
+    return wanted
+
+
 def list_tags(engine: Engine | None = None) -> list[tuple[str, int]]:
     """(tag, number of links) pairs, by name."""
     with session_scope(engine or get_engine()) as session:

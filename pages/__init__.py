@@ -1,0 +1,74 @@
+"""Streamlit glue shared by the pages: cached resources, navigation, small adapters. No logic lives here.
+
+Streamlit lists every other `*.py` file of this folder as a page (the multipage `pages/` folder),
+so the shared code lives in `__init__.py`, which it skips.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.db import get_engine
+from core.modelling import LoadedModel, ModelLoadError, load_model
+from core.runner import ModelRunner
+from core.settings import load_settings
+
+
+@st.cache_resource(show_spinner=False)
+def cached_engine(url: str):
+    return get_engine(url)
+
+
+def engine():
+    return cached_engine(load_settings().database_url)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def cached_model(spec: str) -> LoadedModel:
+    return load_model(spec)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def cached_runner(spec: str) -> ModelRunner:
+    return ModelRunner(cached_model(spec))
+
+
+def model_or_message(spec: str | None = None) -> LoadedModel | None:
+    """The model, or None after showing why it could not be loaded (never a traceback)."""
+    spec = spec or load_settings().resolved_model
+    try:
+        return cached_model(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        return None
+
+
+def streamlit_progress(bar):
+    """Adapt a `st.progress` element to core's `progress(fraction, message)` callbacks."""
+    def report(fraction: float, message: str) -> None:
+        bar.progress(max(0.0, min(1.0, fraction)), text=message)
+    return report
+
+
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """One background job runner per server process, shared by every session."""
+    from core.corpus import JobRunner
+
+    settings = load_settings()
+    # Jobs get their own runner (own cache and counters) over the shared, cached model.
+    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)))
+
+
+PAGES = (("app.py", "Home", "🏠"), ("pages/1_Snapshots.py", "Snapshots", "🔗"), ("pages/2_Compare.py", "Compare", "⚖️"),
+         ("pages/3_Corpus.py", "Corpus", "📚"), ("pages/4_Checks.py", "Checks", "🧪"))
+
+
+def page_setup(title: str) -> None:
+    """Page config and the sidebar navigation every page shares."""
+    st.set_page_config(page_title=f"{title} · Rashomon", page_icon="🎭", layout="wide")
+    with st.sidebar:
+        st.markdown("### 🎭 Rashomon")
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()

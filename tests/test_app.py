@@ -13,11 +13,11 @@ def run_page(path: str, **query) -> AppTest:
     for key, value in query.items():
         app.query_params[key] = value
     app.run()
-    return app.switch_page(path).run()
+    return app if path == "app.py" else app.switch_page(path).run()
 
 
 def test_home_page_shows_model_and_counts(home):
-    app = run_page("pages/home.py")
+    app = run_page("app.py")
     assert not app.exception
     texts = " ".join(t.value for t in app.text)
     assert "negative, neutral, positive" in texts and str(home) in texts
@@ -26,7 +26,7 @@ def test_home_page_shows_model_and_counts(home):
 
 def test_home_page_offers_to_build_missing_default_model(home, monkeypatch):
     monkeypatch.setenv("RASHOMON_MODEL", "default")
-    app = run_page("pages/home.py")
+    app = run_page("app.py")
     assert not app.exception
     assert any("not been built" in w.value for w in app.warning)
     assert any(b.label == "Build the default model" for b in app.button)
@@ -35,13 +35,13 @@ def test_home_page_offers_to_build_missing_default_model(home, monkeypatch):
 def test_home_page_reports_unloadable_model(home, monkeypatch, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setenv("RASHOMON_MODEL", str(tmp_path))
-    app = run_page("pages/home.py")
+    app = run_page("app.py")
     assert not app.exception
     assert app.error and "model" in app.error[0].value.lower()
 
 
 def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
-    app = run_page("pages/snapshots.py")
+    app = run_page("pages/1_Snapshots.py")
     assert not app.exception
     app.text_area(key="add_urls").set_value(f"{web_server}/xss\n{web_server}/doc.pdf")
     app.text_input(key="add_tags").set_value("reviews")
@@ -64,7 +64,7 @@ def test_snapshots_page_filters_by_tag_and_search(home, web_server):
 
     snapshot_url(f"{web_server}/article", ["city"])
     snapshot_url(f"{web_server}/legacy", ["food"])
-    app = run_page("pages/snapshots.py")
+    app = run_page("pages/1_Snapshots.py")
     app.multiselect(key="filter_all").set_value(["food"]).run()
     assert not app.exception
     assert any(s.label == "Open link" and len(s.options) == 1 and "Café" in s.options[0] for s in app.selectbox)
@@ -77,7 +77,7 @@ def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
     from core.snapshots import list_links, snapshot_url
 
     snapshot_url(f"{web_server}/article", [])
-    app = run_page("pages/snapshots.py")
+    app = run_page("pages/1_Snapshots.py")
     app.text_area(key="add_urls").set_value("not a link at all\nftp://x.example/")
     app.button[0].click().run()
     assert not app.exception
@@ -90,7 +90,7 @@ FAST = "occlusion,attention,attention_rollout,input_x_gradient,saliency"
 
 def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     text = "The staff were lovely but the food was cold and bland."
-    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    app = run_page("pages/2_Compare.py", text=text, methods=FAST, k="3")
     assert not app.exception
     assert any("Press **Run**" in i.value for i in app.info)
     app.button[0].click().run()
@@ -106,7 +106,7 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     assert any(len(d.value) == 5 for d in app.dataframe) and top_table is not None
 
     # A teammate opens the same address: everything comes from the store, no Run needed.
-    shared = run_page("pages/compare.py", text=text, methods=FAST, k="5")
+    shared = run_page("pages/2_Compare.py", text=text, methods=FAST, k="5")
     assert not shared.exception
     assert any(s.value.startswith("Prediction:") for s in shared.subheader)
     assert any("Stored results reused for: occlusion, attention" in c.value for c in shared.caption)
@@ -115,11 +115,11 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
 
 
 def test_compare_page_bad_links_say_so(home):
-    app = run_page("pages/compare.py", demo="999")
+    app = run_page("pages/2_Compare.py", demo="999")
     assert not app.exception and any("does not exist" in e.value for e in app.error)
-    app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
+    app = run_page("pages/2_Compare.py", snapshot="4242", methods=FAST)
     assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
-    app = run_page("pages/compare.py", text="fine words", methods=FAST, model="/nowhere/model")
+    app = run_page("pages/2_Compare.py", text="fine words", methods=FAST, model="/nowhere/model")
     assert not app.exception and any("No model directory" in e.value for e in app.error)
 
 
@@ -128,7 +128,7 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     from core.snapshots import snapshot_url
 
     snap = snapshot_url(f"{web_server}/xss", ["demo"]).snapshot
-    app = run_page("pages/compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
+    app = run_page("pages/2_Compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
     assert not app.exception
     app.button[0].click().run()
     assert not app.exception
@@ -141,7 +141,7 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     from core.db import get_engine
 
     demo = list_demos(get_engine())[0]
-    reopened = run_page("pages/compare.py", demo=str(demo.id))
+    reopened = run_page("pages/2_Compare.py", demo=str(demo.id))
     assert not reopened.exception
     assert reopened.query_params["snapshot"] in (str(snap.id), [str(snap.id)])
 
@@ -155,7 +155,7 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
 
     snapshot_url(f"{web_server}/article", ["batch"])
     snapshot_url(f"{web_server}/legacy", ["batch"])
-    app = run_page("pages/corpus.py")
+    app = run_page("pages/3_Corpus.py")
     assert not app.exception and any("No corpus runs" in i.value for i in app.info)
     app.multiselect(key="corpus_tags").set_value(["batch"]).run()
     app.multiselect(key="corpus_methods").set_value(["attention", "occlusion"]).run()
@@ -167,16 +167,16 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     deadline = time.monotonic() + 120
     while corpus.get_job(get_engine(), job.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.3)
-    app = run_page("pages/corpus.py", job=str(job.id))
+    app = run_page("pages/3_Corpus.py", job=str(job.id))
     assert not app.exception
     headers = [s.value for s in app.subheader]
     assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "By predicted label"} <= set(headers)
-    missing = run_page("pages/corpus.py", job="999")
+    missing = run_page("pages/3_Corpus.py", job="999")
     assert any("does not exist" in e.value for e in missing.error)
 
 
 def test_checks_page_gives_verdicts(home):
-    app = run_page("pages/checks.py")
+    app = run_page("pages/4_Checks.py")
     assert not app.exception
     app.text_area(key="checks_text").set_value("The plot was thin but the acting was superb.").run()
     app.multiselect(key="checks_stability_methods").set_value(["integrated_gradients"]).run()

@@ -171,3 +171,13 @@ def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
     assert {r["url"] for r in json.loads(export_links("json", engine))} == set(parsed)
     rows = list(csv.DictReader(io.StringIO(export_links("csv", engine))))
     assert {r["tags"] for r in rows} == {"news,politics", ""}
+
+
+def test_set_tags_makes_the_tag_list_exact(web_server, engine):
+    from core.snapshots import set_tags
+
+    link = snapshot_url(f"{web_server}/article", ["old", "keep"], engine).link.id
+    assert set_tags(link, ["keep", " New ", ""], engine) == ["keep", "new"]
+    assert list_links(engine=engine)[0].tags == ["keep", "new"]
+    with pytest.raises(LibraryError):
+        set_tags(999, ["x"], engine)

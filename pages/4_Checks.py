@@ -8,7 +8,9 @@ from core.modelling import ModelLoadError
 from core.passages import paragraphs
 from core.settings import load_settings
 from core.snapshots import latest_good_snapshot, list_links
-from pages.common import cached_runner, engine, streamlit_progress
+from pages import cached_runner, engine, page_setup, streamlit_progress
+
+page_setup("Checks")
 
 db = engine()
 st.title("Checks")

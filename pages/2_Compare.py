@@ -10,7 +10,9 @@ from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import highlighted_text
 from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
-from pages.common import cached_model, cached_runner, engine
+from pages import cached_model, cached_runner, engine, page_setup
+
+page_setup("Compare")
 
 db = engine()
 st.title("Compare")
@@ -347,7 +349,7 @@ demos = compare.list_demos(db)
 if demos:
     st.markdown("**Saved demos**")
     for d in demos:
-        st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
+        st.page_link("pages/2_Compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
 a, b, c = st.columns(3)
 a.download_button("Comparison (JSON)", compare.to_json(comparison, k, faith), "rashomon-comparison.json",
                   "application/json")

@@ -9,7 +9,9 @@ from core.explainers import METHODS
 from core.modelling import ModelLoadError
 from core.settings import load_settings
 from core.snapshots import list_tags
-from pages.common import cached_runner, engine, job_runner
+from pages import cached_runner, engine, job_runner, page_setup
+
+page_setup("Corpus")
 
 db = engine()
 jobs_runner = job_runner()
@@ -136,7 +138,7 @@ if not board.empty:
 
 st.subheader("Inputs where the methods disagree most")
 for row in corpus.most_disputed(db, job_id):
-    st.page_link("pages/compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
+    st.page_link("pages/2_Compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
                  f"{row['text'][:90]}", query_params={"text": row["text"], "methods": ",".join(json.loads(job.methods)),
                                                       "k": str(job.k)})
 

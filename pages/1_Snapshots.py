@@ -14,11 +14,14 @@ from core.snapshots import (
     refresh_link,
     remove_tags,
     rename_tag,
+    set_tags,
     snapshot_many,
     snapshots_of,
     update_notes,
 )
-from pages.common import engine, streamlit_progress
+from pages import engine, page_setup, streamlit_progress
+
+page_setup("Snapshots")
 
 db = engine()
 st.title("Snapshots")
@@ -112,6 +115,11 @@ else:
     notes = c2.text_input("Notes", value=link.notes, key=f"notes_{link.id}")
     if notes != link.notes:
         update_notes(link.id, notes, db)
+    t1, t2 = st.columns([3, 1])
+    link_tags = t1.text_input("Tags of this link (comma-separated)", value=", ".join(link.tags), key=f"tags_{link.id}")
+    saved = t2.button("Save tags", key=f"save_tags_{link.id}")
+    if saved and library_action(set_tags, link.id, link_tags.split(","), db, success="Tags saved") is not None:
+        st.rerun()
 
     if snapshots:
         labels = {s.id: f"#{s.id} · {s.fetched_at:%Y-%m-%d %H:%M:%S}" + (" · failed" if s.error else "")
@@ -125,7 +133,7 @@ else:
                     f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
                     f"Extractor: {snap.extractor} {snap.extractor_version}\nSHA-256: {snap.text_sha256}\n"
                     f"Size: {snap.byte_size:,} bytes")
-            st.page_link("pages/compare.py", label="Explain this snapshot on Compare", icon="⚖️",
+            st.page_link("pages/2_Compare.py", label="Explain this snapshot on Compare", icon="⚖️",
                          query_params={"snapshot": str(snap.id)})
             tab_text, tab_html = st.tabs(["Text", "Raw HTML (escaped)"])
             tab_text.text(snap.text)

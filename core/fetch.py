@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import re
@@ -236,7 +237,10 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
         connection.putheader("Accept", "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.5")
         connection.putheader("Accept-Encoding", "identity")
         connection.endheaders()
-        connection.sock.settimeout(max(0.01, deadline - time.monotonic()))
+        # Keep our own reference: http.client drops connection.sock when the server will close
+        # the connection (HTTP/1.0), while the response still reads from this socket.
+        sock = connection.sock
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         declared = headers.get("content-length", "")
@@ -248,8 +252,9 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise _timed_out(limits)
-                connection.sock.settimeout(remaining)
-                chunk = response.read(64 * 1024)
+                with contextlib.suppress(OSError):  # once http.client closed its side, the first timeout stays
+                    sock.settimeout(remaining)
+                chunk = response.read1(64 * 1024)  # returns what has arrived, so the deadline is checked often
                 if not chunk:
                     break
                 size += len(chunk)

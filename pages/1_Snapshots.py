@@ -19,7 +19,7 @@ from core.snapshots import (
     snapshots_of,
     update_notes,
 )
-from pages import engine, page_setup, streamlit_progress
+from pages import engine, flash, page_setup, streamlit_progress
 
 page_setup("Snapshots")
 
@@ -41,7 +41,7 @@ def library_action(fn, *args, success: str = "", **kwargs):
     return result
 
 
-with st.expander("Add links", expanded=not list_links(engine=db)):
+with st.expander("Add links", expanded=True):
     with st.form("add-links", clear_on_submit=False):
         urls = st.text_area("Links, one per line", placeholder="https://example.com/article", key="add_urls")
         new_tags = st.text_input("Tags for these links (comma-separated)", key="add_tags")
@@ -172,9 +172,10 @@ with right:
     upload = st.file_uploader("Netscape bookmark file (browsers, linkding)", type=["html", "htm"])
     if upload is not None and st.button("Import bookmarks"):
         summary = import_bookmarks(upload.getvalue().decode("utf-8", errors="replace"), db)
-        st.success(f"{summary.added} links added, {summary.existing} already present.")
+        flash("success", f"{summary.added} links added, {summary.existing} already present.")
         for url, reason in summary.skipped:
-            st.warning(f"Skipped {url}: {reason}")
+            flash("warning", f"Skipped {url}: {reason}")
+        st.rerun()  # the link list and the tag filters above must show the imported links
     for fmt, mime in (("html", "text/html"), ("json", "application/json"), ("csv", "text/csv")):
         st.download_button(f"Export {fmt.upper()}", export_links(fmt, db), file_name=f"rashomon-links.{fmt}",
                            mime=mime, key=f"export_{fmt}")

@@ -178,8 +178,10 @@ if comparison is None:
 probs = comparison.probabilities
 st.subheader(f"Prediction: {comparison.predicted_label} ({probs[comparison.predicted_label]:.2f})")
 st.altair_chart(alt.Chart(pd.DataFrame({"label": list(probs), "probability": list(probs.values())}))
-                .mark_bar().encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y="label:N",
-                                   tooltip=["label", alt.Tooltip("probability:Q", format=".3f")]).properties(height=90),
+                .mark_bar(size=18).encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
+                                          y=alt.Y("label:N", title=None),
+                                          tooltip=["label", alt.Tooltip("probability:Q", format=".3f")])
+                .properties(height=30 * len(probs) + 30),
                 width="stretch")
 if comparison.truncated_words:
     st.warning(f"The input is longer than the model reads: {comparison.truncated_words} words at the end were "
@@ -238,7 +240,7 @@ with right:
                          for e in comparison.explanations])
     st.altair_chart(alt.Chart(cost).mark_bar().encode(
         x=alt.X("seconds:Q"), y=alt.Y("method:N", sort="-x"),
-        tooltip=["method", alt.Tooltip("seconds:Q", format=".3f"), "forward passes"]).properties(height=220),
+        tooltip=["method", alt.Tooltip("seconds:Q", format=".3f"), "forward passes"]).properties(height=28 * len(cost) + 40),
         width="stretch")
     st.dataframe(cost, hide_index=True, width="stretch")
 

@@ -72,3 +72,14 @@ def page_setup(title: str) -> None:
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=icon)
         st.divider()
+    show_flashes()
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message for the next run (after an `st.rerun()` that refreshes the whole page)."""
+    st.session_state.setdefault("_flashes", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop("_flashes", []):
+        getattr(st, kind)(message)

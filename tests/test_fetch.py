@@ -137,3 +137,26 @@ def test_dns_failure_message():
     with pytest.raises(FetchError) as error:
         fetch("http://does-not-exist.invalid/", resolver=failing)
     assert error.value.kind == "dns" and "could not be resolved" in str(error.value)
+
+
+def test_http_1_0_server_that_closes_the_connection(tmp_path):
+    """A plain HTTP/1.0 server (no keep-alive, no Content-Length needed) is read to the end."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    (tmp_path / "page.html").write_text("<html><head><title>Old server</title></head><body><p>"
+                                        + "Plain old page text. " * 20 + "</p></body></html>")
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = fetch(f"http://127.0.0.1:{server.server_address[1]}/page.html", policy=AddressPolicy(("127.0.0.1",)))
+        assert result.status == 200 and "Plain old page text." in result.text and "Old server" in result.text
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -82,8 +82,12 @@ def page(browser):
     context.close()
 
 
-def screenshot(page, name: str) -> Path:
+def screenshot(page, name: str, height: int = 1000) -> Path:
+    """Save the page; Streamlit scrolls inside its own container, so a tall viewport shows more."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     path = OUTPUT / f"{name}.png"
+    if height > 1000:
+        page.set_viewport_size({"width": 1500, "height": height})
+        page.wait_for_load_state("networkidle")
     page.screenshot(path=str(path), full_page=True)
     return path

@@ -1,0 +1,159 @@
+"""The main journeys, in a real browser against a real `streamlit run` (see conftest.py).
+
+Every wait is on a visible element or text, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import screenshot
+
+pytestmark = pytest.mark.browser
+LONG = 240_000  # ms: all eight methods on a cold server (shap compiles on first use)
+
+
+def choose(page, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox or multiselect labelled `label`."""
+    box = page.get_by_role("combobox", name=label)
+    box.click()
+    box.fill(option)  # typing filters the list, as a person would
+    page.get_by_role("option", name=option).first.click()
+    page.keyboard.press("Escape")
+
+
+def add_links(page, base: str, urls: str, tags: str = "") -> None:
+    page.goto(f"{base}/Snapshots")
+    expect(page.get_by_role("heading", name="Links (")).to_be_visible()  # the page has rendered
+    page.get_by_label("Links, one per line").fill(urls)
+    if tags:
+        page.get_by_label("Tags for these links (comma-separated)").fill(tags)
+    page.get_by_role("button", name="Snapshot", exact=True).click()
+
+
+def keep_for_readme(path: Path, name: str) -> None:
+    """With RASHOMON_README_SCREENSHOTS=1 the README's screenshots are refreshed from this run."""
+    if os.environ.get("RASHOMON_README_SCREENSHOTS") == "1":
+        target = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / f"{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+
+
+@pytest.fixture(scope="module")
+def journey(app_server, web_server):
+    return {"base": app_server["url"], "pages": web_server, "state": {}}
+
+
+def test_1_snapshot_tag_filter_and_refresh(page, journey):
+    base, pages = journey["base"], journey["pages"]
+    add_links(page, base, f"{pages}/versioned\n{pages}/doc.pdf")
+    expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
+    expect(page.get_by_text(f"{pages}/doc.pdf: The link points to a PDF document")).to_be_visible()
+
+    choose(page, "Open link", "City council approves new riverside park")
+    expect(page.get_by_role("heading", name="City council approves new riverside park")).to_be_visible()
+    tags = page.get_by_label("Tags of this link (comma-separated)")
+    expect(tags).to_have_count(1)  # the previous link's editor is gone once the rerun finished
+    tags.fill("city")
+    tags.press("Enter")
+    page.get_by_role("button", name="Save tags").click()
+    expect(page.get_by_text("Tags: city")).to_be_visible()
+
+    choose(page, "With all of these tags", "city")
+    expect(page.get_by_role("heading", name="Links (1)")).to_be_visible()
+
+    page.get_by_role("button", name="Re-snapshot now").click()
+    expect(page.get_by_text("2 snapshot(s)")).to_be_visible()
+    link = page.get_by_role("link", name="Explain this snapshot on Compare")
+    expect(link).to_be_visible()
+    journey["state"]["compare_link"] = link.get_attribute("href")
+    keep_for_readme(screenshot(page, "1-snapshots", height=1700), "snapshots")
+
+
+def test_2_compare_a_snapshot_with_every_method(page, journey):
+    href = journey["state"].get("compare_link")
+    assert href, "journey 1 must run first"
+    page.goto(href if href.startswith("http") else journey["base"] + "/" + href.lstrip("/"))
+    expect(page.get_by_role("heading", name="Compare", exact=True)).to_be_visible()
+    page.locator('[data-testid="stRadio"]').filter(has_text="Passage").get_by_text("all", exact=True).click()
+    expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
+    for heading in ("Side by side", "Agreement", "Faithfulness: which account does the model support?",
+                    "Is attention explanation, here?", "Summary"):
+        expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("The model predicts")).to_be_visible()
+    expect(page.locator(".vega-embed").first).to_be_visible()
+    assert page.locator(".vega-embed").count() >= 6  # prediction, heatmap, cost, agreement, two curves
+    journey["state"]["share_url"] = page.url
+    journey["state"]["prediction"] = page.get_by_role("heading", name="Prediction:").inner_text()
+    journey["state"]["summary"] = page.locator("li").filter(has_text="Removing its top words").inner_text()
+    keep_for_readme(screenshot(page, "2-compare", height=5200), "compare")
+
+
+def test_3_share_link_reopens_without_recomputing(browser, journey):
+    url = journey["state"].get("share_url")
+    assert url and "snapshot=" in url and "methods=" in url
+    teammate = browser.new_context(viewport={"width": 1500, "height": 1000})
+    teammate.set_default_timeout(60_000)
+    page = teammate.new_page()
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Prediction:")).to_be_visible()
+    # Nothing was pressed: every method comes from the store.
+    expect(page.get_by_text("Stored results reused for: lime, shap, integrated_gradients, saliency, "
+                            "input_x_gradient, occlusion, attention, attention_rollout.")).to_be_visible()
+    assert page.get_by_role("heading", name="Prediction:").inner_text() == journey["state"]["prediction"]
+    expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(journey["state"]["summary"])
+    screenshot(page, "3-shared-link")
+    teammate.close()
+
+
+BOOKMARKS = """<!DOCTYPE NETSCAPE-Bookmark-file-1>
+<META HTTP-EQUIV="Content-Type" CONTENT="text/html; charset=UTF-8">
+<TITLE>Bookmarks</TITLE>
+<DL><p>
+<DT><A HREF="https://example.com/reviews/one" ADD_DATE="1700000000" TAGS="imported,reviews">Review one</A>
+<DT><A HREF="https://example.org/two" ADD_DATE="1700000100" TAGS="imported">Review two</A>
+</DL><p>
+"""
+
+
+def test_4_import_bookmarks_and_export(page, journey, tmp_path):
+    file = tmp_path / "bookmarks.html"
+    file.write_text(BOOKMARKS)
+    page.goto(f"{journey['base']}/Snapshots")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(file))
+    page.get_by_role("button", name="Import bookmarks").click()
+    expect(page.get_by_text("2 links added, 0 already present.")).to_be_visible()
+    choose(page, "With any of these tags", "imported")
+    expect(page.get_by_role("heading", name="Links (2)")).to_be_visible()
+    export = page.get_by_role("button", name="Export JSON")
+    expect(export).to_have_count(1)  # the rerun after filtering has finished
+    with page.expect_download() as download:
+        export.click()
+    exported = json.loads(Path(download.value.path()).read_text())
+    assert {"https://example.com/reviews/one", "https://example.org/two"} <= {row["url"] for row in exported}
+    assert next(r for r in exported if r["url"].endswith("/one"))["tags"] == ["imported", "reviews"]
+    screenshot(page, "4-bookmarks")
+
+
+def test_5_corpus_run_survives_a_reload(page, journey):
+    pages = journey["pages"]
+    add_links(page, journey["base"], f"{pages}/article\n{pages}/legacy\n{pages}/plain", tags="corpus")
+    expect(page.get_by_text("3 link(s) snapshotted.")).to_be_visible()
+    page.goto(f"{journey['base']}/Corpus")
+    choose(page, "Tags", "corpus")
+    expect(page.get_by_text("passages selected.")).to_be_visible()
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text("status:")).to_be_visible()
+    page.reload()  # the run lives on the server, not in this browser tab
+    expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Faithfulness leaderboard")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Inputs where the methods disagree most")).to_be_visible()
+    screenshot(page, "5-corpus")

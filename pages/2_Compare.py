@@ -5,12 +5,10 @@ import streamlit as st
 from core import agreement, attention_checks, compare, faithfulness
 from core.explainers import METHODS, ExplainError
 from core.explanation import text_sha256
-from core.modelling import ModelLoadError
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import highlighted_text
-from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
-from pages import cached_model, cached_runner, engine, page_setup
+from pages import engine, page_setup, runner_or_stop
 
 page_setup("Compare")
 
@@ -140,13 +138,8 @@ if not methods:
     st.warning("Choose at least one method.")
     st.stop()
 
-spec = model_spec.strip() or load_settings().resolved_model
-try:
-    model = cached_model(spec)
-except ModelLoadError as exc:
-    st.error(str(exc))
-    st.stop()
-runner = cached_runner(spec)
+runner = runner_or_stop(model_spec)
+model = runner.loaded
 
 with st.expander("Input text", expanded=False):
     st.text(text)

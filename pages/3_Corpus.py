@@ -6,10 +6,8 @@ import streamlit as st
 
 from core import corpus
 from core.explainers import METHODS
-from core.modelling import ModelLoadError
-from core.settings import load_settings
 from core.snapshots import list_tags
-from pages import cached_runner, engine, job_runner, page_setup
+from pages import engine, job_runner, page_setup, runner_or_stop
 
 page_setup("Corpus")
 
@@ -23,12 +21,7 @@ st.caption("One input is an anecdote. Run the methods over many inputs and see h
 with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     source = st.radio("Inputs", ["Snapshots with tags", "CSV upload"], horizontal=True, key="corpus_source")
     model_spec = st.text_input("Model (empty: the configured default)", key="corpus_model")
-    spec = model_spec.strip() or load_settings().resolved_model
-    try:
-        runner = cached_runner(spec)
-    except ModelLoadError as exc:
-        st.error(str(exc))
-        st.stop()
+    runner = runner_or_stop(model_spec)
     inputs: list = []
     source_label = ""
     if source == "Snapshots with tags":

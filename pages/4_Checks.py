@@ -4,11 +4,9 @@ import streamlit as st
 
 from core import checks, corpus
 from core.explainers import METHODS
-from core.modelling import ModelLoadError
 from core.passages import paragraphs
-from core.settings import load_settings
 from core.snapshots import latest_good_snapshot, list_links
-from pages import cached_runner, engine, page_setup, streamlit_progress
+from pages import engine, page_setup, runner_or_stop, streamlit_progress
 
 page_setup("Checks")
 
@@ -17,12 +15,7 @@ st.title("Checks")
 st.caption("Before trusting a method's account: does it agree with itself, and does it notice when the model "
            "is destroyed? Each check ends in a one-line verdict from the thresholds stated with it.")
 
-spec = st.text_input("Model (empty: the configured default)", key="checks_model").strip() or load_settings().resolved_model
-try:
-    runner = cached_runner(spec)
-except ModelLoadError as exc:
-    st.error(str(exc))
-    st.stop()
+runner = runner_or_stop(st.text_input("Model (empty: the configured default)", key="checks_model"))
 
 scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=True, key="checks_scope")
 texts: list[str] = []

@@ -33,6 +33,17 @@ def cached_runner(spec: str) -> ModelRunner:
     return ModelRunner(cached_model(spec))
 
 
+def runner_or_stop(model_spec: str) -> ModelRunner:
+    """The runner for a model spec typed on a page ("" = the configured model), or stop the page
+    after showing why the model cannot be loaded."""
+    spec = model_spec.strip() or load_settings().resolved_model
+    try:
+        return cached_runner(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
 def model_or_message(spec: str | None = None) -> LoadedModel | None:
     """The model, or None after showing why it could not be loaded (never a traceback)."""
     spec = spec or load_settings().resolved_model

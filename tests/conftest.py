@@ -74,7 +74,7 @@ class PageHandler(BaseHTTPRequestHandler):
             return
         if path == "/versioned":
             n = self.counter[path]
-            body = (FIXTURES / "article.html").read_text().replace("first version", f"version {n}").encode()
+            body = (FIXTURES / "extraction" / "01-council.html").read_text().replace("first version", f"version {n}").encode()
             self._send(200, {"Content-Type": "text/html; charset=utf-8"}, body)
             return
         if path not in self.pages:
@@ -104,7 +104,7 @@ class PageHandler(BaseHTTPRequestHandler):
 
 
 def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
-    article = (FIXTURES / "article.html").read_bytes()
+    article = (FIXTURES / "extraction" / "01-council.html").read_bytes()
     legacy = (FIXTURES / "legacy_cp1252.html").read_bytes()
     html = {"Content-Type": "text/html; charset=utf-8"}
     return {

@@ -181,3 +181,31 @@ def test_set_tags_makes_the_tag_list_exact(web_server, engine):
     assert list_links(engine=engine)[0].tags == ["keep", "new"]
     with pytest.raises(LibraryError):
         set_tags(999, ["x"], engine)
+
+
+def test_extractor_choice_and_fallbacks():
+    from core.extract import choose_body, extract_html
+
+    assert choose_body("a long body " * 10, "a long body " * 12) == "trafilatura"
+    assert choose_body("", "something") == "newspaper3k"
+    assert choose_body("short", "much longer text " * 20) == "newspaper3k"
+    assert choose_body("", "") == "none"
+    empty = extract_html("<html><head><title>Only a title</title></head><body></body></html>")
+    assert empty.text == "" and empty.title == "Only a title" and empty.extractor == ""
+
+
+def test_extraction_quality_on_fixture_pages():
+    """Body extraction against hand-written gold text (the same measure as scripts/bench_extraction.py)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
+    from bench_extraction import scores
+
+    from core.extract import extract_html
+
+    folder = Path(__file__).parent / "fixtures" / "extraction"
+    for page in sorted(folder.glob("*.html")):
+        gold = page.with_name(page.stem + ".gold.txt").read_text(encoding="utf-8")
+        precision, recall, f1 = scores(extract_html(page.read_text(encoding="utf-8")).text, gold)
+        assert recall >= 0.95 and f1 >= 0.9, (page.name, precision, recall)

@@ -1,0 +1,67 @@
+"""Corpus benchmark: 100 passages of about 100 tokens with the fast methods; appends to BENCHMARKS.md.
+
+    python scripts/bench_corpus.py [--model PATH] [--passages 100] [--tokens 100] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core import corpus  # noqa: E402
+from core.db import make_engine  # noqa: E402
+from core.default_model import load_corpus  # noqa: E402
+from core.modelling import load_model  # noqa: E402
+from core.runner import ModelRunner  # noqa: E402
+
+
+def passages(tokenizer, count: int, tokens: int) -> list[str]:
+    """Consecutive corpus tweets joined into passages of about `tokens` word pieces."""
+    out, words = [], []
+    for tweet in load_corpus()["text"].tolist():
+        words.extend(tweet.split())
+        if len(tokenizer(" ".join(words))["input_ids"]) >= tokens:
+            out.append(" ".join(words))
+            words = []
+            if len(out) == count:
+                break
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--passages", type=int, default=100)
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--out", default="BENCHMARKS.md")
+    args = parser.parse_args()
+    loaded = load_model(args.model)
+    texts = passages(loaded.tokenizer, args.passages, args.tokens)
+    mean_tokens = sum(len(loaded.tokenizer(t)["input_ids"]) for t in texts) / len(texts)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        job_id = corpus.create_job(engine, "bench", [corpus.Input(f"passage {i}", t) for i, t in enumerate(texts)],
+                                   list(corpus.FAST_METHODS), k=5)
+        runner = ModelRunner(loaded)
+        estimate = corpus.estimate_seconds(runner, list(corpus.FAST_METHODS), texts)
+        started = time.perf_counter()
+        job = corpus.run_job(engine, runner, job_id,
+                             progress=lambda done, total, origin: print(f"\r{done}/{total}", end="", flush=True))
+        seconds = time.perf_counter() - started
+        print()
+    line = (f"\nCorpus run (`python scripts/bench_corpus.py`): {len(texts)} passages of {mean_tokens:.0f} tokens on average, "
+            f"methods {', '.join(corpus.FAST_METHODS)}, plus per-item agreement and faithfulness metrics: "
+            f"**{seconds:.0f} s** ({seconds / len(texts):.2f} s per passage; {job.done} done, {job.failed} failed). "
+            f"The page's estimate before starting was {estimate:.0f} s.\n")
+    with Path(args.out).open("a") as handle:
+        handle.write(line)
+    print(line)
+
+
+if __name__ == "__main__":
+    main()

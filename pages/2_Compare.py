@@ -31,21 +31,21 @@ if "demo" in st.query_params:
         st.query_params.from_dict(json.loads(demo.query))
         st.rerun()
 
-if st.session_state.get("_view_loaded") != st.query_params.to_dict():
-    # First render of this address: widgets start from the link's state.
-    st.session_state["source"] = "Snapshot" if state.snapshot is not None else "Free text"
-    st.session_state["free_text"] = state.text
-    st.session_state["methods"] = state.methods
-    st.session_state["k"] = state.k
-    st.session_state["model_spec"] = state.model
-    st.session_state["passage_mode"] = state.passage.mode
-    st.session_state["passage_start"] = state.passage.start
-    st.session_state["passage_end"] = state.passage.end
-    if state.snapshot is not None:
-        st.session_state["snapshot_id"] = state.snapshot
-    for method, values in state.options.items():
-        for name, value in values.items():
-            st.session_state[f"opt_{method}_{name}"] = value
+# The address bar is the source of truth. A new address re-seeds every widget; otherwise a widget
+# keeps its own state, and any key Streamlit dropped (an interrupted run can drop widget state)
+# is seeded again from the address, which always mirrors the last complete view.
+new_address = st.session_state.get("_view_loaded") != st.query_params.to_dict()
+seeds = {"source": "Snapshot" if state.snapshot is not None else "Free text", "free_text": state.text,
+         "methods": state.methods, "k": state.k, "model_spec": state.model, "passage_mode": state.passage.mode,
+         "passage_start": state.passage.start, "passage_end": state.passage.end}
+if state.snapshot is not None:
+    seeds["snapshot_id"] = state.snapshot
+for method, values in state.options.items():
+    for name, value in values.items():
+        seeds[f"opt_{method}_{name}"] = value
+for key, value in seeds.items():
+    if new_address or key not in st.session_state:
+        st.session_state[key] = value
 
 # -- input -----------------------------------------------------------------------------------------------
 with st.sidebar:

@@ -199,7 +199,8 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
     progress(0.0, f"{params['n_steps']} interpolation steps")
     attributions, delta = IntegratedGradients(forward).attribute(
         embeds, baselines=baseline, additional_forward_args=(mask,), n_steps=params["n_steps"],
-        method=params["method"], internal_batch_size=params["internal_batch_size"], return_convergence_delta=True,
+        method=params["method"], return_convergence_delta=True,
+        internal_batch_size=params["internal_batch_size"] or runner.batch_size_for(len(prepared.input_ids)),
     )
     token_scores = attributions[0].sum(-1).detach().cpu().numpy().astype(float)
     # Captum's delta = sum(attributions) - (f(x) - f(baseline)); f(x) is the runner's cached prediction,
@@ -287,7 +288,8 @@ METHODS: dict[str, Method] = {
                 Option("n_steps", "int", 50, "Steps of the path integral.", minimum=2, maximum=2000),
                 Option("method", "str", "gausslegendre", "Quadrature rule.",
                        choices=("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")),
-                Option("internal_batch_size", "int", 32, "Interpolation steps per forward batch.", minimum=1, maximum=1024)),
+                Option("internal_batch_size", "int", 0, "Interpolation steps per forward batch (0: automatic, "
+                       "fewer for long inputs).", minimum=0, maximum=1024)),
                _integrated_gradients),
         Method("saliency", "Saliency (|gradient|)", "gradient", False,
                "Simonyan, Vedaldi & Zisserman (2014), 'Deep inside convolutional networks', ICLR workshop.",

@@ -38,12 +38,16 @@ class PreparedText:
 
 
 class ModelRunner:
-    def __init__(self, loaded: LoadedModel, batch_size: int = 32, cache_size: int = 50_000) -> None:
+    def __init__(self, loaded: LoadedModel, batch_size: int = 32, cache_size: int = 50_000,
+                 max_batch_tokens: int = 2048) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         self.batch_size = batch_size
+        # Long inputs get smaller batches: on CPU, 32 x 512 tokens runs at half the speed of 4 x 512
+        # (attention memory), while 32 x 128 is the fastest shape for short inputs.
+        self.max_batch_tokens = max_batch_tokens
         self.forward_passes = 0  # examples actually run through the model
         self.evaluations = 0  # examples asked for, cache hits included
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
@@ -87,9 +91,11 @@ class ModelRunner:
         keys = [tuple(int(i) for i in ids) for ids in id_lists]
         self.evaluations += len(keys)
         missing = sorted({k for k in keys if k not in self._cache}, key=len)
-        done = 0
-        for start in range(0, len(missing), self.batch_size):
-            batch = missing[start : start + self.batch_size]
+        done, start = 0, 0
+        while start < len(missing):
+            size = self.batch_size_for(len(missing[min(len(missing) - 1, start + self.batch_size - 1)]))
+            batch = missing[start : start + size]
+            start += len(batch)
             for key, row in zip(batch, self._run(batch), strict=True):
                 self._remember(key, row)
             done += len(batch)
@@ -99,6 +105,10 @@ class ModelRunner:
         for k in set(keys):
             self._cache.move_to_end(k)
         return out
+
+    def batch_size_for(self, length: int) -> int:
+        """Examples per batch for inputs of `length` tokens (the batch size, capped by the token budget)."""
+        return max(1, min(self.batch_size, self.max_batch_tokens // max(1, length)))
 
     def probabilities_for_texts(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.loaded.max_length)["input_ids"]

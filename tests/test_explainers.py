@@ -252,3 +252,8 @@ def test_stored_results_come_back_without_running_the_model(runner, engine):
     fresh = explain_stored(engine, runner, TEXT, "occlusion", fresh=True)
     assert not fresh.cached and fresh.explanation.scores == first.explanation.scores
     assert stored_count(engine) == 2
+
+
+def test_batches_shrink_for_long_inputs(runner):
+    r = ModelRunner(runner.loaded, batch_size=32, max_batch_tokens=2048)
+    assert [r.batch_size_for(n) for n in (16, 64, 128, 512, 5000)] == [32, 32, 16, 4, 1]

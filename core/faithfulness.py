@@ -47,6 +47,8 @@ class Faithfulness:
 
 
 def _auc(curve: Sequence[tuple[float, float]]) -> float:
+    if not curve:
+        return math.nan
     xs, ys = zip(*curve, strict=True)
     return float(np.trapezoid(ys, xs))
 
@@ -96,7 +98,8 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
     rankings = {e.method: support_ranking(e) for e in explanations}
     rng = np.random.default_rng(0)
     random_rankings = [list(rng.permutation(n)) for _ in range(random_seeds)]
-    steps = sorted({round(i * n / (curve_points - 1)) for i in range(curve_points)})
+    # curve_points=0 skips the curves (corpus runs keep only the AOPC scores)
+    steps = sorted({round(i * n / (curve_points - 1)) for i in range(curve_points)}) if curve_points > 1 else []
 
     def measure(ranking: Sequence[int]) -> tuple[dict, dict, list, list]:
         comp_sets = [ranking[: how_many(f, n)] for f in fractions]

@@ -119,7 +119,7 @@ def main() -> None:
         else:
             lines.append(f"| {length} | {name} | {seconds:.3f} | {passes} | {bound:.3f} | {ratio:.2f} |")
     lines += ["", f"A stored result (lime, 128 tokens) comes back in {stored_seconds * 1000:.0f} ms "
-              "(a fresh runner: one forward pass to resolve the predicted label, then the database read).", ""]
+              "(a fresh runner: the text is tokenized and hashed, the result read from the database; no forward pass).", ""]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -188,3 +188,12 @@ def test_demos_save_and_list(engine):
 
     with pytest.raises(ExplainError):
         compare.save_demo(engine, "  ", "", state)
+
+
+def test_faithfulness_without_curves_keeps_aopc(runner):
+    from core.explainers import explain
+
+    occl = explain(runner, "alpha beta gamma delta epsilon", "occlusion")
+    full, light = faithfulness.evaluate(runner, [occl]), faithfulness.evaluate(runner, [occl], curve_points=0)
+    assert light[0].deletion == [] and math.isnan(light[0].deletion_auc)
+    assert light[0].comprehensiveness == full[0].comprehensiveness

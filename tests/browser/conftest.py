@@ -65,7 +65,10 @@ def app_server(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
+
+    # Assertions wait for what a person would wait for: a page rerun can take seconds on a busy CI machine.
+    expect.set_options(timeout=60_000)
 
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

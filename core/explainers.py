@@ -347,11 +347,12 @@ def explain(
     prepared = runner.prepare(text)
     if not prepared.words:
         raise ExplainError("The text has no words the model can read.")
-    return _explain(runner, prepared, spec, target, resolved, progress or (lambda f, m: None))
+    return explain_prepared(runner, prepared, spec, target, resolved, progress or (lambda f, m: None))
 
 
-def _explain(runner: ModelRunner, prepared: PreparedText, spec: Method, target: str | int | None,
-             params: dict[str, Any], progress: ProgressFn) -> Explanation:
+def explain_prepared(runner: ModelRunner, prepared: PreparedText, spec: Method, target: str | int | None,
+                     params: dict[str, Any], progress: ProgressFn) -> Explanation:
+    """The work behind `explain`, for callers that validated and prepared the input (the store)."""
     started, passes_before, evaluations_before = time.perf_counter(), runner.forward_passes, runner.evaluations
     if spec.family == "attention":
         runner.attentions(prepared.input_ids)  # one pass gives both the prediction and the weights

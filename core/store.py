@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from core.db import session_scope
-from core.explainers import ProgressFn, _explain, get_method, resolve_target
+from core.explainers import ProgressFn, explain_prepared, get_method, resolve_target
 from core.explanation import Explanation, text_sha256
 from core.runner import ModelRunner
 from core.schema import ExplanationRecord
@@ -73,7 +73,7 @@ def explain_stored(
                 return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True)
     if only_stored:
         return None
-    result = _explain(runner, prepared, spec, target_label, resolved, progress or (lambda f, m: None))
+    result = explain_prepared(runner, prepared, spec, target_label, resolved, progress or (lambda f, m: None))
     for key_target in [target_label] + ([""] if requested == "" else []):
         _save(engine, runner, {**base_key, "target": key_target}, result)
     return StoredExplanation(result, False)

@@ -361,25 +361,39 @@ def export_csv(engine: Engine, job_id: int) -> str:
     return buffer.getvalue()
 
 
-def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
-                     options: dict | None = None) -> float:
-    """A rough time estimate from a measured forward-pass rate and each method's pass count."""
-    options = options or {}
-    sample = list(texts[: min(8, len(texts))])
-    if not sample:
-        return 0.0
-    ids = [runner.prepare(t).input_ids for t in sample]
-    fresh = ModelRunner(runner.loaded, batch_size=runner.batch_size, cache_size=64)
-    started = time.perf_counter()
-    fresh.probabilities(ids)
-    per_pass = (time.perf_counter() - started) / len(ids)
-    words = float(np.mean([len(runner.prepare(t).words) for t in sample]))
-    passes = 0.0
-    options = {**CORPUS_OPTIONS, **options}
+def estimate_passes(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
+                    options: dict | None = None) -> float:
+    """Forward passes a corpus run of `methods` over `texts` should need (gradient passes count double).
+
+    Per input of n words: lime `num_samples`, shap `max_evals`, integrated gradients 2 per step (a
+    backward pass costs about one forward) plus f(baseline), saliency and input x gradient 3,
+    occlusion n, the attention methods 0 (their pass is the prediction, counted once), and the
+    faithfulness metrics 2 per ERASER fraction for each method and the random ranking
+    (comprehensiveness at the first fraction is an occlusion pass when occlusion ran).
+    """
+    options = {**CORPUS_OPTIONS, **(options or {})}
+    per_method = {}
     for name in methods:
         params = get_method(name).resolve(options.get(name))
-        passes += {"lime": params.get("num_samples", 0), "shap": params.get("max_evals", 0),
-                   "integrated_gradients": 3 * (params.get("n_steps", 0) + 3),  # backward ~2x a forward
-                   "saliency": 6, "input_x_gradient": 6, "occlusion": words + 2}.get(name, 2)
-    passes += (len(methods) + 1) * (len(faithfulness.ERASER_FRACTIONS) * 2 + 1)  # faithfulness: AOPC only
-    return per_pass * passes * len(texts)
+        per_method[name] = {"lime": params.get("num_samples", 0), "shap": params.get("max_evals", 0),
+                            "integrated_gradients": 2 * params.get("n_steps", 0) + 1,
+                            "saliency": 3, "input_x_gradient": 3}.get(name, 0)
+    faithfulness_sets = 2 * len(faithfulness.ERASER_FRACTIONS) - (1 if "occlusion" in methods else 0)
+    fixed = 1 + sum(per_method.values()) + (len(methods) + 1) * faithfulness_sets
+    words = sum(len(runner.prepare(t).words) for t in texts) if "occlusion" in methods else 0
+    return fixed * len(texts) + words
+
+
+def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
+                     options: dict | None = None) -> float:
+    """A rough time estimate: `estimate_passes` times a forward-pass time measured on these inputs."""
+    sample = [runner.prepare(t) for t in texts[:8]]
+    if not sample:
+        return 0.0
+    fresh = ModelRunner(runner.loaded, batch_size=runner.batch_size, cache_size=64)
+    fresh.probabilities([p.input_ids for p in sample])  # warm-up: first calls pay one-off costs
+    masked = [[fresh.mask_id if i % 7 == 3 else t for i, t in enumerate(p.input_ids)] for p in sample]
+    started = time.perf_counter()
+    fresh.probabilities(masked)
+    per_pass = (time.perf_counter() - started) / len(masked)
+    return per_pass * estimate_passes(runner, methods, texts, options)

@@ -101,24 +101,28 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
     # curve_points=0 skips the curves (corpus runs keep only the AOPC scores)
     steps = sorted({round(i * n / (curve_points - 1)) for i in range(curve_points)}) if curve_points > 1 else []
 
-    def measure(ranking: Sequence[int]) -> tuple[dict, dict, list, list]:
-        comp_sets = [ranking[: how_many(f, n)] for f in fractions]
-        suff_sets = [ranking[how_many(f, n):] for f in fractions]
-        del_sets = [ranking[:s] for s in steps]
-        ins_sets = [ranking[s:] for s in steps]
-        probs = eraser.probabilities([[]] + comp_sets + suff_sets + del_sets + ins_sets)
-        full, rest = probs[0], probs[1:]
-        comp = rest[: len(fractions)]
-        suff = rest[len(fractions): 2 * len(fractions)]
-        dele = rest[2 * len(fractions): 2 * len(fractions) + len(steps)]
-        ins = rest[2 * len(fractions) + len(steps):]
+    def sets_of(ranking: Sequence[int]) -> list[list[int]]:
+        return ([ranking[: how_many(f, n)] for f in fractions] + [ranking[how_many(f, n):] for f in fractions]
+                + [ranking[:s] for s in steps] + [ranking[s:] for s in steps])
+
+    def read(probs: np.ndarray, full: float) -> tuple[dict, dict, list, list]:
+        comp = probs[: len(fractions)]
+        suff = probs[len(fractions): 2 * len(fractions)]
+        dele = probs[2 * len(fractions): 2 * len(fractions) + len(steps)]
+        ins = probs[2 * len(fractions) + len(steps):]
         return ({f: float(full - p) for f, p in zip(fractions, comp, strict=True)},
                 {f: float(full - p) for f, p in zip(fractions, suff, strict=True)},
                 [(s / n, float(p)) for s, p in zip(steps, dele, strict=True)],
                 [(s / n, float(p)) for s, p in zip(steps, ins, strict=True)])
 
-    results = [Faithfulness(method, *measure(ranking)) for method, ranking in rankings.items()]
-    randoms = [measure(r) for r in random_rankings]
+    # One call for every ranking: the runner fills whole batches and masks shared by two rankings run once.
+    all_rankings = list(rankings.values()) + random_rankings
+    per_ranking = 2 * len(fractions) + 2 * len(steps)
+    probs = eraser.probabilities([[]] + [s for r in all_rankings for s in sets_of(r)])
+    full = probs[0]
+    measured = [read(probs[1 + i * per_ranking: 1 + (i + 1) * per_ranking], full) for i in range(len(all_rankings))]
+    results = [Faithfulness(method, *m) for method, m in zip(rankings, measured, strict=False)]
+    randoms = measured[len(rankings):]
     results.append(Faithfulness(
         RANDOM_NAME,
         {f: float(np.mean([r[0][f] for r in randoms])) for f in fractions},

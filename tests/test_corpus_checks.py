@@ -113,6 +113,21 @@ def test_inputs_from_csv_and_passages():
     assert " ".join(parts[:-1]) == long.split("\n\n")[0].strip()
 
 
+def test_pass_estimate_tracks_a_real_run(engine, runner):
+    methods = ["attention", "integrated_gradients", "occlusion", "saliency"]
+    # Inputs of ~35 words, so that the ERASER fractions name different word sets (as in real passages).
+    texts = [" ".join(TEXTS[i:] + TEXTS[:i]) for i in range(3)]
+    job_id = corpus.create_job(engine, "estimate", [corpus.Input(f"row {i}", t) for i, t in enumerate(texts)],
+                               methods, k=3)
+    expected = corpus.estimate_passes(runner, methods, texts)
+    fresh = ModelRunner(runner.loaded)
+    corpus.run_job(engine, fresh, job_id)
+    gradient_steps = len(texts) * (20 + 1)  # IG steps and saliency ran forward and backward
+    assert 0.75 * expected <= fresh.forward_passes + gradient_steps <= 1.1 * expected
+    assert corpus.estimate_passes(runner, ["lime"], TEXTS, {"lime": {"num_samples": 300}}) > 300 * len(TEXTS)
+    assert corpus.estimate_seconds(runner, methods, TEXTS) > 0
+
+
 def test_create_job_refuses_empty_inputs(engine):
     with pytest.raises(corpus.CorpusError, match="no inputs"):
         corpus.create_job(engine, "x", [], FAST)

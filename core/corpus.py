@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core import agreement, faithfulness
-from core.compare import run_comparison
+from core.compare import ViewState, run_comparison
 from core.db import session_scope
 from core.explainers import get_method
 from core.passages import paragraphs, sentences
@@ -38,6 +38,11 @@ FAST_METHODS = ("attention", "attention_rollout", "integrated_gradients", "salie
 # (its convergence delta is still stored), and faithfulness keeps the ERASER AOPC scores but skips
 # the deletion/insertion curves, with one random ranking as reference.
 CORPUS_OPTIONS = {"integrated_gradients": {"n_steps": 20}}
+# Faithfulness costs about a third of a fast-method run (two masked passes per ERASER fraction per
+# method). A leaderboard of means needs a sample, not every input: by default a seeded random sample
+# of 50 inputs (every input in smaller corpora); the bootstrap intervals are computed on that sample.
+DEFAULT_FAITHFULNESS_INPUTS = 50
+FAITHFULNESS_SEED = 0
 SLOW_METHODS = ("lime", "shap")
 STALE_AFTER = timedelta(seconds=60)  # a "running" job without a heartbeat this long is considered crashed
 
@@ -100,8 +105,17 @@ def inputs_from_csv(content: str, text_column: str = "text", label_column: str =
 
 
 # -- jobs ---------------------------------------------------------------------------------------------------
+def faithfulness_positions(total: int, sample: int) -> frozenset[int]:
+    """Positions of the inputs that get faithfulness metrics: a seeded random sample, or all (sample 0)."""
+    if sample <= 0 or sample >= total:
+        return frozenset(range(total))
+    rng = np.random.default_rng(FAITHFULNESS_SEED)
+    return frozenset(int(p) for p in rng.choice(total, size=sample, replace=False))
+
+
 def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequence[str], *, model: str = "",
-               options: dict | None = None, k: int = 5, source: str = "") -> int:
+               options: dict | None = None, k: int = 5, source: str = "",
+               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> int:
     if not inputs:
         raise CorpusError("There are no inputs to run: pick tags with snapshots, or upload a CSV.")
     if len(methods) < 1:
@@ -111,7 +125,8 @@ def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequ
     with session_scope(engine) as session:
         options = {**CORPUS_OPTIONS, **(options or {})}
         job = CorpusJob(name=name.strip() or f"corpus of {len(inputs)}", source=source, model=model,
-                        methods=json.dumps(list(methods)), options=json.dumps(options), k=k, total=len(inputs))
+                        methods=json.dumps(list(methods)), options=json.dumps(options), k=k, total=len(inputs),
+                        faithfulness_inputs=max(0, faithfulness_inputs))
         session.add(job)
         session.flush()
         for position, item in enumerate(inputs):
@@ -161,7 +176,7 @@ def seconds_left(job: CorpusJob) -> float | None:
     return job.seconds / finished * (job.total - finished)
 
 
-def item_metrics(comparison, runner: ModelRunner, k: int) -> dict:
+def item_metrics(comparison, runner: ModelRunner, k: int, with_faithfulness: bool = True) -> dict:
     """What one input contributes to the corpus view: pairwise agreement and faithfulness per method."""
     names = comparison.methods
     pairs = {}
@@ -170,7 +185,7 @@ def item_metrics(comparison, runner: ModelRunner, k: int) -> dict:
         for i in range(len(names)):
             for j in range(i + 1, len(names)):
                 pairs.setdefault(f"{names[i]} vs {names[j]}", {})[metric] = None if math.isnan(m[i, j]) else float(m[i, j])
-    faith = faithfulness.evaluate(runner, comparison.explanations, random_seeds=1, curve_points=0)
+    faith = faithfulness.evaluate(runner, comparison.explanations, random_seeds=1, curve_points=0) if with_faithfulness else []
     return {
         "target": comparison.target,
         "probabilities": comparison.probabilities,
@@ -192,6 +207,7 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int,
         job.status, job.stop_requested, job.error, job.heartbeat_at = "running", False, "", utcnow()
         session.add(job)
         methods, options, k = json.loads(job.methods), json.loads(job.options), job.k
+        measured = faithfulness_positions(job.total, job.faithfulness_inputs)
     try:
         for item in items_of(engine, job_id, "pending"):
             with session_scope(engine) as session:
@@ -203,7 +219,7 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int,
             started = time.perf_counter()
             try:
                 comparison = run_comparison(engine, runner, item.text, methods, options, None, k)
-                result, error = item_metrics(comparison, runner, k), ""
+                result, error = item_metrics(comparison, runner, k, item.position in measured), ""
             except Exception as exc:  # one bad input must not end the run; it is recorded as failed
                 result, error, comparison = {}, f"{type(exc).__name__}: {exc}", None
             elapsed = time.perf_counter() - started
@@ -323,6 +339,14 @@ def most_disputed(engine: Engine, job_id: int, n: int = 10) -> list[dict]:
     return sorted(rows, key=lambda r: r["mean_spearman"])[:n]
 
 
+def compare_query(job: CorpusJob, text: str) -> dict[str, str]:
+    """Query parameters of the Compare view of one input with the run's model, methods and options,
+    so that it opens on the stored results instead of recomputing them."""
+    methods = json.loads(job.methods)
+    options = {m: v for m, v in json.loads(job.options).items() if m in methods}
+    return ViewState(text=text, model=job.model, methods=methods, options=options, k=job.k).to_query()
+
+
 def per_label(engine: Engine, job_id: int) -> list[dict]:
     """Mean pairwise Spearman and mean comprehensiveness, per predicted label."""
     groups: dict[str, dict[str, list[float]]] = {}
@@ -341,6 +365,7 @@ def export_json(engine: Engine, job_id: int) -> str:
     job = get_job(engine, job_id)
     return json.dumps({
         "job": {"id": job.id, "name": job.name, "source": job.source, "model": job.model,
+                "faithfulness_inputs": job.faithfulness_inputs,
                 "methods": json.loads(job.methods), "status": job.status, "total": job.total, "done": job.done},
         "items": [{"position": i.position, "origin": i.origin, "text": i.text, "status": i.status,
                    "predicted_label": i.predicted_label, "error": i.error,
@@ -362,13 +387,13 @@ def export_csv(engine: Engine, job_id: int) -> str:
 
 
 def estimate_passes(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
-                    options: dict | None = None) -> float:
+                    options: dict | None = None, faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> float:
     """Forward passes a corpus run of `methods` over `texts` should need (gradient passes count double).
 
     Per input of n words: lime `num_samples`, shap `max_evals`, integrated gradients 2 per step (a
     backward pass costs about one forward) plus f(baseline), saliency and input x gradient 3,
-    occlusion n, the attention methods 0 (their pass is the prediction, counted once), and the
-    faithfulness metrics 2 per ERASER fraction for each method and the random ranking
+    occlusion n, the attention methods 0 (their pass is the prediction, counted once), and, on the
+    inputs sampled for faithfulness, 2 per ERASER fraction for each method and the random ranking
     (comprehensiveness at the first fraction is an occlusion pass when occlusion ran).
     """
     options = {**CORPUS_OPTIONS, **(options or {})}
@@ -379,13 +404,14 @@ def estimate_passes(runner: ModelRunner, methods: Sequence[str], texts: Sequence
                             "integrated_gradients": 2 * params.get("n_steps", 0) + 1,
                             "saliency": 3, "input_x_gradient": 3}.get(name, 0)
     faithfulness_sets = 2 * len(faithfulness.ERASER_FRACTIONS) - (1 if "occlusion" in methods else 0)
-    fixed = 1 + sum(per_method.values()) + (len(methods) + 1) * faithfulness_sets
+    measured = len(faithfulness_positions(len(texts), faithfulness_inputs))
     words = sum(len(runner.prepare(t).words) for t in texts) if "occlusion" in methods else 0
-    return fixed * len(texts) + words
+    return ((1 + sum(per_method.values())) * len(texts) + words
+            + (len(methods) + 1) * faithfulness_sets * measured)
 
 
 def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
-                     options: dict | None = None) -> float:
+                     options: dict | None = None, faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> float:
     """A rough time estimate: `estimate_passes` times a forward-pass time measured on these inputs."""
     sample = [runner.prepare(t) for t in texts[:8]]
     if not sample:
@@ -396,4 +422,4 @@ def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequenc
     started = time.perf_counter()
     fresh.probabilities(masked)
     per_pass = (time.perf_counter() - started) / len(masked)
-    return per_pass * estimate_passes(runner, methods, texts, options)
+    return per_pass * estimate_passes(runner, methods, texts, options, faithfulness_inputs)

@@ -96,6 +96,7 @@ class CorpusJob(SQLModel, table=True):
     methods: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
     options: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))  # JSON
     k: int = 5
+    faithfulness_inputs: int = 0  # size of the seeded random sample that gets faithfulness metrics; 0 = all
     status: str = "queued"  # queued | running | stopped | done | failed
     stop_requested: bool = False
     error: str = ""

@@ -1,4 +1,3 @@
-import json
 
 import altair as alt
 import pandas as pd
@@ -43,17 +42,28 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     st.caption(f"{len(inputs)} passages selected.")
     methods = st.multiselect("Methods", list(METHODS), default=list(corpus.FAST_METHODS), key="corpus_methods")
     k = st.slider("k (top words compared)", 1, 20, 5, key="corpus_k")
+    faithfulness_inputs = st.number_input(
+        "Faithfulness metrics on a random sample of this many inputs (0 = every input)", min_value=0,
+        value=corpus.DEFAULT_FAITHFULNESS_INPUTS, step=10, key="corpus_faithfulness_inputs",
+        help="Comprehensiveness and sufficiency cost two masked passes per ERASER fraction per method, about "
+             "a third of a run of the fast methods. The sample is seeded, so a rerun measures the same inputs; "
+             "the leaderboard's intervals are computed on it.")
     name = st.text_input("Name", value="", key="corpus_name")
     slow = [m for m in methods if m in corpus.SLOW_METHODS]
     confirmed = True
-    if slow and inputs:
-        estimate = corpus.estimate_seconds(runner, methods, [i.text for i in inputs])
-        st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {estimate / 60:.0f} minutes "
-                   "on this machine.")
-        confirmed = st.checkbox("Start anyway", key="corpus_confirm")
+    if inputs and methods:
+        estimate = corpus.estimate_seconds(runner, methods, [i.text for i in inputs],
+                                           faithfulness_inputs=int(faithfulness_inputs))
+        if slow:
+            st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {estimate / 60:.0f} minutes "
+                       "on this machine.")
+            confirmed = st.checkbox("Start anyway", key="corpus_confirm")
+        else:
+            st.caption(f"Estimated time on this machine: about {estimate / 60:.1f} minutes.")
     if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
         try:
-            job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label)
+            job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,
+                                       faithfulness_inputs=int(faithfulness_inputs))
             jobs_runner.start(job_id)
             st.query_params["job"] = str(job_id)
             st.rerun()
@@ -121,6 +131,10 @@ for metric, title in (("spearman", "Spearman rank correlation"), ("feature_agree
 
 st.subheader("Faithfulness leaderboard")
 board = pd.DataFrame(corpus.leaderboard(db, job_id))
+sampled = len(corpus.faithfulness_positions(job.total, job.faithfulness_inputs))
+st.caption("ERASER comprehensiveness and sufficiency (AOPC), removed words replaced by the mask token, on "
+           + (f"a seeded random sample of {sampled} of the {job.total} inputs." if sampled < job.total
+              else f"all {job.total} inputs."))
 if not board.empty:
     bars = alt.Chart(board).mark_point(filled=True, size=80).encode(
         x=alt.X("comprehensiveness:Q", title="mean comprehensiveness AOPC (95% bootstrap interval)"),
@@ -132,8 +146,7 @@ if not board.empty:
 st.subheader("Inputs where the methods disagree most")
 for row in corpus.most_disputed(db, job_id):
     st.page_link("pages/2_Compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
-                 f"{row['text'][:90]}", query_params={"text": row["text"], "methods": ",".join(json.loads(job.methods)),
-                                                      "k": str(job.k)})
+                 f"{row['text'][:90]}", query_params=corpus.compare_query(job, row["text"]))
 
 st.subheader("By predicted label")
 st.dataframe(pd.DataFrame(corpus.per_label(db, job_id)).round(4), hide_index=True, width="stretch")

@@ -1,6 +1,7 @@
 """Corpus benchmark: 100 passages of about 100 tokens with the fast methods; appends to BENCHMARKS.md.
 
-    python scripts/bench_corpus.py [--model PATH] [--passages 100] [--tokens 100] [--out BENCHMARKS.md]
+    python scripts/bench_corpus.py [--model PATH] [--passages 100] [--tokens 100]
+                                   [--faithfulness-inputs 50] [--out BENCHMARKS.md]
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--passages", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--faithfulness-inputs", type=int, default=corpus.DEFAULT_FAITHFULNESS_INPUTS,
+                        help="inputs sampled for faithfulness metrics (0 = every input); the page's default")
     parser.add_argument("--out", default="BENCHMARKS.md")
     args = parser.parse_args()
     loaded = load_model(args.model)
@@ -74,10 +77,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         job_id = corpus.create_job(engine, "bench", [corpus.Input(f"passage {i}", t) for i, t in enumerate(texts)],
-                                   list(corpus.FAST_METHODS), k=5)
+                                   list(corpus.FAST_METHODS), k=5, faithfulness_inputs=args.faithfulness_inputs)
         rate_before = pass_rate(loaded, texts)
         runner = ModelRunner(loaded)
-        estimate = corpus.estimate_seconds(runner, list(corpus.FAST_METHODS), texts)
+        estimate = corpus.estimate_seconds(runner, list(corpus.FAST_METHODS), texts,
+                                           faithfulness_inputs=args.faithfulness_inputs)
         started = time.perf_counter()
         job = corpus.run_job(engine, runner, job_id,
                              progress=lambda done, total, origin: print(f"\r{done}/{total}", end="", flush=True))
@@ -85,7 +89,8 @@ def main() -> None:
         print()
         rate_after = pass_rate(loaded, texts)
     line = (f"\nCorpus run (`python scripts/bench_corpus.py`): {len(texts)} passages of {mean_tokens:.0f} tokens on average, "
-            f"methods {', '.join(corpus.FAST_METHODS)}, plus per-item agreement and faithfulness metrics: "
+            f"methods {', '.join(corpus.FAST_METHODS)}, plus agreement metrics on every passage and faithfulness "
+            f"metrics on {len(corpus.faithfulness_positions(len(texts), args.faithfulness_inputs))} of them: "
             f"**{seconds:.0f} s** ({seconds / len(texts):.2f} s per passage; {job.done} done, {job.failed} failed). "
             f"{runner.forward_passes} forward passes ({runner.forward_passes / len(texts):.0f} per passage). "
             f"The page's estimate before starting was {estimate:.0f} s. Plain forward passes ran at "

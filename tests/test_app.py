@@ -161,6 +161,8 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     app.multiselect(key="corpus_methods").set_value(["attention", "occlusion"]).run()
     captions = [c.value for c in app.caption]
     assert any(c.endswith("passages selected.") and not c.startswith("0 ") for c in captions), captions
+    assert any(c.startswith("Estimated time on this machine") for c in captions), captions
+    app.number_input(key="corpus_faithfulness_inputs").set_value(1).run()
     next(b for b in app.button if b.label == "Start run").click().run()
     assert not app.exception
     job = corpus.list_jobs(get_engine())[0]
@@ -171,6 +173,8 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     assert not app.exception
     headers = [s.value for s in app.subheader]
     assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "By predicted label"} <= set(headers)
+    total = corpus.get_job(get_engine(), job.id).total
+    assert total > 1 and any(f"sample of 1 of the {total} inputs" in c.value for c in app.caption)
     missing = run_page("pages/3_Corpus.py", job="999")
     assert any("does not exist" in e.value for e in missing.error)
 

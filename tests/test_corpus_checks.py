@@ -128,6 +128,41 @@ def test_pass_estimate_tracks_a_real_run(engine, runner):
     assert corpus.estimate_seconds(runner, methods, TEXTS) > 0
 
 
+def test_faithfulness_sample_is_seeded_and_bounded():
+    sample = corpus.faithfulness_positions(100, 50)
+    assert len(sample) == 50 and sample == corpus.faithfulness_positions(100, 50)
+    assert all(0 <= p < 100 for p in sample) and max(sample) >= 50  # not just the first fifty
+    assert corpus.faithfulness_positions(30, 50) == frozenset(range(30))
+    assert corpus.faithfulness_positions(30, 0) == frozenset(range(30))
+
+
+def test_job_measures_faithfulness_on_its_sample_only(engine, runner):
+    job_id = corpus.create_job(engine, "sample", [corpus.Input(f"row {i}", t) for i, t in enumerate(TEXTS)],
+                               FAST, k=3, faithfulness_inputs=2)
+    corpus.run_job(engine, runner, job_id)
+    items = corpus.items_of(engine, job_id, "done")
+    measured = {i.position for i in items if json.loads(i.result)["faithfulness"]}
+    assert measured == corpus.faithfulness_positions(len(TEXTS), 2) and len(measured) == 2
+    assert {row["inputs"] for row in corpus.leaderboard(engine, job_id)} == {2}
+    assert {row["item"] for row in corpus.agreement_rows(engine, job_id)} == set(range(len(TEXTS)))
+    assert json.loads(corpus.export_json(engine, job_id))["job"]["faithfulness_inputs"] == 2
+    every = corpus.estimate_passes(runner, FAST, TEXTS, faithfulness_inputs=0)
+    assert corpus.estimate_passes(runner, FAST, TEXTS, faithfulness_inputs=2) < every
+
+
+def test_disputed_inputs_link_to_a_compare_view_that_reuses_stored_results(engine, runner):
+    from core.compare import ViewState, run_comparison
+
+    job_id = make_job(engine, n=3, methods=["attention", "integrated_gradients", "occlusion"])
+    corpus.run_job(engine, runner, job_id)
+    job = corpus.get_job(engine, job_id)
+    disputed = corpus.most_disputed(engine, job_id)
+    state = ViewState.from_query(corpus.compare_query(job, disputed[0]["text"]))
+    assert state.options["integrated_gradients"]["n_steps"] == 20 and state.k == job.k
+    reopened = run_comparison(engine, runner, state.text, state.methods, state.options, None, state.k, only_stored=True)
+    assert reopened is not None and all(reopened.cached.values())
+
+
 def test_create_job_refuses_empty_inputs(engine):
     with pytest.raises(corpus.CorpusError, match="no inputs"):
         corpus.create_job(engine, "x", [], FAST)

@@ -47,7 +47,7 @@ def test_migrations_upgrade_keeps_existing_data(tmp_path):
                                 "VALUES ('https://a.example/', 'https://a.example/', 'kept', '', '2026-01-01')"))
     old.dispose()
     upgraded = make_engine(url)  # applies the remaining migrations on start
-    assert current_revision(upgraded) == "0003"
+    assert current_revision(upgraded) == "0004"
     with upgraded.connect() as connection:
         assert connection.execute(text("SELECT title FROM link")).scalar() == "kept"
     make_engine(url)  # a second start is a no-op

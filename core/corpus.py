@@ -193,6 +193,10 @@ def item_metrics(comparison, runner: ModelRunner, k: int, with_faithfulness: boo
         "faithfulness": {f.method: {"comprehensiveness": f.aopc_comprehensiveness, "sufficiency": f.aopc_sufficiency}
                          for f in faith},
         "seconds": {e.method: e.seconds for e in comparison.explanations},
+        "forward_passes": {e.method: e.forward_passes for e in comparison.explanations},
+        "reused": {m: bool(v) for m, v in comparison.cached.items()},
+        "completeness_gap": {e.method: e.diagnostics["relative_delta"] for e in comparison.explanations
+                             if "relative_delta" in e.diagnostics},
         "truncated_words": comparison.truncated_words,
     }
 
@@ -337,6 +341,34 @@ def most_disputed(engine: Engine, job_id: int, n: int = 10) -> list[dict]:
             rows.append({"position": item.position, "origin": item.origin, "text": item.text,
                          "mean_spearman": float(np.mean(values)), "label": item.predicted_label})
     return sorted(rows, key=lambda r: r["mean_spearman"])[:n]
+
+
+def cost_rows(engine: Engine, job_id: int) -> list[dict]:
+    """What each method cost over the run: seconds and forward passes per input (as first computed,
+    for results reused from the store), and how many inputs reused a stored result."""
+    by_method: dict[str, dict[str, list]] = {}
+    for _, result in _done_results(engine, job_id):
+        for method, seconds in result.get("seconds", {}).items():
+            m = by_method.setdefault(method, {"seconds": [], "passes": [], "reused": []})
+            m["seconds"].append(seconds)
+            m["passes"].append(result.get("forward_passes", {}).get(method, math.nan))
+            m["reused"].append(result.get("reused", {}).get(method, False))
+    return [{"method": method, "inputs": len(m["seconds"]), "mean_seconds": float(np.mean(m["seconds"])),
+             "total_seconds": float(np.sum(m["seconds"])), "mean_forward_passes": float(np.mean(m["passes"])),
+             "reused": int(sum(m["reused"]))}
+            for method, m in by_method.items()]
+
+
+def completeness_gaps(engine: Engine, job_id: int) -> dict[str, dict[str, float]]:
+    """Integrated Gradients' completeness gap |sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|
+    over the run's inputs: median, 90th percentile and maximum, per method that reports one."""
+    gaps: dict[str, list[float]] = {}
+    for _, result in _done_results(engine, job_id):
+        for method, gap in result.get("completeness_gap", {}).items():
+            gaps.setdefault(method, []).append(gap)
+    return {method: {"inputs": len(values), "median": float(np.median(values)),
+                     "p90": float(np.percentile(values, 90)), "max": float(np.max(values))}
+            for method, values in gaps.items()}
 
 
 def compare_query(job: CorpusJob, text: str) -> dict[str, str]:

@@ -148,6 +148,15 @@ for row in corpus.most_disputed(db, job_id):
     st.page_link("pages/2_Compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
                  f"{row['text'][:90]}", query_params=corpus.compare_query(job, row["text"]))
 
+st.subheader("Cost")
+cost = pd.DataFrame(corpus.cost_rows(db, job_id))
+if not cost.empty:
+    st.dataframe(cost.round(3), hide_index=True, width="stretch")
+for method, gap in corpus.completeness_gaps(db, job_id).items():
+    st.caption(f"{method}: completeness gap (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) "
+               f"over {gap['inputs']} inputs: median {gap['median']:.1%}, 90th percentile {gap['p90']:.1%}, "
+               f"max {gap['max']:.1%}. Large gaps mean too few steps for these inputs.")
+
 st.subheader("By predicted label")
 st.dataframe(pd.DataFrame(corpus.per_label(db, job_id)).round(4), hide_index=True, width="stretch")
 failed = corpus.items_of(db, job_id, "failed")

@@ -172,7 +172,7 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     app = run_page("pages/3_Corpus.py", job=str(job.id))
     assert not app.exception
     headers = [s.value for s in app.subheader]
-    assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "By predicted label"} <= set(headers)
+    assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "Cost", "By predicted label"} <= set(headers)
     total = corpus.get_job(get_engine(), job.id).total
     assert total > 1 and any(f"sample of 1 of the {total} inputs" in c.value for c in app.caption)
     missing = run_page("pages/3_Corpus.py", job="999")

@@ -163,6 +163,21 @@ def test_disputed_inputs_link_to_a_compare_view_that_reuses_stored_results(engin
     assert reopened is not None and all(reopened.cached.values())
 
 
+def test_cost_and_completeness_over_a_run(engine, runner):
+    job_id = make_job(engine, n=3, methods=["integrated_gradients", "occlusion"])
+    corpus.run_job(engine, ModelRunner(runner.loaded), job_id)
+    cost = {row["method"]: row for row in corpus.cost_rows(engine, job_id)}
+    assert set(cost) == {"integrated_gradients", "occlusion"} and all(r["inputs"] == 3 for r in cost.values())
+    assert cost["integrated_gradients"]["mean_forward_passes"] >= 20  # 20 corpus steps
+    assert cost["occlusion"]["total_seconds"] > 0 and cost["occlusion"]["reused"] == 0
+    gaps = corpus.completeness_gaps(engine, job_id)
+    assert set(gaps) == {"integrated_gradients"} and gaps["integrated_gradients"]["inputs"] == 3
+    assert 0 <= gaps["integrated_gradients"]["median"] <= gaps["integrated_gradients"]["max"] < 0.05
+    again = make_job(engine, n=3, methods=["integrated_gradients", "occlusion"])
+    corpus.run_job(engine, runner, again)
+    assert all(row["reused"] == 3 for row in corpus.cost_rows(engine, again))
+
+
 def test_create_job_refuses_empty_inputs(engine):
     with pytest.raises(corpus.CorpusError, match="no inputs"):
         corpus.create_job(engine, "x", [], FAST)

@@ -87,13 +87,15 @@ def main() -> None:
                              progress=lambda done, total, origin: print(f"\r{done}/{total}", end="", flush=True))
         seconds = time.perf_counter() - started
         print()
+        gap = corpus.completeness_gaps(engine, job_id).get("integrated_gradients")
         rate_after = pass_rate(loaded, texts)
     line = (f"\nCorpus run (`python scripts/bench_corpus.py`): {len(texts)} passages of {mean_tokens:.0f} tokens on average, "
             f"methods {', '.join(corpus.FAST_METHODS)}, plus agreement metrics on every passage and faithfulness "
             f"metrics on {len(corpus.faithfulness_positions(len(texts), args.faithfulness_inputs))} of them: "
             f"**{seconds:.0f} s** ({seconds / len(texts):.2f} s per passage; {job.done} done, {job.failed} failed). "
             f"{runner.forward_passes} forward passes ({runner.forward_passes / len(texts):.0f} per passage). "
-            f"The page's estimate before starting was {estimate:.0f} s. Plain forward passes ran at "
+            + (f"IG completeness gap median {gap['median']:.2%}, 90th percentile {gap['p90']:.2%}. " if gap else "")
+            + f"The page's estimate before starting was {estimate:.0f} s. Plain forward passes ran at "
             f"{rate_before:.0f}/s before the run and {rate_after:.0f}/s after it.\n")
     with Path(args.out).open("a") as handle:
         handle.write(line)

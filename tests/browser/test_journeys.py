@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def test_2_compare_a_snapshot_with_every_method(page, journey):
     page.goto(href if href.startswith("http") else journey["base"] + "/" + href.lstrip("/"))
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()  # the first run has finished
     page.locator('[data-testid="stRadio"]').filter(has_text="Passage").get_by_text("all", exact=True).click()
+    # The page writes the address after every sidebar widget has rendered, so this waits for the rerun
+    # the click started; pressing Run earlier would interrupt it (the old "Press Run" text is still shown).
+    expect(page).to_have_url(re.compile(r"passage=all.*"))
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
@@ -149,7 +153,7 @@ def test_5_corpus_run_survives_a_reload(page, journey):
     expect(page.get_by_text("3 link(s) snapshotted.")).to_be_visible()
     page.goto(f"{journey['base']}/Corpus")
     choose(page, "Tags", "corpus")
-    expect(page.get_by_text("passages selected.")).to_be_visible()
+    expect(page.get_by_text("Estimated time on this machine")).to_be_visible()  # shown once inputs are chosen
     page.get_by_role("button", name="Start run").click()
     expect(page.get_by_text("status:")).to_be_visible()
     page.reload()  # the run lives on the server, not in this browser tab

@@ -125,13 +125,15 @@ class RandomisationResult:
     verdicts: dict[str, str]
 
 
-def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max_layers: int | None = None,
-                  params: dict[str, dict[str, Any]] | None = None, seed: int = 0,
-                  progress: ProgressFn | None = None) -> RandomisationResult:
-    """Cascading randomisation from the top; the trained model itself is never modified."""
-    params = params or {}
-    original = {m: explain(runner, text, m, None, params.get(m)) for m in methods}
-    target = next(iter(original.values())).target
+def _randomised_similarities(runner: ModelRunner, texts: Sequence[str], methods: Sequence[str],
+                             max_layers: int | None, params: dict[str, dict[str, Any]], seed: int,
+                             progress: ProgressFn | None) -> tuple[list[str], list[list[dict[str, float]]]]:
+    """Stage names, and for each stage and input each method's Spearman(|original|, |randomised|).
+
+    The model is copied and randomised once, stage by stage, and every input is explained at
+    every stage; the trained model itself is never modified.
+    """
+    originals = [{m: explain(runner, text, m, None, params.get(m)) for m in methods} for text in texts]
     model = copy.deepcopy(runner.loaded.model)
     std = float(getattr(model.config, "initializer_range", 0.02))
     generator = torch.Generator().manual_seed(seed)
@@ -141,18 +143,31 @@ def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max
     for n in range(1, count + 1):
         steps.append((f"+ layer {len(layers) - n}", [layers[len(layers) - n]]))
     copy_loaded = dataclasses.replace(runner.loaded, model=model, _fingerprint=None)
-    stages = []
+    similarities = []
     for index, (name, modules) in enumerate(steps):
         if progress:
             progress(index / len(steps), f"randomising {name}")
         for module in modules:
             _reinitialise(module, std, generator)
         scrambled = ModelRunner(copy_loaded, batch_size=runner.batch_size)
-        similarity = {}
-        for m in methods:
-            e = explain(scrambled, text, m, target, params.get(m))
-            similarity[m] = METRICS["spearman"].fn(np.asarray(original[m].scores), np.asarray(e.scores), 0)
-        stages.append(RandomisationStage(name, similarity))
+        per_input = []
+        for text, original in zip(texts, originals, strict=True):
+            target = next(iter(original.values())).target
+            per_input.append({m: METRICS["spearman"].fn(
+                np.asarray(original[m].scores), np.asarray(explain(scrambled, text, m, target, params.get(m)).scores), 0)
+                for m in methods})
+        similarities.append(per_input)
+    if progress:
+        progress(1.0, "randomisation done")
+    return [name for name, _ in steps], similarities
+
+
+def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max_layers: int | None = None,
+                  params: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                  progress: ProgressFn | None = None) -> RandomisationResult:
+    """Cascading randomisation from the top; the trained model itself is never modified."""
+    names, similarities = _randomised_similarities(runner, [text], methods, max_layers, params or {}, seed, progress)
+    stages = [RandomisationStage(name, per_input[0]) for name, per_input in zip(names, similarities, strict=True)]
     verdicts = {}
     for m in methods:
         after = [s.similarity[m] for s in stages if not math.isnan(s.similarity[m])]
@@ -161,8 +176,6 @@ def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max
         verdicts[m] = (f"{m}: {'passes' if passed else 'FAILS'}: once the model is randomised from the top, its "
                        f"attributions keep Spearman up to {worst:.2f} with the trained model's "
                        f"(must stay below {RANDOMISATION_PASS} at every stage).")
-    if progress:
-        progress(1.0, "randomisation done")
     return RandomisationResult(stages, verdicts)
 
 
@@ -188,13 +201,9 @@ def stability_over(runner: ModelRunner, texts: Sequence[str], variants: dict[str
 def randomisation_over(runner: ModelRunner, texts: Sequence[str], methods: Sequence[str],
                        max_layers: int | None = None, progress: ProgressFn | None = None) -> RandomisationResult:
     """Randomisation similarities averaged stage by stage over several inputs."""
-    runs = []
-    for i, text in enumerate(texts):
-        inner = (lambda f, m, _i=i: progress((_i + f) / len(texts), f"input {_i + 1}: {m}")) if progress else None
-        runs.append(randomisation(runner, text, methods, max_layers=max_layers, progress=inner))
-    stages = [RandomisationStage(stage.name, {m: float(np.nanmean([r.stages[s].similarity[m] for r in runs]))
-                                              for m in methods})
-              for s, stage in enumerate(runs[0].stages)]
+    names, similarities = _randomised_similarities(runner, texts, methods, max_layers, {}, 0, progress)
+    stages = [RandomisationStage(name, {m: float(np.nanmean([sim[m] for sim in per_input])) for m in methods})
+              for name, per_input in zip(names, similarities, strict=True)]
     verdicts = {}
     for m in methods:
         worst = max(st.similarity[m] for st in stages)

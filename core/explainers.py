@@ -197,10 +197,8 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
     from captum.attr import IntegratedGradients
 
     embeds, mask, forward = _embedding_setup(runner, prepared, target)
-    if params["baseline"] == "zero":
-        baseline = torch.zeros_like(embeds)
-    else:
-        baseline = runner.embed(_baseline_ids(runner, prepared, params["baseline"]))
+    baseline_ids = None if params["baseline"] == "zero" else _baseline_ids(runner, prepared, params["baseline"])
+    baseline = torch.zeros_like(embeds) if baseline_ids is None else runner.embed(baseline_ids)
     progress(0.0, f"{params['n_steps']} interpolation steps")
     attributions = IntegratedGradients(forward).attribute(
         embeds, baselines=baseline, additional_forward_args=(mask,), n_steps=params["n_steps"],
@@ -212,11 +210,11 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
     # Captum's convergence delta would run both end points again; f(x) is the runner's cached
     # prediction and an id baseline is a cacheable input, so this costs at most one pass.
     f_input = float(runner.probabilities([prepared.input_ids])[0, target])
-    if params["baseline"] == "zero":
+    if baseline_ids is None:
         with torch.no_grad():
             f_baseline = float(forward(baseline, mask)[0])
     else:
-        f_baseline = float(runner.probabilities([_baseline_ids(runner, prepared, params["baseline"])])[0, target])
+        f_baseline = float(runner.probabilities([baseline_ids])[0, target])
     delta = float(token_scores.sum()) - (f_input - f_baseline)
     return Attribution(token_scores=token_scores, diagnostics={
         "convergence_delta": delta,

@@ -121,7 +121,7 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
     probs = eraser.probabilities([[]] + [s for r in all_rankings for s in sets_of(r)])
     full = probs[0]
     measured = [read(probs[1 + i * per_ranking: 1 + (i + 1) * per_ranking], full) for i in range(len(all_rankings))]
-    results = [Faithfulness(method, *m) for method, m in zip(rankings, measured, strict=False)]
+    results = [Faithfulness(method, *m) for method, m in zip(rankings, measured[: len(rankings)], strict=True)]
     randoms = measured[len(rankings):]
     results.append(Faithfulness(
         RANDOM_NAME,

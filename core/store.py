@@ -59,24 +59,24 @@ def explain_stored(
     # "" stands for "the predicted label": for a fixed model and text it is fixed too, so a stored
     # result for it comes back without running the model at all.
     requested = "" if target is None or target == "" else str(target)
-    if not fresh:
-        with session_scope(engine) as session:
-            record = session.exec(select(ExplanationRecord).filter_by(**base_key, target=requested)).first()
-            if record is not None:
-                return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True)
+    if not fresh and (stored := _lookup(engine, {**base_key, "target": requested})):
+        return stored
     probabilities = runner.probabilities([prepared.input_ids])[0]
     target_label = runner.loaded.labels[resolve_target(runner, target, probabilities)]
-    if not fresh and requested != target_label:
-        with session_scope(engine) as session:
-            record = session.exec(select(ExplanationRecord).filter_by(**base_key, target=target_label)).first()
-            if record is not None:
-                return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True)
+    if not fresh and requested != target_label and (stored := _lookup(engine, {**base_key, "target": target_label})):
+        return stored
     if only_stored:
         return None
     result = explain_prepared(runner, prepared, spec, target_label, resolved, progress or (lambda f, m: None))
     for key_target in [target_label] + ([""] if requested == "" else []):
         _save(engine, runner, {**base_key, "target": key_target}, result)
     return StoredExplanation(result, False)
+
+
+def _lookup(engine: Engine, key: dict[str, str]) -> StoredExplanation | None:
+    with session_scope(engine) as session:
+        record = session.exec(select(ExplanationRecord).filter_by(**key)).first()
+        return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True) if record else None
 
 
 def _save(engine: Engine, runner: ModelRunner, key: dict[str, str], result: Explanation) -> None:

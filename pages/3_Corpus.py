@@ -12,6 +12,15 @@ page_setup("Corpus")
 
 db = engine()
 jobs_runner = job_runner()
+
+
+@st.cache_data(max_entries=32, ttl=600, show_spinner="Estimating the time…")
+def estimate(_runner, fingerprint: str, methods: tuple[str, ...], texts: tuple[str, ...],
+             faithfulness_inputs: int) -> float:
+    """Measured once per choice: the page reruns whenever a corpus input finishes."""
+    return corpus.estimate_seconds(_runner, list(methods), list(texts), faithfulness_inputs=faithfulness_inputs)
+
+
 st.title("Corpus")
 st.caption("One input is an anecdote. Run the methods over many inputs and see how often they agree, "
            "and which one the model's behaviour supports, with uncertainty.")
@@ -52,14 +61,14 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     slow = [m for m in methods if m in corpus.SLOW_METHODS]
     confirmed = True
     if inputs and methods:
-        estimate = corpus.estimate_seconds(runner, methods, [i.text for i in inputs],
-                                           faithfulness_inputs=int(faithfulness_inputs))
+        seconds = estimate(runner, runner.loaded.fingerprint, tuple(methods), tuple(i.text for i in inputs),
+                           int(faithfulness_inputs))
         if slow:
-            st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {estimate / 60:.0f} minutes "
+            st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {seconds / 60:.0f} minutes "
                        "on this machine.")
             confirmed = st.checkbox("Start anyway", key="corpus_confirm")
         else:
-            st.caption(f"Estimated time on this machine: about {estimate / 60:.1f} minutes.")
+            st.caption(f"Estimated time on this machine: about {seconds / 60:.1f} minutes.")
     if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
         try:
             job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,

@@ -26,6 +26,7 @@ import torch
 
 from core.agreement import METRICS
 from core.explainers import explain
+from core.modelling import encoder_layer_path
 from core.runner import ModelRunner
 
 STABLE_SPEARMAN = 0.8  # mean pairwise Spearman of |scores| across variants
@@ -96,16 +97,10 @@ def _reinitialise(module: torch.nn.Module, std: float, generator: torch.Generato
 
 def _encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The transformer blocks, first to last, for the common architectures."""
-    for path in ("bert.encoder.layer", "roberta.encoder.layer", "distilbert.transformer.layer",
-                 "deberta.encoder.layer", "electra.encoder.layer", "albert.encoder.albert_layer_groups"):
-        node: Any = model
-        try:
-            for part in path.split("."):
-                node = getattr(node, part)
-            return list(node)
-        except AttributeError:
-            continue
-    raise ValueError(f"Cannot find the encoder layers of {type(model).__name__} for the randomisation check.")
+    path = encoder_layer_path(model)
+    if path is None:
+        raise ValueError(f"Cannot find the encoder layers of {type(model).__name__} for the randomisation check.")
+    return list(model.get_submodule(path))
 
 
 def _head(model: torch.nn.Module) -> list[torch.nn.Module]:

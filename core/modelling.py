@@ -64,6 +64,22 @@ class LoadedModel:
         return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
 
 
+# Where the stack of transformer blocks lives, for the common encoder architectures.
+ENCODER_LAYER_PATHS = ("bert.encoder.layer", "roberta.encoder.layer", "distilbert.transformer.layer",
+                       "deberta.encoder.layer", "electra.encoder.layer", "albert.encoder.albert_layer_groups")
+
+
+def encoder_layer_path(model: torch.nn.Module) -> str | None:
+    """The dotted path of the model's list of transformer blocks, or None for an unknown architecture."""
+    for path in ENCODER_LAYER_PATHS:
+        try:
+            model.get_submodule(path)
+        except AttributeError:
+            continue
+        return path
+    return None
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -5,6 +5,9 @@
 - `torch.inference_mode` wherever no gradient is needed.
 - A forward-pass counter: the number of examples actually sent through the model (cache hits
   are free and not counted); every Explanation reports its share.
+- For classifiers that read only the first token, probabilities and gradients come from a view of
+  the model whose last layer works at that position only (`core.first_token`, ~14% less work on
+  the default model, same numbers); attention weights always come from the full model.
 - An LRU cache of output probabilities keyed by token ids, so repeated perturbations (LIME and
   SHAP often draw the same masks) are computed once.
 """
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from core.explanation import split_words
+from core.first_token import first_token_model
 from core.modelling import LoadedModel
 
 ProgressFn = Callable[[float, str], None]
@@ -40,9 +44,12 @@ class PreparedText:
 
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, batch_size: int = 32, cache_size: int = 50_000,
-                 max_batch_tokens: int = 2048) -> None:
+                 max_batch_tokens: int = 2048, first_token_shortcut: bool = True) -> None:
         self.loaded = loaded
         self.model = loaded.model
+        shortened = first_token_model(loaded.model) if first_token_shortcut else None
+        self.first_token_shortcut = shortened is not None
+        self.classifier = shortened if shortened is not None else loaded.model  # for logits only
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         self.batch_size = batch_size
@@ -126,7 +133,7 @@ class ModelRunner:
             ids[row, : len(key)] = torch.tensor(key)
             mask[row, : len(key)] = 1
         with self.loaded.lock, torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logits = self.classifier(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
         self.forward_passes += len(batch)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
@@ -149,7 +156,7 @@ class ModelRunner:
         elif attention_mask.shape[0] != inputs_embeds.shape[0]:
             attention_mask = attention_mask.expand(inputs_embeds.shape[0], -1)
         with self.loaded.lock:
-            logits = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
+            logits = self.classifier(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
         self.forward_passes += int(inputs_embeds.shape[0])
         self.evaluations += int(inputs_embeds.shape[0])
         return torch.softmax(logits, dim=-1)

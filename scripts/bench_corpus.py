@@ -50,8 +50,11 @@ def passages(tokenizer, count: int, tokens: int) -> list[str]:
 
 
 def pass_rate(loaded, texts: list[str]) -> float:
-    """Forward passes per second on 60 distinct inputs of these passages (this VM's speed varies)."""
-    runner = ModelRunner(loaded)
+    """Full-model forward passes per second on 60 distinct inputs of these passages.
+
+    A measure of this VM's speed at the time (it varies), so it uses the full model, as earlier runs did.
+    """
+    runner = ModelRunner(loaded, first_token_shortcut=False)
     rows = []
     for text in texts[:6]:
         ids = runner.prepare(text).input_ids
@@ -88,14 +91,17 @@ def main() -> None:
         seconds = time.perf_counter() - started
         print()
         gap = corpus.completeness_gaps(engine, job_id).get("integrated_gradients")
+        costs = corpus.cost_rows(engine, job_id)
         rate_after = pass_rate(loaded, texts)
     line = (f"\nCorpus run (`python scripts/bench_corpus.py`): {len(texts)} passages of {mean_tokens:.0f} tokens on average, "
             f"methods {', '.join(corpus.FAST_METHODS)}, plus agreement metrics on every passage and faithfulness "
             f"metrics on {len(corpus.faithfulness_positions(len(texts), args.faithfulness_inputs))} of them: "
             f"**{seconds:.0f} s** ({seconds / len(texts):.2f} s per passage; {job.done} done, {job.failed} failed). "
-            f"{runner.forward_passes} forward passes ({runner.forward_passes / len(texts):.0f} per passage). "
+            f"{runner.forward_passes} forward passes ({runner.forward_passes / len(texts):.0f} per passage; "
+            f"first-token shortcut {'on' if runner.first_token_shortcut else 'off'}). "
             + (f"IG completeness gap median {gap['median']:.2%}, 90th percentile {gap['p90']:.2%}. " if gap else "")
-            + f"The page's estimate before starting was {estimate:.0f} s. Plain forward passes ran at "
+            + "Time per method: " + ", ".join(f"{c['method']} {c['total_seconds']:.0f} s" for c in costs)
+            + f" (the rest is agreement and faithfulness). The page's estimate before starting was {estimate:.0f} s. Plain forward passes ran at "
             f"{rate_before:.0f}/s before the run and {rate_after:.0f}/s after it.\n")
     with Path(args.out).open("a") as handle:
         handle.write(line)

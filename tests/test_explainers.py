@@ -262,3 +262,46 @@ def test_stored_results_come_back_without_running_the_model(runner, engine):
 def test_batches_shrink_for_long_inputs(runner):
     r = ModelRunner(runner.loaded, batch_size=32, max_batch_tokens=2048)
     assert [r.batch_size_for(n) for n in (16, 64, 128, 512, 5000)] == [32, 32, 16, 4, 1]
+
+
+# -- the first-token shortcut ------------------------------------------------------------------------
+@pytest.mark.parametrize("fixture", ["runner", "minilm_runner"])
+def test_first_token_shortcut_gives_the_full_models_numbers(fixture, request):
+    runner = request.getfixturevalue(fixture)
+    full = ModelRunner(runner.loaded, first_token_shortcut=False)
+    assert runner.first_token_shortcut and not full.first_token_shortcut
+    rows = [runner.prepare(t).input_ids for t in (TEXT, "Awful.", "Fine, I guess")]  # one padded batch
+    np.testing.assert_allclose(runner.probabilities(rows), full.probabilities(rows), rtol=1e-5, atol=1e-6)
+    for method in ("saliency", "integrated_gradients", "occlusion"):
+        short, reference = explain(runner, TEXT, method), explain(full, TEXT, method)
+        assert np.abs(reference.token_scores).max() > 1e-5, "scores this small would make the check empty"
+        np.testing.assert_allclose(short.token_scores, reference.token_scores, rtol=1e-4, atol=1e-6)
+
+
+def test_first_token_shortcut_leaves_the_model_whole(tiny_model):
+    from transformers.models.bert.modeling_bert import BertLayer
+
+    from core.first_token import FirstTokenLayer, first_token_model
+
+    keys = list(tiny_model.model.state_dict())
+    shortened = first_token_model(tiny_model.model)
+    assert isinstance(shortened.bert.encoder.layer[-1], FirstTokenLayer)
+    assert isinstance(tiny_model.model.bert.encoder.layer[-1], BertLayer)
+    assert shortened.classifier.weight is tiny_model.model.classifier.weight  # weights shared, not copied
+    assert list(tiny_model.model.state_dict()) == keys
+    weights, _ = ModelRunner(tiny_model).attentions(ModelRunner(tiny_model).prepare(TEXT).input_ids)
+    assert weights.shape[-2] == weights.shape[-1] > 1  # the attention methods still see every query row
+
+
+def test_first_token_shortcut_is_refused_when_the_head_reads_other_positions(tiny_model):
+    import copy
+    import dataclasses
+
+    from core.first_token import first_token_model
+
+    model = copy.deepcopy(tiny_model.model)
+    pooler = model.bert.pooler
+    pooler.forward = lambda hidden: pooler.activation(pooler.dense(hidden.mean(dim=1)))  # mean pooling
+    assert first_token_model(model) is None
+    assert not ModelRunner(dataclasses.replace(tiny_model, model=model)).first_token_shortcut
+    assert first_token_model(torch.nn.Linear(2, 2)) is None  # no transformer blocks at all

@@ -17,6 +17,8 @@ The model itself is never modified: attention methods and interventions need the
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from typing import Any
 
 import torch
@@ -25,6 +27,10 @@ import torch.nn.functional as F
 from core.modelling import encoder_layer_path
 
 TOLERANCE = 1e-4  # logits; float rounding differences are ~1e-6
+# One view (or None) per model object, so new runners over a loaded model do not repeat the check.
+# The view shares the model's modules, so it stays right when the weights change in place.
+_views: weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module | None] = weakref.WeakKeyDictionary()
+_views_lock = threading.Lock()
 
 
 class FirstTokenLayer(torch.nn.Module):
@@ -71,6 +77,13 @@ def _with_module(root: torch.nn.Module, path: str, replacement: torch.nn.Module)
 
 def first_token_model(model: torch.nn.Module) -> torch.nn.Module | None:
     """The model with a first-token-only last layer, or None when that would not give the same logits."""
+    with _views_lock:
+        if model not in _views:
+            _views[model] = _build(model)
+        return _views[model]
+
+
+def _build(model: torch.nn.Module) -> torch.nn.Module | None:
     path = encoder_layer_path(model)
     if path is None:
         return None

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from core.default_model import BuildConfig, build_default_model
+from core.first_token import first_token_model
 from core.settings import load_settings
 from core.snapshots import counts
 from core.store import stored_count
@@ -34,7 +35,8 @@ with left:
         if model is not None:
             st.markdown(f"**{model.name}** — {model.source}")
             st.text(f"Path: {model.path}\nLabels: {', '.join(model.labels)}\nDevice: {model.device}\n"
-                    f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}")
+                    f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}\n"
+                    f"First-token shortcut: {'on' if first_token_model(model.model) is not None else 'off (full passes)'}")
             if model.card:
                 with st.expander("Model card"):
                     st.markdown(model.card.replace("<", "&lt;"))

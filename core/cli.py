@@ -51,8 +51,10 @@ def cmd_model_build_default(args: argparse.Namespace) -> None:
 
 def cmd_model_info(args: argparse.Namespace) -> None:
     model = _load(args.model)
+    from core.first_token import first_token_model
+
     info = {**model.describe(), "fingerprint": model.fingerprint, "max_length": model.max_length,
-            "device": str(model.device)}
+            "device": str(model.device), "first_token_shortcut": first_token_model(model.model) is not None}
     if args.json:
         _print_json(info)
     else:

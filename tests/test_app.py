@@ -21,6 +21,7 @@ def test_home_page_shows_model_and_counts(home):
     assert not app.exception
     texts = " ".join(t.value for t in app.text)
     assert "negative, neutral, positive" in texts and str(home) in texts
+    assert "First-token shortcut: on" in texts  # the tiny model is a BERT classifier
     assert [m.label for m in app.metric][:3] == ["Links", "Snapshots", "Tags"]
 
 

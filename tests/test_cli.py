@@ -22,6 +22,13 @@ def test_methods_lists_every_method_with_options(home):
     assert {o["name"]: o["default"] for o in methods["integrated_gradients"]["options"]}["n_steps"] == 50
 
 
+def test_model_info_reports_the_first_token_shortcut(home):
+    result = rashomon("model", "info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["first_token_shortcut"] is True and info["labels"] == ["negative", "neutral", "positive"]
+
+
 def test_explain_json_then_stored(home):
     args = ("explain", "--text", "A lovely, thoughtful film.", "--methods", "attention,occlusion,lime", "--json")
     first = rashomon(*args)

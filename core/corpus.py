@@ -381,14 +381,14 @@ def compare_query(job: CorpusJob, text: str) -> dict[str, str]:
 
 def per_label(engine: Engine, job_id: int) -> list[dict]:
     """Mean pairwise Spearman and mean comprehensiveness, per predicted label."""
-    groups: dict[str, dict[str, list[float]]] = {}
+    groups: dict[str, dict] = {}
     for item, result in _done_results(engine, job_id):
-        g = groups.setdefault(item.predicted_label, {"inputs": [], "spearman": [], "comprehensiveness": []})
-        g["inputs"].append(item.position)
+        g = groups.setdefault(item.predicted_label, {"inputs": 0, "spearman": [], "comprehensiveness": []})
+        g["inputs"] += 1
         g["spearman"] += [v["spearman"] for v in result["pairs"].values() if v.get("spearman") is not None]
         g["comprehensiveness"] += [v["comprehensiveness"] for m, v in result["faithfulness"].items()
                                    if m != faithfulness.RANDOM_NAME]
-    return [{"label": label, "inputs": len(g["inputs"]),
+    return [{"label": label, "inputs": g["inputs"],
              "mean_spearman": float(np.mean(g["spearman"])) if g["spearman"] else math.nan,
              "mean_comprehensiveness": float(np.mean(g["comprehensiveness"])) if g["comprehensiveness"] else math.nan}
             for label, g in sorted(groups.items())]

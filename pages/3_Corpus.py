@@ -1,4 +1,3 @@
-
 import altair as alt
 import pandas as pd
 import streamlit as st

@@ -22,7 +22,7 @@ install: $(STAMP)
 
 run: install
 	$(PY) -m core model build-default --if-missing
-	$(VENV)/bin/streamlit run app.py --server.address 127.0.0.1 --server.port 8501
+	$(PY) scripts/serve.py --server.address 127.0.0.1 --server.port 8501
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \

@@ -1,53 +1,17 @@
-"""Rashomon: one input, several explanation methods, their disagreement made visible. (Home page.)"""
+"""Rashomon: one input, several explanation methods, their disagreement made visible."""
 
 import streamlit as st
 
-from core.default_model import BuildConfig, build_default_model
-from core.first_token import first_token_model
-from core.settings import load_settings
-from core.snapshots import counts
-from core.store import stored_count
-from pages import cached_model, engine, model_or_message, page_setup, streamlit_progress
+from pages.ui import show_flashes
 
-page_setup("Home")
-
-settings = load_settings()
-st.title("Rashomon")
-st.caption("Same input, several explanation methods, conflicting accounts: see where they disagree, "
-           "measure it, and decide which account to believe.")
-
-left, right = st.columns(2)
-with left:
-    st.subheader("Model")
-    default_missing = settings.resolved_model == str(settings.default_model_dir) and not (
-        settings.default_model_dir / "config.json").exists()
-    if default_missing:
-        st.warning("The offline default model has not been built yet. Building it fine-tunes MiniLM on "
-                   "~8,000 labelled tweets (about 5 minutes on a 2-core CPU).")
-        if st.button("Build the default model", type="primary"):
-            bar = st.progress(0.0, text="Starting")
-            report = build_default_model(settings.default_model_dir, BuildConfig(), progress=streamlit_progress(bar))
-            cached_model.clear()
-            st.success(f"Built: held-out macro-F1 {report.macro_f1:.3f}, accuracy {report.accuracy:.3f}.")
-            st.rerun()
-    else:
-        model = model_or_message()
-        if model is not None:
-            st.markdown(f"**{model.name}** — {model.source}")
-            st.text(f"Path: {model.path}\nLabels: {', '.join(model.labels)}\nDevice: {model.device}\n"
-                    f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}\n"
-                    f"First-token shortcut: {'on' if first_token_model(model.model) is not None else 'off (full passes)'}")
-            if model.card:
-                with st.expander("Model card"):
-                    st.markdown(model.card.replace("<", "&lt;"))
-with right:
-    st.subheader("Data")
-    numbers = counts(engine())
-    st.text(f"Data directory: {settings.home}\nDatabase: {settings.database_url}")
-    a, b, c, d = st.columns(4)
-    a.metric("Links", numbers["links"])
-    b.metric("Snapshots", numbers["snapshots"])
-    c.metric("Tags", numbers["tags"])
-    d.metric("Stored explanations", stored_count(engine()))
-
-st.markdown("Start on **Snapshots** to keep the pages you want to explain, then open **Compare**.")
+st.set_page_config(page_title="Rashomon", page_icon="🎭", layout="wide")
+# url_path keeps the addresses of the first release, so shared links keep working.
+page = st.navigation([
+    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("pages/snapshots.py", title="Snapshots", icon="🔗", url_path="Snapshots"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="Compare"),
+    st.Page("pages/corpus.py", title="Corpus", icon="📚", url_path="Corpus"),
+    st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
+])
+show_flashes()
+page.run()

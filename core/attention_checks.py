@@ -3,65 +3,25 @@
 Jain & Wallace (2019) ask two things of attention as explanation: it should correlate with
 gradient- and erasure-based importance, and changing it should change the prediction.
 Wiegreffe & Pinter (2019) answer that the tests must be run per model and input. Both are run
-here: rank correlations of attention (raw, rollout) with gradient and occlusion scores, and an
-intervention that replaces one layer's attention weights with uniform or permuted weights
-(through transformers' AttentionInterface) and reports how far the prediction moves.
+here: rank correlations of attention (the registry's attention methods) with the deterministic
+gradient and erasure methods, and an intervention that replaces one layer's attention weights
+with uniform or permuted weights (through the runner) and reports how far the prediction moves.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
-from transformers import AttentionInterface
 
 from core.explanation import Explanation
+from core.interventions import MODES, AttentionIntervention
+from core.methods.registry import attention_methods, attention_reference_methods
 from core.runner import ModelRunner
-
-ATTENTION_METHODS = ("attention", "attention_rollout")
-REFERENCE_METHODS = ("integrated_gradients", "input_x_gradient", "saliency", "occlusion")
-_INTERVENTION = "rashomon_intervention"
-_state: dict = {"layer": None, "mode": "uniform", "seed": 0}
-
-
-def _intervened_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Eager attention, except at the chosen layer where the weights are replaced."""
-    scaling = scaling if scaling is not None else query.size(-1) ** -0.5
-    scores = torch.matmul(query, key.transpose(2, 3)) * scaling
-    if attention_mask is not None:
-        scores = scores + attention_mask
-    weights = torch.softmax(scores, dim=-1)
-    if getattr(module, "layer_idx", None) == _state["layer"]:
-        if _state["mode"] == "uniform":
-            allowed = torch.ones_like(weights) if attention_mask is None else (attention_mask >= -1).float().expand_as(weights)
-            weights = allowed / allowed.sum(-1, keepdim=True)
-        else:  # permute each row's weights over the key positions, the same permutation for every head
-            generator = torch.Generator().manual_seed(_state["seed"])
-            order = torch.randperm(weights.shape[-1], generator=generator).to(weights.device)
-            weights = weights[..., order]
-    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
-    return output, weights
-
-
-AttentionInterface.register(_INTERVENTION, _intervened_attention)
-
-
-@contextmanager
-def intervened(model, layer: int, mode: str, seed: int = 0) -> Iterator[None]:
-    """Run `model` with layer `layer`'s attention replaced ('uniform' or 'permuted')."""
-    previous = model.config._attn_implementation
-    _state.update(layer=layer, mode=mode, seed=seed)
-    model.set_attn_implementation(_INTERVENTION)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(previous)
-        _state["layer"] = None
 
 
 @dataclass(frozen=True)
@@ -73,22 +33,27 @@ class Intervention:
     total_variation: float  # half the L1 distance between the two distributions
     label_flipped: bool
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Intervention:
+        return cls(**data)
+
 
 def intervene(runner: ModelRunner, text: str, target: str, layers: Sequence[int] | None = None,
-              modes: Sequence[str] = ("uniform", "permuted")) -> list[Intervention]:
+              modes: Sequence[str] = MODES) -> list[Intervention]:
+    """Replace each layer's attention in turn (each mode) and measure how far the prediction moves."""
     prepared = runner.prepare(text)
     labels = runner.loaded.labels
     t = labels.index(target)
     base = runner.probabilities([prepared.input_ids])[0]
     n_layers = runner.model.config.num_hidden_layers
     layers = list(range(n_layers)) if layers is None else [layer % n_layers for layer in layers]
-    ids = torch.tensor([prepared.input_ids], device=runner.device)
     results = []
     for layer in layers:
         for mode in modes:
-            with runner.loaded.lock, intervened(runner.model, layer, mode), torch.inference_mode():
-                probs = torch.softmax(runner.model(input_ids=ids).logits[0].float(), -1).cpu().numpy()
-            runner.forward_passes += 1
+            probs, _ = runner.intervened(prepared.input_ids, AttentionIntervention(layer, mode))
             results.append(Intervention(
                 layer=layer, mode=mode, probabilities={lab: float(p) for lab, p in zip(labels, probs, strict=True)},
                 target_change=float(probs[t] - base[t]), total_variation=float(0.5 * np.abs(probs - base).sum()),
@@ -103,13 +68,20 @@ class AttentionCorrelation:
     reference_method: str
     spearman: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttentionCorrelation:
+        return cls(**data)
+
 
 def correlations(explanations: Sequence[Explanation]) -> list[AttentionCorrelation]:
     """Spearman correlation of |score| between each attention method and each reference method present."""
     by_name = {e.method: e for e in explanations}
     out = []
-    for a in ATTENTION_METHODS:
-        for r in REFERENCE_METHODS:
+    for a in attention_methods():
+        for r in attention_reference_methods():
             if a in by_name and r in by_name:
                 x, y = np.abs(by_name[a].scores), np.abs(by_name[r].scores)
                 rho = math.nan if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0 else float(spearmanr(x, y)[0])

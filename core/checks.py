@@ -8,13 +8,15 @@
   on a copy, and compare each method's attribution with the one on the trained model. A method
   whose explanation barely changes when the model is destroyed explains the input, not the model.
 
-Each check ends in a one-line verdict per method from the thresholds below.
+Each check ends in a typed verdict per method (passed, the deciding figure, its threshold, and a
+one-line sentence) from the thresholds below. The settings each method is varied over come from
+the registry (`Method.stability_variants`): deterministic methods with nothing to vary are rerun
+with the same settings, which a nondeterministic implementation would fail.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 
 from core.agreement import METRICS
-from core.explainers import explain
+from core.explain import explain
+from core.methods.registry import METHODS, get_method
 from core.modelling import encoder_layer_path
 from core.runner import ModelRunner
 
@@ -33,13 +36,15 @@ STABLE_SPEARMAN = 0.8  # mean pairwise Spearman of |scores| across variants
 STABLE_TOPK = 0.6  # mean pairwise top-k feature agreement across variants
 RANDOMISATION_PASS = 0.5  # Spearman with the trained model's attributions must stay below this at every stage
 
-DEFAULT_VARIANTS: dict[str, list[dict[str, Any]]] = {
-    "lime": [{"seed": s, "num_samples": n} for s, n in ((0, 500), (1, 500), (2, 500), (0, 250), (0, 1000))],
-    "shap": [{"seed": s, "max_evals": n} for s, n in ((0, 500), (1, 500), (0, 250), (0, 1000))],
-    "integrated_gradients": [{"baseline": b, "n_steps": n}
-                             for b, n in (("pad", 50), ("mask", 50), ("zero", 50), ("pad", 20), ("pad", 100))],
-}
 ProgressFn = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    figure: float  # the number the verdict rests on
+    threshold: float
+    sentence: str
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,25 @@ class StabilityResult:
     mean_spearman: float
     min_spearman: float
     mean_topk: float
-    verdict: str
+    verdict: Verdict
+
+
+def stability_variants(methods: Sequence[str] | None = None, quick: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """The settings each method is rerun with, from the registry (every method by default)."""
+    return {name: [dict(v) for v in get_method(name).variants(quick)] for name in (methods or list(METHODS))}
+
+
+def _stability_verdict(method: str, mean_s: float, mean_k: float, k: int, scope: str) -> Verdict:
+    stable = mean_s >= STABLE_SPEARMAN and mean_k >= STABLE_TOPK
+    sentence = (f"{method}: {'stable' if stable else 'UNSTABLE'}{scope}: agrees with itself at mean Spearman "
+                f"{mean_s:.2f} (threshold {STABLE_SPEARMAN}) and top-{k} agreement {mean_k:.2f} "
+                f"(threshold {STABLE_TOPK}).")
+    return Verdict(stable, mean_s, STABLE_SPEARMAN, sentence)
 
 
 def stability(runner: ModelRunner, text: str, variants: dict[str, list[dict[str, Any]]] | None = None,
               k: int = 5, target: str | None = None, progress: ProgressFn | None = None) -> list[StabilityResult]:
-    variants = variants or DEFAULT_VARIANTS
+    variants = variants or stability_variants()
     total = sum(len(v) for v in variants.values())
     done = 0
     results = []
@@ -71,11 +89,8 @@ def stability(runner: ModelRunner, text: str, variants: dict[str, list[dict[str,
             x, y = np.asarray(a.scores), np.asarray(b.scores)
             spearman.append(METRICS["spearman"].fn(x, y, k))
             topk.append(METRICS["feature_agreement"].fn(x, y, k))
-        mean_s, min_s, mean_k = float(np.nanmean(spearman)), float(np.nanmin(spearman)), float(np.nanmean(topk))
-        stable = mean_s >= STABLE_SPEARMAN and mean_k >= STABLE_TOPK
-        verdict = (f"{method}: {'stable' if stable else 'UNSTABLE'}: agrees with itself at mean Spearman "
-                   f"{mean_s:.2f} (threshold {STABLE_SPEARMAN}) and top-{k} agreement {mean_k:.2f} "
-                   f"(threshold {STABLE_TOPK}) across {len(settings)} settings.")
+        mean_s, min_s, mean_k = _nanmean(spearman), _nanmin(spearman), _nanmean(topk)
+        verdict = _stability_verdict(method, mean_s, mean_k, k, f" across {len(settings)} settings")
         results.append(StabilityResult(method, settings, mean_s, min_s, mean_k, verdict))
     if progress:
         progress(1.0, "stability done")
@@ -117,7 +132,25 @@ class RandomisationStage:
 @dataclass(frozen=True)
 class RandomisationResult:
     stages: list[RandomisationStage]
-    verdicts: dict[str, str]
+    verdicts: dict[str, Verdict]
+
+
+def _randomisation_verdict(method: str, worst: float, scope: str) -> Verdict:
+    passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
+    sentence = (f"{method}: {'passes' if passed else 'FAILS'}{scope}: once the model is randomised from the top, "
+                f"its attributions keep Spearman up to {worst:.2f} with the trained model's "
+                f"(must stay below {RANDOMISATION_PASS} at every stage).")
+    return Verdict(passed, worst, RANDOMISATION_PASS, sentence)
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _nanmin(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.min(finite)) if finite else math.nan
 
 
 def _randomised_similarities(runner: ModelRunner, texts: Sequence[str], methods: Sequence[str],
@@ -137,7 +170,7 @@ def _randomised_similarities(runner: ModelRunner, texts: Sequence[str], methods:
     count = len(layers) if max_layers is None else min(max_layers, len(layers))
     for n in range(1, count + 1):
         steps.append((f"+ layer {len(layers) - n}", [layers[len(layers) - n]]))
-    copy_loaded = dataclasses.replace(runner.loaded, model=model, _fingerprint=None)
+    copy_loaded = runner.loaded.with_model(model)
     similarities = []
     for index, (name, modules) in enumerate(steps):
         if progress:
@@ -163,15 +196,12 @@ def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max
     """Cascading randomisation from the top; the trained model itself is never modified."""
     names, similarities = _randomised_similarities(runner, [text], methods, max_layers, params or {}, seed, progress)
     stages = [RandomisationStage(name, per_input[0]) for name, per_input in zip(names, similarities, strict=True)]
-    verdicts = {}
-    for m in methods:
-        after = [s.similarity[m] for s in stages if not math.isnan(s.similarity[m])]
-        worst = max(after) if after else math.nan
-        passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
-        verdicts[m] = (f"{m}: {'passes' if passed else 'FAILS'}: once the model is randomised from the top, its "
-                       f"attributions keep Spearman up to {worst:.2f} with the trained model's "
-                       f"(must stay below {RANDOMISATION_PASS} at every stage).")
-    return RandomisationResult(stages, verdicts)
+    return RandomisationResult(stages, {m: _randomisation_verdict(m, _worst(stages, m), "") for m in methods})
+
+
+def _worst(stages: Sequence[RandomisationStage], method: str) -> float:
+    after = [s.similarity[method] for s in stages if not math.isnan(s.similarity[method])]
+    return max(after) if after else math.nan
 
 
 def stability_over(runner: ModelRunner, texts: Sequence[str], variants: dict[str, list[dict[str, Any]]] | None = None,
@@ -183,12 +213,10 @@ def stability_over(runner: ModelRunner, texts: Sequence[str], variants: dict[str
         per_input.append(stability(runner, text, variants, k, progress=inner))
     results = []
     for j, first in enumerate(per_input[0]):
-        mean_s = float(np.nanmean([r[j].mean_spearman for r in per_input]))
-        min_s = float(np.nanmin([r[j].min_spearman for r in per_input]))
-        mean_k = float(np.nanmean([r[j].mean_topk for r in per_input]))
-        stable = mean_s >= STABLE_SPEARMAN and mean_k >= STABLE_TOPK
-        verdict = (f"{first.method}: {'stable' if stable else 'UNSTABLE'} over {len(texts)} inputs: mean Spearman "
-                   f"{mean_s:.2f} (threshold {STABLE_SPEARMAN}), top-{k} agreement {mean_k:.2f} (threshold {STABLE_TOPK}).")
+        mean_s = _nanmean([r[j].mean_spearman for r in per_input])
+        min_s = _nanmin([r[j].min_spearman for r in per_input])
+        mean_k = _nanmean([r[j].mean_topk for r in per_input])
+        verdict = _stability_verdict(first.method, mean_s, mean_k, k, f" over {len(texts)} inputs")
         results.append(StabilityResult(first.method, first.variants, mean_s, min_s, mean_k, verdict))
     return results
 
@@ -197,12 +225,7 @@ def randomisation_over(runner: ModelRunner, texts: Sequence[str], methods: Seque
                        max_layers: int | None = None, progress: ProgressFn | None = None) -> RandomisationResult:
     """Randomisation similarities averaged stage by stage over several inputs."""
     names, similarities = _randomised_similarities(runner, texts, methods, max_layers, {}, 0, progress)
-    stages = [RandomisationStage(name, {m: float(np.nanmean([sim[m] for sim in per_input])) for m in methods})
+    stages = [RandomisationStage(name, {m: _nanmean([sim[m] for sim in per_input]) for m in methods})
               for name, per_input in zip(names, similarities, strict=True)]
-    verdicts = {}
-    for m in methods:
-        worst = max(st.similarity[m] for st in stages)
-        passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
-        verdicts[m] = (f"{m}: {'passes' if passed else 'FAILS'} over {len(texts)} inputs: mean Spearman with the "
-                       f"trained model's attributions reaches {worst:.2f} (must stay below {RANDOMISATION_PASS}).")
-    return RandomisationResult(stages, verdicts)
+    return RandomisationResult(stages, {m: _randomisation_verdict(m, _worst(stages, m), f" over {len(texts)} inputs")
+                                        for m in methods})

@@ -1,7 +1,7 @@
-"""One comparison: every chosen method on one input, with agreement, faithfulness and attention checks.
+"""What one Compare view shows, derived from a stored report: view state, agreement, summary, exports, demos.
 
-The Compare page, the CLI and the share links all go through `run_comparison`, which reads
-stored results where they exist, so a shared link reopens without recomputing.
+The Compare page and `rashomon compare` both open or run a `core.reports.ComparisonReport` and
+read everything below from it, so the two show the same numbers for the same view.
 """
 
 from __future__ import annotations
@@ -10,29 +10,22 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core import agreement, attention_checks, faithfulness
+from core import agreement, faithfulness
 from core.db import session_scope
-from core.explainers import METHODS, ExplainError, get_method
-from core.explanation import Explanation
+from core.methods.base import ExplainError
+from core.methods.registry import METHODS
 from core.passages import PassageChoice
-from core.runner import ModelRunner
+from core.reports import Comparison, ComparisonReport
 from core.schema import Demo
-from core.store import explain_stored
 
-ProgressFn = Callable[[float, str], None]
 DEFAULT_K = 5
-
-
-class StopRequested(Exception):
-    """The user pressed stop; finished methods are stored and kept."""
 
 
 @dataclass
@@ -85,68 +78,6 @@ class ViewState:
         return state
 
 
-@dataclass
-class Comparison:
-    text: str
-    explanations: list[Explanation]
-    cached: dict[str, bool]
-    k: int
-
-    @property
-    def methods(self) -> list[str]:
-        return [e.method for e in self.explanations]
-
-    @property
-    def probabilities(self) -> dict[str, float]:
-        return self.explanations[0].probabilities
-
-    @property
-    def predicted_label(self) -> str:
-        return self.explanations[0].predicted_label
-
-    @property
-    def target(self) -> str:
-        return self.explanations[0].target
-
-    @property
-    def truncated_words(self) -> int:
-        return self.explanations[0].truncated_words
-
-    @property
-    def words(self) -> tuple[str, ...]:
-        return self.explanations[0].words
-
-
-def run_comparison(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
-                   options: dict[str, dict[str, Any]] | None = None, target: str | None = None, k: int = DEFAULT_K,
-                   *, fresh: bool = False, only_stored: bool = False, progress: Callable[[str, float, str], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> Comparison | None:
-    """Explain `text` with every method in `methods` (stored results reused unless `fresh`).
-
-    `only_stored=True` computes nothing and returns None unless every method has a stored result.
-    """
-    if not methods:
-        raise ExplainError("Choose at least one method.")
-    for name in methods:
-        get_method(name)
-    options = options or {}
-    explanations, cached = [], {}
-    for name in methods:
-        if should_stop and should_stop():
-            raise StopRequested(f"Stopped before {name}.")
-        report = (lambda f, m, _n=name: progress(_n, f, m)) if progress else None
-        stored = explain_stored(engine, runner, text, name, target or None, options.get(name), fresh=fresh,
-                                only_stored=only_stored, progress=report)
-        if stored is None:
-            return None
-        if report:
-            report(1.0, "stored result" if stored.cached else f"{stored.explanation.seconds:.1f} s")
-        explanations.append(stored.explanation)
-        cached[name] = stored.cached
-        target = stored.explanation.target  # later methods explain the same label
-    return Comparison(text=explanations[0].text, explanations=explanations, cached=cached, k=k)
-
-
 def normalised_rows(comparison: Comparison) -> np.ndarray:
     """Scores per method, each row divided by its largest |score| (so colours compare across rows)."""
     rows = np.array([e.scores for e in comparison.explanations], dtype=float)
@@ -168,10 +99,10 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def summarise(comparison: Comparison, k: int, faith: Sequence[faithfulness.Faithfulness],
-              attention_corr: Sequence[attention_checks.AttentionCorrelation],
-              interventions: Sequence[attention_checks.Intervention], camp_threshold: float = 0.5) -> list[str]:
+def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> list[str]:
     """A plain-language account built only from numbers the page shows."""
+    comparison, faith = report.comparison, report.faithfulness
+    attention_corr, interventions = report.correlations, report.interventions
     lines = []
     probs = comparison.probabilities
     label = comparison.predicted_label
@@ -226,17 +157,50 @@ def summarise(comparison: Comparison, k: int, faith: Sequence[faithfulness.Faith
 
 
 # -- export ---------------------------------------------------------------------------------------------
-def to_json(comparison: Comparison, k: int, faith: Sequence[faithfulness.Faithfulness] = ()) -> str:
-    mats = matrices(comparison, k)
-    return json.dumps({
-        "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities, "k": k,
-        "explanations": [e.to_dict() for e in comparison.explanations],
+def _finite(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
+    """Everything the Compare view shows, as plain data (the CLI's `compare --json` and the page's download)."""
+    comparison = report.comparison
+    return {
+        "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
+        "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
+        "explanations": [{**e.to_dict(), "cached": comparison.cached.get(e.method, False)}
+                         for e in comparison.explanations],
         "agreement": {name: {"methods": comparison.methods,
-                             "matrix": [[None if math.isnan(v) else v for v in row] for row in m.tolist()]}
-                      for name, m in mats.items()},
-        "faithfulness": [{**asdict(f), "comprehensiveness": {str(k_): v for k_, v in f.comprehensiveness.items()},
-                          "sufficiency": {str(k_): v for k_, v in f.sufficiency.items()}} for f in faith],
-    }, ensure_ascii=False, indent=2)
+                             "matrix": [[_finite(v) for v in row] for row in m.tolist()]}
+                      for name, m in matrices(comparison, k).items()},
+        "faithfulness": [{key: _finite(value) if isinstance(value, float) else value
+                          for key, value in f.to_dict().items()} for f in report.faithfulness],
+        "attention_correlations": [{**c.to_dict(), "spearman": _finite(c.spearman)} for c in report.correlations],
+        "attention_interventions": [i.to_dict() for i in report.interventions],
+        "summary": summarise(report, k) if report.measured else [],
+        "cost": {"from_store": report.from_store, "forward_passes_now": report.cost_now.forward_passes,
+                 "seconds_now": report.cost_now.seconds,
+                 "measures": {"forward_passes": report.measure_cost.forward_passes,
+                              "seconds": report.measure_cost.seconds}},
+    }
+
+
+def to_json(report: ComparisonReport, k: int) -> str:
+    return json.dumps(report_to_dict(report, k), ensure_ascii=False, indent=2)
+
+
+def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
+    """Per method, and for the measures: seconds and passes when first computed, and what this view cost now."""
+    comparison = report.comparison
+    rows = [{"step": e.method, "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes,
+             "from store": comparison.cached.get(e.method, False) or report.from_store,
+             "forward passes now": 0 if comparison.cached.get(e.method, False) or report.from_store
+             else e.forward_passes} for e in comparison.explanations]
+    if report.measured:
+        rows.append({"step": "faithfulness and attention checks", "seconds when computed": report.measure_cost.seconds,
+                     "forward passes when computed": report.measure_cost.forward_passes,
+                     "from store": report.from_store,
+                     "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes})
+    return rows
 
 
 def to_csv(comparison: Comparison) -> str:

@@ -32,6 +32,30 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# SQLite's full-text index is a set of FTS5 virtual tables that migration 0001 creates with raw SQL
+# for that dialect only; the SQLModel metadata deliberately does not describe them.
+UNMODELLED_TABLE_PREFIXES = ("snapshot_fts",)
+
+
+def include_in_schema_comparison(name: str | None, type_: str, parent_names: dict) -> bool:
+    """For Alembic's autogenerate/compare_metadata: skip the dialect-specific search tables."""
+    return not (type_ == "table" and name is not None and name.startswith(UNMODELLED_TABLE_PREFIXES))
+
+
+def schema_differences(engine: Engine) -> list:
+    """What differs between the migrated database and the SQLModel classes (empty when they match)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import core.schema  # noqa: F401  (registers every table on the metadata)
+
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={
+            "compare_type": True, "include_name": include_in_schema_comparison})
+        return compare_metadata(context, SQLModel.metadata)
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -44,6 +68,12 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

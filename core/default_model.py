@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from sklearn.metrics import accuracy_score, classification_report, f1_score
 from sklearn.model_selection import train_test_split
+from transformers.utils import logging as transformers_logging
 
 LABELS = ("negative", "neutral", "positive")
 ProgressFn = Callable[[float, str], None]
@@ -97,7 +98,7 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batches(encodings: dict, order: list[int], batch_size: int):
+def _batches(order: list[int], batch_size: int):
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
 
@@ -134,14 +135,20 @@ def build_default_model(
     train, heldout = split_corpus(load_corpus(), config)
 
     report_progress(0.02, "Loading the MiniLM encoder")
+    transformers_logging.set_verbosity_error()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir())
-    model = AutoModelForSequenceClassification.from_pretrained(
+    model, loading = AutoModelForSequenceClassification.from_pretrained(
         encoder_dir(),
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={name: i for i, name in enumerate(LABELS)},
         attn_implementation="eager",
+        output_loading_info=True,
     )
+    # transformers would print its load report (`classifier.weight | MISSING`), which reads like an
+    # error; a fresh head is exactly what fine-tuning starts from, so say that in one line instead.
+    new_head = [k for k in loading.get("missing_keys", []) if k.startswith("classifier")]
+    report_progress(0.03, f"New classifier head ({len(new_head)} tensors), as expected: training it")
     encodings = tokenizer(list(train["text"]), truncation=True, max_length=config.max_length)
     labels = torch.tensor(train["label"].to_numpy())
     steps_per_epoch = -(-len(train) // config.batch_size)
@@ -155,7 +162,7 @@ def build_default_model(
     model.train()
     for epoch in range(config.epochs):
         order = torch.randperm(len(train), generator=generator).tolist()
-        for batch_ids in _batches(encodings, order, config.batch_size):
+        for batch_ids in _batches(order, config.batch_size):
             features = tokenizer.pad({"input_ids": [encodings["input_ids"][i] for i in batch_ids],
                                       "attention_mask": [encodings["attention_mask"][i] for i in batch_ids]},
                                      return_tensors="pt")

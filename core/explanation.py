@@ -97,7 +97,3 @@ class Explanation:
         data["tokens"] = tuple(data["tokens"])
         data["token_scores"] = tuple(float(s) for s in data["token_scores"])
         return cls(**data)
-
-    def replace(self, **changes: Any) -> Explanation:
-        data = {**self.__dict__, **changes}
-        return Explanation(**data)

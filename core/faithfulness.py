@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,21 @@ class Faithfulness:
         object.__setattr__(self, "aopc_sufficiency", float(np.mean(list(self.sufficiency.values()))))
         object.__setattr__(self, "deletion_auc", _auc(self.deletion))
         object.__setattr__(self, "insertion_auc", _auc(self.insertion))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method,
+                "comprehensiveness": {str(k): v for k, v in self.comprehensiveness.items()},
+                "sufficiency": {str(k): v for k, v in self.sufficiency.items()},
+                "deletion": [list(p) for p in self.deletion], "insertion": [list(p) for p in self.insertion],
+                "aopc_comprehensiveness": self.aopc_comprehensiveness, "aopc_sufficiency": self.aopc_sufficiency,
+                "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Faithfulness:
+        return cls(data["method"], {float(k): float(v) for k, v in data["comprehensiveness"].items()},
+                   {float(k): float(v) for k, v in data["sufficiency"].items()},
+                   [(float(x), float(y)) for x, y in data["deletion"]],
+                   [(float(x), float(y)) for x, y in data["insertion"]])
 
 
 def _auc(curve: Sequence[tuple[float, float]]) -> float:

@@ -144,6 +144,24 @@ def decode_body(body: bytes, header_charset: str | None, is_html: bool) -> tuple
     return body.decode("utf-8", errors="replace"), "utf-8"
 
 
+def decode_text_file(data: bytes) -> str:
+    """A local text file's content, decoded as pages are (charset detection); ValueError for binary data."""
+    head = data[:8192]
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # NULs outside UTF-16: binary
+        raise ValueError("it looks like a binary file, not text")
+    if data and not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ValueError("it looks like a binary file, not text (no text encoding fits it)")
+    return str(best)
+
+
 def _parse_content_type(value: str) -> tuple[str, str | None]:
     parts = [p.strip() for p in value.split(";")]
     charset = None

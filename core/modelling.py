@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,9 @@ class LoadedModel:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
-    @property
-    def label_to_index(self) -> dict[str, int]:
-        return {label: i for i, label in enumerate(self.labels)}
+    def with_model(self, model: Any) -> LoadedModel:
+        """The same tokenizer and labels over other weights (e.g. a randomised copy): own fingerprint, own lock."""
+        return replace(self, model=model, lock=threading.RLock(), _fingerprint=None)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}

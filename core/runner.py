@@ -10,6 +10,8 @@
   the default model, same numbers); attention weights always come from the full model.
 - An LRU cache of output probabilities keyed by token ids, so repeated perturbations (LIME and
   SHAP often draw the same masks) are computed once.
+- Attention interventions (`intervened`) run here too, counted like every other pass, with what to
+  replace passed per call, never through shared state.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 
 from core.explanation import split_words
 from core.first_token import first_token_model
+from core.interventions import KWARG, AttentionIntervention, intervention_attention
 from core.modelling import LoadedModel
 
 ProgressFn = Callable[[float, str], None]
@@ -184,3 +187,17 @@ class ModelRunner:
         while len(self._attention_cache) > 4:
             self._attention_cache.pop(next(iter(self._attention_cache)))
         return weights, probabilities
+
+    def intervened(self, input_ids: Sequence[int], intervention: AttentionIntervention,
+                   output_attentions: bool = False) -> tuple[np.ndarray, tuple[torch.Tensor, ...] | None]:
+        """(probabilities, attention weights if asked) with `intervention` applied, on the full model."""
+        n_layers = self.model.config.num_hidden_layers
+        if not -n_layers <= intervention.layer < n_layers:
+            raise ValueError(f"Layer {intervention.layer} does not exist: the model has {n_layers} layers.")
+        ids = torch.tensor([list(input_ids)], device=self.device)
+        with self.loaded.lock, torch.inference_mode(), intervention_attention(self.model):
+            out = self.model(input_ids=ids, output_attentions=output_attentions, **{KWARG: intervention})
+        self.forward_passes += 1
+        self.evaluations += 1
+        probabilities = torch.softmax(out.logits[0].float(), -1).cpu().numpy()
+        return probabilities, (out.attentions if output_attentions else None)

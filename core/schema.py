@@ -53,10 +53,6 @@ class Snapshot(SQLModel, table=True):
     byte_size: int = 0
     error: str = ""
 
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
 
 class ExplanationRecord(SQLModel, table=True):
     __tablename__ = "explanation_record"
@@ -73,6 +69,21 @@ class ExplanationRecord(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))  # the Explanation as JSON
     seconds: float
     forward_passes: int
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ComparisonReportRecord(SQLModel, table=True):
+    """Everything one Compare view shows (explanations, faithfulness, attention checks), as JSON."""
+
+    __tablename__ = "comparison_report"
+    __table_args__ = (UniqueConstraint("model_fingerprint", "text_sha256", "view_key", "target"),)
+    id: int | None = Field(default=None, primary_key=True)
+    model_name: str
+    model_fingerprint: str = Field(index=True)
+    text_sha256: str = Field(index=True)
+    view_key: str = Field(sa_column=Column(Text, nullable=False))  # methods with their resolved options, as JSON
+    target: str  # "" = the predicted label
+    payload: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -287,8 +287,12 @@ class BulkSummary:
 
 def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: Engine | None = None,
                   fetcher: Fetcher | None = None, progress: ProgressFn | None = None,
-                  limits: FetchLimits | None = None) -> BulkSummary:
-    """Snapshot one link per line; a failure in one never stops the rest."""
+                  limits: FetchLimits | None = None,
+                  on_result: Callable[[str, SnapshotOutcome | None, str], None] | None = None) -> BulkSummary:
+    """Snapshot one link per line; a failure in one never stops the rest.
+
+    `on_result(url, outcome, error)` is called after each link (outcome None for an invalid line).
+    """
     urls = [u.strip() for u in (lines.splitlines() if isinstance(lines, str) else lines)]
     urls = list(dict.fromkeys(u for u in urls if u and not u.startswith("#")))
     summary = BulkSummary()
@@ -296,9 +300,14 @@ def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: 
         if progress:
             progress(index / max(1, len(urls)), f"Fetching {url}")
         try:
-            summary.outcomes.append(snapshot_url(url, tags, engine, fetcher, limits))
+            outcome = snapshot_url(url, tags, engine, fetcher, limits)
+            summary.outcomes.append(outcome)
+            if on_result:
+                on_result(url, outcome, outcome.error)
         except LibraryError as exc:
             summary.invalid.append((url, str(exc)))
+            if on_result:
+                on_result(url, None, str(exc))
     if progress:
         progress(1.0, f"{summary.succeeded} of {len(urls)} links snapshotted")
     return summary
@@ -307,11 +316,6 @@ def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: 
 def get_snapshot(snapshot_id: int, engine: Engine | None = None) -> Snapshot | None:
     with session_scope(engine or get_engine()) as session:
         return session.get(Snapshot, snapshot_id)
-
-
-def get_link(link_id: int, engine: Engine | None = None) -> LinkView | None:
-    views = list_links(engine=engine, link_ids=[link_id])
-    return views[0] if views else None
 
 
 def snapshots_of(link_id: int, engine: Engine | None = None) -> list[Snapshot]:

@@ -2,6 +2,7 @@
 
 A result is keyed by model fingerprint (a hash of the weights, so a retrained model never reuses
 stale results), the text's SHA-256, the method, its resolved parameters and the target label.
+The request is validated once, by `ExplainRequest.build`, exactly as for a direct explanation.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import func, select
 
 from core.db import session_scope
-from core.explainers import ProgressFn, explain_prepared, get_method, resolve_target
-from core.explanation import Explanation, text_sha256
-from core.runner import ModelRunner
+from core.explain import PREDICTED, ExplainRequest, run_request, target_index
+from core.explanation import Explanation
+from core.runner import ModelRunner, ProgressFn
 from core.schema import ExplanationRecord
 
 
@@ -27,56 +28,50 @@ class StoredExplanation:
     cached: bool
 
 
-def params_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, separators=(",", ":"))
-
-
-def explain_stored(
-    engine: Engine,
-    runner: ModelRunner,
-    text: str,
-    method: str,
-    target: str | int | None = None,
-    params: dict[str, Any] | None = None,
-    *,
-    fresh: bool = False,
-    only_stored: bool = False,
-    progress: ProgressFn | None = None,
-) -> StoredExplanation | None:
-    """`core.explainers.explain`, through the store: a stored result unless `fresh`.
+def explain_stored(engine: Engine, runner: ModelRunner, text: str, method: str, target: str | int | None = None,
+                   params: dict[str, Any] | None = None, *, fresh: bool = False, only_stored: bool = False,
+                   progress: ProgressFn | None = None) -> StoredExplanation | None:
+    """`core.explain.explain`, through the store: a stored result unless `fresh`.
 
     With `only_stored=True` nothing is computed: the stored result, or None.
     """
-    from core.explainers import explain  # validation lives there; reuse it for the error messages
+    request = ExplainRequest.build(runner, text, method, target, params)
+    return run_stored(engine, runner, request, fresh=fresh, only_stored=only_stored, progress=progress)
 
-    spec = get_method(method)
-    resolved = spec.resolve(params)
-    if not text or not text.strip():
-        return StoredExplanation(explain(runner, text, method, target, params), False)  # raises the clear error
-    prepared = runner.prepare(text)
-    base_key = dict(model_fingerprint=runner.loaded.fingerprint, text_sha256=text_sha256(prepared.text),
-                    method=method, params_key=params_key(resolved))
-    # "" stands for "the predicted label": for a fixed model and text it is fixed too, so a stored
-    # result for it comes back without running the model at all.
-    requested = "" if target is None or target == "" else str(target)
-    if not fresh and (stored := _lookup(engine, {**base_key, "target": requested})):
+
+def run_stored(engine: Engine, runner: ModelRunner, request: ExplainRequest, *, fresh: bool = False,
+               only_stored: bool = False, progress: ProgressFn | None = None) -> StoredExplanation | None:
+    if not fresh and (stored := lookup(engine, request)):
         return stored
-    probabilities = runner.probabilities([prepared.input_ids])[0]
-    target_label = runner.loaded.labels[resolve_target(runner, target, probabilities)]
-    if not fresh and requested != target_label and (stored := _lookup(engine, {**base_key, "target": target_label})):
-        return stored
+    if request.target == PREDICTED:
+        # The predicted label costs one (cached) pass; a result stored under it serves this request too.
+        probabilities = runner.probabilities([request.prepared.input_ids])[0]
+        label = runner.loaded.labels[target_index(runner, request, probabilities)]
+        if not fresh and (stored := lookup(engine, request, label)):
+            return stored
     if only_stored:
         return None
-    result = explain_prepared(runner, prepared, spec, target_label, resolved, progress or (lambda f, m: None))
-    for key_target in [target_label] + ([""] if requested == "" else []):
-        _save(engine, runner, {**base_key, "target": key_target}, result)
+    result = run_request(runner, request, progress)
+    for key_target in [result.target] + ([PREDICTED] if request.target == PREDICTED else []):
+        _save(engine, runner, _key(request, key_target), result)
     return StoredExplanation(result, False)
 
 
-def _lookup(engine: Engine, key: dict[str, str]) -> StoredExplanation | None:
+def lookup(engine: Engine, request: ExplainRequest, target: str | None = None) -> StoredExplanation | None:
+    """The stored result for `request` (under `target` instead of its own target, if given); no model pass.
+
+    PREDICTED ("") stands for "the predicted label": for a fixed model and text it is fixed too, so
+    a result stored under it comes back without running the model at all.
+    """
+    key = _key(request, request.target if target is None else target)
     with session_scope(engine) as session:
         record = session.exec(select(ExplanationRecord).filter_by(**key)).first()
         return StoredExplanation(Explanation.from_dict(json.loads(record.payload)), True) if record else None
+
+
+def _key(request: ExplainRequest, target: str) -> dict[str, str]:
+    return dict(model_fingerprint=request.model_fingerprint, text_sha256=request.text_sha256,
+                method=request.method.name, params_key=request.params_key, target=target)
 
 
 def _save(engine: Engine, runner: ModelRunner, key: dict[str, str], result: Explanation) -> None:
@@ -97,4 +92,4 @@ def _save(engine: Engine, runner: ModelRunner, key: dict[str, str], result: Expl
 def stored_count(engine: Engine) -> int:
     with session_scope(engine) as session:
         # Results for "the predicted label" are stored twice (under "" and the label): count one.
-        return len(session.exec(select(ExplanationRecord.id).where(ExplanationRecord.target != "")).all())
+        return int(session.exec(select(func.count(ExplanationRecord.id)).where(ExplanationRecord.target != "")).one())

@@ -10,6 +10,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,6 +18,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from core import corpus  # noqa: E402
 from core.db import make_engine  # noqa: E402
 from core.default_model import load_corpus  # noqa: E402
+from core.methods.registry import fast_methods  # noqa: E402
 from core.modelling import load_model  # noqa: E402
 from core.runner import ModelRunner  # noqa: E402
 
@@ -80,21 +82,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         job_id = corpus.create_job(engine, "bench", [corpus.Input(f"passage {i}", t) for i, t in enumerate(texts)],
-                                   list(corpus.FAST_METHODS), k=5, faithfulness_inputs=args.faithfulness_inputs)
+                                   fast_methods(), k=5, faithfulness_inputs=args.faithfulness_inputs)
         rate_before = pass_rate(loaded, texts)
         runner = ModelRunner(loaded)
-        estimate = corpus.estimate_seconds(runner, list(corpus.FAST_METHODS), texts,
+        estimate = corpus.estimate_seconds(runner, fast_methods(), texts,
                                            faithfulness_inputs=args.faithfulness_inputs)
         started = time.perf_counter()
         job = corpus.run_job(engine, runner, job_id,
                              progress=lambda done, total, origin: print(f"\r{done}/{total}", end="", flush=True))
         seconds = time.perf_counter() - started
         print()
-        gap = corpus.completeness_gaps(engine, job_id).get("integrated_gradients")
-        costs = corpus.cost_rows(engine, job_id)
+        gap = next((asdict(g) for g in corpus.completeness_gaps(engine, job_id) if g.method == "integrated_gradients"), None)
+        costs = [asdict(c) for c in corpus.cost_rows(engine, job_id)]
         rate_after = pass_rate(loaded, texts)
     line = (f"\nCorpus run (`python scripts/bench_corpus.py`): {len(texts)} passages of {mean_tokens:.0f} tokens on average, "
-            f"methods {', '.join(corpus.FAST_METHODS)}, plus agreement metrics on every passage and faithfulness "
+            f"methods {', '.join(fast_methods())}, plus agreement metrics on every passage and faithfulness "
             f"metrics on {len(corpus.faithfulness_positions(len(texts), args.faithfulness_inputs))} of them: "
             f"**{seconds:.0f} s** ({seconds / len(texts):.2f} s per passage; {job.done} done, {job.failed} failed). "
             f"{runner.forward_passes} forward passes ({runner.forward_passes / len(texts):.0f} per passage; "

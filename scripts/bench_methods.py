@@ -23,13 +23,13 @@ import torch  # noqa: E402
 
 from core.db import make_engine  # noqa: E402
 from core.default_model import load_corpus  # noqa: E402
-from core.explainers import METHODS, explain  # noqa: E402
+from core.explain import explain  # noqa: E402
+from core.methods import METHODS, Family  # noqa: E402
 from core.modelling import load_model  # noqa: E402
 from core.runner import ModelRunner  # noqa: E402
 from core.store import explain_stored  # noqa: E402
 
-GRADIENT = {"integrated_gradients", "saliency", "input_x_gradient"}
-PARAMS = {"lime": {"num_samples": 500}, "shap": {"max_evals": 500}, "integrated_gradients": {"n_steps": 50}}
+GRADIENT = {name for name, m in METHODS.items() if m.family == Family.GRADIENT}  # passes run backward too
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -84,10 +84,9 @@ def main() -> None:
         total = 0.0
         for name in METHODS:
             runner = ModelRunner(loaded)  # a fresh cache: no method profits from another's passes
-            explain(runner, "warm up", name, params={"num_samples": 10} if name == "lime" else
-                    {"max_evals": 10} if name == "shap" else None)
+            explain(runner, "warm up", name)
             runner = ModelRunner(loaded)
-            e = explain(runner, text, name, params=PARAMS.get(name))
+            e = explain(runner, text, name)  # every method at its registry defaults
             # The best batch size a run of this many passes could use (2 passes cannot batch by 32).
             per = bounds[(length, name in GRADIENT)]
             bound = e.forward_passes * min(v for b, v in per.items() if b <= max(1, e.forward_passes))
@@ -95,21 +94,21 @@ def main() -> None:
             rows.append((length, name, e.seconds, e.forward_passes, bound, e.seconds / bound if bound else float("nan")))
             print(f"  {name:22} {e.seconds:7.2f}s {e.forward_passes:5d} passes  bound {bound:6.2f}s "
                   f"ratio {rows[-1][-1]:.2f}", flush=True)
-        rows.append((length, "ALL EIGHT", total, 0, 0.0, float("nan")))
+        rows.append((length, f"ALL {len(METHODS)}", total, 0, 0.0, float("nan")))
     with tempfile.TemporaryDirectory() as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
         runner = ModelRunner(loaded)
         text = text_of_tokens(loaded.tokenizer, 128)
-        explain_stored(engine, runner, text, "lime", params=PARAMS["lime"])
+        explain_stored(engine, runner, text, "lime")
         start = time.perf_counter()
-        stored = explain_stored(engine, ModelRunner(loaded), text, "lime", params=PARAMS["lime"])
+        stored = explain_stored(engine, ModelRunner(loaded), text, "lime")
         stored_seconds = time.perf_counter() - start
         assert stored.cached
     lines = [
         "# Benchmarks", "",
         f"`python scripts/bench_methods.py` on {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPU threads, torch {torch.__version__}; model: {loaded.name}. "
-        "lime 500 samples, shap 500 evaluations, integrated gradients 50 steps; other methods at defaults.",
+        "every method at its registry defaults (lime 500 samples, shap 500 evaluations, integrated gradients 50 steps).",
         "", "| tokens | method | seconds | forward passes | forward-pass bound (s) | ratio to bound |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

@@ -125,8 +125,15 @@ def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
     }
 
 
+@pytest.fixture
+def web_server(_web_server):
+    """The fixture pages' base URL, with the request counts of this test only (no order dependence)."""
+    PageHandler.counter.clear()
+    return _web_server
+
+
 @pytest.fixture(scope="session")
-def web_server():
+def _web_server():
     """A threaded HTTP server on 127.0.0.1 serving the fixture pages; yields its base URL."""
     PageHandler.pages = _pages()
     server = ThreadingHTTPServer(("127.0.0.1", 0), PageHandler)

@@ -42,7 +42,7 @@ def test_home_page_reports_unloadable_model(home, monkeypatch, tmp_path):
 
 
 def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
-    app = run_page("pages/1_Snapshots.py")
+    app = run_page("pages/snapshots.py")
     assert not app.exception
     app.text_area(key="add_urls").set_value(f"{web_server}/xss\n{web_server}/doc.pdf")
     app.text_input(key="add_tags").set_value("reviews")
@@ -65,7 +65,7 @@ def test_snapshots_page_filters_by_tag_and_search(home, web_server):
 
     snapshot_url(f"{web_server}/article", ["city"])
     snapshot_url(f"{web_server}/legacy", ["food"])
-    app = run_page("pages/1_Snapshots.py")
+    app = run_page("pages/snapshots.py")
     app.multiselect(key="filter_all").set_value(["food"]).run()
     assert not app.exception
     assert any(s.label == "Open link" and len(s.options) == 1 and "Café" in s.options[0] for s in app.selectbox)
@@ -78,7 +78,7 @@ def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
     from core.snapshots import list_links, snapshot_url
 
     snapshot_url(f"{web_server}/article", [])
-    app = run_page("pages/1_Snapshots.py")
+    app = run_page("pages/snapshots.py")
     app.text_area(key="add_urls").set_value("not a link at all\nftp://x.example/")
     app.button[0].click().run()
     assert not app.exception
@@ -89,9 +89,13 @@ def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
 FAST = "occlusion,attention,attention_rollout,input_x_gradient,saliency"
 
 
+def frame_of(app: AppTest, column: str):
+    return next(d.value for d in app.dataframe if column in d.value.columns)
+
+
 def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     text = "The staff were lovely but the food was cold and bland."
-    app = run_page("pages/2_Compare.py", text=text, methods=FAST, k="3")
+    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
     assert not app.exception
     assert any("Press **Run**" in i.value for i in app.info)
     app.button[0].click().run()
@@ -102,25 +106,34 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     summary = [m.value for m in app.markdown if m.value.startswith("- ")]
     assert summary and "The model predicts" in summary[0]
     top_table = next(d for d in app.dataframe if len(d.value) == 3)
+    assert list(top_table.value.columns) == FAST.split(",")  # one column per method, three rows for k = 3
     app.slider(key="k").set_value(5).run()
-    assert not app.exception and app.query_params["k"] == ["5"] or app.query_params["k"] == "5"
-    assert any(len(d.value) == 5 for d in app.dataframe) and top_table is not None
+    assert not app.exception
+    assert app.query_params["k"] in (["5"], "5")
+    assert any(len(d.value) == 5 and list(d.value.columns) == FAST.split(",") for d in app.dataframe)
 
-    # A teammate opens the same address: everything comes from the store, no Run needed.
-    shared = run_page("pages/2_Compare.py", text=text, methods=FAST, k="5")
+    # A teammate opens the same address on a fresh server process: everything comes from the store.
+    import streamlit as st
+
+    st.cache_resource.clear()
+    shared = run_page("pages/compare.py", text=text, methods=FAST, k="5")
     assert not shared.exception
-    assert any(s.value.startswith("Prediction:") for s in shared.subheader)
     assert any("Stored results reused for: occlusion, attention" in c.value for c in shared.caption)
     assert [s.value for s in shared.subheader if s.value.startswith("Prediction")] == \
         [s.value for s in app.subheader if s.value.startswith("Prediction")]
+    assert any(c.value.startswith("Model passes to show this view now: 0 ") for c in shared.caption)
+    cost = next(d.value for d in shared.dataframe if "forward passes now" in d.value.columns)
+    assert cost["forward passes now"].sum() == 0 and len(cost) == len(FAST.split(",")) + 1
+    assert frame_of(shared, "comprehensiveness AOPC ↑").equals(frame_of(app, "comprehensiveness AOPC ↑"))
+    assert frame_of(shared, "total variation").equals(frame_of(app, "total variation"))
 
 
 def test_compare_page_bad_links_say_so(home):
-    app = run_page("pages/2_Compare.py", demo="999")
+    app = run_page("pages/compare.py", demo="999")
     assert not app.exception and any("does not exist" in e.value for e in app.error)
-    app = run_page("pages/2_Compare.py", snapshot="4242", methods=FAST)
+    app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
     assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
-    app = run_page("pages/2_Compare.py", text="fine words", methods=FAST, model="/nowhere/model")
+    app = run_page("pages/compare.py", text="fine words", methods=FAST, model="/nowhere/model")
     assert not app.exception and any("No model directory" in e.value for e in app.error)
 
 
@@ -129,7 +142,7 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     from core.snapshots import snapshot_url
 
     snap = snapshot_url(f"{web_server}/xss", ["demo"]).snapshot
-    app = run_page("pages/2_Compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
+    app = run_page("pages/compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
     assert not app.exception
     app.button[0].click().run()
     assert not app.exception
@@ -142,7 +155,7 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     from core.db import get_engine
 
     demo = list_demos(get_engine())[0]
-    reopened = run_page("pages/2_Compare.py", demo=str(demo.id))
+    reopened = run_page("pages/compare.py", demo=str(demo.id))
     assert not reopened.exception
     assert reopened.query_params["snapshot"] in (str(snap.id), [str(snap.id)])
 
@@ -156,7 +169,7 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
 
     snapshot_url(f"{web_server}/article", ["batch"])
     snapshot_url(f"{web_server}/legacy", ["batch"])
-    app = run_page("pages/3_Corpus.py")
+    app = run_page("pages/corpus.py")
     assert not app.exception and any("No corpus runs" in i.value for i in app.info)
     app.multiselect(key="corpus_tags").set_value(["batch"]).run()
     app.multiselect(key="corpus_methods").set_value(["attention", "occlusion"]).run()
@@ -170,18 +183,18 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     deadline = time.monotonic() + 120
     while corpus.get_job(get_engine(), job.id).status != "done" and time.monotonic() < deadline:
         time.sleep(0.3)
-    app = run_page("pages/3_Corpus.py", job=str(job.id))
+    app = run_page("pages/corpus.py", job=str(job.id))
     assert not app.exception
     headers = [s.value for s in app.subheader]
     assert {"Agreement between methods, over inputs", "Faithfulness leaderboard", "Cost", "By predicted label"} <= set(headers)
     total = corpus.get_job(get_engine(), job.id).total
     assert total > 1 and any(f"sample of 1 of the {total} inputs" in c.value for c in app.caption)
-    missing = run_page("pages/3_Corpus.py", job="999")
+    missing = run_page("pages/corpus.py", job="999")
     assert any("does not exist" in e.value for e in missing.error)
 
 
 def test_checks_page_gives_verdicts(home):
-    app = run_page("pages/4_Checks.py")
+    app = run_page("pages/checks.py")
     assert not app.exception
     app.text_area(key="checks_text").set_value("The plot was thin but the acting was superb.").run()
     app.multiselect(key="checks_stability_methods").set_value(["integrated_gradients"]).run()
@@ -193,3 +206,24 @@ def test_checks_page_gives_verdicts(home):
     assert not app.exception
     verdicts = [m.value for m in [*app.success, *app.error]]
     assert any(v.startswith("attention: FAILS") for v in verdicts) and any(v.startswith("saliency:") for v in verdicts)
+
+
+def test_compare_stop_keeps_the_methods_that_finished(home):
+    """Stop interrupts a run; the page then shows the finished (stored) methods and names the rest."""
+    from core.db import get_engine
+    from core.modelling import load_model
+    from core.runner import ModelRunner
+    from core.settings import load_settings
+    from core.store import explain_stored
+
+    text = "The staff were lovely but the food was cold and bland."
+    runner = ModelRunner(load_model(load_settings().resolved_model))
+    explain_stored(get_engine(), runner, text, "occlusion")  # what a stopped run had finished
+    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    assert any("Press **Run**" in i.value for i in app.info)
+    next(b for b in app.button if b.label == "Stop").click().run()
+    assert not app.exception
+    warning = next(w.value for w in app.warning if w.value.startswith("Stopped:"))
+    assert "occlusion finished and are kept" in warning and "attention, attention_rollout" in warning
+    headers = [s.value for s in app.subheader]
+    assert "Side by side" in headers and "Summary" not in headers  # no faithfulness claims on half a view

@@ -14,11 +14,16 @@ def rashomon(*args, env=None):
 
 
 def test_methods_lists_every_method_with_options(home):
+    from core.methods import METHODS
+
     result = rashomon("methods", "--json")
     assert result.returncode == 0
     methods = {m["name"]: m for m in json.loads(result.stdout)}
-    assert set(methods) == {"lime", "shap", "integrated_gradients", "saliency", "input_x_gradient",
-                            "occlusion", "attention", "attention_rollout"}
+    assert list(methods) == list(METHODS)
+    for name, spec in METHODS.items():
+        listed = methods[name]
+        assert (listed["family"], listed["speed"], listed["random"]) == (spec.family, spec.speed, spec.random)
+        assert [o["name"] for o in listed["options"]] == [o.name for o in spec.options]
     assert {o["name"]: o["default"] for o in methods["integrated_gradients"]["options"]}["n_steps"] == 50
 
 
@@ -56,6 +61,15 @@ def test_explain_json_then_stored(home):
     (("explain", "--snapshot", "999"), "No snapshot"),
     (("tag", "rename", "nope", "other"), "no tag"),
     (("snapshot", "add", "ftp://example.com/"), "http"),
+    (("snapshot", "add"), "at least one URL"),
+    (("compare", "--text", "ok", "--methods", "attention", "--k", "0"), "at least 1"),
+    (("compare", "--text", "ok", "--option", "lime.num_samples"), "METHOD.OPTION=VALUE"),
+    (("compare", "--text", "ok", "--methods", "lime", "--option", "lime.num_samples=many"), "must be int"),
+    (("corpus", "status", "77"), "no corpus job 77"),
+    (("corpus", "stop", "77"), "no corpus job 77"),
+    (("corpus", "run", "--methods", "attention"), "--csv FILE or --tag"),
+    (("demo", "show", "5"), "No demo"),
+    (("check", "stability", "--snapshot", "3"), "No snapshot"),
 ])
 def test_errors_exit_nonzero_with_one_line(home, args, message):
     result = rashomon(*args)
@@ -85,3 +99,146 @@ def test_snapshot_commands(home, web_server, tmp_path):
     assert "0 links added, 2 already present" in rashomon("import", str(tmp_path / "b.html")).stdout
     explained = rashomon("explain", "--snapshot", str(data["snapshot_id"]), "--methods", "attention", "--json")
     assert json.loads(explained.stdout)["explanations"][0]["words"][:2] == ["City", "council"]
+
+
+def test_explain_file_decodes_like_pages_and_refuses_binary(home, tmp_path):
+    legacy = tmp_path / "review.txt"
+    legacy.write_bytes(("Le café était délicieux et le thé très agréable. Nous y retournerons sûrement l'été "
+                        "prochain, après les vacances, pour goûter à nouveau leurs crêpes à la crème fraîche.")
+                       .encode("cp1252"))
+    result = rashomon("explain", "--file", str(legacy), "--methods", "attention", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["explanations"][0]["words"][:3] == ["Le", "café", "était"]
+    binary = tmp_path / "photo.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    refused = rashomon("explain", "--file", str(binary), "--methods", "attention")
+    assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
+    assert "binary" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_snapshot_add_takes_several_urls_and_a_file(home, web_server, tmp_path):
+    many = rashomon("snapshot", "add", f"{web_server}/article", f"{web_server}/doc.pdf", "--tag", "batch")
+    assert many.returncode == 1
+    assert f"ok      {web_server}/article" in many.stderr and f"failed  {web_server}/doc.pdf" in many.stderr
+    assert "1 snapshotted, 1 failed" in many.stdout and "1 of 2 link(s) failed" in many.stderr
+    (tmp_path / "urls.txt").write_text(f"# reading list\n{web_server}/legacy\n{web_server}/plain\n")
+    listed = rashomon("snapshot", "add", "--file", str(tmp_path / "urls.txt"), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["error"] for r in json.loads(listed.stdout)] == ["", ""]
+    refreshed = rashomon("snapshot", "refresh", str(json.loads(listed.stdout)[0]["link_id"]), "--json")
+    assert refreshed.returncode == 0 and json.loads(refreshed.stdout)["snapshot_id"] > 0
+
+
+def test_compare_json_is_the_pages_view(home):
+    """`rashomon compare --json` and the Compare page show the same numbers for the same view."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import ROOT
+
+    text = "The staff were lovely but the food was cold and bland."
+    methods = "occlusion,attention,saliency"
+    result = rashomon("compare", "--text", text, "--methods", methods, "--k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [e["method"] for e in data["explanations"]] == methods.split(",")
+    assert {"agreement", "faithfulness", "attention_correlations", "attention_interventions", "summary"} <= set(data)
+    again = json.loads(rashomon("compare", "--text", text, "--methods", methods, "--k", "3", "--json").stdout)
+    assert again["cost"]["from_store"] and again["cost"]["forward_passes_now"] == 0
+    assert again["faithfulness"] == data["faithfulness"]
+
+    # The page on an empty database computes the same view itself and shows the same figures.
+    import os
+
+    from sqlmodel import Session, delete
+
+    from core.db import get_engine
+    from core.schema import ComparisonReportRecord, ExplanationRecord
+
+    with Session(get_engine()) as session:
+        session.exec(delete(ComparisonReportRecord))
+        session.exec(delete(ExplanationRecord))
+        session.commit()
+    assert os.environ["RASHOMON_HOME"]
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    app.query_params.update(text=text, methods=methods, k="3")
+    app.run()
+    app = app.switch_page("pages/compare.py").run()
+    next(b for b in app.button if b.label == "Run").click().run()
+    assert not app.exception
+    shown = next(d.value for d in app.dataframe if "comprehensiveness AOPC ↑" in d.value.columns)
+    for row, f in zip(shown.itertuples(index=False), data["faithfulness"], strict=True):
+        assert row[0] == f["method"] and row[1] == round(f["aopc_comprehensiveness"], 4)
+        assert row[2] == round(f["aopc_sufficiency"], 4)
+    summary = [m.value[2:] for m in app.markdown if m.value.startswith("- ")]
+    assert summary == [line.replace("<", "&lt;") for line in data["summary"]]
+
+
+def test_corpus_commands(home, tmp_path):
+    (tmp_path / "reviews.csv").write_text("text,label\nLovely staff.,positive\nCold food.,negative\n"
+                                          "Nothing special.,neutral\n")
+    run = rashomon("corpus", "run", "--csv", str(tmp_path / "reviews.csv"), "--methods", "attention,occlusion",
+                   "--k", "3", "--json")
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert status["job"]["status"] == "done" and status["job"]["done"] == 3 and status["fraction"] == 1.0
+    assert {r["method"] for r in status["leaderboard"]} == {"attention", "occlusion", "random"}
+    job = status["job"]["id"]
+    listed = json.loads(rashomon("corpus", "status", "--json").stdout)
+    assert [j["id"] for j in listed] == [job]
+    exported = json.loads(rashomon("corpus", "export", str(job)).stdout)
+    assert len(exported["items"]) == 3 and exported["job"]["methods"] == ["attention", "occlusion"]
+    assert rashomon("corpus", "export", str(job), "--format", "csv").stdout.startswith("position,origin")
+    stopped = rashomon("corpus", "stop", str(job))
+    assert stopped.returncode == 1 and "not running" in stopped.stderr
+    resumed = rashomon("corpus", "resume", str(job))
+    assert resumed.returncode == 1 and "already done" in resumed.stderr
+
+
+def test_corpus_stop_and_resume_from_the_command_line(home, tmp_path):
+    from core import corpus
+    from core.db import get_engine
+
+    job = corpus.create_job(get_engine(), "cli", [corpus.Input(f"row {i}", t) for i, t in
+                                                  enumerate(["Good.", "Bad.", "Fine."])], ["attention"])
+    with get_engine().begin() as connection:  # as a server's thread would be: running
+        connection.exec_driver_sql("UPDATE corpus_job SET status='running', heartbeat_at=CURRENT_TIMESTAMP")
+    assert "asked corpus job" in rashomon("corpus", "stop", str(job)).stdout
+    assert corpus.get_job(get_engine(), job).stop_requested
+    busy = rashomon("corpus", "resume", str(job))
+    assert busy.returncode == 1 and "running elsewhere" in busy.stderr
+    with get_engine().begin() as connection:  # the server stopped it
+        connection.exec_driver_sql("UPDATE corpus_job SET status='stopped', stop_requested=0")
+    resumed = rashomon("corpus", "resume", str(job), "--json")
+    assert resumed.returncode == 0, resumed.stderr and json.loads(resumed.stdout)["job"]["done"] == 3
+
+
+def test_check_commands(home):
+    stability = rashomon("check", "stability", "--text", "Lovely staff, cold food.", "--methods",
+                         "integrated_gradients,saliency", "--quick", "--json")
+    assert stability.returncode == 0, stability.stderr
+    results = {r["method"]: r for r in json.loads(stability.stdout)}
+    assert results["saliency"]["verdict"]["passed"] is True  # deterministic: rerun gives the same scores
+    assert len(results["integrated_gradients"]["variants"]) == 4  # the registry's quick variants
+    randomisation = rashomon("check", "randomisation", "--text", "Lovely staff, cold food.", "--methods",
+                             "attention", "--max-layers", "1", "--strict")
+    assert randomisation.returncode == 1 and "attention: FAILS" in randomisation.stdout
+    assert "failed the randomisation check" in randomisation.stderr
+
+
+def test_demo_commands(home):
+    from core.compare import ViewState, save_demo
+    from core.db import get_engine
+
+    demo = save_demo(get_engine(), "walkthrough", "for the team", ViewState(text="hello there", methods=["attention"]))
+    listed = json.loads(rashomon("demo", "list", "--json").stdout)
+    assert [d["name"] for d in listed] == ["walkthrough"]
+    shown = json.loads(rashomon("demo", "show", str(demo.id), "--json").stdout)
+    assert shown["view"]["text"] == "hello there" and shown["view"]["methods"] == ["attention"]
+
+
+def test_build_default_says_the_new_head_is_expected(home, tmp_path):
+    result = rashomon("model", "build-default", "--output", str(tmp_path / "m"), "--train-rows", "60",
+                      "--heldout-rows", "30")
+    assert result.returncode == 0, result.stderr
+    assert "MISSING" not in result.stdout + result.stderr and "LOAD REPORT" not in result.stdout + result.stderr
+    assert "a fresh head is expected" in result.stdout

@@ -77,7 +77,7 @@ def test_hot_spots_find_sign_conflicts_first():
 def test_faithfulness_by_hand(runner):
     """On the tiny model, comprehensiveness and the curves equal direct masked evaluations."""
     text = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
-    from core.explainers import explain
+    from core.explain import explain
 
     occl = explain(runner, text, "occlusion")
     results = faithfulness.evaluate(runner, [occl], random_seeds=2)
@@ -105,26 +105,54 @@ def test_support_ranking_signed_and_unsigned():
 
 
 def test_attention_intervention_changes_and_restores(runner):
+    from core.runner import ModelRunner
+
     text = "The food was not great, but the staff were lovely!"
     before = runner.probabilities_for_texts([text])[0].copy()
+    passes = runner.forward_passes
     results = attention_checks.intervene(runner, text, "positive")
-    assert len(results) == 2 * runner.model.config.num_hidden_layers
+    layers = runner.model.config.num_hidden_layers
+    assert len(results) == 2 * layers and runner.forward_passes - passes == 2 * layers  # counted by the runner
     assert any(r.total_variation > 1e-4 for r in results)
     assert all(0 <= r.total_variation <= 1 for r in results)
     assert runner.model.config._attn_implementation == "eager"
-    runner._cache.clear()
-    assert np.allclose(runner.probabilities_for_texts([text])[0], before, atol=1e-6)
+    assert np.allclose(ModelRunner(runner.loaded).probabilities_for_texts([text])[0], before, atol=1e-6)
 
 
 def test_uniform_intervention_really_uses_uniform_weights(runner):
-    import torch
+    from core.interventions import AttentionIntervention
 
-    ids = torch.tensor([runner.prepare("one two three four").input_ids])
-    with attention_checks.intervened(runner.model, 0, "uniform"), torch.no_grad():
-        out = runner.model(input_ids=ids, output_attentions=True)
-    first = out.attentions[0][0]
-    assert torch.allclose(first, torch.full_like(first, 1 / ids.shape[1]))
-    assert not torch.allclose(out.attentions[1][0], torch.full_like(first, 1 / ids.shape[1]))
+    ids = runner.prepare("one two three four").input_ids
+    _, attentions = runner.intervened(ids, AttentionIntervention(0, "uniform"), output_attentions=True)
+    first = attentions[0][0]
+    assert np.allclose(first.numpy(), 1 / len(ids))
+    assert not np.allclose(attentions[1][0].numpy(), 1 / len(ids))
+    # One head only: the other heads of that layer keep their own weights.
+    _, one_head = runner.intervened(ids, AttentionIntervention(0, "uniform", head=1), output_attentions=True)
+    assert np.allclose(one_head[0][0, 1].numpy(), 1 / len(ids))
+    assert not np.allclose(one_head[0][0, 0].numpy(), 1 / len(ids))
+
+
+def test_interventions_on_two_models_at_once_do_not_leak_into_each_other(runner):
+    """The intervention travels with each call: two models (each with its own lock, as two sessions'
+    models are) intervening on different layers at the same time get what a lone call gets. A shared
+    module-level state let one call's layer leak into the other model's call."""
+    import copy
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.interventions import AttentionIntervention
+    from core.runner import ModelRunner
+
+    other = ModelRunner(runner.loaded.with_model(copy.deepcopy(runner.model)))
+    ids = runner.prepare("The food was not great, but the staff were lovely!").input_ids
+    jobs = {0: runner, 1: other}
+    alone = {layer: r.intervened(ids, AttentionIntervention(layer, "permuted", seed=3))[0] for layer, r in jobs.items()}
+    assert not np.allclose(alone[0], alone[1], atol=1e-6)
+    with ThreadPoolExecutor(2) as pool:
+        futures = [(layer, pool.submit(r.intervened, ids, AttentionIntervention(layer, "permuted", seed=3)))
+                   for _ in range(20) for layer, r in jobs.items()]
+    for layer, future in futures:
+        np.testing.assert_allclose(future.result()[0], alone[layer], atol=1e-6)
 
 
 def test_view_state_round_trip_and_bad_values():
@@ -162,21 +190,27 @@ def test_highlighted_text_escapes_everything():
 
 
 def test_comparison_exports_and_summary(runner, engine):
+    from core.reports import open_report, run_report
+
     text = "The staff were lovely but the food was cold."
-    c = compare.run_comparison(engine, runner, text, ["occlusion", "attention", "input_x_gradient"], k=3)
-    assert compare.run_comparison(engine, runner, text, ["occlusion", "attention", "input_x_gradient"],
-                                  only_stored=True).cached == {"occlusion": True, "attention": True,
-                                                               "input_x_gradient": True}
-    assert compare.run_comparison(engine, runner, text, ["lime"], only_stored=True) is None
-    faith = faithfulness.evaluate(runner, c.explanations)
-    data = json.loads(compare.to_json(c, 3, faith))
+    methods = ["occlusion", "attention", "input_x_gradient"]
+    report = run_report(engine, runner, text, methods)
+    c = report.comparison
+    assert not report.from_store and report.measured and report.cost_now.forward_passes > 0
+    reopened = open_report(engine, runner, text, methods)
+    assert reopened.from_store and reopened.comparison.cached == {m: True for m in methods}
+    assert reopened.faithfulness == report.faithfulness and reopened.interventions == report.interventions
+    assert open_report(engine, runner, text, ["lime"]) is None
+    data = json.loads(compare.to_json(report, 3))
     assert set(data["agreement"]) == set(agreement.METRICS) and len(data["faithfulness"]) == 4
+    assert data["faithfulness"][0]["aopc_comprehensiveness"] == report.faithfulness[0].aopc_comprehensiveness
     rows = compare.to_csv(c).splitlines()
     assert rows[0] == "index,word,start,end,occlusion,attention,input_x_gradient" and len(rows) == len(c.words) + 1
     assert compare.metrics_csv(c, 3).count("feature_agreement") == 3
-    summary = compare.summarise(c, 3, faith, attention_checks.correlations(c.explanations), [])
+    summary = compare.summarise(report, 3)
     assert summary[0].startswith(f"The model predicts **{c.predicted_label}**")
     assert any("comprehensiveness AOPC" in line for line in summary)
+    assert summary == data["summary"]
 
 
 def test_demos_save_and_list(engine):
@@ -184,16 +218,60 @@ def test_demos_save_and_list(engine):
     demo = compare.save_demo(engine, "First demo", "look at this", state)
     assert compare.get_demo(engine, demo.id).note == "look at this"
     assert json.loads(compare.list_demos(engine)[0].query) == state.to_query()
-    from core.explainers import ExplainError
+    from core.methods import ExplainError
 
     with pytest.raises(ExplainError):
         compare.save_demo(engine, "  ", "", state)
 
 
 def test_faithfulness_without_curves_keeps_aopc(runner):
-    from core.explainers import explain
+    from core.explain import explain
 
     occl = explain(runner, "alpha beta gamma delta epsilon", "occlusion")
     full, light = faithfulness.evaluate(runner, [occl]), faithfulness.evaluate(runner, [occl], curve_points=0)
     assert light[0].deletion == [] and math.isnan(light[0].deletion_auc)
     assert light[0].comprehensiveness == full[0].comprehensiveness
+
+
+def test_a_shared_view_reopens_from_the_store_with_no_model_pass(runner, engine):
+    from core.reports import open_report, run_report
+    from core.runner import ModelRunner
+
+    text = "Lovely staff, cold food."
+    methods = ["attention", "saliency", "occlusion"]
+    first = run_report(engine, runner, text, methods)
+    fresh = ModelRunner(runner.loaded)  # a new server process: nothing cached in memory
+    shared = open_report(engine, fresh, text, methods)
+    assert fresh.forward_passes == 0 and shared.cost_now.forward_passes == 0 and shared.from_store
+    assert compare.report_to_dict(shared, 3)["faithfulness"] == compare.report_to_dict(first, 3)["faithfulness"]
+    assert shared.interventions == first.interventions and shared.correlations == first.correlations
+    # A view whose explanations are stored (say, by a corpus run) but not measured: measured once, then stored.
+    from core.reports import explain_all, view_requests
+
+    explain_all(engine, runner, view_requests(runner, "Cold food.", methods))
+    measured = open_report(engine, ModelRunner(runner.loaded), "Cold food.", methods)
+    assert measured.measured and not measured.from_store and measured.cost_now.forward_passes > 0
+    assert open_report(engine, ModelRunner(runner.loaded), "Cold food.", methods).from_store
+
+
+def test_stop_between_methods_keeps_what_finished(runner, engine):
+    from core.reports import StopRequested, open_report, run_report
+
+    text = "The view was wonderful, the coffee terrible."
+    methods = ["attention", "occlusion", "saliency"]
+    asked = []
+
+    def stop_after_first() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    stopped = run_report(engine, runner, text, methods, should_stop=stop_after_first)
+    assert stopped.stopped and stopped.comparison.methods == ["attention"]
+    assert stopped.comparison.missing == ("occlusion", "saliency") and not stopped.measured
+    assert open_report(engine, runner, text, methods) is None  # nothing half-done is passed off as the view
+    partial = open_report(engine, runner, text, methods, partial=True)
+    assert partial.comparison.methods == ["attention"] and partial.comparison.missing == ("occlusion", "saliency")
+    finished = run_report(engine, runner, text, methods)
+    assert finished.comparison.cached == {"attention": True, "occlusion": False, "saliency": False}
+    with pytest.raises(StopRequested):
+        run_report(engine, runner, "Another text entirely.", methods, should_stop=lambda: True)

@@ -1,7 +1,6 @@
 """Corpus jobs (persistence, stop, resume, background thread), aggregation maths, trust checks."""
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -31,24 +30,25 @@ def test_bootstrap_interval_by_hand():
 
 def test_aggregation_on_hand_made_results(engine):
     job_id = make_job(engine, n=3)
-    made = [({"a vs b": {"spearman": 0.9, "feature_agreement": 1.0}}, {"a": 0.4, "b": 0.1}, "positive"),
-            ({"a vs b": {"spearman": -0.2, "feature_agreement": 0.0}}, {"a": 0.2, "b": 0.3}, "negative"),
-            ({"a vs b": {"spearman": 0.5, "feature_agreement": 0.5}}, {"a": 0.3, "b": 0.2}, "positive")]
+    made = [((0.9, 1.0), {"a": 0.4, "b": 0.1}, "positive"),
+            ((-0.2, 0.0), {"a": 0.2, "b": 0.3}, "negative"),
+            ((0.5, 0.5), {"a": 0.3, "b": 0.2}, "positive")]
     with session_scope(engine) as session:
-        for item, (pairs, comp, label) in zip(corpus.items_of(engine, job_id), made, strict=True):
+        for item, ((rho, fa), comp, label) in zip(corpus.items_of(engine, job_id), made, strict=True):
             row = session.get(CorpusItem, item.id)
             row.status, row.predicted_label = "done", label
-            row.result = json.dumps({"pairs": pairs, "faithfulness": {
-                m: {"comprehensiveness": v, "sufficiency": 0.5 - v} for m, v in comp.items()}})
+            row.result = corpus.ItemResult(
+                pairs={"a vs b": corpus.PairAgreement(rho, fa)},
+                faithfulness={m: corpus.FaithfulnessScores(v, 0.5 - v) for m, v in comp.items()}).to_json()
             session.add(row)
-    board = {r["method"]: r for r in corpus.leaderboard(engine, job_id)}
-    assert board["a"]["comprehensiveness"] == pytest.approx(0.3) and board["b"]["comprehensiveness"] == pytest.approx(0.2)
-    assert board["a"]["sufficiency"] == pytest.approx(0.2) and board["a"]["inputs"] == 3
-    assert board["a"]["comp_low"] <= 0.3 <= board["a"]["comp_high"]
-    assert [r["position"] for r in corpus.most_disputed(engine, job_id)] == [1, 2, 0]
-    labels = {r["label"]: r for r in corpus.per_label(engine, job_id)}
-    assert labels["positive"]["inputs"] == 2 and labels["positive"]["mean_spearman"] == pytest.approx(0.7)
-    assert labels["negative"]["mean_comprehensiveness"] == pytest.approx(0.25)
+    board = {r.method: r for r in corpus.leaderboard(engine, job_id)}
+    assert board["a"].comprehensiveness == pytest.approx(0.3) and board["b"].comprehensiveness == pytest.approx(0.2)
+    assert board["a"].sufficiency == pytest.approx(0.2) and board["a"].inputs == 3
+    assert board["a"].comp_low <= 0.3 <= board["a"].comp_high
+    assert [r.position for r in corpus.most_disputed(engine, job_id)] == [1, 2, 0]
+    labels = {r.label: r for r in corpus.per_label(engine, job_id)}
+    assert labels["positive"].inputs == 2 and labels["positive"].mean_spearman == pytest.approx(0.7)
+    assert labels["negative"].mean_comprehensiveness == pytest.approx(0.25)
     assert len(corpus.agreement_rows(engine, job_id)) == 6
     assert corpus.export_csv(engine, job_id).count("a vs b") == 6
     assert json.loads(corpus.export_json(engine, job_id))["job"]["total"] == 3
@@ -71,10 +71,10 @@ def test_job_survives_a_crash_and_resumes_without_recomputing(engine, runner):
     assert finished.status == "done" and finished.done == 4 and finished.failed == 0
     after = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
     assert all(after[i] == r for i, r in kept.items())  # finished items untouched
-    result = json.loads(corpus.items_of(engine, job_id)[0].result)
-    assert set(result["pairs"]) == {"attention vs occlusion", "attention vs input_x_gradient",
-                                    "occlusion vs input_x_gradient"}
-    assert "random" in result["faithfulness"]
+    result = corpus.items_of(engine, job_id)[0].result
+    assert set(result.pairs) == {"attention vs occlusion", "attention vs input_x_gradient",
+                                 "occlusion vs input_x_gradient"}
+    assert "random" in result.faithfulness
 
 
 def test_stop_then_resume(engine, runner):
@@ -90,15 +90,16 @@ def test_stop_then_resume(engine, runner):
     assert corpus.run_job(engine, runner, job_id).done == 4
 
 
-def test_background_runner_finishes_a_job(engine, tiny_model):
+def test_background_runner_finishes_a_job_and_refuses_a_second_start(engine, tiny_model):
     job_id = make_job(engine, n=3)
     jobs = corpus.JobRunner(engine, lambda spec: ModelRunner(tiny_model))
-    assert jobs.start(job_id)
-    assert not jobs.start(job_id) or corpus.get_job(engine, job_id).status == "done"
-    deadline = time.monotonic() + 120
-    while corpus.get_job(engine, job_id).status != "done" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert corpus.get_job(engine, job_id).done == 3
+    with tiny_model.lock:  # the job's thread waits at its first model pass until we let go
+        assert jobs.start(job_id)
+        assert jobs.is_running(job_id)
+        assert jobs.start(job_id) is False  # already running here: not started twice
+    jobs.wait(job_id, timeout=120)
+    job = corpus.get_job(engine, job_id)
+    assert job.status == "done" and job.done == 3 and job.fraction == 1.0
 
 
 def test_inputs_from_csv_and_passages():
@@ -141,41 +142,42 @@ def test_job_measures_faithfulness_on_its_sample_only(engine, runner):
                                FAST, k=3, faithfulness_inputs=2)
     corpus.run_job(engine, runner, job_id)
     items = corpus.items_of(engine, job_id, "done")
-    measured = {i.position for i in items if json.loads(i.result)["faithfulness"]}
+    measured = {i.position for i in items if i.result.faithfulness}
     assert measured == corpus.faithfulness_positions(len(TEXTS), 2) and len(measured) == 2
-    assert {row["inputs"] for row in corpus.leaderboard(engine, job_id)} == {2}
-    assert {row["item"] for row in corpus.agreement_rows(engine, job_id)} == set(range(len(TEXTS)))
+    assert {row.inputs for row in corpus.leaderboard(engine, job_id)} == {2}
+    assert {row.item for row in corpus.agreement_rows(engine, job_id)} == set(range(len(TEXTS)))
     assert json.loads(corpus.export_json(engine, job_id))["job"]["faithfulness_inputs"] == 2
     every = corpus.estimate_passes(runner, FAST, TEXTS, faithfulness_inputs=0)
     assert corpus.estimate_passes(runner, FAST, TEXTS, faithfulness_inputs=2) < every
 
 
-def test_disputed_inputs_link_to_a_compare_view_that_reuses_stored_results(engine, runner):
-    from core.compare import ViewState, run_comparison
+def test_disputed_inputs_reopen_with_the_runs_stored_explanations(engine, runner):
+    from core.reports import open_report
 
     job_id = make_job(engine, n=3, methods=["attention", "integrated_gradients", "occlusion"])
     corpus.run_job(engine, runner, job_id)
     job = corpus.get_job(engine, job_id)
+    assert job.options["integrated_gradients"]["n_steps"] == 20  # the registry's corpus settings
     disputed = corpus.most_disputed(engine, job_id)
-    state = ViewState.from_query(corpus.compare_query(job, disputed[0]["text"]))
-    assert state.options["integrated_gradients"]["n_steps"] == 20 and state.k == job.k
-    reopened = run_comparison(engine, runner, state.text, state.methods, state.options, None, state.k, only_stored=True)
-    assert reopened is not None and all(reopened.cached.values())
+    fresh = ModelRunner(runner.loaded)
+    reopened = open_report(engine, fresh, disputed[0].text, job.methods, job.options)
+    assert reopened is not None and all(reopened.comparison.cached.values())
+    assert fresh.forward_passes == reopened.measure_cost.forward_passes  # only faithfulness and attention checks ran
 
 
 def test_cost_and_completeness_over_a_run(engine, runner):
     job_id = make_job(engine, n=3, methods=["integrated_gradients", "occlusion"])
     corpus.run_job(engine, ModelRunner(runner.loaded), job_id)
-    cost = {row["method"]: row for row in corpus.cost_rows(engine, job_id)}
-    assert set(cost) == {"integrated_gradients", "occlusion"} and all(r["inputs"] == 3 for r in cost.values())
-    assert cost["integrated_gradients"]["mean_forward_passes"] >= 20  # 20 corpus steps
-    assert cost["occlusion"]["total_seconds"] > 0 and cost["occlusion"]["reused"] == 0
+    cost = {row.method: row for row in corpus.cost_rows(engine, job_id)}
+    assert set(cost) == {"integrated_gradients", "occlusion"} and all(r.inputs == 3 for r in cost.values())
+    assert cost["integrated_gradients"].mean_forward_passes >= 20  # 20 corpus steps
+    assert cost["occlusion"].total_seconds > 0 and cost["occlusion"].reused == 0
     gaps = corpus.completeness_gaps(engine, job_id)
-    assert set(gaps) == {"integrated_gradients"} and gaps["integrated_gradients"]["inputs"] == 3
-    assert 0 <= gaps["integrated_gradients"]["median"] <= gaps["integrated_gradients"]["max"] < 0.05
+    assert [g.method for g in gaps] == ["integrated_gradients"] and gaps[0].inputs == 3
+    assert 0 <= gaps[0].median <= gaps[0].max < 0.05
     again = make_job(engine, n=3, methods=["integrated_gradients", "occlusion"])
     corpus.run_job(engine, runner, again)
-    assert all(row["reused"] == 3 for row in corpus.cost_rows(engine, again))
+    assert all(row.reused == 3 for row in corpus.cost_rows(engine, again))
 
 
 def test_create_job_refuses_empty_inputs(engine):
@@ -188,20 +190,31 @@ def test_stability_same_settings_are_perfectly_stable(runner):
     results = checks.stability(runner, text, {"integrated_gradients": [{"n_steps": 20}, {"n_steps": 20}],
                                               "lime": [{"seed": 0, "num_samples": 60}, {"seed": 1, "num_samples": 60}]}, k=3)
     ig, lime = results
-    assert ig.mean_spearman == pytest.approx(1.0) and ig.mean_topk == 1.0 and "stable" in ig.verdict
-    assert "UNSTABLE" not in ig.verdict and lime.mean_spearman < 1.0
+    assert ig.mean_spearman == pytest.approx(1.0) and ig.mean_topk == 1.0
+    assert ig.verdict.passed and ig.verdict.figure == ig.mean_spearman and ig.verdict.threshold == checks.STABLE_SPEARMAN
+    assert "stable" in ig.verdict.sentence and lime.mean_spearman < 1.0
     over = checks.stability_over(runner, TEXTS[:2], {"integrated_gradients": [{"n_steps": 20}, {"n_steps": 20}]}, k=3)
-    assert over[0].mean_spearman == pytest.approx(1.0) and "over 2 inputs" in over[0].verdict
+    assert over[0].mean_spearman == pytest.approx(1.0) and "over 2 inputs" in over[0].verdict.sentence
 
 
-def test_randomisation_check_on_the_tiny_model(runner):
-    before = runner.loaded.fingerprint
-    runner.loaded._fingerprint = None
+def test_stability_verdict_fails_below_its_thresholds(runner):
+    """LIME on 12 samples with different seeds cannot agree with itself: the verdict says so, typed."""
+    lime = checks.stability(runner, TEXTS[3], {"lime": [{"seed": s, "num_samples": 12} for s in range(4)]}, k=3)[0]
+    assert lime.mean_spearman < checks.STABLE_SPEARMAN
+    assert lime.verdict.passed is False and "UNSTABLE" in lime.verdict.sentence
+
+
+def test_randomisation_check_on_the_tiny_model(tiny_model_dir):
+    from core.modelling import load_model
+
+    loaded = load_model(str(tiny_model_dir))  # its own copy: the fingerprint below is computed from scratch
+    runner = ModelRunner(loaded)
     result = checks.randomisation(runner, TEXTS[3], ["attention", "integrated_gradients"])
     layers = runner.model.config.num_hidden_layers
     assert [s.name for s in result.stages] == ["classifier head"] + [f"+ layer {layers - 1 - i}" for i in range(layers)]
     # Raw attention never looks at the classifier head: identical after the head is randomised.
     assert result.stages[0].similarity["attention"] == pytest.approx(1.0)
-    assert "FAILS" in result.verdicts["attention"]
+    assert not result.verdicts["attention"].passed and "FAILS" in result.verdicts["attention"].sentence
+    assert result.verdicts["attention"].figure == pytest.approx(1.0)
     assert all(-1 <= v <= 1 for s in result.stages for v in s.similarity.values())
-    assert runner.loaded.fingerprint == before  # the trained model itself is untouched
+    assert loaded.fingerprint == load_model(str(tiny_model_dir)).fingerprint  # the trained model is untouched

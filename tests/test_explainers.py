@@ -6,8 +6,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.explainers import METHODS, ExplainError, attention_rollout, explain
+from core.explain import explain
 from core.explanation import Explanation, split_words
+from core.methods import METHODS, ExplainError
+from core.methods.attention import attention_rollout
 from core.runner import ModelRunner
 
 TEXT = "The food was not great, but the staff were lovely and the view was wonderful!"

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from core.db import current_revision, make_engine, migrate, table_names
+from core.db import current_revision, head_revision, make_engine, migrate, schema_differences, table_names
 from core.modelling import ModelLoadError, load_model
 from core.settings import load_settings
 
@@ -38,20 +38,47 @@ def test_sqlite_engine_uses_wal_and_foreign_keys(tmp_path):
 
 
 def test_migrations_upgrade_keeps_existing_data(tmp_path):
+    """A database made at the first revision, with a link, a tag and a snapshot in it, upgraded to head."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     old = make_engine(url, run_migrations=False)
     migrate(old, "0001")
     assert current_revision(old) == "0001"
     with old.begin() as connection:
         connection.execute(text("INSERT INTO link (url, normalized_url, title, notes, created_at) "
-                                "VALUES ('https://a.example/', 'https://a.example/', 'kept', '', '2026-01-01')"))
+                                "VALUES ('https://a.example/', 'https://a.example/', 'kept', 'a note', '2026-01-01')"))
+        connection.execute(text("INSERT INTO tag (name) VALUES ('news')"))
+        connection.execute(text("INSERT INTO link_tag (link_id, tag_id) VALUES (1, 1)"))
+        connection.execute(text("INSERT INTO snapshot (link_id, fetched_at, title, text, text_sha256) "
+                                "VALUES (1, '2026-01-02', 'Old page', 'Old text survives.', 'abc')"))
     old.dispose()
     upgraded = make_engine(url)  # applies the remaining migrations on start
-    assert current_revision(upgraded) == "0004"
+    assert current_revision(upgraded) == head_revision()
     with upgraded.connect() as connection:
-        assert connection.execute(text("SELECT title FROM link")).scalar() == "kept"
+        assert connection.execute(text("SELECT title, notes FROM link")).one() == ("kept", "a note")
+        assert connection.execute(text("SELECT name FROM tag JOIN link_tag ON tag.id = tag_id")).scalar() == "news"
+        assert connection.execute(text("SELECT text FROM snapshot")).scalar() == "Old text survives."
+    assert schema_differences(upgraded) == []
+    from core.snapshots import list_links
+
+    assert [v.title for v in list_links(engine=upgraded)] == ["kept"]  # the core reads the old rows
     make_engine(url)  # a second start is a no-op
     assert sqlite3.connect(tmp_path / "old.db").execute("SELECT count(*) FROM link").fetchone() == (1,)
+
+
+def test_migrated_schema_matches_the_sqlmodel_classes(tmp_path):
+    """One source of truth: an empty database migrated to head has exactly the tables, columns, types,
+    indexes and constraints that the SQLModel classes declare (Alembic's compare_metadata)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert current_revision(engine) == head_revision()
+    assert schema_differences(engine) == []
+
+
+def test_schema_comparison_notices_a_missing_migration(tmp_path):
+    """The comparison above can fail: a column the classes declare but no migration creates is reported."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'drift.db'}")
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE demo DROP COLUMN note"))
+    assert any(d[0] == "add_column" and d[3].name == "note" for d in schema_differences(engine))
 
 
 def test_tiny_model_loads_with_labels_and_attention(tiny_model):

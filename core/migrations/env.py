@@ -2,12 +2,14 @@
 
 from alembic import context
 
+from core.db import include_in_schema_comparison
 from core.schema import SQLModel
 
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
     target_metadata=SQLModel.metadata,
+    include_name=include_in_schema_comparison,
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite needs table rebuilds for ALTERs
 )
 with context.begin_transaction():

@@ -47,8 +47,8 @@ def keep_for_readme(path: Path, name: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def journey(app_server, web_server):
-    return {"base": app_server["url"], "pages": web_server, "state": {}}
+def journey(app_server, _web_server):
+    return {"base": app_server["url"], "pages": _web_server, "state": {}}  # one server for the whole journey
 
 
 def test_1_snapshot_tag_filter_and_refresh(page, journey):
@@ -119,6 +119,8 @@ def test_3_share_link_reopens_without_recomputing(browser, journey):
                             "input_x_gradient, occlusion, attention, attention_rollout.")).to_be_visible()
     assert page.get_by_role("heading", name="Prediction:").inner_text() == journey["state"]["prediction"]
     expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(journey["state"]["summary"])
+    # Faithfulness and the attention checks come from the stored report too: the model never ran.
+    expect(page.get_by_text("Model passes to show this view now: 0 (everything came from the store).")).to_be_visible()
     screenshot(page, "3-shared-link")
     teammate.close()
 

@@ -1,14 +1,12 @@
-import altair as alt
 import pandas as pd
 import streamlit as st
 
-from core import checks, corpus
-from core.explainers import METHODS
+from core import charts, checks, corpus
+from core.methods.registry import METHODS
 from core.passages import paragraphs
 from core.snapshots import latest_good_snapshot, list_links
-from pages import engine, page_setup, runner_or_stop, streamlit_progress
-
-page_setup("Checks")
+from pages.resources import engine, runner_or_stop
+from pages.ui import streamlit_progress
 
 db = engine()
 st.title("Checks")
@@ -49,20 +47,17 @@ st.subheader("Stability: does each method agree with itself?")
 st.caption(f"Verdict: stable when mean pairwise Spearman of |scores| ≥ {checks.STABLE_SPEARMAN} and mean top-k "
            f"agreement ≥ {checks.STABLE_TOPK} across settings that should not matter.")
 quick = st.checkbox("Quick (smaller sample counts)", value=True, key="checks_quick")
-variants = checks.DEFAULT_VARIANTS
-if quick:
-    variants = {
-        "lime": [{"seed": s, "num_samples": n} for s, n in ((0, 200), (1, 200), (2, 200), (0, 400))],
-        "shap": [{"seed": s, "max_evals": n} for s, n in ((0, 200), (1, 200), (0, 400))],
-        "integrated_gradients": [{"baseline": b, "n_steps": n} for b, n in (("pad", 32), ("mask", 32), ("zero", 32), ("pad", 64))],
-    }
-chosen = st.multiselect("Methods", list(variants), default=list(variants), key="checks_stability_methods")
+variants = checks.stability_variants(quick=quick)
+chosen = st.multiselect("Methods", list(variants), default=[m for m in variants if len(variants[m]) > 2],
+                        format_func=lambda m: METHODS[m].title, key="checks_stability_methods",
+                        help="Methods with settings that should not matter are rerun under each; the others "
+                             "are rerun with the same settings, which only a nondeterministic method fails.")
 if st.button("Run stability check", disabled=not texts or not chosen):
     bar = st.progress(0.0, text="Starting")
     results = checks.stability_over(runner, texts, {m: variants[m] for m in chosen}, k, progress=streamlit_progress(bar))
     st.session_state["stability"] = results
 for result in st.session_state.get("stability", []):
-    (st.error if "UNSTABLE" in result.verdict else st.success)(result.verdict)
+    (st.success if result.verdict.passed else st.error)(result.verdict.sentence)
 if st.session_state.get("stability"):
     st.dataframe(pd.DataFrame([{"method": r.method, "mean Spearman": r.mean_spearman, "min Spearman": r.min_spearman,
                                 f"mean top-{k} agreement": r.mean_topk, "settings": str(r.variants)}
@@ -72,21 +67,13 @@ st.subheader("Model randomisation (Adebayo et al., 2018)")
 st.caption(f"The model is re-initialised from the top on a copy: classifier head, then encoder layers from the last "
            f"down. Verdict: passes when Spearman with the trained model's attributions stays below "
            f"{checks.RANDOMISATION_PASS} at every stage.")
-methods = st.multiselect("Methods", list(METHODS), default=["integrated_gradients", "saliency", "input_x_gradient",
-                                                             "occlusion", "attention", "attention_rollout"],
-                         key="checks_random_methods")
+methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in METHODS.items() if not spec.random],
+                         format_func=lambda m: METHODS[m].title, key="checks_random_methods")
 if st.button("Run randomisation check", disabled=not texts or not methods):
     bar = st.progress(0.0, text="Starting")
     st.session_state["randomisation"] = checks.randomisation_over(runner, texts, methods, progress=streamlit_progress(bar))
 result = st.session_state.get("randomisation")
 if result:
     for verdict in result.verdicts.values():
-        (st.success if "passes" in verdict else st.error)(verdict)
-    data = pd.DataFrame([{"stage": i, "randomised": s.name, "method": m, "Spearman": v}
-                         for i, s in enumerate(result.stages) for m, v in s.similarity.items()])
-    st.altair_chart(alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("stage:O", title="randomised so far (cumulative)", axis=alt.Axis(
-            labelExpr=f"{[s.name for s in result.stages]}[datum.value]", labelAngle=-30)),
-        y=alt.Y("Spearman:Q", scale=alt.Scale(domain=[-1, 1]), title="Spearman with trained model"),
-        color="method:N", tooltip=["randomised", "method", alt.Tooltip("Spearman:Q", format=".3f")]),
-        width="stretch")
+        (st.success if verdict.passed else st.error)(verdict.sentence)
+    st.altair_chart(charts.randomisation(result), width="stretch")

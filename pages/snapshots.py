@@ -19,9 +19,8 @@ from core.snapshots import (
     snapshots_of,
     update_notes,
 )
-from pages import engine, flash, page_setup, streamlit_progress
-
-page_setup("Snapshots")
+from pages.resources import engine
+from pages.ui import flash, streamlit_progress
 
 db = engine()
 st.title("Snapshots")
@@ -133,7 +132,7 @@ else:
                     f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
                     f"Extractor: {snap.extractor} {snap.extractor_version}\nSHA-256: {snap.text_sha256}\n"
                     f"Size: {snap.byte_size:,} bytes")
-            st.page_link("pages/2_Compare.py", label="Explain this snapshot on Compare", icon="⚖️",
+            st.page_link("pages/compare.py", label="Explain this snapshot on Compare", icon="⚖️",
                          query_params={"snapshot": str(snap.id)})
             tab_text, tab_html = st.tabs(["Text", "Raw HTML (escaped)"])
             tab_text.text(snap.text)

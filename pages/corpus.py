@@ -1,13 +1,14 @@
-import altair as alt
+from dataclasses import asdict
+
 import pandas as pd
 import streamlit as st
 
-from core import corpus
-from core.explainers import METHODS
+from core import charts, corpus
+from core.compare import ViewState
+from core.methods.base import Speed
+from core.methods.registry import METHODS, fast_methods, get_method
 from core.snapshots import list_tags
-from pages import engine, job_runner, page_setup, runner_or_stop
-
-page_setup("Corpus")
+from pages.resources import engine, job_runner, runner_or_stop
 
 db = engine()
 jobs_runner = job_runner()
@@ -48,7 +49,8 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             except corpus.CorpusError as exc:
                 st.error(str(exc))
     st.caption(f"{len(inputs)} passages selected.")
-    methods = st.multiselect("Methods", list(METHODS), default=list(corpus.FAST_METHODS), key="corpus_methods")
+    methods = st.multiselect("Methods", list(METHODS), default=fast_methods(), key="corpus_methods",
+                             format_func=lambda m: METHODS[m].title)
     k = st.slider("k (top words compared)", 1, 20, 5, key="corpus_k")
     faithfulness_inputs = st.number_input(
         "Faithfulness metrics on a random sample of this many inputs (0 = every input)", min_value=0,
@@ -57,7 +59,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
              "a third of a run of the fast methods. The sample is seeded, so a rerun measures the same inputs; "
              "the leaderboard's intervals are computed on it.")
     name = st.text_input("Name", value="", key="corpus_name")
-    slow = [m for m in methods if m in corpus.SLOW_METHODS]
+    slow = [m for m in methods if get_method(m).speed == Speed.SLOW]
     confirmed = True
     if inputs and methods:
         seconds = estimate(runner, runner.loaded.fingerprint, tuple(methods), tuple(i.text for i in inputs),
@@ -83,7 +85,7 @@ jobs = corpus.list_jobs(db)
 if not jobs:
     st.info("No corpus runs yet.")
     st.stop()
-labels = {j.id: f"#{j.id} {j.name} ({j.status}, {j.done + j.failed}/{j.total})" for j in jobs}
+labels = {j.id: f"#{j.id} {j.name} ({j.status}, {j.finished}/{j.total})" for j in jobs}
 requested = st.query_params.get("job", "")
 default = int(requested) if requested.isdigit() and int(requested) in labels else jobs[0].id
 if requested and requested.isdigit() and int(requested) not in labels:
@@ -96,8 +98,8 @@ st.query_params["job"] = str(job_id)
 def job_status() -> None:
     job = corpus.get_job(db, job_id)
     running_here = jobs_runner.is_running(job_id)
-    finished = job.done + job.failed
-    st.progress(finished / max(1, job.total), text=f"{finished} of {job.total} inputs · status: {job.status}")
+    finished = job.finished
+    st.progress(job.fraction, text=f"{finished} of {job.total} inputs · status: {job.status}")
     left = corpus.seconds_left(job)
     if job.status == "running" and left is not None:
         st.caption(f"About {left:.0f} s left.")
@@ -122,51 +124,50 @@ def job_status() -> None:
 job_status()
 
 job = corpus.get_job(db, job_id)
-st.caption(f"Inputs: {job.source or 'n/a'} · model: {job.model or 'default'} · methods: {job.methods} · k = {job.k}")
+st.caption(f"Inputs: {job.source or 'n/a'} · model: {job.model or 'default'} · methods: {', '.join(job.methods)} "
+           f"· k = {job.k}")
 rows = corpus.agreement_rows(db, job_id)
 if not rows:
     st.info("Results appear here as inputs finish.")
     st.stop()
 
 st.subheader("Agreement between methods, over inputs")
-frame = pd.DataFrame(rows)
 for metric, title in (("spearman", "Spearman rank correlation"), ("feature_agreement", f"Top-{job.k} feature agreement")):
-    data = frame[frame["metric"] == metric]
-    if not data.empty:
-        st.altair_chart(alt.Chart(data).mark_boxplot(extent="min-max").encode(
-            x=alt.X("value:Q", title=title), y=alt.Y("pair:N", title=None), color=alt.Color("pair:N", legend=None),
-            tooltip=["pair"]).properties(height=max(120, 22 * data["pair"].nunique())), width="stretch")
+    chart = charts.corpus_agreement(rows, metric, title)
+    if chart is not None:
+        st.altair_chart(chart, width="stretch")
 
 st.subheader("Faithfulness leaderboard")
-board = pd.DataFrame(corpus.leaderboard(db, job_id))
+board_rows = corpus.leaderboard(db, job_id)
+board = pd.DataFrame([asdict(r) for r in board_rows])
 sampled = len(corpus.faithfulness_positions(job.total, job.faithfulness_inputs))
 st.caption("ERASER comprehensiveness and sufficiency (AOPC), removed words replaced by the mask token, on "
            + (f"a seeded random sample of {sampled} of the {job.total} inputs." if sampled < job.total
               else f"all {job.total} inputs."))
-if not board.empty:
-    bars = alt.Chart(board).mark_point(filled=True, size=80).encode(
-        x=alt.X("comprehensiveness:Q", title="mean comprehensiveness AOPC (95% bootstrap interval)"),
-        y=alt.Y("method:N", sort="-x", title=None), tooltip=list(board.columns))
-    errors = alt.Chart(board).mark_rule().encode(x="comp_low:Q", x2="comp_high:Q", y=alt.Y("method:N", sort="-x"))
-    st.altair_chart(errors + bars, width="stretch")
+if board_rows:
+    st.altair_chart(charts.leaderboard(board_rows), width="stretch")
     st.dataframe(board.round(4), hide_index=True, width="stretch")
 
 st.subheader("Inputs where the methods disagree most")
 for row in corpus.most_disputed(db, job_id):
-    st.page_link("pages/2_Compare.py", label=f"{row['origin']} · mean Spearman {row['mean_spearman']:.2f} · "
-                 f"{row['text'][:90]}", query_params=corpus.compare_query(job, row["text"]))
+    # The run's model, methods, options and k, so that Compare opens on the stored results.
+    view = ViewState(text=row.text, model=job.model, methods=job.methods,
+                     options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
+    st.page_link("pages/compare.py", label=f"{row.origin} · mean Spearman {row.mean_spearman:.2f} · {row.text[:90]}",
+                 query_params=view.to_query())
 
 st.subheader("Cost")
-cost = pd.DataFrame(corpus.cost_rows(db, job_id))
+cost = pd.DataFrame([asdict(r) for r in corpus.cost_rows(db, job_id)])
 if not cost.empty:
     st.dataframe(cost.round(3), hide_index=True, width="stretch")
-for method, gap in corpus.completeness_gaps(db, job_id).items():
-    st.caption(f"{method}: completeness gap (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) "
-               f"over {gap['inputs']} inputs: median {gap['median']:.1%}, 90th percentile {gap['p90']:.1%}, "
-               f"max {gap['max']:.1%}. Large gaps mean too few steps for these inputs.")
+for gap in corpus.completeness_gaps(db, job_id):
+    st.caption(f"{gap.method}: completeness gap (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) "
+               f"over {gap.inputs} inputs: median {gap.median:.1%}, 90th percentile {gap.p90:.1%}, "
+               f"max {gap.max:.1%}. Large gaps mean too few steps for these inputs.")
 
 st.subheader("By predicted label")
-st.dataframe(pd.DataFrame(corpus.per_label(db, job_id)).round(4), hide_index=True, width="stretch")
+st.dataframe(pd.DataFrame([asdict(r) for r in corpus.per_label(db, job_id)]).round(4), hide_index=True,
+             width="stretch")
 failed = corpus.items_of(db, job_id, "failed")
 if failed:
     with st.expander(f"{len(failed)} inputs failed"):

@@ -1,16 +1,17 @@
-import altair as alt
+import json
+
 import pandas as pd
 import streamlit as st
 
-from core import agreement, attention_checks, compare, faithfulness
-from core.explainers import METHODS, ExplainError
-from core.explanation import text_sha256
+from core import agreement, charts, compare
+from core.methods.base import ExplainError
+from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import highlighted_text
+from core.reports import MEASURES, StopRequested, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
-from pages import engine, page_setup, runner_or_stop
-
-page_setup("Compare")
+from pages.resources import engine, runner_or_stop
+from pages.ui import option_widgets
 
 db = engine()
 st.title("Compare")
@@ -26,8 +27,6 @@ if "demo" in st.query_params:
         st.error(f"The demo '{demo_id}' does not exist (it may have been deleted). Showing a fresh comparison.")
         st.query_params.clear()
     else:
-        import json
-
         st.query_params.from_dict(json.loads(demo.query))
         st.rerun()
 
@@ -98,35 +97,15 @@ with st.sidebar:
                              format_func=lambda m: METHODS[m].title)
     options: dict[str, dict] = {}
     for name in methods:
-        method = METHODS[name]
-        if not method.options:
-            continue
-        with st.expander(f"{method.title} options"):
-            values = {}
-            for option in method.options:
-                key = f"opt_{name}_{option.name}"
-                st.session_state.setdefault(key, option.default)  # widgets below read and write this key
-                if option.choices:
-                    values[option.name] = st.selectbox(option.name, option.choices, key=key, help=option.help)
-                elif option.type in ("int", "float"):
-                    cast = int if option.type == "int" else float
-                    st.session_state[key] = cast(st.session_state[key])
-                    values[option.name] = st.number_input(
-                        option.name, key=key, help=option.help, step=1 if cast is int else None,
-                        min_value=cast(option.minimum) if option.minimum is not None else None,
-                        max_value=cast(option.maximum) if option.maximum is not None else None)
-                elif option.type == "bool":
-                    values[option.name] = st.checkbox(option.name, key=key, help=option.help)
-                else:
-                    values[option.name] = st.text_input(option.name, key=key, help=option.help)
-            changed = {k: v for k, v in values.items() if v != next(o.default for o in method.options if o.name == k)}
-            if changed:
-                options[name] = changed
+        if METHODS[name].options:
+            with st.expander(f"{METHODS[name].title} options"):
+                if changed := option_widgets(METHODS[name]):
+                    options[name] = changed
     k = st.slider("k (top words compared)", 1, 20, key="k")
     fresh = st.checkbox("Recompute (ignore stored results)", value=False)
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
-                         model=model_spec.strip(), methods=methods, options=options, k=k)
+                         model=model_spec.strip(), methods=methods, options=options, target=state.target, k=k)
 if st.query_params.to_dict() != view.to_query():
     st.query_params.from_dict(view.to_query())
 st.session_state["_view_loaded"] = view.to_query()
@@ -139,43 +118,56 @@ if not methods:
     st.stop()
 
 runner = runner_or_stop(model_spec)
-model = runner.loaded
 
 with st.expander("Input text", expanded=False):
     st.text(text)
 
+def request_stop() -> None:
+    st.session_state["compare_stop"] = True
+
+
 run_col, stop_col = st.columns([1, 5])
 run = run_col.button("Run", type="primary")
-stop_col.button("Stop", help="Stops after the method in progress; finished methods are kept.")
+stop_col.button("Stop", on_click=request_stop,
+                help="Stops after the method in progress; finished methods are stored and kept.")
+stopped = st.session_state.pop("compare_stop", False)
 
-comparison = None
+report = None
 try:
-    if not run and not fresh:
-        comparison = compare.run_comparison(db, runner, text, methods, options, None, k, only_stored=True)
-    if comparison is None and (run or fresh):
+    if run or fresh:
         bars = {name: st.progress(0.0, text=f"{METHODS[name].title}: waiting") for name in methods}
+        bars[MEASURES] = st.progress(0.0, text="Faithfulness and attention checks: waiting")
 
-        def report(name: str, fraction: float, message: str) -> None:
-            bars[name].progress(min(1.0, max(0.0, fraction)), text=f"{METHODS[name].title}: {message}")
+        def progress(name: str, fraction: float, message: str) -> None:
+            title = METHODS[name].title if name in METHODS else "Faithfulness and attention checks"
+            bars[name].progress(min(1.0, max(0.0, fraction)), text=f"{title}: {message}")
 
-        comparison = compare.run_comparison(db, runner, text, methods, options, None, k, fresh=fresh, progress=report)
+        report = run_report(db, runner, text, methods, options, view.target or None, fresh=fresh, progress=progress,
+                            should_stop=lambda: st.session_state.get("compare_stop", False))
+        for bar in bars.values():
+            bar.empty()
+    else:
+        report = open_report(db, runner, text, methods, options, view.target or None, partial=stopped)
+except StopRequested as exc:
+    st.warning(str(exc))
+    st.stop()
 except ExplainError as exc:
     st.error(str(exc))
     st.stop()
 
-if comparison is None:
+if report is None:
     st.info("Press **Run** to explain this input with the chosen methods. Stored results appear at once.")
     st.stop()
+comparison = report.comparison
+if report.stopped:
+    st.warning(f"Stopped: {', '.join(comparison.methods)} finished and are kept; "
+               f"{', '.join(comparison.missing)} did not run. Press **Run** to compute the rest "
+               "(finished methods come from the store).")
 
 # -- prediction ----------------------------------------------------------------------------------------
 probs = comparison.probabilities
 st.subheader(f"Prediction: {comparison.predicted_label} ({probs[comparison.predicted_label]:.2f})")
-st.altair_chart(alt.Chart(pd.DataFrame({"label": list(probs), "probability": list(probs.values())}))
-                .mark_bar(size=18).encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])),
-                                          y=alt.Y("label:N", title=None),
-                                          tooltip=["label", alt.Tooltip("probability:Q", format=".3f")])
-                .properties(height=30 * len(probs) + 30),
-                width="stretch")
+st.altair_chart(charts.prediction(probs), width="stretch")
 if comparison.truncated_words:
     st.warning(f"The input is longer than the model reads: {comparison.truncated_words} words at the end were "
                "dropped. Pick a shorter passage to explain all of it.")
@@ -185,32 +177,9 @@ if cached_note:
 
 # -- side by side ----------------------------------------------------------------------------------------
 st.subheader("Side by side")
-normalised = compare.normalised_rows(comparison)
-records = []
-for row, e in enumerate(comparison.explanations):
-    for i, word in enumerate(e.words):
-        records.append({"method": e.method, "position": i, "word": word, "score": e.scores[i],
-                        "normalised": float(normalised[row, i]), "signed": e.signed})
-frame = pd.DataFrame(records)
 n_words = len(comparison.words)
-x_axis = alt.X("position:O", title=None, axis=alt.Axis(labelExpr=f"{[w[:14] for w in comparison.words]}[datum.value]",
-                                                          labelAngle=-60))
-tooltip = ["method", "word", "position", alt.Tooltip("score:Q", format=".4f"), alt.Tooltip("normalised:Q", format=".2f")]
-width = max(400, min(18 * n_words, 6000))
-charts = []
-signed_rows = frame[frame["signed"]]
-unsigned_rows = frame[~frame["signed"]]
-if not signed_rows.empty:
-    charts.append(alt.Chart(signed_rows).mark_rect().encode(
-        x=x_axis, y=alt.Y("method:N", sort=[e.method for e in comparison.explanations if e.signed], title=None),
-        color=alt.Color("normalised:Q", scale=alt.Scale(scheme="redblue", domain=[-1, 1], reverse=True),
-                        title="signed (row-normalised)"), tooltip=tooltip).properties(width=width))
-if not unsigned_rows.empty:
-    charts.append(alt.Chart(unsigned_rows).mark_rect().encode(
-        x=x_axis, y=alt.Y("method:N", sort=[e.method for e in comparison.explanations if not e.signed], title=None),
-        color=alt.Color("normalised:Q", scale=alt.Scale(scheme="greens", domain=[0, 1]),
-                        title="unsigned (row-normalised)"), tooltip=tooltip).properties(width=width))
-st.altair_chart(alt.vconcat(*charts).resolve_scale(color="independent"), width="content")
+normalised = compare.normalised_rows(comparison)
+st.altair_chart(charts.side_by_side(comparison), width="content")
 st.caption("Each row is divided by its largest |score|. Red supports the target label, blue speaks against it; "
            "green rows (saliency, attention) have no sign. Hover a cell for the exact score.")
 
@@ -228,32 +197,20 @@ with left:
     st.dataframe(pd.DataFrame({m: [f"{w} ({s:+.3f})" for w, s in words] + [""] * (k - len(words))
                                for m, words in tops.items()}, index=range(1, k + 1)), width="stretch")
 with right:
-    st.markdown("**Cost of each method**")
-    cost = pd.DataFrame([{"method": e.method, "seconds": e.seconds, "forward passes": e.forward_passes}
-                         for e in comparison.explanations])
-    st.altair_chart(alt.Chart(cost).mark_bar().encode(
-        x=alt.X("seconds:Q"), y=alt.Y("method:N", sort="-x"),
-        tooltip=["method", alt.Tooltip("seconds:Q", format=".3f"), "forward passes"]).properties(height=28 * len(cost) + 40),
-        width="stretch")
-    st.dataframe(cost, hide_index=True, width="stretch")
+    st.markdown("**Cost**")
+    cost = compare.cost_rows(report)
+    st.altair_chart(charts.cost(cost), width="stretch")
+    st.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
+    passes_now = report.cost_now.forward_passes
+    st.caption(f"Model passes to show this view now: {passes_now}"
+               + (" (everything came from the store)." if passes_now == 0 else "."))
 
 # -- agreement -------------------------------------------------------------------------------------------
 st.subheader("Agreement")
 metric_name = st.selectbox("Metric", list(agreement.METRICS), format_func=lambda m: agreement.METRICS[m].title,
                            key="metric")
 metric = agreement.METRICS[metric_name]
-matrix = agreement.agreement_matrix(comparison.explanations, metric_name, k)
-order = agreement.cluster_order(matrix)
-names = [comparison.methods[i] for i in order]
-cells = pd.DataFrame([{"a": comparison.methods[i], "b": comparison.methods[j],
-                       "value": None if pd.isna(matrix[i, j]) else float(matrix[i, j])}
-                      for i in order for j in order])
-base = alt.Chart(cells).encode(x=alt.X("a:N", sort=names, title=None), y=alt.Y("b:N", sort=names, title=None))
-heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=list(metric.range)),
-                                               title=metric.title), tooltip=["a", "b", alt.Tooltip("value:Q", format=".3f")])
-labels = base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=".2f"),
-                                            color=alt.value("white"))
-st.altair_chart((heat + labels).properties(width=420, height=380), width="content")
+st.altair_chart(charts.agreement_matrix(comparison, metric_name, k), width="content")
 st.caption(f"{metric.help} Range {metric.range[0]} to {metric.range[1]}, higher means more agreement"
            + (f"; k = {k}." if metric.uses_k else "; computed over all words.")
            + " Methods are ordered by clustering so that those that agree sit together.")
@@ -270,16 +227,11 @@ if spots:
                              titles=[f"rank spread {next((s.rank_spread for s in spots if s.index == i), 0)}"
                                      for i in range(len(first.words))], outlined=[s.index for s in spots]))
 
+if not report.measured:
+    st.stop()  # a stopped run: faithfulness and the attention checks need every method
+
 # -- faithfulness ------------------------------------------------------------------------------------------
-
-
-@st.cache_data(max_entries=64, show_spinner="Measuring faithfulness…")
-def faithfulness_results(_runner, _explanations, fingerprint: str, text_hash: str, key: str):
-    return faithfulness.evaluate(_runner, _explanations)
-
-
-faith = faithfulness_results(runner, comparison.explanations, model.fingerprint, text_sha256(comparison.text),
-                             str([(e.method, e.target, e.scores) for e in comparison.explanations]))
+faith = report.faithfulness
 st.subheader("Faithfulness: which account does the model support?")
 st.caption(f"Removed words are replaced by the mask token ({runner.mask_token}), one per word piece. "
            "Comprehensiveness: drop in p(target) when the method's top words are removed (higher is better). "
@@ -289,43 +241,25 @@ st.dataframe(pd.DataFrame([{"method": f.method, "comprehensiveness AOPC ↑": f.
                             "sufficiency AOPC ↓": f.aopc_sufficiency, "deletion AUC ↓": f.deletion_auc,
                             "insertion AUC ↑": f.insertion_auc} for f in faith]).round(4),
              hide_index=True, width="stretch")
-curves = pd.DataFrame([{"method": f.method, "curve": curve, "fraction": x, "p(target)": y}
-                       for f in faith for curve, points in (("deletion", f.deletion), ("insertion", f.insertion))
-                       for x, y in points])
 for curve_name in ("deletion", "insertion"):
-    data = curves[curves["curve"] == curve_name]
-    st.altair_chart(alt.Chart(data).mark_line(point=True).encode(
-        x=alt.X("fraction:Q", title=f"fraction of words {'removed' if curve_name == 'deletion' else 'revealed'}"),
-        y=alt.Y("p(target):Q", scale=alt.Scale(domain=[0, 1])), color="method:N",
-        strokeDash=alt.condition(alt.datum.method == "random", alt.value([5, 5]), alt.value([0])),
-        tooltip=["method", "fraction", alt.Tooltip("p(target):Q", format=".3f")]
-    ).properties(title=f"{curve_name.title()} curve", height=260), width="stretch")
+    st.altair_chart(charts.faithfulness_curve(report, curve_name), width="stretch")
 
 # -- attention debate ---------------------------------------------------------------------------------------
 st.subheader("Is attention explanation, here?")
-correlations = attention_checks.correlations(comparison.explanations)
-if correlations:
+if report.correlations:
     st.dataframe(pd.DataFrame([{"attention": c.attention_method, "compared with": c.reference_method,
-                                "Spearman ρ": c.spearman} for c in correlations]).round(3), hide_index=True)
+                                "Spearman ρ": c.spearman} for c in report.correlations]).round(3), hide_index=True)
 else:
     st.caption("Select an attention method and a gradient or occlusion method to correlate them.")
-
-
-@st.cache_data(max_entries=64, show_spinner="Intervening on attention…")
-def interventions_for(_runner, fingerprint: str, text: str, target: str):
-    return attention_checks.intervene(_runner, text, target)
-
-
-interventions = interventions_for(runner, model.fingerprint, comparison.text, comparison.target)
 st.dataframe(pd.DataFrame([{"layer": i.layer, "replacement": i.mode, "p(target) change": i.target_change,
                             "total variation": i.total_variation, "label flipped": i.label_flipped}
-                           for i in interventions]).round(4), hide_index=True, width="stretch")
+                           for i in report.interventions]).round(4), hide_index=True, width="stretch")
 st.caption("Each row replaces one layer's attention weights (uniform over tokens, or permuted) and reruns "
            "the model. If the prediction barely moves, that layer's attention weights are not what decides it.")
 
 # -- summary ------------------------------------------------------------------------------------------------
 st.subheader("Summary")
-for line in compare.summarise(comparison, k, faith, correlations, interventions):
+for line in compare.summarise(report, k):
     st.markdown("- " + line.replace("<", "&lt;"))
 
 # -- sharing and export -------------------------------------------------------------------------------------
@@ -344,9 +278,9 @@ demos = compare.list_demos(db)
 if demos:
     st.markdown("**Saved demos**")
     for d in demos:
-        st.page_link("pages/2_Compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
+        st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
 a, b, c = st.columns(3)
-a.download_button("Comparison (JSON)", compare.to_json(comparison, k, faith), "rashomon-comparison.json",
+a.download_button("Comparison (JSON)", compare.to_json(report, k), "rashomon-comparison.json",
                   "application/json")
 b.download_button("Scores per word (CSV)", compare.to_csv(comparison), "rashomon-scores.csv", "text/csv")
 c.download_button("Agreement metrics (CSV)", compare.metrics_csv(comparison, k), "rashomon-metrics.csv", "text/csv")

@@ -1,0 +1,33 @@
+"""`rashomon` command line: one module per command group, each calling the same core functions as the pages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from core.cli import checks, corpus, demos, explain, models, snapshots
+from core.cli.common import CliError
+
+__all__ = ["CliError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (models, explain, snapshots, corpus, checks, demos):
+        group.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CliError as exc:
+        print(f"rashomon: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rashomon: interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,52 @@
+"""Corpus runs: many inputs, several methods, disagreement and faithfulness in aggregate.
+
+- `inputs`: choosing the inputs (tagged snapshots, CSV rows);
+- `jobs`: storing, running, stopping and resuming a job (and the background `JobRunner`);
+- `aggregate`: agreement distributions, leaderboard, disputed inputs, cost, exports;
+- `estimate`: passes and seconds a run will take, from the registry's cost models.
+"""
+
+from core.corpus.aggregate import (
+    AgreementRow,
+    CompletenessGap,
+    CostRow,
+    DisputedInput,
+    LabelRow,
+    LeaderboardRow,
+    agreement_rows,
+    bootstrap_interval,
+    completeness_gaps,
+    cost_rows,
+    export_csv,
+    export_json,
+    leaderboard,
+    most_disputed,
+    per_label,
+)
+from core.corpus.estimate import estimate_passes, estimate_seconds
+from core.corpus.inputs import CorpusError, Input, inputs_from_csv, inputs_from_snapshots, split_into_passages
+from core.corpus.jobs import (
+    DEFAULT_FAITHFULNESS_INPUTS,
+    JobRunner,
+    create_job,
+    faithfulness_positions,
+    get_job,
+    is_stale,
+    item_result,
+    items_of,
+    list_jobs,
+    request_stop,
+    require_job,
+    run_job,
+    seconds_left,
+)
+from core.corpus.results import FaithfulnessScores, Item, ItemResult, Job, PairAgreement
+
+__all__ = [
+    "DEFAULT_FAITHFULNESS_INPUTS", "AgreementRow", "CompletenessGap", "CorpusError", "CostRow", "DisputedInput",
+    "FaithfulnessScores", "Input", "Item", "ItemResult", "Job", "JobRunner", "LabelRow", "LeaderboardRow",
+    "PairAgreement", "agreement_rows", "bootstrap_interval", "completeness_gaps", "cost_rows", "create_job",
+    "estimate_passes", "estimate_seconds", "export_csv", "export_json", "faithfulness_positions", "get_job",
+    "inputs_from_csv", "inputs_from_snapshots", "is_stale", "item_result", "items_of", "leaderboard", "list_jobs",
+    "most_disputed", "per_label", "request_stop", "require_job", "run_job", "seconds_left", "split_into_passages",
+]

@@ -1,0 +1,238 @@
+"""Corpus jobs: stored in the database, run item by item, stoppable and resumable.
+
+`run_job` processes pending items in order and stores each one as it finishes (a crash loses at
+most the item in flight); it checks the job's `stop_requested` flag between items, so any session
+(or the CLI) can stop it, and a stopped or crashed job resumes where it left off. `JobRunner` runs
+jobs on a background thread inside the server process, so a run survives page reloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from core import agreement, faithfulness
+from core.corpus.inputs import CorpusError, Input
+from core.corpus.results import FaithfulnessScores, Item, ItemResult, Job, PairAgreement
+from core.db import session_scope
+from core.methods.base import ExplainError
+from core.methods.registry import corpus_options, get_method
+from core.reports import Comparison, explain_all, view_requests
+from core.runner import ModelRunner
+from core.schema import CorpusItem, CorpusJob, utcnow
+
+# A leaderboard of means needs a sample, not every input: by default faithfulness is measured on a
+# seeded random sample of 50 inputs (every input in smaller corpora); the bootstrap intervals are
+# computed on that sample. Corpus runs keep the ERASER AOPC scores but skip the curves, with one
+# random ranking as reference.
+DEFAULT_FAITHFULNESS_INPUTS = 50
+FAITHFULNESS_SEED = 0
+STALE_AFTER = timedelta(seconds=60)  # a "running" job without a heartbeat this long is considered crashed
+JobProgress = Callable[[int, int, str], None]  # (finished, total, origin of the item just finished)
+
+
+def faithfulness_positions(total: int, sample: int) -> frozenset[int]:
+    """Positions of the inputs that get faithfulness metrics: a seeded random sample, or all (sample 0)."""
+    if sample <= 0 or sample >= total:
+        return frozenset(range(total))
+    rng = np.random.default_rng(FAITHFULNESS_SEED)
+    return frozenset(int(p) for p in rng.choice(total, size=sample, replace=False))
+
+
+def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequence[str], *, model: str = "",
+               options: dict | None = None, k: int = 5, source: str = "",
+               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> int:
+    if not inputs:
+        raise CorpusError("There are no inputs to run: pick tags with snapshots, or upload a CSV.")
+    if not methods:
+        raise CorpusError("Choose at least one method.")
+    try:
+        for m in methods:
+            get_method(m).resolve((options or {}).get(m))
+    except ExplainError as exc:
+        raise CorpusError(str(exc)) from exc
+    options = {**corpus_options(list(methods)), **(options or {})}
+    with session_scope(engine) as session:
+        job = CorpusJob(name=name.strip() or f"corpus of {len(inputs)}", source=source, model=model,
+                        methods=json.dumps(list(methods)), options=json.dumps(options), k=k, total=len(inputs),
+                        faithfulness_inputs=max(0, faithfulness_inputs))
+        session.add(job)
+        session.flush()
+        for position, item in enumerate(inputs):
+            session.add(CorpusItem(job_id=job.id, position=position, origin=item.origin, text=item.text,
+                                   gold_label=item.gold_label))
+        return job.id
+
+
+def get_job(engine: Engine, job_id: int) -> Job | None:
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        return Job.from_row(row) if row else None
+
+
+def require_job(engine: Engine, job_id: int) -> Job:
+    job = get_job(engine, job_id)
+    if job is None:
+        raise CorpusError(f"There is no corpus job {job_id}.")
+    return job
+
+
+def list_jobs(engine: Engine) -> list[Job]:
+    with session_scope(engine) as session:
+        return [Job.from_row(r) for r in session.exec(select(CorpusJob).order_by(col(CorpusJob.id).desc())).all()]
+
+
+def items_of(engine: Engine, job_id: int, status: str | None = None) -> list[Item]:
+    with session_scope(engine) as session:
+        statement = select(CorpusItem).where(CorpusItem.job_id == job_id).order_by(CorpusItem.position)
+        if status:
+            statement = statement.where(CorpusItem.status == status)
+        return [Item.from_row(r) for r in session.exec(statement).all()]
+
+
+def request_stop(engine: Engine, job_id: int) -> bool:
+    """Ask a queued or running job to stop after the item in flight; False if it is not running."""
+    with session_scope(engine) as session:
+        job = session.get(CorpusJob, job_id)
+        if job is None:
+            raise CorpusError(f"There is no corpus job {job_id}.")
+        if job.status in ("queued", "running"):
+            job.stop_requested = True
+            session.add(job)
+            return True
+        return False
+
+
+def is_stale(job: Job) -> bool:
+    beat = job.heartbeat_at
+    if beat is not None and beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return job.status == "running" and (beat is None or datetime.now(UTC) - beat > STALE_AFTER)
+
+
+def seconds_left(job: Job) -> float | None:
+    """Estimated time to finish: the mean time of finished items times the items left."""
+    if job.finished == 0:
+        return None
+    return job.seconds / job.finished * max(0, job.total - job.finished)
+
+
+def item_result(comparison: Comparison, runner: ModelRunner, k: int, with_faithfulness: bool = True) -> ItemResult:
+    """What one input contributes to the corpus view: pairwise agreement and faithfulness per method."""
+    names = comparison.methods
+    matrices = {metric: agreement.agreement_matrix(comparison.explanations, metric, k)
+                for metric in ("spearman", "feature_agreement")}
+    pairs = {}
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            values = {metric: None if math.isnan(m[i, j]) else float(m[i, j]) for metric, m in matrices.items()}
+            pairs[f"{names[i]} vs {names[j]}"] = PairAgreement(**values)
+    faith = (faithfulness.evaluate(runner, list(comparison.explanations), random_seeds=1, curve_points=0)
+             if with_faithfulness else [])
+    explanations = comparison.explanations
+    return ItemResult(
+        target=comparison.target, probabilities=comparison.probabilities, pairs=pairs,
+        faithfulness={f.method: FaithfulnessScores(f.aopc_comprehensiveness, f.aopc_sufficiency) for f in faith},
+        seconds={e.method: e.seconds for e in explanations},
+        forward_passes={e.method: e.forward_passes for e in explanations},
+        reused={m: bool(v) for m, v in comparison.cached.items()},
+        completeness_gap={e.method: e.diagnostics["relative_delta"] for e in explanations
+                          if "relative_delta" in e.diagnostics},
+        truncated_words=comparison.truncated_words)
+
+
+def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgress | None = None) -> Job:
+    """Process the job's pending items until done or stopped; returns the job as it ends."""
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        if row is None:
+            raise CorpusError(f"There is no corpus job {job_id}.")
+        row.status, row.stop_requested, row.error, row.heartbeat_at = "running", False, "", utcnow()
+        session.add(row)
+        job = Job.from_row(row)
+    measured = faithfulness_positions(job.total, job.faithfulness_inputs)
+    try:
+        for item in items_of(engine, job_id, "pending"):
+            with session_scope(engine) as session:
+                row = session.get(CorpusJob, job_id)
+                if row.stop_requested:
+                    row.status, row.stop_requested = "stopped", False
+                    session.add(row)
+                    return Job.from_row(row)
+            started = time.perf_counter()
+            try:
+                requests = view_requests(runner, item.text, job.methods, job.options)
+                comparison = explain_all(engine, runner, requests)
+                result, error = item_result(comparison, runner, job.k, item.position in measured), ""
+            except Exception as exc:  # one bad input must not end the run; it is recorded as failed
+                result, error, comparison = ItemResult(), f"{type(exc).__name__}: {exc}", None
+            elapsed = time.perf_counter() - started
+            with session_scope(engine) as session:
+                item_row = session.get(CorpusItem, item.id)
+                item_row.status = "failed" if error else "done"
+                item_row.error, item_row.seconds, item_row.result = error, elapsed, "" if error else result.to_json()
+                item_row.predicted_label = comparison.predicted_label if comparison else ""
+                row = session.get(CorpusJob, job_id)
+                row.done += 0 if error else 1
+                row.failed += 1 if error else 0
+                row.seconds += elapsed
+                row.heartbeat_at = utcnow()
+                session.add_all([item_row, row])
+                job = Job.from_row(row)
+            if progress:
+                progress(job.finished, job.total, item.origin)
+        with session_scope(engine) as session:
+            row = session.get(CorpusJob, job_id)
+            row.status = "done"
+            session.add(row)
+            return Job.from_row(row)
+    except BaseException as exc:
+        with session_scope(engine) as session:
+            row = session.get(CorpusJob, job_id)
+            row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"
+            session.add(row)
+        raise
+
+
+class JobRunner:
+    """Runs corpus jobs on background threads of this process (one at a time per job)."""
+
+    def __init__(self, engine: Engine, runner_for: Callable[[str], ModelRunner]) -> None:
+        self.engine = engine
+        self.runner_for = runner_for
+        self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def is_running(self, job_id: int) -> bool:
+        thread = self._threads.get(job_id)
+        return thread is not None and thread.is_alive()
+
+    def start(self, job_id: int) -> bool:
+        """Start (or resume) a job; False if it is already running here."""
+        with self._lock:
+            if self.is_running(job_id):
+                return False
+            job = require_job(self.engine, job_id)
+            runner = self.runner_for(job.model)
+            thread = threading.Thread(target=self._run, args=(job_id, runner), daemon=True, name=f"corpus-{job_id}")
+            self._threads[job_id] = thread
+            thread.start()
+            return True
+
+    def wait(self, job_id: int, timeout: float | None = None) -> None:
+        thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+
+    def _run(self, job_id: int, runner: ModelRunner) -> None:
+        with contextlib.suppress(Exception):  # the failure is recorded on the job by run_job
+            run_job(self.engine, runner, job_id)

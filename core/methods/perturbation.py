@@ -1,0 +1,130 @@
+"""Methods that read the model's answers on perturbed copies of the input: LIME, SHAP, occlusion."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from core.explanation import token_word_matrix
+from core.methods.base import SEED, Attribution, Family, Method, Option, Speed
+
+if TYPE_CHECKING:
+    from core.modelling import LoadedModel
+    from core.runner import ModelRunner, PreparedText, ProgressFn
+
+
+def needs_mask_token(loaded: LoadedModel) -> str | None:
+    tokenizer = loaded.tokenizer
+    if tokenizer.mask_token is None and tokenizer.unk_token is None:
+        return "the tokenizer has neither a mask nor an unknown token to hide words with"
+    return None
+
+
+def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
+    from lime.lime_text import LimeTextExplainer
+
+    words = [w for w, _, _ in prepared.words]
+    explainer = LimeTextExplainer(
+        class_names=runner.loaded.labels,
+        split_expression=lambda _text: words,
+        bow=False,  # each occurrence is its own feature, in text order
+        mask_string=runner.mask_token,  # a single token keeps perturbations as short as the input
+        kernel_width=params["kernel_width"],
+        random_state=params["seed"],
+    )
+    result = explainer.explain_instance(
+        prepared.text,
+        lambda texts: runner.probabilities_for_texts(texts, progress),
+        labels=(target,),
+        num_features=len(words),
+        num_samples=params["num_samples"],
+    )
+    scores = np.zeros(len(words))
+    for feature, weight in result.local_exp[target]:
+        scores[feature] = weight
+    return Attribution(word_scores=scores, diagnostics={
+        "intercept": float(result.intercept[target]),
+        "local_r2": float(result.score[target] if isinstance(result.score, dict) else result.score),
+        "local_prediction": float(np.ravel(result.local_pred)[0]) if result.local_pred is not None else None,
+    })
+
+
+def _shap(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
+    import shap
+
+    np.random.seed(params["seed"])  # Partition is deterministic; seeded in case shap samples
+    # Token-id output: masked inputs reach the model exactly as masked, with no re-tokenization.
+    masker = shap.maskers.Text(runner.tokenizer, mask_token=runner.mask_token, collapse_mask_token=False,
+                               output_type="token_ids")
+
+    def target_probability(id_rows: Any) -> np.ndarray:
+        return runner.probabilities([list(row) for row in np.atleast_2d(id_rows)], progress)[:, target]
+
+    explainer = shap.explainers.Partition(target_probability, masker)
+    values = explainer([prepared.text], max_evals=params["max_evals"], batch_size=runner.batch_size, silent=True)
+    token_scores = np.asarray(values.values[0], dtype=float)
+    if len(token_scores) != len(prepared.input_ids):
+        raise RuntimeError(f"shap produced {len(token_scores)} features for {len(prepared.input_ids)} tokens")
+    base = float(np.ravel(values.base_values)[0])
+    return Attribution(token_scores=token_scores, diagnostics={
+        "base_value": base,
+        "additivity_gap": float(base + token_scores.sum() - runner.probabilities([prepared.input_ids])[0, target]),
+    })
+
+
+def _occlusion(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
+    from captum.attr import FeatureAblation
+
+    matrix = token_word_matrix(prepared.token_offsets, [(s, e) for _, s, e in prepared.words], len(prepared.text))
+    groups = np.where(matrix.any(axis=1), matrix.argmax(axis=1), len(prepared.words))  # specials: one extra group
+    feature_mask = torch.tensor(groups, dtype=torch.long).unsqueeze(0)
+    inputs = torch.tensor([prepared.input_ids], dtype=torch.long)
+
+    def forward(ids: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(runner.probabilities(ids.tolist(), progress)[:, target])
+
+    # Special tokens are their own baseline: ablating their group gives back the input itself, a
+    # cache hit, so occlusion costs one pass per word. All groups go to the runner in one call,
+    # which batches them by its token budget.
+    baselines = torch.tensor([[i if special else runner.mask_id
+                               for i, special in zip(prepared.input_ids, prepared.special_mask, strict=True)]])
+    ablation = FeatureAblation(forward)
+    token_scores = ablation.attribute(inputs, baselines=baselines, feature_mask=feature_mask,
+                                      perturbations_per_eval=len(prepared.words) + 1)[0].numpy().astype(float)
+    word_scores = np.zeros(len(prepared.words))
+    for token, group in enumerate(groups):
+        if group < len(prepared.words):
+            word_scores[group] = token_scores[token]
+    return Attribution(token_scores=np.where(groups < len(prepared.words), token_scores, 0.0),
+                       word_scores=word_scores, diagnostics={"replacement": runner.mask_token})
+
+
+LIME = Method(
+    name="lime", title="LIME", family=Family.PERTURBATION, signed=True, speed=Speed.SLOW, random=True,
+    citation="Ribeiro, Singh & Guestrin (2016), 'Why should I trust you?', KDD.",
+    options=(Option("num_samples", "int", 500, "Perturbed samples.", minimum=10, maximum=20000),
+             Option("kernel_width", "float", 25.0, "Width of the exponential kernel on cosine distance.", minimum=0.01),
+             SEED),
+    attribute=_lime, cost=lambda p, n_words: p["num_samples"], compatibility=needs_mask_token,
+    stability_variants=tuple({"seed": s, "num_samples": n} for s, n in ((0, 500), (1, 500), (2, 500), (0, 250), (0, 1000))),
+    quick_stability_variants=tuple({"seed": s, "num_samples": n} for s, n in ((0, 200), (1, 200), (2, 200), (0, 400))),
+)
+
+SHAP = Method(
+    name="shap", title="SHAP (Partition)", family=Family.PERTURBATION, signed=True, speed=Speed.SLOW, random=True,
+    citation="Lundberg & Lee (2017), 'A unified approach to interpreting model predictions', NeurIPS.",
+    options=(Option("max_evals", "int", 500, "Model evaluations for the Partition explainer.", minimum=10, maximum=20000),
+             SEED),
+    attribute=_shap, cost=lambda p, n_words: p["max_evals"], compatibility=needs_mask_token,
+    stability_variants=tuple({"seed": s, "max_evals": n} for s, n in ((0, 500), (1, 500), (0, 250), (0, 1000))),
+    quick_stability_variants=tuple({"seed": s, "max_evals": n} for s, n in ((0, 200), (1, 200), (0, 400))),
+)
+
+OCCLUSION = Method(
+    name="occlusion", title="Occlusion (leave one word out)", family=Family.PERTURBATION, signed=True,
+    citation="Zeiler & Fergus (2014); Li, Monroe & Jurafsky (2016), 'Understanding neural networks through "
+             "representation erasure'.",
+    options=(), attribute=_occlusion, cost=lambda p, n_words: n_words, compatibility=needs_mask_token,
+)

@@ -1,0 +1,53 @@
+"""The one registry of word-level explanation methods. Adding a method: a module and one entry here.
+
+Every list of methods anywhere in Rashomon (widgets, CLI listing, corpus defaults, estimates,
+stability variants, the attention check's references) is derived from this registry.
+"""
+
+from __future__ import annotations
+
+from core.methods import attention, gradient, perturbation
+from core.methods.base import ExplainError, Family, Method, Speed
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    perturbation.LIME,
+    perturbation.SHAP,
+    gradient.INTEGRATED_GRADIENTS,
+    gradient.SALIENCY,
+    gradient.INPUT_X_GRADIENT,
+    perturbation.OCCLUSION,
+    attention.ATTENTION,
+    attention.ATTENTION_ROLLOUT,
+)}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ExplainError(f"Unknown method '{name}'; choose from {', '.join(METHODS)}.")
+    return METHODS[name]
+
+
+def method_names(*, family: Family | None = None, speed: Speed | None = None, random: bool | None = None) -> list[str]:
+    """Names of the registered methods with the given facts, in registry order."""
+    return [m.name for m in METHODS.values()
+            if (family is None or m.family == family) and (speed is None or m.speed == speed)
+            and (random is None or m.random == random)]
+
+
+def fast_methods() -> list[str]:
+    """What corpus runs use by default: every method of the FAST speed class."""
+    return method_names(speed=Speed.FAST)
+
+
+def attention_methods() -> list[str]:
+    return method_names(family=Family.ATTENTION)
+
+
+def attention_reference_methods() -> list[str]:
+    """What attention is tested against (Jain & Wallace 2019): deterministic gradient and erasure scores."""
+    return [m.name for m in METHODS.values() if m.family != Family.ATTENTION and not m.random]
+
+
+def corpus_options(methods: list[str] | tuple[str, ...]) -> dict[str, dict]:
+    """The settings corpus runs use for these methods (where they differ from the defaults)."""
+    return {name: dict(METHODS[name].corpus_params) for name in methods if METHODS[name].corpus_params}

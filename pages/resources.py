@@ -1,0 +1,60 @@
+"""Cached resources shared by every page and session of one server process."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.db import get_engine
+from core.modelling import LoadedModel, ModelLoadError, load_model
+from core.runner import ModelRunner
+from core.settings import load_settings
+
+
+@st.cache_resource(show_spinner=False)
+def cached_engine(url: str):
+    return get_engine(url)
+
+
+def engine():
+    return cached_engine(load_settings().database_url)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=3)
+def cached_model(spec: str) -> LoadedModel:
+    return load_model(spec)
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def cached_runner(spec: str) -> ModelRunner:
+    return ModelRunner(cached_model(spec))
+
+
+def runner_or_stop(model_spec: str) -> ModelRunner:
+    """The runner for a model spec typed on a page ("" = the configured model), or stop the page
+    after showing why the model cannot be loaded."""
+    spec = model_spec.strip() or load_settings().resolved_model
+    try:
+        return cached_runner(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        st.stop()
+
+
+def model_or_message(spec: str | None = None) -> LoadedModel | None:
+    """The model, or None after showing why it could not be loaded (never a traceback)."""
+    spec = spec or load_settings().resolved_model
+    try:
+        return cached_model(spec)
+    except ModelLoadError as exc:
+        st.error(str(exc))
+        return None
+
+
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """One background job runner per server process, shared by every session."""
+    from core.corpus import JobRunner
+
+    settings = load_settings()
+    # Jobs get their own runner (own cache and counters) over the shared, cached model.
+    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)))

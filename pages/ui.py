@@ -1,0 +1,49 @@
+"""Widgets and adapters the pages share: option widgets from a method's declared options, progress, flashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from core.methods.base import Method
+
+
+def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
+    """One widget per declared option (keys `{prefix}_{method}_{option}`); returns the options that
+    differ from their defaults, which is what a share link carries."""
+    values = {}
+    for option in method.options:
+        key = f"{key_prefix}_{method.name}_{option.name}"
+        st.session_state.setdefault(key, option.default)  # widgets below read and write this key
+        if option.choices:
+            values[option.name] = st.selectbox(option.name, option.choices, key=key, help=option.help)
+        elif option.type in ("int", "float"):
+            cast = int if option.type == "int" else float
+            st.session_state[key] = cast(st.session_state[key])
+            values[option.name] = st.number_input(
+                option.name, key=key, help=option.help, step=1 if cast is int else None,
+                min_value=cast(option.minimum) if option.minimum is not None else None,
+                max_value=cast(option.maximum) if option.maximum is not None else None)
+        elif option.type == "bool":
+            values[option.name] = st.checkbox(option.name, key=key, help=option.help)
+        else:
+            values[option.name] = st.text_input(option.name, key=key, help=option.help)
+    return method.changed(values)
+
+
+def streamlit_progress(bar):
+    """Adapt a `st.progress` element to core's `progress(fraction, message)` callbacks."""
+    def report(fraction: float, message: str) -> None:
+        bar.progress(max(0.0, min(1.0, fraction)), text=message)
+    return report
+
+
+def flash(kind: str, message: str) -> None:
+    """Keep a message for the next run (after an `st.rerun()` that refreshes the whole page)."""
+    st.session_state.setdefault("_flashes", []).append((kind, message))
+
+
+def show_flashes() -> None:
+    for kind, message in st.session_state.pop("_flashes", []):
+        getattr(st, kind)(message)

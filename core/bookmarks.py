@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 
 from sqlalchemy import Engine
 
-from core.db import get_engine, session_scope
+from core.db import session_scope
 from core.snapshots import LibraryError, add_tags, clean_tag, get_or_create_link, list_links
 
 
@@ -77,9 +77,8 @@ class ImportSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def import_bookmarks(content: str, engine: Engine | None = None) -> ImportSummary:
+def import_bookmarks(engine: Engine, content: str) -> ImportSummary:
     """Add the file's links and tags; links already present only gain missing tags (idempotent)."""
-    engine = engine or get_engine()
     summary = ImportSummary()
     for bookmark in parse_netscape(content):
         try:
@@ -90,7 +89,7 @@ def import_bookmarks(content: str, engine: Engine | None = None) -> ImportSummar
                     link.created_at = bookmark.added
                     session.add(link)
             if tags:
-                add_tags([link.id], tags, engine)
+                add_tags(engine, [link.id], tags)
         except LibraryError as exc:
             summary.skipped.append((bookmark.url, str(exc)))
             continue
@@ -101,13 +100,13 @@ def import_bookmarks(content: str, engine: Engine | None = None) -> ImportSummar
     return summary
 
 
-def _rows(engine: Engine | None) -> list[dict]:
+def _rows(engine: Engine) -> list[dict]:
     return [{"url": v.url, "normalized_url": v.normalized_url, "title": v.title, "notes": v.notes,
              "tags": v.tags, "created_at": v.created_at.isoformat(), "snapshots": v.snapshot_count}
-            for v in list_links(engine=engine)]
+            for v in list_links(engine)]
 
 
-def export_links(fmt: str, engine: Engine | None = None) -> str:
+def export_links(engine: Engine, fmt: str) -> str:
     rows = _rows(engine)
     if fmt == "json":
         return json.dumps(rows, ensure_ascii=False, indent=2)

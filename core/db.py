@@ -105,9 +105,9 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session on `engine` that commits on success and rolls back on error."""
+    with Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -1,6 +1,6 @@
 """The link library: links, their snapshots over time, tags, search, bulk snapshotting.
 
-Every function takes an optional engine (default: the configured database), so pages, the CLI
+Every function takes the engine first, as everywhere in core, so pages, the CLI
 and tests all go through the same code. Snapshots are append-only: a refresh adds a version and
 a failed fetch is stored as a failed attempt, never touching earlier snapshots.
 """
@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
-from core.db import get_engine, session_scope
+from core.db import session_scope
 from core.extract import extract_html, extract_plain_text
 from core.fetch import FetchError, FetchLimits, FetchResult, fetch
 from core.schema import Link, LinkTag, Snapshot, Tag
@@ -92,9 +92,9 @@ def _tags_of(session: Session, link_id: int) -> list[str]:
     return sorted(rows.all())
 
 
-def add_tags(link_ids: Iterable[int], names: Iterable[str], engine: Engine | None = None) -> None:
+def add_tags(engine: Engine, link_ids: Iterable[int], names: Iterable[str]) -> None:
     names = [clean_tag(n) for n in names if n.strip()]
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         for link_id in link_ids:
             _require_link(session, link_id)
             for name in names:
@@ -104,8 +104,8 @@ def add_tags(link_ids: Iterable[int], names: Iterable[str], engine: Engine | Non
             session.flush()
 
 
-def remove_tags(link_ids: Iterable[int], names: Iterable[str], engine: Engine | None = None) -> None:
-    with session_scope(engine or get_engine()) as session:
+def remove_tags(engine: Engine, link_ids: Iterable[int], names: Iterable[str]) -> None:
+    with session_scope(engine) as session:
         for name in names:
             tag = session.exec(select(Tag).where(Tag.name == clean_tag(name))).first()
             if tag is None:
@@ -116,20 +116,19 @@ def remove_tags(link_ids: Iterable[int], names: Iterable[str], engine: Engine | 
                     session.delete(row)
 
 
-def set_tags(link_id: int, names: Iterable[str], engine: Engine | None = None) -> list[str]:
+def set_tags(engine: Engine, link_id: int, names: Iterable[str]) -> list[str]:
     """Make the link's tags exactly `names` (added and removed as needed); returns them."""
-    engine = engine or get_engine()
     wanted = sorted({clean_tag(n) for n in names if n.strip()})
     with session_scope(engine) as session:
         current = _tags_of(session, _require_link(session, link_id).id)
-    remove_tags([link_id], [t for t in current if t not in wanted], engine)
-    add_tags([link_id], wanted, engine)
+    remove_tags(engine, [link_id], [t for t in current if t not in wanted])
+    add_tags(engine, [link_id], wanted)
     return wanted
 
 
-def list_tags(engine: Engine | None = None) -> list[tuple[str, int]]:
+def list_tags(engine: Engine) -> list[tuple[str, int]]:
     """(tag, number of links) pairs, by name."""
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         rows = session.exec(
             select(Tag.name, func.count(LinkTag.link_id)).join(LinkTag, LinkTag.tag_id == Tag.id, isouter=True)
             .group_by(Tag.id).order_by(Tag.name)
@@ -137,9 +136,9 @@ def list_tags(engine: Engine | None = None) -> list[tuple[str, int]]:
         return [(name, int(count)) for name, count in rows]
 
 
-def rename_tag(old: str, new: str, engine: Engine | None = None) -> None:
+def rename_tag(engine: Engine, old: str, new: str) -> None:
     old, new = clean_tag(old), clean_tag(new)
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         tag = session.exec(select(Tag).where(Tag.name == old)).first()
         if tag is None:
             raise LibraryError(f"There is no tag '{old}'.")
@@ -151,12 +150,12 @@ def rename_tag(old: str, new: str, engine: Engine | None = None) -> None:
         session.add(tag)
 
 
-def merge_tags(source: str, target: str, engine: Engine | None = None) -> int:
+def merge_tags(engine: Engine, source: str, target: str) -> int:
     """Move every link of `source` to `target` and delete `source`; returns links moved."""
     source, target = clean_tag(source), clean_tag(target)
     if source == target:
         raise LibraryError("Merging a tag into itself does nothing; pick two different tags.")
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         src = session.exec(select(Tag).where(Tag.name == source)).first()
         if src is None:
             raise LibraryError(f"There is no tag '{source}'.")
@@ -172,9 +171,9 @@ def merge_tags(source: str, target: str, engine: Engine | None = None) -> int:
         return moved
 
 
-def delete_tag(name: str, engine: Engine | None = None) -> None:
+def delete_tag(engine: Engine, name: str) -> None:
     """Delete a tag; its links stay."""
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         tag = session.exec(select(Tag).where(Tag.name == clean_tag(name))).first()
         if tag is None:
             raise LibraryError(f"There is no tag '{name}'.")
@@ -237,21 +236,19 @@ def _store_snapshot(session: Session, link: Link, snapshot: Snapshot) -> Snapsho
     return snapshot
 
 
-def snapshot_url(url: str, tags: Sequence[str] = (), engine: Engine | None = None,
+def snapshot_url(engine: Engine, url: str, tags: Sequence[str] = (),
                  fetcher: Fetcher | None = None, limits: FetchLimits | None = None) -> SnapshotOutcome:
     """Add (or find) the link for `url`, fetch it, and store a new snapshot (failed or not)."""
-    engine = engine or get_engine()
     tags = [clean_tag(t) for t in tags if t.strip()]
     with session_scope(engine) as session:
         link, created = get_or_create_link(session, url)
     if tags:
-        add_tags([link.id], tags, engine)
+        add_tags(engine, [link.id], tags)
     return _snapshot_link(link, created, engine, fetcher, limits)
 
 
-def refresh_link(link_id: int, engine: Engine | None = None, fetcher: Fetcher | None = None,
+def refresh_link(engine: Engine, link_id: int, fetcher: Fetcher | None = None,
                  limits: FetchLimits | None = None) -> SnapshotOutcome:
-    engine = engine or get_engine()
     with session_scope(engine) as session:
         link = _require_link(session, link_id)
     return _snapshot_link(link, False, engine, fetcher, limits)
@@ -285,7 +282,7 @@ class BulkSummary:
         return sum(1 for o in self.outcomes if not o.error)
 
 
-def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: Engine | None = None,
+def snapshot_many(engine: Engine, lines: str | Iterable[str], tags: Sequence[str] = (),
                   fetcher: Fetcher | None = None, progress: ProgressFn | None = None,
                   limits: FetchLimits | None = None,
                   on_result: Callable[[str, SnapshotOutcome | None, str], None] | None = None) -> BulkSummary:
@@ -300,7 +297,7 @@ def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: 
         if progress:
             progress(index / max(1, len(urls)), f"Fetching {url}")
         try:
-            outcome = snapshot_url(url, tags, engine, fetcher, limits)
+            outcome = snapshot_url(engine, url, tags, fetcher, limits)
             summary.outcomes.append(outcome)
             if on_result:
                 on_result(url, outcome, outcome.error)
@@ -313,14 +310,14 @@ def snapshot_many(lines: str | Iterable[str], tags: Sequence[str] = (), engine: 
     return summary
 
 
-def get_snapshot(snapshot_id: int, engine: Engine | None = None) -> Snapshot | None:
-    with session_scope(engine or get_engine()) as session:
+def get_snapshot(engine: Engine, snapshot_id: int) -> Snapshot | None:
+    with session_scope(engine) as session:
         return session.get(Snapshot, snapshot_id)
 
 
-def snapshots_of(link_id: int, engine: Engine | None = None) -> list[Snapshot]:
+def snapshots_of(engine: Engine, link_id: int) -> list[Snapshot]:
     """All snapshots of a link, newest first."""
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         return list(session.exec(select(Snapshot).where(Snapshot.link_id == link_id)
                                  .order_by(col(Snapshot.fetched_at).desc(), col(Snapshot.id).desc())).all())
 
@@ -372,10 +369,10 @@ def _search_link_ids(session: Session, query: str) -> set[int]:
     return ids | set(session.exec(statement).all())
 
 
-def list_links(tags_all: Sequence[str] = (), tags_any: Sequence[str] = (), search: str = "",
-               engine: Engine | None = None, link_ids: Sequence[int] | None = None) -> list[LinkView]:
+def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[str] = (), search: str = "",
+               link_ids: Sequence[int] | None = None) -> list[LinkView]:
     """Links, newest first, filtered by tags (all-of and any-of) and full-text search."""
-    with session_scope(engine or get_engine()) as session:
+    with session_scope(engine) as session:
         statement = select(Link).order_by(col(Link.created_at).desc(), col(Link.id).desc())
         if link_ids is not None:
             statement = statement.where(col(Link.id).in_(list(link_ids)))
@@ -409,19 +406,19 @@ def list_links(tags_all: Sequence[str] = (), tags_any: Sequence[str] = (), searc
         return views
 
 
-def latest_good_snapshot(link_id: int, engine: Engine | None = None) -> Snapshot | None:
-    return next((s for s in snapshots_of(link_id, engine) if not s.error), None)
+def latest_good_snapshot(engine: Engine, link_id: int) -> Snapshot | None:
+    return next((s for s in snapshots_of(engine, link_id) if not s.error), None)
 
 
-def update_notes(link_id: int, notes: str, engine: Engine | None = None) -> None:
-    with session_scope(engine or get_engine()) as session:
+def update_notes(engine: Engine, link_id: int, notes: str) -> None:
+    with session_scope(engine) as session:
         link = _require_link(session, link_id)
         link.notes = notes
         session.add(link)
 
 
-def counts(engine: Engine | None = None) -> dict[str, int]:
-    with session_scope(engine or get_engine()) as session:
+def counts(engine: Engine) -> dict[str, int]:
+    with session_scope(engine) as session:
         return {
             "links": session.exec(select(func.count(Link.id))).one(),
             "snapshots": session.exec(select(func.count(Snapshot.id))).one(),

@@ -19,14 +19,14 @@ scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=Tr
 texts: list[str] = []
 if scope == "One input":
     options = {"free": "Free text"}
-    for view in list_links(engine=db)[:200]:
+    for view in list_links(db)[:200]:
         if view.latest_snapshot_id and not view.latest_error:
             options[str(view.id)] = f"Snapshot of {view.title or view.url}"
     choice = st.selectbox("Input", list(options), format_func=options.get, key="checks_input")
     if choice == "free":
         texts = [st.text_area("Text", key="checks_text", placeholder="The plot was thin but the acting superb.")]
     else:
-        snap = latest_good_snapshot(int(choice), db)
+        snap = latest_good_snapshot(db, int(choice))
         paras = paragraphs(snap.text) if snap else []
         if paras:
             index = st.number_input(f"Paragraph (1-{len(paras)})", 1, len(paras), 1, key="checks_para") - 1

@@ -53,11 +53,11 @@ with st.sidebar:
     text, snapshot_id, passage = "", None, PassageChoice()
     if source == "Snapshot":
         tags = st.multiselect("Filter by tag", [n for n, _ in list_tags(db)], key="compare_tags")
-        choices = {v.latest_snapshot_id: v.title or v.url for v in list_links(tags_any=tags, engine=db)
+        choices = {v.latest_snapshot_id: v.title or v.url for v in list_links(db, tags_any=tags)
                    if v.latest_snapshot_id and not v.latest_error}
         wanted = st.session_state.get("snapshot_id")
         if wanted is not None and wanted not in choices:
-            snap = get_snapshot(wanted, db)
+            snap = get_snapshot(db, wanted)
             if snap is None:
                 st.error(f"Snapshot {wanted} does not exist (the link may point to a deleted item).")
             elif snap.error:
@@ -70,7 +70,7 @@ with st.sidebar:
             keys = list(choices)
             snapshot_id = st.selectbox("Snapshot", keys, format_func=lambda i: f"#{i} {choices[i]}",
                                        index=keys.index(wanted) if wanted in keys else 0)
-            snap = get_snapshot(snapshot_id, db)
+            snap = get_snapshot(db, snapshot_id)
             mode = st.radio("Passage", ["paragraph", "sentences", "all"], key="passage_mode", horizontal=True,
                             help="Articles are longer than the model reads: pick a paragraph or a sentence range.")
             if mode == "paragraph":

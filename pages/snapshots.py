@@ -48,7 +48,7 @@ with st.expander("Add links", expanded=True):
     if submitted:
         bar = st.progress(0.0, text="Starting")
         tags = [t for t in new_tags.split(",") if t.strip()]
-        summary = library_action(snapshot_many, urls, tags, engine=db, progress=streamlit_progress(bar))
+        summary = library_action(snapshot_many, db, urls, tags, progress=streamlit_progress(bar))
         if summary is not None:
             if summary.succeeded:
                 st.success(f"{summary.succeeded} link(s) snapshotted.")
@@ -62,7 +62,7 @@ with st.sidebar:
     any_of = st.multiselect("With any of these tags", tag_names, key="filter_any")
     search = st.text_input("Search title and text", key="filter_search")
 
-views = list_links(all_of, any_of, search, engine=db)
+views = list_links(db, all_of, any_of, search)
 st.subheader(f"Links ({len(views)})")
 if not views:
     st.info("No links match." if (all_of or any_of or search) else "No links yet: add some above.")
@@ -81,10 +81,10 @@ else:
         tag_text = st.text_input("Tags (comma-separated)", key="bulk_tags")
         a, b = st.columns(2)
         if a.button("Add tags", disabled=not selected_ids):
-            library_action(add_tags, selected_ids, tag_text.split(","), db, success="Tags added")
+            library_action(add_tags, db, selected_ids, tag_text.split(","), success="Tags added")
             st.rerun()
         if b.button("Remove tags", disabled=not selected_ids):
-            library_action(remove_tags, selected_ids, tag_text.split(","), db, success="Tags removed")
+            library_action(remove_tags, db, selected_ids, tag_text.split(","), success="Tags removed")
             st.rerun()
 
     focus_options = {v.id: f"#{v.id} {v.title or v.url}" for v in views}
@@ -97,7 +97,7 @@ else:
                          key="focus_link")
     st.query_params["link"] = str(focus)
     link = next(v for v in views if v.id == focus)
-    snapshots = snapshots_of(link.id, db)
+    snapshots = snapshots_of(db, link.id)
 
     st.markdown("---")
     st.subheader(link.title or link.url, anchor=False)
@@ -105,7 +105,7 @@ else:
     c1, c2 = st.columns([1, 3])
     if c1.button("Re-snapshot now", key="refresh"):
         with st.spinner("Fetching…"):
-            outcome = library_action(refresh_link, link.id, db)
+            outcome = library_action(refresh_link, db, link.id)
         if outcome is not None and outcome.error:
             st.error(f"The new snapshot failed: {outcome.error} Earlier snapshots are unchanged.")
         elif outcome is not None:
@@ -113,11 +113,11 @@ else:
             st.rerun()
     notes = c2.text_input("Notes", value=link.notes, key=f"notes_{link.id}")
     if notes != link.notes:
-        update_notes(link.id, notes, db)
+        update_notes(db, link.id, notes)
     t1, t2 = st.columns([3, 1])
     link_tags = t1.text_input("Tags of this link (comma-separated)", value=", ".join(link.tags), key=f"tags_{link.id}")
     saved = t2.button("Save tags", key=f"save_tags_{link.id}")
-    if saved and library_action(set_tags, link.id, link_tags.split(","), db, success="Tags saved") is not None:
+    if saved and library_action(set_tags, db, link.id, link_tags.split(","), success="Tags saved") is not None:
         st.rerun()
 
     if snapshots:
@@ -160,21 +160,21 @@ with left:
         target = st.text_input("New name / target tag")
         if st.form_submit_button("Apply") and source:
             if action == "Rename":
-                library_action(rename_tag, source, target, db, success=f"Renamed {source}")
+                library_action(rename_tag, db, source, target, success=f"Renamed {source}")
             elif action == "Merge into":
-                library_action(merge_tags, source, target, db, success=f"Merged {source} into {target}")
+                library_action(merge_tags, db, source, target, success=f"Merged {source} into {target}")
             else:
-                library_action(delete_tag, source, db, success=f"Deleted {source}; its links stay")
+                library_action(delete_tag, db, source, success=f"Deleted {source}; its links stay")
             st.rerun()
 with right:
     st.subheader("Import and export")
     upload = st.file_uploader("Netscape bookmark file (browsers, linkding)", type=["html", "htm"])
     if upload is not None and st.button("Import bookmarks"):
-        summary = import_bookmarks(upload.getvalue().decode("utf-8", errors="replace"), db)
+        summary = import_bookmarks(db, upload.getvalue().decode("utf-8", errors="replace"))
         flash("success", f"{summary.added} links added, {summary.existing} already present.")
         for url, reason in summary.skipped:
             flash("warning", f"Skipped {url}: {reason}")
         st.rerun()  # the link list and the tag filters above must show the imported links
     for fmt, mime in (("html", "text/html"), ("json", "application/json"), ("csv", "text/csv")):
-        st.download_button(f"Export {fmt.upper()}", export_links(fmt, db), file_name=f"rashomon-links.{fmt}",
+        st.download_button(f"Export {fmt.upper()}", export_links(db, fmt), file_name=f"rashomon-links.{fmt}",
                            mime=mime, key=f"export_{fmt}")

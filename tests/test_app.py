@@ -4,6 +4,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from core.db import get_engine
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,7 +55,7 @@ def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
     # Page text containing markup is shown as text, never as live HTML.
     from core.snapshots import list_links
 
-    xss = next(v for v in list_links() if v.url.endswith("/xss"))
+    xss = next(v for v in list_links(get_engine()) if v.url.endswith("/xss"))
     app.selectbox(key="focus_link").set_value(xss.id).run()
     shown = " ".join(t.value for t in app.text)
     assert '<script>alert("pwned")</script>' in shown and "<img src=x onerror=alert(2)>" in shown
@@ -63,8 +65,8 @@ def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
 def test_snapshots_page_filters_by_tag_and_search(home, web_server):
     from core.snapshots import snapshot_url
 
-    snapshot_url(f"{web_server}/article", ["city"])
-    snapshot_url(f"{web_server}/legacy", ["food"])
+    snapshot_url(get_engine(), f"{web_server}/article", ["city"])
+    snapshot_url(get_engine(), f"{web_server}/legacy", ["food"])
     app = run_page("pages/snapshots.py")
     app.multiselect(key="filter_all").set_value(["food"]).run()
     assert not app.exception
@@ -77,13 +79,13 @@ def test_snapshots_page_filters_by_tag_and_search(home, web_server):
 def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
     from core.snapshots import list_links, snapshot_url
 
-    snapshot_url(f"{web_server}/article", [])
+    snapshot_url(get_engine(), f"{web_server}/article", [])
     app = run_page("pages/snapshots.py")
     app.text_area(key="add_urls").set_value("not a link at all\nftp://x.example/")
     app.button[0].click().run()
     assert not app.exception
     assert len(app.error) == 2 and "http" in app.error[0].value
-    assert len(list_links()) == 1
+    assert len(list_links(get_engine())) == 1
 
 
 FAST = "occlusion,attention,attention_rollout,input_x_gradient,saliency"
@@ -141,7 +143,7 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     from core.compare import list_demos
     from core.snapshots import snapshot_url
 
-    snap = snapshot_url(f"{web_server}/xss", ["demo"]).snapshot
+    snap = snapshot_url(get_engine(), f"{web_server}/xss", ["demo"]).snapshot
     app = run_page("pages/compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
     assert not app.exception
     app.button[0].click().run()
@@ -152,8 +154,6 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
     app.text_area(key="demo_note").set_value("escaping check")
     next(b for b in app.button if b.label == "Save as demo").click().run()
     assert not app.exception and any("Saved demo" in s.value for s in app.success)
-    from core.db import get_engine
-
     demo = list_demos(get_engine())[0]
     reopened = run_page("pages/compare.py", demo=str(demo.id))
     assert not reopened.exception
@@ -167,8 +167,8 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     from core.db import get_engine
     from core.snapshots import snapshot_url
 
-    snapshot_url(f"{web_server}/article", ["batch"])
-    snapshot_url(f"{web_server}/legacy", ["batch"])
+    snapshot_url(get_engine(), f"{web_server}/article", ["batch"])
+    snapshot_url(get_engine(), f"{web_server}/legacy", ["batch"])
     app = run_page("pages/corpus.py")
     assert not app.exception and any("No corpus runs" in i.value for i in app.info)
     app.multiselect(key="corpus_tags").set_value(["batch"]).run()

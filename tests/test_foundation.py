@@ -60,7 +60,7 @@ def test_migrations_upgrade_keeps_existing_data(tmp_path):
     assert schema_differences(upgraded) == []
     from core.snapshots import list_links
 
-    assert [v.title for v in list_links(engine=upgraded)] == ["kept"]  # the core reads the old rows
+    assert [v.title for v in list_links(upgraded)] == ["kept"]  # the core reads the old rows
     make_engine(url)  # a second start is a no-op
     assert sqlite3.connect(tmp_path / "old.db").execute("SELECT count(*) FROM link").fetchone() == (1,)
 

@@ -25,7 +25,7 @@ from core.snapshots import (
 
 
 def test_snapshot_of_article_keeps_text_metadata_and_html(web_server, engine):
-    outcome = snapshot_url(f"{web_server}/article?utm_source=mail", ["News"], engine)
+    outcome = snapshot_url(engine, f"{web_server}/article?utm_source=mail", ["News"])
     s = outcome.snapshot
     assert not outcome.error and outcome.created_link
     assert outcome.link.normalized_url == f"{web_server}/article"
@@ -39,10 +39,10 @@ def test_snapshot_of_article_keeps_text_metadata_and_html(web_server, engine):
 
 
 def test_same_url_twice_is_one_link_with_two_versions_and_a_diff(web_server, engine):
-    first = snapshot_url(f"{web_server}/versioned", [], engine)
-    second = snapshot_url(f"{web_server}/versioned#section", [], engine)
+    first = snapshot_url(engine, f"{web_server}/versioned", [])
+    second = snapshot_url(engine, f"{web_server}/versioned#section", [])
     assert first.link.id == second.link.id and not second.created_link
-    versions = snapshots_of(first.link.id, engine)
+    versions = snapshots_of(engine, first.link.id)
     assert [v.id for v in versions] == [second.snapshot.id, first.snapshot.id]
     patch = diff_snapshots(versions[1], versions[0])
     # The page says "version N" with N counting this test's fetches of it.
@@ -53,41 +53,40 @@ def test_same_url_twice_is_one_link_with_two_versions_and_a_diff(web_server, eng
 
 
 def test_failed_refresh_never_alters_earlier_snapshots(web_server, engine):
-    good = snapshot_url(f"{web_server}/article", [], engine)
+    good = snapshot_url(engine, f"{web_server}/article", [])
     before = good.snapshot.model_dump()
 
     def broken(url):
         from core.fetch import FetchError
         raise FetchError("The server answered 500 Internal Server Error.", "http_error", 500)
 
-    failed = refresh_link(good.link.id, engine, fetcher=broken)
+    failed = refresh_link(engine, good.link.id, fetcher=broken)
     assert failed.error.startswith("The server answered 500")
     with session_scope(engine) as session:
         rows = session.exec(select(Snapshot).where(Snapshot.link_id == good.link.id)).all()
     assert len(rows) == 2
     assert next(r for r in rows if r.id == good.snapshot.id).model_dump() == before
-    assert list_links(engine=engine)[0].latest_error.startswith("The server answered 500")
+    assert list_links(engine)[0].latest_error.startswith("The server answered 500")
 
 
 @pytest.mark.parametrize(("path", "message"), [
     ("/doc.pdf", "PDF"), ("/missing", "404"), ("/empty", "No readable text"), ("/loop-a", "loop"),
 ])
 def test_failures_are_stored_as_attempts(web_server, engine, path, message):
-    outcome = snapshot_url(f"{web_server}{path}", [], engine)
+    outcome = snapshot_url(engine, f"{web_server}{path}", [])
     assert message in outcome.error
     assert outcome.snapshot.id is not None and outcome.link.id is not None
 
 
 def test_bad_url_raises_a_clear_error_and_stores_nothing(engine):
     with pytest.raises(LibraryError, match="http"):
-        snapshot_url("ftp://example.com/file", [], engine)
-    assert list_links(engine=engine) == []
+        snapshot_url(engine, "ftp://example.com/file", [])
+    assert list_links(engine) == []
 
 
 def test_bulk_continues_after_failures_and_summarises(web_server, engine):
     progress = []
-    summary = snapshot_many(f"{web_server}/article\nnot a url\n{web_server}/doc.pdf\n\n{web_server}/plain",
-                            ["batch"], engine, progress=lambda f, m: progress.append(f))
+    summary = snapshot_many(engine, f"{web_server}/article\nnot a url\n{web_server}/doc.pdf\n\n{web_server}/plain", ["batch"], progress=lambda f, m: progress.append(f))
     assert summary.succeeded == 2
     failed = dict(summary.failures)
     assert set(failed) == {"not a url", f"{web_server}/doc.pdf"}
@@ -95,43 +94,43 @@ def test_bulk_continues_after_failures_and_summarises(web_server, engine):
 
 
 def test_legacy_charset_snapshot(web_server, engine):
-    outcome = snapshot_url(f"{web_server}/legacy", [], engine)
+    outcome = snapshot_url(engine, f"{web_server}/legacy", [])
     assert "crème brûlée" in outcome.snapshot.text
 
 
 def test_tags_add_remove_rename_merge_delete(web_server, engine):
-    a = snapshot_url(f"{web_server}/article", ["alpha"], engine).link.id
-    b = snapshot_url(f"{web_server}/plain", ["beta"], engine).link.id
-    add_tags([a, b], ["shared", "Both Words"], engine)
-    assert {v.id: v.tags for v in list_links(engine=engine)} == {
+    a = snapshot_url(engine, f"{web_server}/article", ["alpha"]).link.id
+    b = snapshot_url(engine, f"{web_server}/plain", ["beta"]).link.id
+    add_tags(engine, [a, b], ["shared", "Both Words"])
+    assert {v.id: v.tags for v in list_links(engine)} == {
         a: ["alpha", "both-words", "shared"], b: ["beta", "both-words", "shared"]}
-    remove_tags([b], ["shared"], engine)
-    assert [v.id for v in list_links(tags_all=["shared"], engine=engine)] == [a]
-    assert {v.id for v in list_links(tags_any=["alpha", "beta"], engine=engine)} == {a, b}
-    assert list_links(tags_all=["alpha", "beta"], engine=engine) == []
+    remove_tags(engine, [b], ["shared"])
+    assert [v.id for v in list_links(engine, tags_all=["shared"])] == [a]
+    assert {v.id for v in list_links(engine, tags_any=["alpha", "beta"])} == {a, b}
+    assert list_links(engine, tags_all=["alpha", "beta"]) == []
 
-    rename_tag("alpha", "first", engine)
-    assert [v.id for v in list_links(tags_all=["first"], engine=engine)] == [a]
+    rename_tag(engine, "alpha", "first")
+    assert [v.id for v in list_links(engine, tags_all=["first"])] == [a]
     with pytest.raises(LibraryError, match="already exists"):
-        rename_tag("first", "beta", engine)
-    assert merge_tags("beta", "first", engine) == 1
-    assert {v.id for v in list_links(tags_all=["first"], engine=engine)} == {a, b}
+        rename_tag(engine, "first", "beta")
+    assert merge_tags(engine, "beta", "first") == 1
+    assert {v.id for v in list_links(engine, tags_all=["first"])} == {a, b}
     assert "beta" not in dict(list_tags(engine))
-    delete_tag("first", engine)
-    assert len(list_links(engine=engine)) == 2  # links stay
+    delete_tag(engine, "first")
+    assert len(list_links(engine)) == 2  # links stay
     with pytest.raises(LibraryError):
-        merge_tags("nope", "first", engine)
+        merge_tags(engine, "nope", "first")
 
 
 def test_full_text_search(web_server, engine):
-    a = snapshot_url(f"{web_server}/article", [], engine).link.id
-    b = snapshot_url(f"{web_server}/legacy", [], engine).link.id
-    assert [v.id for v in list_links(search="riverside budget", engine=engine)] == [a]
-    assert [v.id for v in list_links(search="brûlée", engine=engine)] == [b]
-    assert [v.id for v in list_links(search="terra", engine=engine)] == [b]  # prefix of the last word
-    assert list_links(search="zeppelin", engine=engine) == []
-    assert len(list_links(search='"; DROP TABLE link; --', engine=engine)) == 0
-    assert len(list_links(engine=engine)) == 2
+    a = snapshot_url(engine, f"{web_server}/article", []).link.id
+    b = snapshot_url(engine, f"{web_server}/legacy", []).link.id
+    assert [v.id for v in list_links(engine, search="riverside budget")] == [a]
+    assert [v.id for v in list_links(engine, search="brûlée")] == [b]
+    assert [v.id for v in list_links(engine, search="terra")] == [b]  # prefix of the last word
+    assert list_links(engine, search="zeppelin") == []
+    assert len(list_links(engine, search='"; DROP TABLE link; --')) == 0
+    assert len(list_links(engine)) == 2
 
 
 BOOKMARKS = """<!DOCTYPE NETSCAPE-Bookmark-file-1>
@@ -148,15 +147,15 @@ BOOKMARKS = """<!DOCTYPE NETSCAPE-Bookmark-file-1>
 
 
 def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
-    first = import_bookmarks(BOOKMARKS, engine)
+    first = import_bookmarks(engine, BOOKMARKS)
     assert (first.added, first.existing, len(first.skipped)) == (2, 0, 1)
-    second = import_bookmarks(BOOKMARKS, engine)
+    second = import_bookmarks(engine, BOOKMARKS)
     assert (second.added, second.existing) == (0, 2)
-    views = {v.normalized_url: v for v in list_links(engine=engine)}
+    views = {v.normalized_url: v for v in list_links(engine)}
     one = views["https://example.com/one"]
     assert one.tags == ["news", "politics"] and one.title == "One & only" and one.notes == "A note about one"
 
-    exported = export_links("html", engine)
+    exported = export_links(engine, "html")
     parsed = {b.url: b for b in parse_netscape(exported)}
     assert parsed["https://example.com/one?utm_source=x"].tags == ["news", "politics"]
     assert parsed["https://example.com/one?utm_source=x"].notes == "A note about one"
@@ -164,27 +163,27 @@ def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
     from core.db import make_engine
 
     other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
-    import_bookmarks(exported, other)
-    assert {(v.normalized_url, tuple(v.tags)) for v in list_links(engine=other)} == {
-        (v.normalized_url, tuple(v.tags)) for v in list_links(engine=engine)}
+    import_bookmarks(other, exported)
+    assert {(v.normalized_url, tuple(v.tags)) for v in list_links(other)} == {
+        (v.normalized_url, tuple(v.tags)) for v in list_links(engine)}
 
     import csv
     import io
     import json
 
-    assert {r["url"] for r in json.loads(export_links("json", engine))} == set(parsed)
-    rows = list(csv.DictReader(io.StringIO(export_links("csv", engine))))
+    assert {r["url"] for r in json.loads(export_links(engine, "json"))} == set(parsed)
+    rows = list(csv.DictReader(io.StringIO(export_links(engine, "csv"))))
     assert {r["tags"] for r in rows} == {"news,politics", ""}
 
 
 def test_set_tags_makes_the_tag_list_exact(web_server, engine):
     from core.snapshots import set_tags
 
-    link = snapshot_url(f"{web_server}/article", ["old", "keep"], engine).link.id
-    assert set_tags(link, ["keep", " New ", ""], engine) == ["keep", "new"]
-    assert list_links(engine=engine)[0].tags == ["keep", "new"]
+    link = snapshot_url(engine, f"{web_server}/article", ["old", "keep"]).link.id
+    assert set_tags(engine, link, ["keep", " New ", ""]) == ["keep", "new"]
+    assert list_links(engine)[0].tags == ["keep", "new"]
     with pytest.raises(LibraryError):
-        set_tags(999, ["x"], engine)
+        set_tags(engine, 999, ["x"])
 
 
 def test_extractor_choice_and_fallbacks():

@@ -72,7 +72,7 @@ def input_text(args: argparse.Namespace) -> str:
         return read_text_file(args.file)
     from core.snapshots import get_snapshot
 
-    snapshot = get_snapshot(args.snapshot, engine())
+    snapshot = get_snapshot(engine(), args.snapshot)
     if snapshot is None:
         raise CliError(f"No snapshot with id {args.snapshot}.")
     if snapshot.error:

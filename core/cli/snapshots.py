@@ -32,8 +32,7 @@ def cmd_add(args: argparse.Namespace) -> None:
             sys.stderr.write(f"\rok      {url} -> link {outcome.link.id}, snapshot {s.id}: {s.title or '(untitled)'}\n")
 
     with one_line_errors(LibraryError):
-        summary = snapshot_many(urls, args.tag or [], engine(), on_result=line,
-                                progress=quiet if args.json or single else progress_bar("snapshots"))
+        summary = snapshot_many(engine(), urls, args.tag or [], on_result=line, progress=quiet if args.json or single else progress_bar("snapshots"))
     if args.json:
         print_json(results[0] if single else results)
     if single:
@@ -56,8 +55,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     from core.snapshots import list_links
 
     with one_line_errors(LibraryError):
-        views = list_links(tags_all=args.tag or [], tags_any=args.any_tag or [], search=args.search or "",
-                           engine=engine())
+        views = list_links(engine(), tags_all=args.tag or [], tags_any=args.any_tag or [], search=args.search or "")
     if args.json:
         print_json([{**v.__dict__} for v in views])
         return
@@ -69,7 +67,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 def cmd_show(args: argparse.Namespace) -> None:
     from core.snapshots import get_snapshot
 
-    snapshot = get_snapshot(args.id, engine())
+    snapshot = get_snapshot(engine(), args.id)
     if snapshot is None:
         raise CliError(f"No snapshot with id {args.id}.")
     data = snapshot.model_dump(exclude={"raw_html"})
@@ -87,7 +85,7 @@ def cmd_refresh(args: argparse.Namespace) -> None:
     from core.snapshots import refresh_link
 
     with one_line_errors(LibraryError):
-        outcome = refresh_link(args.link_id, engine())
+        outcome = refresh_link(engine(), args.link_id)
     if args.json:
         print_json(outcome.to_dict())
     if outcome.error:
@@ -100,7 +98,7 @@ def cmd_tag_rename(args: argparse.Namespace) -> None:
     from core.snapshots import rename_tag
 
     with one_line_errors(LibraryError):
-        rename_tag(args.old, args.new, engine())
+        rename_tag(engine(), args.old, args.new)
     if args.json:
         print_json({"renamed": args.old, "to": args.new})
     else:
@@ -111,7 +109,7 @@ def cmd_tag_merge(args: argparse.Namespace) -> None:
     from core.snapshots import merge_tags
 
     with one_line_errors(LibraryError):
-        moved = merge_tags(args.source, args.target, engine())
+        moved = merge_tags(engine(), args.source, args.target)
     if args.json:
         print_json({"merged": args.source, "into": args.target, "links_moved": moved})
     else:
@@ -121,7 +119,7 @@ def cmd_tag_merge(args: argparse.Namespace) -> None:
 def cmd_import(args: argparse.Namespace) -> None:
     from core.bookmarks import import_bookmarks
 
-    summary = import_bookmarks(read_text_file(args.file), engine())
+    summary = import_bookmarks(engine(), read_text_file(args.file))
     if args.json:
         print_json({"added": summary.added, "existing": summary.existing,
                     "skipped": [{"url": u, "reason": r} for u, r in summary.skipped]})
@@ -135,7 +133,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from core.bookmarks import export_links
 
     with one_line_errors(LibraryError):
-        sys.stdout.write(export_links("json" if args.json else args.format, engine()))
+        sys.stdout.write(export_links(engine(), "json" if args.json else args.format))
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:

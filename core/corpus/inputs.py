@@ -46,8 +46,8 @@ def split_into_passages(text: str, fits: Callable[[str], bool]) -> list[str]:
 
 def inputs_from_snapshots(engine: Engine, tags: Sequence[str], fits: Callable[[str], bool]) -> list[Input]:
     inputs = []
-    for view in list_links(tags_any=tags, engine=engine):
-        snap = latest_good_snapshot(view.id, engine)
+    for view in list_links(engine, tags_any=tags):
+        snap = latest_good_snapshot(engine, view.id)
         if snap is None:
             continue
         for i, passage in enumerate(split_into_passages(snap.text, fits)):

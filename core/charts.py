@@ -9,48 +9,22 @@ import pandas as pd
 
 from core import agreement
 from core.checks import RandomisationResult
-from core.compare import normalised_rows
 from core.corpus.aggregate import AgreementRow, LeaderboardRow
 from core.reports import Comparison, ComparisonReport
 
 
-def prediction(probabilities: dict[str, float]) -> alt.Chart:
+def prediction(probabilities: dict[str, float]) -> alt.LayerChart:
+    """Every label, most probable first, each bar with its probability written next to it."""
     frame = pd.DataFrame({"label": list(probabilities), "probability": list(probabilities.values())})
-    return (alt.Chart(frame).mark_bar(size=18)
-            .encode(x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("label:N", title=None),
-                    tooltip=["label", alt.Tooltip("probability:Q", format=".3f")])
-            .properties(height=30 * len(probabilities) + 30))
-
-
-def heatmap_records(comparison: Comparison) -> pd.DataFrame:
-    """One row per (method, word): raw and row-normalised score, for the side-by-side heatmap."""
-    normalised = normalised_rows(comparison)
-    return pd.DataFrame([{"method": e.method, "position": i, "word": word, "score": e.scores[i],
-                          "normalised": float(normalised[row, i]), "signed": e.signed}
-                         for row, e in enumerate(comparison.explanations) for i, word in enumerate(e.words)])
-
-
-def side_by_side(comparison: Comparison) -> alt.VConcatChart:
-    """Signed methods on a red-blue scale, unsigned ones on greens, words aligned in columns."""
-    frame = heatmap_records(comparison)
-    n_words = len(comparison.words)
-    x_axis = alt.X("position:O", title=None, axis=alt.Axis(
-        labelExpr=f"{[w[:14] for w in comparison.words]}[datum.value]", labelAngle=-60))
-    tooltip = ["method", "word", "position", alt.Tooltip("score:Q", format=".4f"),
-               alt.Tooltip("normalised:Q", format=".2f")]
-    width = max(400, min(18 * n_words, 6000))
-    charts = []
-    for signed, scheme, domain, title in ((True, "redblue", [-1, 1], "signed (row-normalised)"),
-                                          (False, "greens", [0, 1], "unsigned (row-normalised)")):
-        rows = frame[frame["signed"] == signed]
-        if rows.empty:
-            continue
-        order = [e.method for e in comparison.explanations if e.signed == signed]
-        charts.append(alt.Chart(rows).mark_rect().encode(
-            x=x_axis, y=alt.Y("method:N", sort=order, title=None),
-            color=alt.Color("normalised:Q", scale=alt.Scale(scheme=scheme, domain=domain, reverse=signed),
-                            title=title), tooltip=tooltip).properties(width=width))
-    return alt.vconcat(*charts).resolve_scale(color="independent")
+    order = frame.sort_values("probability", ascending=False)["label"].tolist()
+    base = alt.Chart(frame).encode(
+        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=13)),
+        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.1]), axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1]),
+                title="probability"),
+        tooltip=["label", alt.Tooltip("probability:Q", format=".3f")])
+    bars = base.mark_bar(height=22)
+    values = base.mark_text(align="left", dx=4, fontSize=13).encode(text=alt.Text("probability:Q", format=".3f"))
+    return (bars + values).properties(height=34 * len(probabilities) + 20)
 
 
 def cost(rows: Sequence[dict]) -> alt.Chart:
@@ -69,12 +43,19 @@ def agreement_matrix(comparison: Comparison, metric_name: str, k: int) -> alt.La
     cells = pd.DataFrame([{"a": comparison.methods[i], "b": comparison.methods[j],
                            "value": None if pd.isna(matrix[i, j]) else float(matrix[i, j])}
                           for i in order for j in order])
-    base = alt.Chart(cells).encode(x=alt.X("a:N", sort=names, title=None), y=alt.Y("b:N", sort=names, title=None))
+    # Cells large enough for their value; full method names on both axes.
+    base = alt.Chart(cells).encode(
+        x=alt.X("a:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelAngle=-35, labelFontSize=12)),
+        y=alt.Y("b:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=12)))
     heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=list(metric.range)),
-                                                   title=metric.title),
+                                                   title=metric.title, legend=alt.Legend(orient="right", titleLimit=0)),
                                    tooltip=["a", "b", alt.Tooltip("value:Q", format=".3f")])
-    labels = base.mark_text(fontSize=11).encode(text=alt.Text("value:Q", format=".2f"), color=alt.value("white"))
-    return (heat + labels).properties(width=420, height=380)
+    midpoint = (metric.range[0] + metric.range[1]) / 2
+    labels = base.mark_text(fontSize=13, fontWeight="bold").encode(
+        text=alt.Text("value:Q", format=".2f"),
+        color=alt.condition(alt.datum.value > midpoint, alt.value("black"), alt.value("white")))
+    size = 64 * len(names)
+    return (heat + labels).properties(width=size, height=size)
 
 
 def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:
@@ -83,7 +64,9 @@ def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:
                           for f in report.faithfulness for x, y in getattr(f, curve)])
     return alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("fraction:Q", title=f"fraction of words {'removed' if curve == 'deletion' else 'revealed'}"),
-        y=alt.Y("p(target):Q", scale=alt.Scale(domain=[0, 1])), color="method:N",
+        y=alt.Y("p(target):Q", scale=alt.Scale(domain=[0, 1])),
+        # The legend goes below the plot in columns, so no entry is cut however many methods there are.
+        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", columns=3, labelLimit=0, title=None)),
         strokeDash=alt.condition(alt.datum.method == "random", alt.value([5, 5]), alt.value([0])),
         tooltip=["method", "fraction", alt.Tooltip("p(target):Q", format=".3f")],
     ).properties(title=f"{curve.title()} curve", height=260)
@@ -93,9 +76,11 @@ def corpus_agreement(rows: Sequence[AgreementRow], metric: str, title: str) -> a
     frame = pd.DataFrame([r.__dict__ for r in rows if r.metric == metric])
     if frame.empty:
         return None
-    return alt.Chart(frame).mark_boxplot(extent="min-max").encode(
-        x=alt.X("value:Q", title=title), y=alt.Y("pair:N", title=None), color=alt.Color("pair:N", legend=None),
-        tooltip=["pair"]).properties(height=max(120, 22 * frame["pair"].nunique()))
+    # One row per pair, its full name written on the axis (no label dropped or cut), so no legend is needed.
+    return alt.Chart(frame).mark_boxplot(extent="min-max", size=14).encode(
+        x=alt.X("value:Q", title=title),
+        y=alt.Y("pair:N", title=None, axis=alt.Axis(labelLimit=0, labelOverlap=False, labelFontSize=12)),
+        color=alt.Color("pair:N", legend=None), tooltip=["pair"]).properties(height=26 * frame["pair"].nunique() + 20)
 
 
 def leaderboard(rows: Sequence[LeaderboardRow]) -> alt.LayerChart:

@@ -84,17 +84,58 @@ def stability(runner: ModelRunner, text: str, variants: dict[str, list[dict[str,
             explanations.append(explain(runner, text, method, target, params))
             target = explanations[-1].target
             done += 1
-        spearman, topk = [], []
-        for a, b in itertools.combinations(explanations, 2):
-            x, y = np.asarray(a.scores), np.asarray(b.scores)
-            spearman.append(METRICS["spearman"].fn(x, y, k))
-            topk.append(METRICS["feature_agreement"].fn(x, y, k))
+        spearman, topk = _pairwise(explanations, k)
         mean_s, min_s, mean_k = _nanmean(spearman), _nanmin(spearman), _nanmean(topk)
         verdict = _stability_verdict(method, mean_s, mean_k, k, f" across {len(settings)} settings")
         results.append(StabilityResult(method, settings, mean_s, min_s, mean_k, verdict))
     if progress:
         progress(1.0, "stability done")
     return results
+
+
+@dataclass(frozen=True)
+class SensitivityResult:
+    """How much a method's answer changes with a choice that is allowed to change it (no pass or fail)."""
+
+    method: str
+    variants: list[dict[str, Any]]
+    mean_spearman: float
+    mean_topk: float
+    sentence: str
+
+
+def sensitivity(runner: ModelRunner, text: str, methods: Sequence[str] | None = None, k: int = 5,
+                progress: ProgressFn | None = None) -> list[SensitivityResult]:
+    """Each method with declared sensitivity variants (e.g. Integrated Gradients' baseline), run under each."""
+    chosen = [m for m in (methods or list(METHODS)) if get_method(m).sensitivity_variants]
+    results, target = [], None
+    for index, method in enumerate(chosen):
+        settings = [dict(v) for v in get_method(method).sensitivity_variants]
+        if progress:
+            progress(index / max(1, len(chosen)), f"{method} sensitivity")
+        explanations = []
+        for params in settings:
+            explanations.append(explain(runner, text, method, target, params))
+            target = explanations[-1].target
+        spearman, topk = _pairwise(explanations, k)
+        mean_s, mean_k = _nanmean(spearman), _nanmean(topk)
+        varied = ", ".join(sorted({key for v in settings for key in v}))
+        results.append(SensitivityResult(method, settings, mean_s, mean_k, (
+            f"{method}: changing its {varied} ({'; '.join(', '.join(f'{k_}={v}' for k_, v in s.items()) for s in settings)}) "
+            f"gives accounts that agree at mean Spearman {mean_s:.2f} and top-{k} agreement {mean_k:.2f}. "
+            "This is a choice of question, reported apart from stability.")))
+    if progress:
+        progress(1.0, "sensitivity done")
+    return results
+
+
+def _pairwise(explanations: Sequence, k: int) -> tuple[list[float], list[float]]:
+    spearman, topk = [], []
+    for a, b in itertools.combinations(explanations, 2):
+        x, y = np.asarray(a.scores), np.asarray(b.scores)
+        spearman.append(METRICS["spearman"].fn(x, y, k))
+        topk.append(METRICS["feature_agreement"].fn(x, y, k))
+    return spearman, topk
 
 
 def _reinitialise(module: torch.nn.Module, std: float, generator: torch.Generator) -> None:
@@ -133,14 +174,31 @@ class RandomisationStage:
 class RandomisationResult:
     stages: list[RandomisationStage]
     verdicts: dict[str, Verdict]
+    judged: dict[str, list[str]]  # method -> the stages that can change it (the only ones judged)
 
 
-def _randomisation_verdict(method: str, worst: float, scope: str) -> Verdict:
+def _randomisation_verdict(method: str, stages: Sequence[RandomisationStage], first: int, scope: str) -> Verdict:
+    """Judge `method` on the stages from `first` on: earlier ones cannot change its output (the classifier
+    head cannot change attention weights), so its similarity there says nothing about the method."""
+    judged = stages[first:]
+    if not judged:
+        return Verdict(False, math.nan, RANDOMISATION_PASS,
+                       f"{method}: not judged{scope}: no stage that was run can change it "
+                       f"(randomise more layers).")
+    values = [s.similarity[method] for s in judged if not math.isnan(s.similarity[method])]
+    worst = max(values) if values else math.nan
     passed = not math.isnan(worst) and worst < RANDOMISATION_PASS
+    skipped = (f" Not judged: {', '.join(s.name for s in stages[:first])} (cannot change it)." if first else "")
     sentence = (f"{method}: {'passes' if passed else 'FAILS'}{scope}: once the model is randomised from the top, "
-                f"its attributions keep Spearman up to {worst:.2f} with the trained model's "
-                f"(must stay below {RANDOMISATION_PASS} at every stage).")
+                f"its attributions keep Spearman up to {worst:.2f} with the trained model's at the stages that can "
+                f"change it ({judged[0].name} onwards; must stay below {RANDOMISATION_PASS}).{skipped}")
     return Verdict(passed, worst, RANDOMISATION_PASS, sentence)
+
+
+def _judged(runner: ModelRunner, methods: Sequence[str], params: dict[str, dict[str, Any]],
+            stages: Sequence[RandomisationStage]) -> dict[str, int]:
+    n_layers = len(_encoder_layers(runner.loaded.model))
+    return {m: get_method(m).first_affecting_stage(get_method(m).resolve(params.get(m)), n_layers) for m in methods}
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -196,12 +254,14 @@ def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max
     """Cascading randomisation from the top; the trained model itself is never modified."""
     names, similarities = _randomised_similarities(runner, [text], methods, max_layers, params or {}, seed, progress)
     stages = [RandomisationStage(name, per_input[0]) for name, per_input in zip(names, similarities, strict=True)]
-    return RandomisationResult(stages, {m: _randomisation_verdict(m, _worst(stages, m), "") for m in methods})
+    return _result(runner, methods, params or {}, stages, "")
 
 
-def _worst(stages: Sequence[RandomisationStage], method: str) -> float:
-    after = [s.similarity[method] for s in stages if not math.isnan(s.similarity[method])]
-    return max(after) if after else math.nan
+def _result(runner: ModelRunner, methods: Sequence[str], params: dict[str, dict[str, Any]],
+            stages: list[RandomisationStage], scope: str) -> RandomisationResult:
+    first = _judged(runner, methods, params, stages)
+    return RandomisationResult(stages, {m: _randomisation_verdict(m, stages, first[m], scope) for m in methods},
+                               {m: [s.name for s in stages[first[m]:]] for m in methods})
 
 
 def stability_over(runner: ModelRunner, texts: Sequence[str], variants: dict[str, list[dict[str, Any]]] | None = None,
@@ -227,5 +287,4 @@ def randomisation_over(runner: ModelRunner, texts: Sequence[str], methods: Seque
     names, similarities = _randomised_similarities(runner, texts, methods, max_layers, {}, 0, progress)
     stages = [RandomisationStage(name, {m: _nanmean([sim[m] for sim in per_input]) for m in methods})
               for name, per_input in zip(names, similarities, strict=True)]
-    return RandomisationResult(stages, {m: _randomisation_verdict(m, _worst(stages, m), f" over {len(texts)} inputs")
-                                        for m in methods})
+    return _result(runner, methods, {}, stages, f" over {len(texts)} inputs")

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from core.db import session_scope
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice
+from core.render import GridRow
 from core.reports import Comparison, ComparisonReport
 from core.schema import Demo
 
@@ -40,6 +42,7 @@ class ViewState:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = ""
     k: int = DEFAULT_K
+    problems: list[str] = field(default_factory=list, compare=False)  # what the link had wrong
 
     def to_query(self) -> dict[str, str]:
         query: dict[str, str] = {"k": str(self.k), "methods": ",".join(self.methods)}
@@ -58,24 +61,54 @@ class ViewState:
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> ViewState:
-        """Parse query parameters; malformed values fall back to defaults rather than failing."""
+        """Parse query parameters; a malformed value falls back to its default and is named in `problems`."""
         state = cls()
-        if query.get("snapshot", "").isdigit():
-            state.snapshot = int(query["snapshot"])
-            state.passage = PassageChoice.from_query(query.get("passage"))
+        problems = state.problems
+        if "snapshot" in query:
+            if query["snapshot"].isdigit():
+                state.snapshot = int(query["snapshot"])
+                state.passage = PassageChoice.from_query(query.get("passage"))
+            else:
+                problems.append(f"The link's snapshot '{query['snapshot']}' is not a snapshot number.")
         state.text = query.get("text", "")
         state.model = query.get("model", "")
         if query.get("methods"):
-            state.methods = [m for m in query["methods"].split(",") if m in METHODS] or list(METHODS)
-        try:
-            options = json.loads(query.get("options") or "{}")
-            state.options = {m: dict(v) for m, v in options.items() if m in METHODS and isinstance(v, dict)}
-        except (ValueError, TypeError):
-            state.options = {}
+            names = [m for m in query["methods"].split(",") if m]
+            unknown = [m for m in names if m not in METHODS]
+            if unknown:
+                problems.append(f"The link names unknown methods ({', '.join(unknown)}); they were left out.")
+            state.methods = [m for m in names if m in METHODS] or list(METHODS)
+        state.options = _options_from_query(query.get("options"), problems)
         state.target = query.get("target", "")
         k = query.get("k", "")
+        if k and not (k.isdigit() and int(k) > 0):
+            problems.append(f"The link's k '{k}' is not a positive whole number; using {DEFAULT_K}.")
         state.k = int(k) if k.isdigit() and int(k) > 0 else DEFAULT_K
         return state
+
+
+def _options_from_query(raw: str | None, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Options from a link, each checked against its method's declared options; bad ones are named and dropped."""
+    try:
+        options = json.loads(raw or "{}")
+        if not isinstance(options, dict):
+            raise ValueError
+    except (ValueError, TypeError):
+        problems.append("The link's method options are not readable; using the defaults.")
+        return {}
+    kept: dict[str, dict[str, Any]] = {}
+    for method, values in options.items():
+        if method not in METHODS or not isinstance(values, dict):
+            problems.append(f"The link sets options of '{method}', which is not a method; ignored.")
+            continue
+        for name, value in values.items():
+            try:
+                METHODS[method].resolve({name: value})
+            except ExplainError as exc:
+                problems.append(f"{METHODS[method].title}: {exc} Using the default.")
+                continue
+            kept.setdefault(method, {})[name] = value
+    return kept
 
 
 def normalised_rows(comparison: Comparison) -> np.ndarray:
@@ -83,6 +116,35 @@ def normalised_rows(comparison: Comparison) -> np.ndarray:
     rows = np.array([e.scores for e in comparison.explanations], dtype=float)
     scale = np.abs(rows).max(axis=1, keepdims=True)
     return np.divide(rows, scale, out=np.zeros_like(rows), where=scale > 0)
+
+
+LONG_INPUT_WORDS = 60  # above this, the side-by-side rows scroll
+
+
+def grid_rows(comparison: Comparison, k: int) -> list[GridRow]:
+    """The side-by-side view: each method's highlighted copy of the input, its top-k words ranked."""
+    normalised = normalised_rows(comparison)
+    rows = []
+    for index, e in enumerate(comparison.explanations):
+        spec = METHODS.get(e.method)
+        ranks = {word: rank for rank, word in enumerate(agreement.top_k(e.scores, k), start=1)}
+        rows.append(GridRow(
+            title=spec.title if spec else e.method,
+            note=("signed: red supports, blue opposes" if e.signed else "unsigned: green = important"),
+            text=e.text, offsets=e.offsets, values=normalised[index].tolist(), signed=e.signed, ranks=ranks,
+            titles=[f"{w}: {s:+.4f}" for w, s in zip(e.words, e.scores, strict=True)]))
+    return rows
+
+
+def top_words_table(comparison: Comparison, k: int) -> list[dict[str, str]]:
+    """One row per method (full name) with its top-k words and scores: every method visible at once."""
+    rows = []
+    for method, words in top_words(comparison, k).items():
+        spec = METHODS.get(method)
+        row = {"method": spec.title if spec else method}
+        row.update({str(rank): f"{w} ({s:+.3f})" for rank, (w, s) in enumerate(words, start=1)})
+        rows.append(row)
+    return rows
 
 
 def top_words(comparison: Comparison, k: int) -> dict[str, list[tuple[str, float]]]:
@@ -130,19 +192,7 @@ def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> 
     real = [f for f in faith if f.method != faithfulness.RANDOM_NAME]
     random_ref = next((f for f in faith if f.method == faithfulness.RANDOM_NAME), None)
     if real:
-        best = max(real, key=lambda f: f.aopc_comprehensiveness)
-        suff = min(real, key=lambda f: f.aopc_sufficiency)
-        text = (f"Removing its top words moves the prediction most for **{best.method}** "
-                f"(comprehensiveness AOPC {_fmt(best.aopc_comprehensiveness)}")
-        if random_ref:
-            text += f", against {_fmt(random_ref.aopc_comprehensiveness)} for a random ranking"
-        lines.append(text + f"); keeping only its top words preserves the prediction best for **{suff.method}** "
-                     f"(sufficiency AOPC {_fmt(suff.aopc_sufficiency)}).")
-        if random_ref:
-            worse = [f.method for f in real if f.aopc_comprehensiveness <= random_ref.aopc_comprehensiveness]
-            if worse:
-                lines.append("No better than random at finding the words the prediction depends on: "
-                             + ", ".join(worse) + ".")
+        lines += _faithfulness_claims(real, random_ref)
     if attention_corr:
         strongest = max(attention_corr, key=lambda c: -1 if math.isnan(c.spearman) else c.spearman)
         lines.append(f"Attention and gradient/erasure scores agree at most at Spearman {_fmt(strongest.spearman)} "
@@ -153,6 +203,51 @@ def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> 
         lines.append(f"Replacing one layer's attention moves the prediction by up to {_fmt(biggest.total_variation)} "
                      f"(total variation, layer {biggest.layer}, {biggest.mode}); {flips} of {len(interventions)} "
                      "interventions change the predicted label.")
+    return lines
+
+
+def _interval(low_high: tuple[float, float]) -> str:
+    return f"{_fmt(low_high[0])} to {_fmt(low_high[1])}"
+
+
+def _faithfulness_claims(real: Sequence[faithfulness.Faithfulness],
+                         random_ref: faithfulness.Faithfulness | None) -> list[str]:
+    """Name a most faithful method only when its lead is larger than the spread of its own scores over
+    the removal fractions (bootstrap intervals that do not overlap); otherwise say there is no clear winner."""
+    lines = []
+    by_comp = sorted(real, key=lambda f: -f.aopc_comprehensiveness)
+    best, rest = by_comp[0], by_comp[1:]
+    best_iv = best.comprehensiveness_interval
+    tied = [f for f in rest if f.comprehensiveness_interval[1] >= best_iv[0]]
+    ref = (f"; a random ranking scores {_fmt(random_ref.aopc_comprehensiveness)}" if random_ref else "")
+    if not rest:
+        lines.append(f"Removing its top words moves the prediction by comprehensiveness AOPC "
+                     f"{_fmt(best.aopc_comprehensiveness)} for **{best.method}** ({_interval(best_iv)}{ref}).")
+    elif tied:
+        lines.append(f"Removing its top words: no clear winner. **{best.method}** leads on comprehensiveness AOPC "
+                     f"({_fmt(best.aopc_comprehensiveness)}, {_interval(best_iv)} over the removal fractions), "
+                     f"but its interval overlaps {', '.join(f.method for f in tied)}'s{ref}.")
+    else:
+        lines.append(f"Removing its top words moves the prediction most for **{best.method}** (comprehensiveness "
+                     f"AOPC {_fmt(best.aopc_comprehensiveness)}, {_interval(best_iv)} over the removal fractions, "
+                     f"clear of every other method{ref}).")
+    by_suff = sorted(real, key=lambda f: f.aopc_sufficiency)
+    suff, others = by_suff[0], by_suff[1:]
+    suff_iv = suff.sufficiency_interval
+    suff_tied = [f for f in others if f.sufficiency_interval[0] <= suff_iv[1]]
+    if others and suff_tied:
+        lines.append(f"Keeping only its top words: no clear winner; **{suff.method}** has the lowest sufficiency AOPC "
+                     f"({_fmt(suff.aopc_sufficiency)}, {_interval(suff_iv)}), overlapping "
+                     f"{', '.join(f.method for f in suff_tied)}.")
+    else:
+        lines.append(f"Keeping only its top words preserves the prediction best for **{suff.method}** "
+                     f"(sufficiency AOPC {_fmt(suff.aopc_sufficiency)}, {_interval(suff_iv)}).")
+    if random_ref:
+        random_high = random_ref.comprehensiveness_interval[1]
+        worse = [f.method for f in real if f.comprehensiveness_interval[0] <= random_high]
+        if worse:
+            lines.append("Not clearly better than a random ranking at finding the words the prediction depends on "
+                         "(intervals overlap): " + ", ".join(worse) + ".")
     return lines
 
 

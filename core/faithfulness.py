@@ -26,6 +26,7 @@ from core.runner import ModelRunner, PreparedText
 ERASER_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 CURVE_POINTS = 11
 RANDOM_NAME = "random"
+RANDOM_SEEDS = 5  # random rankings averaged into the reference line
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class Faithfulness:
         object.__setattr__(self, "deletion_auc", _auc(self.deletion))
         object.__setattr__(self, "insertion_auc", _auc(self.insertion))
 
+    @property
+    def comprehensiveness_interval(self) -> tuple[float, float]:
+        """90% bootstrap interval of the AOPC over the removal fractions: how much the score depends on
+        which fractions are averaged, the uncertainty a single input offers."""
+        return fraction_interval(list(self.comprehensiveness.values()))
+
+    @property
+    def sufficiency_interval(self) -> tuple[float, float]:
+        return fraction_interval(list(self.sufficiency.values()))
+
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method,
                 "comprehensiveness": {str(k): v for k, v in self.comprehensiveness.items()},
@@ -60,6 +71,18 @@ class Faithfulness:
                    {float(k): float(v) for k, v in data["sufficiency"].items()},
                    [(float(x), float(y)) for x, y in data["deletion"]],
                    [(float(x), float(y)) for x, y in data["insertion"]])
+
+
+def fraction_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
+                      level: float = 0.9) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of `values` (one per ERASER fraction)."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        value = float(data[0]) if len(data) else math.nan
+        return value, value
+    means = np.random.default_rng(seed).choice(data, size=(samples, len(data)), replace=True).mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def _auc(curve: Sequence[tuple[float, float]]) -> float:
@@ -101,7 +124,7 @@ class Eraser:
         return self.runner.probabilities(rows)[:, self.target]
 
 
-def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random_seeds: int = 5,
+def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random_seeds: int = RANDOM_SEEDS,
              fractions: Sequence[float] = ERASER_FRACTIONS, curve_points: int = CURVE_POINTS) -> list[Faithfulness]:
     """Faithfulness of each explanation, plus a random-ranking reference named 'random' (last)."""
     if not explanations:

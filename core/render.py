@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def _colour(value: float, signed: bool) -> str:
@@ -16,18 +17,59 @@ def _colour(value: float, signed: bool) -> str:
     return f"rgba(178, 24, 43, {alpha:.3f})" if v > 0 else f"rgba(33, 102, 172, {alpha:.3f})"
 
 
-def highlighted_text(text: str, offsets: Sequence[tuple[int, int]], values: Sequence[float], signed: bool,
-                     titles: Sequence[str] | None = None, outlined: Sequence[int] = ()) -> str:
-    """`text` with each word's background set from `values` (already in [-1, 1]); gaps kept as they are."""
+def _words(text: str, offsets: Sequence[tuple[int, int]], values: Sequence[float], signed: bool,
+           titles: Sequence[str] | None, outlined: Sequence[int], ranks: dict[int, int] | None = None) -> str:
     outlined_set = set(outlined)
     parts, cursor = [], 0
     for i, ((start, end), value) in enumerate(zip(offsets, values, strict=True)):
         parts.append(html.escape(text[cursor:start]))
         title = html.escape(titles[i], quote=True) if titles else f"{value:+.3f}"
         border = "outline: 2px solid #e08214;" if i in outlined_set else ""
-        parts.append(f'<span title="{title}" style="background:{_colour(value, signed)};{border}'
-                     f'border-radius:3px;padding:0 1px">{html.escape(text[start:end])}</span>')
+        # Dark backgrounds get light text, so the strongest words stay the most readable.
+        ink = "color:#fff;" if abs(value) > 0.6 else ""
+        rank = ranks.get(i) if ranks else None
+        weight = "font-weight:700;" if rank is not None else ""
+        mark = f'<sup style="font-size:0.7em;color:#444;margin-left:1px">{rank}</sup>' if rank is not None else ""
+        parts.append(f'<span title="{title}" style="background:{_colour(value, signed)};{border}{ink}{weight}'
+                     f'border-radius:3px;padding:0 1px">{html.escape(text[start:end])}</span>{mark}')
         cursor = end
     parts.append(html.escape(text[cursor:]))
-    body = "".join(parts).replace("\n", "<br>")
+    return "".join(parts).replace("\n", "<br>")
+
+
+def highlighted_text(text: str, offsets: Sequence[tuple[int, int]], values: Sequence[float], signed: bool,
+                     titles: Sequence[str] | None = None, outlined: Sequence[int] = ()) -> str:
+    """`text` with each word's background set from `values` (already in [-1, 1]); gaps kept as they are."""
+    body = _words(text, offsets, values, signed, titles, outlined)
     return f'<div style="line-height:1.9;font-size:1.02rem">{body}</div>'
+
+
+@dataclass(frozen=True)
+class GridRow:
+    """One method's account of the input, for the side-by-side grid."""
+
+    title: str
+    note: str  # e.g. "signed" / "unsigned"
+    text: str
+    offsets: Sequence[tuple[int, int]]
+    values: Sequence[float]  # normalised to [-1, 1]
+    signed: bool
+    ranks: dict[int, int]  # word index -> rank among the method's top-k (1 = strongest)
+    titles: Sequence[str]
+
+
+def comparison_grid(rows: Sequence[GridRow], scroll: bool = False) -> str:
+    """Every method's highlighted copy of the input, one row each, full method names, every word
+    written out (its top-k words in bold with their rank). With `scroll`, each row is a scrolling box
+    of fixed height (long inputs), with the same colours."""
+    box = "max-height:9.5em;overflow-y:auto;" if scroll else ""
+    body = []
+    for row in rows:
+        body.append(
+            '<tr style="border-top:1px solid #ddd">'
+            f'<th style="text-align:left;vertical-align:top;padding:6px 10px 6px 0;white-space:nowrap;'
+            f'font-weight:600">{html.escape(row.title)}<br><span style="font-weight:400;font-size:0.8em;'
+            f'color:#666">{html.escape(row.note)}</span></th>'
+            f'<td style="padding:6px 0;line-height:1.9;font-size:1.0rem"><div style="{box}">'
+            f'{_words(row.text, row.offsets, row.values, row.signed, row.titles, (), row.ranks)}</div></td></tr>')
+    return ('<table style="border-collapse:collapse;width:100%">' + "".join(body) + "</table>")

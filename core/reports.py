@@ -26,6 +26,7 @@ from core.db import session_scope
 from core.explain import PREDICTED, ExplainRequest, params_key
 from core.explanation import Explanation
 from core.faithfulness import Faithfulness
+from core.interventions import MODES
 from core.methods.attention import needs_attentions
 from core.methods.base import ExplainError
 from core.runner import ModelRunner
@@ -241,6 +242,38 @@ def explain_all(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainR
         cached[name] = stored.cached
         target = stored.explanation.target
     return Comparison(explanations[0].text, tuple(explanations), cached)
+
+
+@dataclass(frozen=True)
+class ViewEstimate:
+    """What running a view will cost, known before Run: the words the model reads and the passes."""
+
+    words: int  # words in the input
+    words_read: int  # words that fit the model
+    forward_passes: float
+
+    @property
+    def truncated_words(self) -> int:
+        return self.words - self.words_read
+
+
+def estimate_view(runner: ModelRunner, text: str, methods: Sequence[str],
+                  options: dict[str, dict] | None = None) -> ViewEstimate:
+    """Passes a fresh run of this view should need (a backward pass counting as one): the prediction, each
+    method's declared cost model, faithfulness (ERASER fractions and both curves for every method and
+    the random rankings) and the attention interventions. Cache hits make real runs cheaper."""
+    from core.explanation import split_words
+    from core.methods.registry import get_method
+
+    options = options or {}
+    prepared = runner.prepare(text)
+    n = len(prepared.words)
+    passes = 1 + sum(get_method(m).estimated_passes(options.get(m), n) for m in methods)
+    rankings = len(methods) + faithfulness.RANDOM_SEEDS
+    passes += rankings * 2 * (len(faithfulness.ERASER_FRACTIONS) + faithfulness.CURVE_POINTS)
+    if not needs_attentions(runner.loaded):
+        passes += len(MODES) * runner.model.config.num_hidden_layers
+    return ViewEstimate(len(split_words(text)), n, passes)
 
 
 class StopRequested(Exception):

@@ -4,11 +4,12 @@ import pandas as pd
 import streamlit as st
 
 from core import agreement, charts, compare
+from core.corpus.estimate import seconds_per_pass
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
-from core.render import highlighted_text
-from core.reports import MEASURES, StopRequested, open_report, run_report
+from core.render import comparison_grid, highlighted_text
+from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages.resources import engine, runner_or_stop
 from pages.ui import option_widgets
@@ -34,8 +35,12 @@ if "demo" in st.query_params:
 # keeps its own state, and any key Streamlit dropped (an interrupted run can drop widget state)
 # is seeded again from the address, which always mirrors the last complete view.
 new_address = st.session_state.get("_view_loaded") != st.query_params.to_dict()
+if new_address:
+    for problem in state.problems:
+        st.warning(problem)
 seeds = {"source": "Snapshot" if state.snapshot is not None else "Free text", "free_text": state.text,
-         "methods": state.methods, "k": state.k, "model_spec": state.model, "passage_mode": state.passage.mode,
+         "methods": state.methods, "k": state.k, "model_spec": state.model, "target": state.target,
+         "passage_mode": state.passage.mode,
          "passage_start": state.passage.start, "passage_end": state.passage.end}
 if state.snapshot is not None:
     seeds["snapshot_id"] = state.snapshot
@@ -93,6 +98,15 @@ with st.sidebar:
 
     st.subheader("Model and methods")
     model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="model_spec")
+    runner = runner_or_stop(model_spec)
+    labels = runner.loaded.labels
+    if st.session_state.get("target") not in ("", *labels):
+        st.warning(f"The link asks to explain '{st.session_state['target']}', which is not a label of this model "
+                   f"({', '.join(labels)}); explaining the predicted label instead.")
+        st.session_state["target"] = ""
+    target = st.selectbox("Label to explain", ["", *labels], key="target",
+                          format_func=lambda label: label or "the predicted label",
+                          help="Every method explains the model's probability of this label.")
     methods = st.multiselect("Methods", list(METHODS), key="methods",
                              format_func=lambda m: METHODS[m].title)
     options: dict[str, dict] = {}
@@ -105,7 +119,7 @@ with st.sidebar:
     fresh = st.checkbox("Recompute (ignore stored results)", value=False)
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
-                         model=model_spec.strip(), methods=methods, options=options, target=state.target, k=k)
+                         model=model_spec.strip(), methods=methods, options=options, target=target, k=k)
 if st.query_params.to_dict() != view.to_query():
     st.query_params.from_dict(view.to_query())
 st.session_state["_view_loaded"] = view.to_query()
@@ -117,22 +131,49 @@ if not methods:
     st.warning("Choose at least one method.")
     st.stop()
 
-runner = runner_or_stop(model_spec)
-
 with st.expander("Input text", expanded=False):
     st.text(text)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def pass_seconds(_runner, fingerprint: str, text: str) -> float:
+    return seconds_per_pass(_runner, [text])
+
 
 def request_stop() -> None:
     st.session_state["compare_stop"] = True
 
 
+def keep_first_window(window: str) -> None:
+    st.session_state["free_text"] = window
+
+
+try:
+    stopped = st.session_state.pop("compare_stop", False)
+    stored = None if fresh else open_report(db, runner, text, methods, options, target or None, partial=stopped)
+    estimate = estimate_view(runner, text, methods, options)
+except ExplainError as exc:
+    st.error(str(exc))
+    st.stop()
+if estimate.truncated_words:
+    st.warning(f"The model reads the first {estimate.words_read} of the input's {estimate.words} words: "
+               f"{estimate.truncated_words} words at the end will be dropped. "
+               + ("Pick a paragraph or a sentence range to explain another part."
+                  if snapshot_id is not None else "Explain only the first window, or shorten the text."))
+    if snapshot_id is None:
+        st.button("Keep only the first window", on_click=keep_first_window, args=(runner.prepare(text).text,))
+if stored is None:
+    seconds = estimate.forward_passes * pass_seconds(runner, runner.loaded.fingerprint, text)
+    st.caption(f"Run will cost about {estimate.forward_passes:,.0f} model passes, roughly "
+               f"{seconds:,.0f} s on this machine (stored results and repeated inputs make it cheaper).")
+
 run_col, stop_col = st.columns([1, 5])
 run = run_col.button("Run", type="primary")
 stop_col.button("Stop", on_click=request_stop,
-                help="Stops after the method in progress; finished methods are stored and kept.")
-stopped = st.session_state.pop("compare_stop", False)
+                help="Stops the run now. Methods that already finished are stored and kept; the one in "
+                     "progress is dropped and runs again on the next Run.")
 
-report = None
+report = stored
 try:
     if run or fresh:
         bars = {name: st.progress(0.0, text=f"{METHODS[name].title}: waiting") for name in methods}
@@ -142,12 +183,10 @@ try:
             title = METHODS[name].title if name in METHODS else "Faithfulness and attention checks"
             bars[name].progress(min(1.0, max(0.0, fraction)), text=f"{title}: {message}")
 
-        report = run_report(db, runner, text, methods, options, view.target or None, fresh=fresh, progress=progress,
+        report = run_report(db, runner, text, methods, options, target or None, fresh=fresh, progress=progress,
                             should_stop=lambda: st.session_state.get("compare_stop", False))
         for bar in bars.values():
             bar.empty()
-    else:
-        report = open_report(db, runner, text, methods, options, view.target or None, partial=stopped)
 except StopRequested as exc:
     st.warning(str(exc))
     st.stop()
@@ -168,34 +207,24 @@ if report.stopped:
 probs = comparison.probabilities
 st.subheader(f"Prediction: {comparison.predicted_label} ({probs[comparison.predicted_label]:.2f})")
 st.altair_chart(charts.prediction(probs), width="stretch")
-if comparison.truncated_words:
-    st.warning(f"The input is longer than the model reads: {comparison.truncated_words} words at the end were "
-               "dropped. Pick a shorter passage to explain all of it.")
 cached_note = [m for m, c in comparison.cached.items() if c]
 if cached_note:
     st.caption(f"Stored results reused for: {', '.join(cached_note)}.")
 
 # -- side by side ----------------------------------------------------------------------------------------
 st.subheader("Side by side")
-n_words = len(comparison.words)
-normalised = compare.normalised_rows(comparison)
-st.altair_chart(charts.side_by_side(comparison), width="content")
-st.caption("Each row is divided by its largest |score|. Red supports the target label, blue speaks against it; "
-           "green rows (saliency, attention) have no sign. Hover a cell for the exact score.")
-
-with st.expander("Text view (for long passages)", expanded=n_words > 60):
-    chosen = st.selectbox("Method", comparison.methods, key="text_view_method")
-    row = comparison.methods.index(chosen)
-    e = comparison.explanations[row]
-    st.html(highlighted_text(e.text, e.offsets, normalised[row].tolist(), e.signed,
-                             titles=[f"{w}: {s:+.4f}" for w, s in zip(e.words, e.scores, strict=True)]))
+long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
+st.html(comparison_grid(compare.grid_rows(comparison, k), scroll=long_input))
+st.caption(f"Each method's own copy of the input, explaining **{comparison.target}**. Bold words with a number "
+           f"are the method's top {k} (1 = strongest). Colours are divided by each method's largest |score|: red "
+           "supports the label, blue speaks against it, green marks importance without a sign. "
+           + ("Each row scrolls (long input). " if long_input else "")
+           + "Exact scores: hover a word, or download the CSV below.")
 
 left, right = st.columns([3, 2])
 with left:
     st.markdown(f"**Top {k} words per method**")
-    tops = compare.top_words(comparison, k)
-    st.dataframe(pd.DataFrame({m: [f"{w} ({s:+.3f})" for w, s in words] + [""] * (k - len(words))
-                               for m, words in tops.items()}, index=range(1, k + 1)), width="stretch")
+    st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
 with right:
     st.markdown("**Cost**")
     cost = compare.cost_rows(report)

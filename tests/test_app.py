@@ -107,12 +107,16 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     assert {"Side by side", "Agreement", "Faithfulness: which account does the model support?", "Summary"} <= set(headers)
     summary = [m.value for m in app.markdown if m.value.startswith("- ")]
     assert summary and "The model predicts" in summary[0]
-    top_table = next(d for d in app.dataframe if len(d.value) == 3)
-    assert list(top_table.value.columns) == FAST.split(",")  # one column per method, three rows for k = 3
+    from core.methods import METHODS
+
+    titles = [METHODS[m].title for m in FAST.split(",")]
+    top_table = frame_of(app, "method")
+    assert list(top_table["method"]) == titles  # one row per method: all visible at once
+    assert list(top_table.columns) == ["method", "1", "2", "3"]  # k = 3
     app.slider(key="k").set_value(5).run()
     assert not app.exception
     assert app.query_params["k"] in (["5"], "5")
-    assert any(len(d.value) == 5 and list(d.value.columns) == FAST.split(",") for d in app.dataframe)
+    assert list(frame_of(app, "method").columns) == ["method", "1", "2", "3", "4", "5"]
 
     # A teammate opens the same address on a fresh server process: everything comes from the store.
     import streamlit as st

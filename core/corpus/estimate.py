@@ -28,16 +28,23 @@ def estimate_passes(runner: ModelRunner, methods: Sequence[str], texts: Sequence
     return len(texts) + method_passes + (len(methods) + 1) * faithfulness_sets * measured
 
 
-def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
-                     options: dict | None = None, faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> float:
-    """A rough time estimate: `estimate_passes` times a forward-pass time measured on these inputs."""
+def seconds_per_pass(runner: ModelRunner, texts: Sequence[str]) -> float:
+    """One forward pass's time on inputs like these, measured on a batch of masked copies (the shape
+    most passes of a run have); one warm-up batch first, since first calls pay one-off costs."""
     sample = [runner.prepare(t) for t in texts[:8]]
     if not sample:
         return 0.0
+    sample = (sample * (8 // len(sample) + 1))[:8]  # a batch of eight, as a run would send
     fresh = ModelRunner(runner.loaded, batch_size=runner.batch_size, cache_size=64)
-    fresh.probabilities([p.input_ids for p in sample])  # warm-up: first calls pay one-off costs
-    masked = [[fresh.mask_id if i % 7 == 3 else t for i, t in enumerate(p.input_ids)] for p in sample]
+    fresh.probabilities([p.input_ids for p in sample])
+    masked = [[fresh.mask_id if i % 7 == 3 + n % 3 else t for i, t in enumerate(p.input_ids)]
+              for n, p in enumerate(sample)]
     started = time.perf_counter()
     fresh.probabilities(masked)
-    per_pass = (time.perf_counter() - started) / len(masked)
-    return per_pass * estimate_passes(runner, methods, texts, options, faithfulness_inputs)
+    return (time.perf_counter() - started) / len(masked)
+
+
+def estimate_seconds(runner: ModelRunner, methods: Sequence[str], texts: Sequence[str],
+                     options: dict | None = None, faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> float:
+    """A rough time estimate: `estimate_passes` times a forward-pass time measured on these inputs."""
+    return seconds_per_pass(runner, texts) * estimate_passes(runner, methods, texts, options, faithfulness_inputs)

@@ -67,6 +67,8 @@ ATTENTION = Method(
     options=(Option("layer", "int", -1, "Layer (-1: the last).", minimum=-64, maximum=63),
              Option("head", "int", -1, "Head (-1: mean of all heads).", minimum=-1, maximum=63)),
     attribute=_attention, cost=lambda p, n_words: 0, compatibility=needs_attentions,
+    # Weights at layer l do not read the head or any layer above l: randomising those changes nothing.
+    first_affecting_stage=lambda p, n_layers: n_layers - p["layer"] % n_layers,
 )
 
 ATTENTION_ROLLOUT = Method(
@@ -75,4 +77,5 @@ ATTENTION_ROLLOUT = Method(
     options=(Option("residual_weight", "float", 0.5, "Weight of the residual identity in each layer.",
                     minimum=0.0, maximum=1.0),),
     attribute=_attention_rollout, cost=lambda p, n_words: 0, compatibility=needs_attentions,
+    first_affecting_stage=lambda p, n_layers: 1,  # every layer's attention, never the classifier head
 )

@@ -113,7 +113,14 @@ class Method:
     # Settings that should not matter, for the stability check (full and quick sets).
     stability_variants: tuple[dict[str, Any], ...] = RERUN
     quick_stability_variants: tuple[dict[str, Any], ...] | None = None
+    # Settings that legitimately change the answer (a choice, not noise): reported as sensitivity,
+    # never counted against stability (e.g. Integrated Gradients' baseline).
+    sensitivity_variants: tuple[dict[str, Any], ...] = ()
     corpus_params: dict[str, Any] = field(default_factory=dict)  # what corpus runs use instead of defaults
+    # The model randomisation check re-initialises the classifier head (stage 0), then encoder layers
+    # from the top (stage i randomises layer n_layers - i). The first stage that can change this
+    # method's output, given its parameters and the number of layers; earlier stages are not judged.
+    first_affecting_stage: Callable[[dict[str, Any], int], int] = lambda params, n_layers: 0
     compatibility: CompatibilityFn = needs_nothing
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:

@@ -18,19 +18,23 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from sqlalchemy import Engine
 
 from core.agreement import METRICS
+from core.db import session_scope
 from core.explain import explain
 from core.methods.registry import METHODS, get_method
 from core.modelling import encoder_layer_path
 from core.runner import ModelRunner
+from core.schema import CheckRecord
 
 STABLE_SPEARMAN = 0.8  # mean pairwise Spearman of |scores| across variants
 STABLE_TOPK = 0.6  # mean pairwise top-k feature agreement across variants
@@ -127,6 +131,25 @@ def sensitivity(runner: ModelRunner, text: str, methods: Sequence[str] | None = 
     if progress:
         progress(1.0, "sensitivity done")
     return results
+
+
+def sensitivity_over(runner: ModelRunner, texts: Sequence[str], methods: Sequence[str] | None = None, k: int = 5,
+                     progress: ProgressFn | None = None) -> list[SensitivityResult]:
+    """Sensitivity averaged over several inputs."""
+    per_input = [sensitivity(runner, text, methods, k) for text in texts]
+    if not per_input or not per_input[0]:
+        return []
+    out = []
+    for j, first in enumerate(per_input[0]):
+        mean_s = _nanmean([r[j].mean_spearman for r in per_input])
+        mean_k = _nanmean([r[j].mean_topk for r in per_input])
+        sentence = first.sentence if len(texts) == 1 else (
+            f"{first.method}: over {len(texts)} inputs, its accounts under "
+            f"{'; '.join(', '.join(f'{k_}={v}' for k_, v in s.items()) for s in first.variants)} agree at mean "
+            f"Spearman {mean_s:.2f} and top-{k} agreement {mean_k:.2f}; a choice of question, reported apart "
+            "from stability.")
+        out.append(SensitivityResult(first.method, first.variants, mean_s, mean_k, sentence))
+    return out
 
 
 def _pairwise(explanations: Sequence, k: int) -> tuple[list[float], list[float]]:
@@ -288,3 +311,48 @@ def randomisation_over(runner: ModelRunner, texts: Sequence[str], methods: Seque
     stages = [RandomisationStage(name, {m: _nanmean([sim[m] for sim in per_input]) for m in methods})
               for name, per_input in zip(names, similarities, strict=True)]
     return _result(runner, methods, {}, stages, f" over {len(texts)} inputs")
+
+
+# -- stored checks -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredCheck:
+    """A check as it was run: kind, model, inputs and results; reopened by id (the page's share link)."""
+
+    id: int
+    kind: str  # "stability" | "randomisation"
+    model_name: str
+    model_fingerprint: str
+    texts: list[str]
+    stability: list[StabilityResult]
+    sensitivity: list[SensitivityResult]
+    randomisation: RandomisationResult | None
+
+
+def save_check(engine: Engine, runner: ModelRunner, kind: str, texts: Sequence[str], *,
+               stability: Sequence[StabilityResult] = (), sensitivity: Sequence[SensitivityResult] = (),
+               randomisation: RandomisationResult | None = None) -> int:
+    payload = {"texts": list(texts), "stability": [asdict(r) for r in stability],
+               "sensitivity": [asdict(r) for r in sensitivity],
+               "randomisation": asdict(randomisation) if randomisation else None}
+    with session_scope(engine) as session:
+        record = CheckRecord(kind=kind, model_name=runner.loaded.name, model_fingerprint=runner.loaded.fingerprint,
+                             payload=json.dumps(payload, ensure_ascii=False))
+        session.add(record)
+        session.flush()
+        return int(record.id)
+
+
+def load_check(engine: Engine, check_id: int) -> StoredCheck | None:
+    with session_scope(engine) as session:
+        record = session.get(CheckRecord, check_id)
+        if record is None:
+            return None
+        data = json.loads(record.payload)
+    stability_results = [StabilityResult(**{**r, "verdict": Verdict(**r["verdict"])}) for r in data["stability"]]
+    sensitivity_results = [SensitivityResult(**r) for r in data["sensitivity"]]
+    raw = data["randomisation"]
+    randomisation_result = None if raw is None else RandomisationResult(
+        [RandomisationStage(**s) for s in raw["stages"]], {m: Verdict(**v) for m, v in raw["verdicts"].items()},
+        raw["judged"])
+    return StoredCheck(record.id, record.kind, record.model_name, record.model_fingerprint, data["texts"],
+                       stability_results, sensitivity_results, randomisation_result)

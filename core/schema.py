@@ -87,6 +87,18 @@ class ComparisonReportRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class CheckRecord(SQLModel, table=True):
+    """A stability or randomisation check as it was run, so that it survives a reload and can be shared."""
+
+    __tablename__ = "check_record"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # "stability" | "randomisation"
+    model_name: str
+    model_fingerprint: str = Field(index=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # inputs, settings and results as JSON
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Demo(SQLModel, table=True):
     __tablename__ = "demo"
     id: int | None = Field(default=None, primary_key=True)

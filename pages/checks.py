@@ -43,37 +43,72 @@ else:
 texts = [t for t in texts if t and t.strip()]
 k = st.slider("k (top words compared)", 1, 20, 5, key="checks_k")
 
+
+
+def show_stability(stored: checks.StoredCheck) -> None:
+    st.caption(f"Check #{stored.id} on {stored.model_name}, {len(stored.texts)} input(s). The address bar links to it.")
+    for result in stored.stability:
+        (st.success if result.verdict.passed else st.error)(result.verdict.sentence)
+    if stored.stability:
+        st.dataframe(pd.DataFrame([{"method": r.method, "mean Spearman": r.mean_spearman,
+                                    "min Spearman": r.min_spearman, "mean top-k agreement": r.mean_topk,
+                                    "settings": str(r.variants)} for r in stored.stability]).round(3),
+                     hide_index=True, width="stretch")
+    for result in stored.sensitivity:
+        st.info(result.sentence)
+
+
+def show_randomisation(stored: checks.StoredCheck) -> None:
+    st.caption(f"Check #{stored.id} on {stored.model_name}, {len(stored.texts)} input(s). The address bar links to it.")
+    result = stored.randomisation
+    for verdict in result.verdicts.values():
+        (st.success if verdict.passed else st.error)(verdict.sentence)
+    st.altair_chart(charts.randomisation(result), width="stretch")
+
+
+def stored_from_address(name: str) -> checks.StoredCheck | None:
+    value = st.query_params.get(name, "")
+    if not value:
+        return None
+    stored = checks.load_check(db, int(value)) if value.isdigit() else None
+    if stored is None or stored.kind != name:
+        st.error(f"There is no stored {name} check '{value}'.")
+        return None
+    return stored
+
+
 st.subheader("Stability: does each method agree with itself?")
 st.caption(f"Verdict: stable when mean pairwise Spearman of |scores| ≥ {checks.STABLE_SPEARMAN} and mean top-k "
-           f"agreement ≥ {checks.STABLE_TOPK} across settings that should not matter.")
+           f"agreement ≥ {checks.STABLE_TOPK} across settings that should not matter (seeds, sample and step "
+           "counts). Choices that may change the answer, such as Integrated Gradients' baseline, are reported "
+           "separately as sensitivity, with no verdict.")
 quick = st.checkbox("Quick (smaller sample counts)", value=True, key="checks_quick")
 variants = checks.stability_variants(quick=quick)
-chosen = st.multiselect("Methods", list(variants), default=[m for m in variants if len(variants[m]) > 2],
+chosen = st.multiselect("Methods", list(variants), default=[m for m in variants if len(variants[m]) > 2 or
+                                                            METHODS[m].sensitivity_variants],
                         format_func=lambda m: METHODS[m].title, key="checks_stability_methods",
                         help="Methods with settings that should not matter are rerun under each; the others "
                              "are rerun with the same settings, which only a nondeterministic method fails.")
 if st.button("Run stability check", disabled=not texts or not chosen):
     bar = st.progress(0.0, text="Starting")
     results = checks.stability_over(runner, texts, {m: variants[m] for m in chosen}, k, progress=streamlit_progress(bar))
-    st.session_state["stability"] = results
-for result in st.session_state.get("stability", []):
-    (st.success if result.verdict.passed else st.error)(result.verdict.sentence)
-if st.session_state.get("stability"):
-    st.dataframe(pd.DataFrame([{"method": r.method, "mean Spearman": r.mean_spearman, "min Spearman": r.min_spearman,
-                                f"mean top-{k} agreement": r.mean_topk, "settings": str(r.variants)}
-                               for r in st.session_state["stability"]]).round(3), hide_index=True, width="stretch")
+    sensitive = checks.sensitivity_over(runner, texts, chosen, k)
+    st.query_params["stability"] = str(checks.save_check(db, runner, "stability", texts, stability=results,
+                                                         sensitivity=sensitive))
+if stored := stored_from_address("stability"):
+    show_stability(stored)
 
 st.subheader("Model randomisation (Adebayo et al., 2018)")
 st.caption(f"The model is re-initialised from the top on a copy: classifier head, then encoder layers from the last "
            f"down. Verdict: passes when Spearman with the trained model's attributions stays below "
-           f"{checks.RANDOMISATION_PASS} at every stage.")
+           f"{checks.RANDOMISATION_PASS} at every stage that can change the method; stages that cannot (the "
+           "classifier head, for attention weights) are named and not judged.")
 methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in METHODS.items() if not spec.random],
                          format_func=lambda m: METHODS[m].title, key="checks_random_methods")
 if st.button("Run randomisation check", disabled=not texts or not methods):
     bar = st.progress(0.0, text="Starting")
-    st.session_state["randomisation"] = checks.randomisation_over(runner, texts, methods, progress=streamlit_progress(bar))
-result = st.session_state.get("randomisation")
-if result:
-    for verdict in result.verdicts.values():
-        (st.success if verdict.passed else st.error)(verdict.sentence)
-    st.altair_chart(charts.randomisation(result), width="stretch")
+    result = checks.randomisation_over(runner, texts, methods, progress=streamlit_progress(bar))
+    st.query_params["randomisation"] = str(checks.save_check(db, runner, "randomisation", texts,
+                                                             randomisation=result))
+if stored := stored_from_address("randomisation"):
+    show_randomisation(stored)

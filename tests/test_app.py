@@ -197,19 +197,31 @@ def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
     assert any("does not exist" in e.value for e in missing.error)
 
 
-def test_checks_page_gives_verdicts(home):
+def test_checks_page_gives_verdicts_that_survive_a_reload(home):
     app = run_page("pages/checks.py")
     assert not app.exception
     app.text_area(key="checks_text").set_value("The plot was thin but the acting was superb.").run()
     app.multiselect(key="checks_stability_methods").set_value(["integrated_gradients"]).run()
     next(b for b in app.button if b.label == "Run stability check").click().run()
     assert not app.exception
-    assert any("integrated_gradients:" in m.value for m in [*app.success, *app.error])
+    assert any(m.value.startswith("integrated_gradients:") for m in [*app.success, *app.error])
+    # The baseline is a choice, reported as sensitivity, not as instability.
+    assert any("changing its baseline" in i.value for i in app.info)
     app.multiselect(key="checks_random_methods").set_value(["attention", "saliency"]).run()
     next(b for b in app.button if b.label == "Run randomisation check").click().run()
     assert not app.exception
     verdicts = [m.value for m in [*app.success, *app.error]]
-    assert any(v.startswith("attention: FAILS") for v in verdicts) and any(v.startswith("saliency:") for v in verdicts)
+    attention = next(v for v in verdicts if v.startswith("attention:"))
+    assert "Not judged: classifier head (cannot change it)" in attention
+    assert any(v.startswith("saliency:") and "classifier head onwards" in v for v in verdicts)
+    stability_id, randomisation_id = app.query_params["stability"], app.query_params["randomisation"]
+
+    reloaded = run_page("pages/checks.py", stability=stability_id, randomisation=randomisation_id)
+    assert not reloaded.exception
+    assert sorted(m.value for m in [*reloaded.success, *reloaded.error]) == sorted(
+        m.value for m in [*app.success, *app.error])
+    missing = run_page("pages/checks.py", randomisation="999")
+    assert any("no stored randomisation check '999'" in e.value for e in missing.error)
 
 
 def test_compare_stop_keeps_the_methods_that_finished(home):

@@ -125,7 +125,16 @@ def test_pass_estimate_tracks_a_real_run(engine, runner):
     corpus.run_job(engine, fresh, job_id)
     gradient_steps = len(texts) * (20 + 1)  # IG steps and saliency ran forward and backward
     assert 0.75 * expected <= fresh.forward_passes + gradient_steps <= 1.1 * expected
-    assert corpus.estimate_passes(runner, ["lime"], TEXTS, {"lime": {"num_samples": 300}}) > 300 * len(TEXTS)
+    # LIME and SHAP on short inputs draw far fewer distinct perturbations than their sample caps (the rest
+    # are cache hits): the cost models count distinct ones, so the estimate tracks a real run here too.
+    slow = ["lime", "shap"]
+    expected = corpus.estimate_passes(runner, slow, TEXTS, {"lime": {"num_samples": 300}}, faithfulness_inputs=0)
+    job_id = corpus.create_job(engine, "slow", [corpus.Input(f"row {i}", t) for i, t in enumerate(TEXTS)], slow,
+                               options={"lime": {"num_samples": 300}}, faithfulness_inputs=0)
+    fresh = ModelRunner(runner.loaded)
+    corpus.run_job(engine, fresh, job_id)
+    assert 0.5 * expected <= fresh.forward_passes <= 1.5 * expected, (fresh.forward_passes, expected)
+    assert expected < 0.5 * (300 + 500) * len(TEXTS)  # far below the caps these short inputs never reach
     assert corpus.estimate_seconds(runner, methods, TEXTS) > 0
 
 
@@ -197,6 +206,32 @@ def test_stability_same_settings_are_perfectly_stable(runner):
     assert over[0].mean_spearman == pytest.approx(1.0) and "over 2 inputs" in over[0].verdict.sentence
 
 
+def test_attention_at_a_low_layer_is_judged_only_once_that_layer_is_randomised(runner):
+    layers = runner.model.config.num_hidden_layers
+    result = checks.randomisation(runner, TEXTS[3], ["attention"], params={"attention": {"layer": 0}})
+    assert result.judged["attention"] == [f"+ layer {0}"] and len(result.stages) == layers + 1
+    too_few = checks.randomisation(runner, TEXTS[3], ["attention"], params={"attention": {"layer": 0}}, max_layers=1)
+    assert too_few.judged["attention"] == [] and "not judged" in too_few.verdicts["attention"].sentence
+
+
+def test_baseline_sensitivity_is_reported_apart_from_stability(runner):
+    assert all("baseline" not in v for v in checks.stability_variants(["integrated_gradients"])["integrated_gradients"])
+    [ig] = checks.sensitivity(runner, TEXTS[3], ["integrated_gradients", "saliency"], k=3)
+    assert ig.method == "integrated_gradients" and [v["baseline"] for v in ig.variants] == ["pad", "mask", "zero"]
+    assert -1 <= ig.mean_spearman <= 1 and "apart from stability" in ig.sentence
+
+
+def test_checks_are_stored_and_reopened(engine, runner):
+    stability = checks.stability(runner, TEXTS[0], {"saliency": [{}, {}]}, k=3)
+    randomisation = checks.randomisation(runner, TEXTS[0], ["saliency"], max_layers=1)
+    first = checks.save_check(engine, runner, "stability", [TEXTS[0]], stability=stability)
+    second = checks.save_check(engine, runner, "randomisation", [TEXTS[0]], randomisation=randomisation)
+    assert checks.load_check(engine, first).stability == stability
+    reopened = checks.load_check(engine, second)
+    assert reopened.kind == "randomisation" and reopened.randomisation.verdicts == randomisation.verdicts
+    assert checks.load_check(engine, 999) is None
+
+
 def test_stability_verdict_fails_below_its_thresholds(runner):
     """LIME on 12 samples with different seeds cannot agree with itself: the verdict says so, typed."""
     lime = checks.stability(runner, TEXTS[3], {"lime": [{"seed": s, "num_samples": 12} for s in range(4)]}, k=3)[0]
@@ -212,9 +247,14 @@ def test_randomisation_check_on_the_tiny_model(tiny_model_dir):
     result = checks.randomisation(runner, TEXTS[3], ["attention", "integrated_gradients"])
     layers = runner.model.config.num_hidden_layers
     assert [s.name for s in result.stages] == ["classifier head"] + [f"+ layer {layers - 1 - i}" for i in range(layers)]
-    # Raw attention never looks at the classifier head: identical after the head is randomised.
+    # Raw attention never looks at the classifier head: identical after the head is randomised, so that
+    # stage is not held against it; it is judged on the layer stages only.
     assert result.stages[0].similarity["attention"] == pytest.approx(1.0)
-    assert not result.verdicts["attention"].passed and "FAILS" in result.verdicts["attention"].sentence
-    assert result.verdicts["attention"].figure == pytest.approx(1.0)
+    assert result.judged["attention"] == [s.name for s in result.stages[1:]]
+    assert result.judged["integrated_gradients"] == [s.name for s in result.stages]
+    worst = max(s.similarity["attention"] for s in result.stages[1:])
+    assert result.verdicts["attention"].figure == pytest.approx(worst)
+    assert result.verdicts["attention"].passed == (worst < checks.RANDOMISATION_PASS)
+    assert "Not judged: classifier head" in result.verdicts["attention"].sentence
     assert all(-1 <= v <= 1 for s in result.stages for v in s.similarity.values())
     assert loaded.fingerprint == load_model(str(tiny_model_dir)).fingerprint  # the trained model is untouched

@@ -136,6 +136,7 @@ def build_default_model(
 
     report_progress(0.02, "Loading the MiniLM encoder")
     transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir())
     model, loading = AutoModelForSequenceClassification.from_pretrained(
         encoder_dir(),

@@ -38,6 +38,7 @@ class SnapshotOutcome:
     snapshot: Snapshot | None  # None only when the URL itself was invalid
     tags: list[str]
     created_link: bool
+    unchanged_since: Snapshot | None = None  # the earlier snapshot with the same text, when nothing changed
 
     @property
     def error(self) -> str:
@@ -51,6 +52,7 @@ class SnapshotOutcome:
             "status": s.status_code if s else None, "title": s.title if s else "", "text": s.text if s else "",
             "extractor": s.extractor if s else "", "tags": self.tags, "error": self.error,
             "fetched_at": s.fetched_at.isoformat() if s else None,
+            "unchanged_since": self.unchanged_since.id if self.unchanged_since else None,
         }
 
 
@@ -261,11 +263,14 @@ def _snapshot_link(link: Link, created: bool, engine: Engine, fetcher: Fetcher |
         snapshot = make_snapshot(link, result=fetch_page(link.url))
     except FetchError as exc:
         snapshot = make_snapshot(link, error=exc)
+    previous = latest_good_snapshot(engine, link.id)
     with session_scope(engine) as session:
         link = session.get(Link, link.id)
         _store_snapshot(session, link, snapshot)
         tags = _tags_of(session, link.id)
-    return SnapshotOutcome(link=link, snapshot=snapshot, tags=tags, created_link=created)
+    unchanged = previous if previous is not None and not snapshot.error and \
+        previous.text_sha256 == snapshot.text_sha256 else None
+    return SnapshotOutcome(link=link, snapshot=snapshot, tags=tags, created_link=created, unchanged_since=unchanged)
 
 
 @dataclass
@@ -330,12 +335,25 @@ def raw_html(snapshot: Snapshot) -> str:
 
 
 def diff_snapshots(old: Snapshot, new: Snapshot) -> str:
-    """A unified diff of two snapshots' texts, line by line."""
-    return "".join(difflib.unified_diff(
-        old.text.splitlines(keepends=True), new.text.splitlines(keepends=True),
+    """A unified diff of two snapshots' texts, line by line. Lines are compared without their line ends,
+    so a last line that merely gained a newline (text added after it) is not shown as removed."""
+    lines = list(difflib.unified_diff(
+        old.text.splitlines(), new.text.splitlines(),
         fromfile=f"snapshot {old.id} ({old.fetched_at:%Y-%m-%d %H:%M:%S})",
-        tofile=f"snapshot {new.id} ({new.fetched_at:%Y-%m-%d %H:%M:%S})",
-    ))
+        tofile=f"snapshot {new.id} ({new.fetched_at:%Y-%m-%d %H:%M:%S})", lineterm=""))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def same_text_as(snapshots: Sequence[Snapshot]) -> dict[int, int]:
+    """For each good snapshot whose text equals the good snapshot before it: that earlier snapshot's id."""
+    out, previous = {}, None
+    for snap in sorted(snapshots, key=lambda s: (s.fetched_at, s.id)):
+        if snap.error:
+            continue
+        if previous is not None and snap.text_sha256 == previous.text_sha256:
+            out[snap.id] = out.get(previous.id, previous.id)
+        previous = snap
+    return out
 
 
 def fts_query(query: str) -> str:

@@ -14,6 +14,7 @@ from core.snapshots import (
     refresh_link,
     remove_tags,
     rename_tag,
+    same_text_as,
     set_tags,
     snapshot_many,
     snapshots_of,
@@ -29,14 +30,15 @@ st.caption("Paste links; Rashomon fetches each page and keeps a snapshot of its 
 
 
 def library_action(fn, *args, success: str = "", **kwargs):
-    """Run a library call, showing its one-sentence error instead of a traceback."""
+    """Run a library call; its one-sentence error or its success message is kept across the rerun that
+    refreshes the page (a message shown and then rerun away is a message never seen)."""
     try:
         result = fn(*args, **kwargs)
     except LibraryError as exc:
-        st.error(str(exc))
+        flash("error", str(exc))
         return None
     if success:
-        st.toast(success)
+        flash("success", success)
     return result
 
 
@@ -107,10 +109,15 @@ else:
         with st.spinner("Fetching…"):
             outcome = library_action(refresh_link, db, link.id)
         if outcome is not None and outcome.error:
-            st.error(f"The new snapshot failed: {outcome.error} Earlier snapshots are unchanged.")
+            flash("error", f"The new snapshot failed: {outcome.error} Earlier snapshots are unchanged.")
+        elif outcome is not None and outcome.unchanged_since is not None:
+            same = outcome.unchanged_since
+            flash("info", f"Fetched again: the text is unchanged since snapshot #{same.id} of "
+                          f"{same.fetched_at:%Y-%m-%d %H:%M:%S} (kept as #{outcome.snapshot.id}, marked as the same text).")
         elif outcome is not None:
-            st.success(f"New snapshot #{outcome.snapshot.id} stored.")
-            st.rerun()
+            flash("success", f"New snapshot #{outcome.snapshot.id} stored; it is shown below.")
+        st.session_state.pop(f"version_{link.id}", None)  # show the newest version, not the one picked before
+        st.rerun()
     notes = c2.text_input("Notes", value=link.notes, key=f"notes_{link.id}")
     if notes != link.notes:
         update_notes(db, link.id, notes)
@@ -121,8 +128,9 @@ else:
         st.rerun()
 
     if snapshots:
+        same_as = same_text_as(snapshots)
         labels = {s.id: f"#{s.id} · {s.fetched_at:%Y-%m-%d %H:%M:%S}" + (" · failed" if s.error else "")
-                  for s in snapshots}
+                  + (f" · same text as #{same_as[s.id]}" if s.id in same_as else "") for s in snapshots}
         chosen = st.selectbox("Version", list(labels), format_func=labels.get, key=f"version_{link.id}")
         snap = next(s for s in snapshots if s.id == chosen)
         if snap.error:
@@ -160,11 +168,13 @@ with left:
         target = st.text_input("New name / target tag")
         if st.form_submit_button("Apply") and source:
             if action == "Rename":
-                library_action(rename_tag, db, source, target, success=f"Renamed {source}")
+                library_action(rename_tag, db, source, target, success=f"Renamed tag '{source}' to '{target.strip()}'.")
             elif action == "Merge into":
-                library_action(merge_tags, db, source, target, success=f"Merged {source} into {target}")
+                moved = library_action(merge_tags, db, source, target)
+                if moved is not None:
+                    flash("success", f"Merged tag '{source}' into '{target.strip()}': {moved} link(s) moved.")
             else:
-                library_action(delete_tag, db, source, success=f"Deleted {source}; its links stay")
+                library_action(delete_tag, db, source, success=f"Deleted tag '{source}'; its links stay.")
             st.rerun()
 with right:
     st.subheader("Import and export")

@@ -243,3 +243,80 @@ def test_compare_stop_keeps_the_methods_that_finished(home):
     assert "occlusion finished and are kept" in warning and "attention, attention_rollout" in warning
     headers = [s.value for s in app.subheader]
     assert "Side by side" in headers and "Summary" not in headers  # no faithfulness claims on half a view
+
+
+def test_compare_target_label_control_is_honoured_in_links_and_stored_results(home):
+    text = "The staff were lovely but the food was cold and bland."
+    app = run_page("pages/compare.py", text=text, methods="occlusion,saliency", k="3", target="negative")
+    assert not app.exception
+    assert app.selectbox(key="target").value == "negative"
+    next(b for b in app.button if b.label == "Run").click().run()
+    assert not app.exception
+    assert app.query_params["target"] in ("negative", ["negative"])
+    summary = [m.value for m in app.markdown if m.value.startswith("- ")]
+    assert "**negative**" in summary[0]  # predicted, or named as the label the methods explain
+    assert any("explaining **negative**" in c.value for c in app.caption)
+    app.selectbox(key="target").set_value("positive").run()
+    assert app.query_params["target"] in ("positive", ["positive"])
+    assert any("Press **Run**" in i.value for i in app.info)  # another label: not stored yet
+    bad = run_page("pages/compare.py", text=text, methods="occlusion", target="furious")
+    assert not bad.exception
+    assert any("'furious', which is not a label of this model" in w.value for w in bad.warning)
+    assert bad.selectbox(key="target").value == ""
+
+
+def test_compare_says_what_a_run_will_cost_and_what_is_dropped_before_run(home):
+    long_text = " ".join(f"word{i}" for i in range(400))
+    app = run_page("pages/compare.py", text=long_text, methods="occlusion,attention", k="3")
+    assert not app.exception
+    warning = next(w.value for w in app.warning if "will be dropped" in w.value)
+    assert "of the input's 400 words" in warning
+    assert any(c.value.startswith("Run will cost about ") for c in app.caption)
+    next(b for b in app.button if b.label == "Keep only the first window").click().run()
+    assert not app.exception
+    kept = app.text_area(key="free_text").value
+    assert long_text.startswith(kept) and len(kept) < len(long_text)
+    assert not any("will be dropped" in w.value for w in app.warning)
+
+
+def test_compare_names_what_a_link_got_wrong(home):
+    app = run_page("pages/compare.py", text="Fine words.", methods="nonsense,occlusion", k="-2",
+                   options='{"integrated_gradients": {"n_steps": -5}, "tarot": {"x": 1}}')
+    assert not app.exception
+    warnings = " ".join(w.value for w in app.warning)
+    assert "unknown methods (nonsense)" in warnings and "k '-2'" in warnings
+    assert "n_steps" in warnings and "at least 2" in warnings and "'tarot'" in warnings
+    assert app.multiselect(key="methods").value == ["occlusion"]
+
+
+def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_server):
+    from core.snapshots import snapshot_url
+
+    snapshot_url(get_engine(), f"{web_server}/article", ["city"])
+    snapshot_url(get_engine(), f"{web_server}/versioned", ["news"])
+    app = run_page("pages/snapshots.py")
+
+    def apply(action: str, source: str, target: str) -> AppTest:
+        app.radio[[r.label for r in app.radio].index("Action")].set_value(action)
+        next(s for s in app.selectbox if s.label == "Tag").set_value(source)
+        next(t for t in app.text_input if t.label == "New name / target tag").set_value(target)
+        return next(b for b in app.button if b.label == "Apply").click().run()
+
+    apply("Rename", "city", "news")
+    assert not app.exception and any("A tag 'news' already exists" in e.value for e in app.error)
+    apply("Rename", "city", "  ")
+    assert any("is not a usable tag" in e.value for e in app.error)
+    apply("Rename", "city", "town")
+    assert any("Renamed tag 'city' to 'town'" in s.value for s in app.success)
+    apply("Merge into", "town", "news")
+    assert any("Merged tag 'town' into 'news': 1 link(s) moved" in s.value for s in app.success)
+
+    link = app.query_params["link"]
+    link_id = int(link if isinstance(link, str) else link[0])
+    before = app.selectbox(key=f"version_{link_id}").value
+    next(b for b in app.button if b.label == "Re-snapshot now").click().run()
+    assert not app.exception
+    after = app.selectbox(key=f"version_{link_id}").value
+    assert after > before  # the page shows the snapshot just taken, not the one shown before
+    # The newest link is /versioned, whose text changes on every fetch: a new version, said so.
+    assert any(f"New snapshot #{after} stored" in s.value for s in app.success)

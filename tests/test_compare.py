@@ -275,3 +275,32 @@ def test_stop_between_methods_keeps_what_finished(runner, engine):
     assert finished.comparison.cached == {"attention": True, "occlusion": False, "saliency": False}
     with pytest.raises(StopRequested):
         run_report(engine, runner, "Another text entirely.", methods, should_stop=lambda: True)
+
+
+def _faith(method, comp, suff):
+    fractions = faithfulness.ERASER_FRACTIONS
+    return faithfulness.Faithfulness(method, dict(zip(fractions, comp, strict=True)),
+                                     dict(zip(fractions, suff, strict=True)), [], [])
+
+
+def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
+    from core.reports import Comparison, ComparisonReport
+
+    es = (expl("a", [0.9, 0.1, 0.0]), expl("b", [0.1, 0.9, 0.0]))
+    comparison = Comparison(es[0].text, es, {"a": False, "b": False})
+    random = _faith("random", [0.0, 0.01, 0.0, 0.02, 0.01], [0.3] * 5)
+    close = ComparisonReport(comparison, (_faith("a", [0.30, 0.32, 0.29, 0.35, 0.31], [0.1] * 5),
+                                          _faith("b", [0.29, 0.31, 0.30, 0.34, 0.30], [0.2] * 5), random),
+                             measured=True)
+    lines = compare.summarise(close, 2)
+    assert any(line.startswith("Removing its top words: no clear winner. **a** leads") and "overlaps b's" in line
+               for line in lines)
+    clear = ComparisonReport(comparison, (_faith("a", [0.60, 0.62, 0.59, 0.65, 0.61], [0.1] * 5),
+                                          _faith("b", [0.10, 0.11, 0.09, 0.12, 0.10], [0.2] * 5), random),
+                             measured=True)
+    lines = compare.summarise(clear, 2)
+    assert any("moves the prediction most for **a**" in line and "clear of every other method" in line
+               for line in lines)
+    assert any("preserves the prediction best for **a**" in line for line in lines)
+    lo, hi = clear.faithfulness[0].comprehensiveness_interval
+    assert lo <= clear.faithfulness[0].aopc_comprehensiveness <= hi

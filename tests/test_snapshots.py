@@ -212,3 +212,23 @@ def test_extraction_quality_on_fixture_pages():
         gold = page.with_name(page.stem + ".gold.txt").read_text(encoding="utf-8")
         precision, recall, f1 = scores(extract_html(page.read_text(encoding="utf-8")).text, gold)
         assert recall >= 0.95 and f1 >= 0.9, (page.name, precision, recall)
+
+
+def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_server, engine):
+    from core.schema import Snapshot as Row
+
+    old = Row(id=1, link_id=1, text="First paragraph.\n\nLast paragraph.")
+    new = Row(id=2, link_id=1, text="First paragraph.\n\nLast paragraph.\n\nA new closing line.")
+    patch = diff_snapshots(old, new)
+    assert "-Last paragraph." not in patch and "+A new closing line." in patch
+    assert diff_snapshots(old, old) == ""
+    first = snapshot_url(engine, f"{web_server}/article", [])
+    again = refresh_link(engine, first.link.id)
+    assert again.unchanged_since is not None and again.unchanged_since.id == first.snapshot.id
+    assert again.to_dict()["unchanged_since"] == first.snapshot.id
+    from core.snapshots import same_text_as
+
+    assert same_text_as(snapshots_of(engine, first.link.id)) == {again.snapshot.id: first.snapshot.id}
+    changed = snapshot_url(engine, f"{web_server}/versioned", [])
+    assert changed.unchanged_since is None
+    assert refresh_link(engine, changed.link.id).unchanged_since is None  # the page says "version 2" now

@@ -129,6 +129,7 @@ class CorpusJob(SQLModel, table=True):
     seconds: float = 0.0  # compute time of finished items
     created_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime | None = None
+    owner: str = ""  # "host:pid" of the process running it, so a dead runner is seen at once
 
 
 class CorpusItem(SQLModel, table=True):

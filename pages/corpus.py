@@ -85,7 +85,8 @@ jobs = corpus.list_jobs(db)
 if not jobs:
     st.info("No corpus runs yet.")
     st.stop()
-labels = {j.id: f"#{j.id} {j.name} ({j.status}, {j.finished}/{j.total})" for j in jobs}
+labels = {j.id: f"#{j.id} {j.name} ({'interrupted' if corpus.is_stale(j) else j.shown_status}, {j.finished}/{j.total})"
+          for j in jobs}
 requested = st.query_params.get("job", "")
 default = int(requested) if requested.isdigit() and int(requested) in labels else jobs[0].id
 if requested and requested.isdigit() and int(requested) not in labels:
@@ -99,7 +100,10 @@ def job_status() -> None:
     job = corpus.get_job(db, job_id)
     running_here = jobs_runner.is_running(job_id)
     finished = job.finished
-    st.progress(job.fraction, text=f"{finished} of {job.total} inputs · status: {job.status}")
+    shown_status = "interrupted" if corpus.is_stale(job) else job.shown_status
+    st.progress(job.fraction, text=f"{finished} of {job.total} inputs · status: {shown_status}")
+    if shown_status == "stopping":
+        st.info("Stopping: the run ends after the method in flight; everything finished is kept.")
     left = corpus.seconds_left(job)
     if job.status == "running" and left is not None:
         st.caption(f"About {left:.0f} s left.")
@@ -107,15 +111,16 @@ def job_status() -> None:
         st.error(f"The run failed: {job.error}")
     a, b = st.columns(2)
     if job.status in ("queued", "running") and (running_here or not corpus.is_stale(job)):
-        if a.button("Stop", key=f"stop_{job_id}"):
+        if a.button("Stop", key=f"stop_{job_id}", disabled=job.stop_requested):
             corpus.request_stop(db, job_id)
+            st.rerun()  # show "stopping" at once
     elif job.status != "done" or finished < job.total:
         label = "Resume" if finished else "Start"
         if corpus.is_stale(job):
             st.warning("This run was interrupted (the server stopped while it ran). Finished inputs are kept.")
         if a.button(label, key=f"resume_{job_id}"):
             jobs_runner.start(job_id)
-    shown, previous = (job_id, job.status, finished), st.session_state.get("_shown_status")
+    shown, previous = (job_id, shown_status, finished), st.session_state.get("_shown_status")
     st.session_state["_shown_status"] = shown
     if previous is not None and previous[0] == job_id and previous != shown:
         st.rerun()  # an input finished or the status changed: refresh the results below

@@ -258,3 +258,58 @@ def test_randomisation_check_on_the_tiny_model(tiny_model_dir):
     assert "Not judged: classifier head" in result.verdicts["attention"].sentence
     assert all(-1 <= v <= 1 for s in result.stages for v in s.similarity.values())
     assert loaded.fingerprint == load_model(str(tiny_model_dir)).fingerprint  # the trained model is untouched
+
+
+def test_stop_is_honoured_between_methods_and_keeps_what_finished(engine, runner, monkeypatch):
+    """Stop asked while an input is in flight ends the run after the method in flight: the input stays
+    pending, the methods that finished are stored, and a resume reuses them."""
+    from core.methods import METHODS
+    from core.methods.base import Attribution, Family, Method
+
+    def stop_while_running(run, prepared, target, params, progress):
+        corpus.request_stop(engine, job_id)
+        return Attribution(word_scores=np.ones(len(prepared.words)))
+
+    monkeypatch.setitem(METHODS, "asks_to_stop", Method(
+        name="asks_to_stop", title="Asks to stop", family=Family.PERTURBATION, signed=False, citation="test",
+        options=(), attribute=stop_while_running, cost=lambda p, n: 0))
+    job_id = corpus.create_job(engine, "stop", [corpus.Input("row", TEXTS[0])], ["attention", "asks_to_stop", "occlusion"])
+    assert corpus.get_job(engine, job_id).shown_status == "queued"
+    stopped = corpus.run_job(engine, runner, job_id)
+    assert stopped.status == "stopped" and stopped.done == 0 and stopped.fraction == 0
+    assert [i.status for i in corpus.items_of(engine, job_id)] == ["pending"]
+    from core.store import explain_stored
+
+    assert explain_stored(engine, runner, TEXTS[0], "asks_to_stop", only_stored=True) is not None
+    assert explain_stored(engine, runner, TEXTS[0], "occlusion", only_stored=True) is None
+
+
+def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(engine):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from core.db import session_scope
+    from core.schema import CorpusJob, utcnow
+
+    job_id = make_job(engine, n=1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+
+    def set_owner(owner: str, beat) -> corpus.Job:
+        with session_scope(engine) as session:
+            row = session.get(CorpusJob, job_id)
+            row.status, row.owner, row.heartbeat_at, row.stop_requested = "running", owner, beat, False
+            session.add(row)
+        return corpus.get_job(engine, job_id)
+
+    host = socket.gethostname()
+    assert corpus.is_stale(set_owner(f"{host}:{gone.pid}", utcnow()))  # fresh heartbeat, dead process
+    assert not corpus.is_stale(set_owner(f"{host}:{os.getpid()}", utcnow()))
+    assert not corpus.is_stale(set_owner("elsewhere:1", utcnow()))  # another machine: its heartbeat decides
+    from datetime import timedelta
+
+    assert corpus.is_stale(set_owner("elsewhere:1", utcnow() - timedelta(minutes=5)))
+    corpus.request_stop(engine, job_id)
+    assert corpus.get_job(engine, job_id).shown_status == "stopping"

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,7 +28,7 @@ from core.corpus.results import FaithfulnessScores, Item, ItemResult, Job, PairA
 from core.db import session_scope
 from core.methods.base import ExplainError
 from core.methods.registry import corpus_options, get_method
-from core.reports import Comparison, explain_all, view_requests
+from core.reports import Comparison, StopRequested, explain_all, view_requests
 from core.runner import ModelRunner
 from core.schema import CorpusItem, CorpusJob, utcnow
 
@@ -36,7 +38,8 @@ from core.schema import CorpusItem, CorpusJob, utcnow
 # random ranking as reference.
 DEFAULT_FAITHFULNESS_INPUTS = 50
 FAITHFULNESS_SEED = 0
-STALE_AFTER = timedelta(seconds=60)  # a "running" job without a heartbeat this long is considered crashed
+HEARTBEAT_SECONDS = 5.0  # a running job renews its heartbeat this often, whatever its inputs cost
+STALE_AFTER = timedelta(seconds=20)  # a "running" job without a heartbeat this long is considered crashed
 JobProgress = Callable[[int, int, str], None]  # (finished, total, origin of the item just finished)
 
 
@@ -112,11 +115,54 @@ def request_stop(engine: Engine, job_id: int) -> bool:
         return False
 
 
+def this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True when the owner ran on this host and its process is gone (a restarted server, a killed CLI)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's process: only its heartbeat can tell
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def is_stale(job: Job) -> bool:
+    """A "running" job whose runner is gone: its process on this host is dead, or its heartbeat stopped."""
+    if job.status != "running":
+        return False
+    if job.owner and _owner_is_dead(job.owner):
+        return True
     beat = job.heartbeat_at
     if beat is not None and beat.tzinfo is None:
         beat = beat.replace(tzinfo=UTC)
-    return job.status == "running" and (beat is None or datetime.now(UTC) - beat > STALE_AFTER)
+    return beat is None or datetime.now(UTC) - beat > STALE_AFTER
+
+
+def _beat(engine: Engine, job_id: int) -> None:
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        if row is not None:
+            row.heartbeat_at = utcnow()
+            session.add(row)
+
+
+def _keep_beating(engine: Engine, job_id: int, done: threading.Event) -> None:
+    while not done.wait(HEARTBEAT_SECONDS):
+        with contextlib.suppress(Exception):  # a missed beat is harmless; the next one comes in seconds
+            _beat(engine, job_id)
+
+
+def _stop_requested(engine: Engine, job_id: int) -> bool:
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        return row is None or row.stop_requested
 
 
 def seconds_left(job: Job) -> float | None:
@@ -157,22 +203,31 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgr
         if row is None:
             raise CorpusError(f"There is no corpus job {job_id}.")
         row.status, row.stop_requested, row.error, row.heartbeat_at = "running", False, "", utcnow()
+        row.owner = this_process()
         session.add(row)
         job = Job.from_row(row)
     measured = faithfulness_positions(job.total, job.faithfulness_inputs)
+    # The heartbeat is renewed on its own thread, so one slow input (LIME on a long passage) never makes
+    # a live run look crashed.
+    done_beating = threading.Event()
+    beating = threading.Thread(target=_keep_beating, args=(engine, job_id, done_beating), daemon=True,
+                               name=f"corpus-{job_id}-heartbeat")
+    beating.start()
     try:
         for item in items_of(engine, job_id, "pending"):
-            with session_scope(engine) as session:
-                row = session.get(CorpusJob, job_id)
-                if row.stop_requested:
-                    row.status, row.stop_requested = "stopped", False
-                    session.add(row)
-                    return Job.from_row(row)
+            if _stop_requested(engine, job_id):
+                return _stopped(engine, job_id)
             started = time.perf_counter()
             try:
                 requests = view_requests(runner, item.text, job.methods, job.options)
-                comparison = explain_all(engine, runner, requests)
+                # Stop is honoured between methods too; the methods that finished are stored and a resume
+                # reuses them, while the item itself stays pending.
+                comparison = explain_all(engine, runner, requests, should_stop=lambda: _stop_requested(engine, job_id))
+                if comparison.missing:
+                    return _stopped(engine, job_id)
                 result, error = item_result(comparison, runner, job.k, item.position in measured), ""
+            except StopRequested:
+                return _stopped(engine, job_id)
             except Exception as exc:  # one bad input must not end the run; it is recorded as failed
                 result, error, comparison = ItemResult(), f"{type(exc).__name__}: {exc}", None
             elapsed = time.perf_counter() - started
@@ -201,6 +256,16 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgr
             row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"
             session.add(row)
         raise
+    finally:
+        done_beating.set()
+
+
+def _stopped(engine: Engine, job_id: int) -> Job:
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        row.status, row.stop_requested = "stopped", False
+        session.add(row)
+        return Job.from_row(row)
 
 
 class JobRunner:

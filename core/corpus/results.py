@@ -72,6 +72,7 @@ class Job:
     seconds: float
     created_at: datetime
     heartbeat_at: datetime | None
+    owner: str = ""
 
     @classmethod
     def from_row(cls, row: CorpusJob) -> Job:
@@ -79,7 +80,12 @@ class Job:
                    options=json.loads(row.options), k=row.k, faithfulness_inputs=row.faithfulness_inputs,
                    status=row.status, stop_requested=row.stop_requested, error=row.error, total=row.total,
                    done=row.done, failed=row.failed, seconds=row.seconds, created_at=row.created_at,
-                   heartbeat_at=row.heartbeat_at)
+                   heartbeat_at=row.heartbeat_at, owner=row.owner)
+
+    @property
+    def shown_status(self) -> str:
+        """The status as a person should read it: a running job asked to stop is "stopping"."""
+        return "stopping" if self.status == "running" and self.stop_requested else self.status
 
     @property
     def finished(self) -> int:

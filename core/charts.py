@@ -13,24 +13,11 @@ from core.corpus.aggregate import AgreementRow, LeaderboardRow
 from core.reports import Comparison, ComparisonReport
 
 
-def prediction(probabilities: dict[str, float]) -> alt.LayerChart:
-    """Every label, most probable first, each bar with its probability written next to it."""
-    frame = pd.DataFrame({"label": list(probabilities), "probability": list(probabilities.values())})
-    order = frame.sort_values("probability", ascending=False)["label"].tolist()
-    base = alt.Chart(frame).encode(
-        y=alt.Y("label:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=13)),
-        x=alt.X("probability:Q", scale=alt.Scale(domain=[0, 1.1]), axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1]),
-                title="probability"),
-        tooltip=["label", alt.Tooltip("probability:Q", format=".3f")])
-    bars = base.mark_bar(height=22)
-    values = base.mark_text(align="left", dx=4, fontSize=13).encode(text=alt.Text("probability:Q", format=".3f"))
-    return (bars + values).properties(height=34 * len(probabilities) + 20)
-
-
 def cost(rows: Sequence[dict]) -> alt.Chart:
     frame = pd.DataFrame(rows)
     return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("seconds when computed:Q"), y=alt.Y("step:N", sort="-x", title=None),
+        x=alt.X("seconds when computed:Q"),
+        y=alt.Y("step:N", sort="-x", title=None, axis=alt.Axis(labelLimit=0, labelOverlap=False)),
         tooltip=["step", alt.Tooltip("seconds when computed:Q", format=".3f"), "forward passes when computed",
                  "forward passes now"]).properties(height=28 * len(frame) + 40)
 
@@ -45,8 +32,9 @@ def agreement_matrix(comparison: Comparison, metric_name: str, k: int) -> alt.La
                           for i in order for j in order])
     # Cells large enough for their value; full method names on both axes.
     base = alt.Chart(cells).encode(
-        x=alt.X("a:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelAngle=-35, labelFontSize=12)),
-        y=alt.Y("b:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=12)))
+        x=alt.X("a:N", sort=names, title=None,
+                axis=alt.Axis(labelLimit=0, labelAngle=-35, labelFontSize=12, labelOverlap=False)),
+        y=alt.Y("b:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=12, labelOverlap=False)))
     heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=list(metric.range)),
                                                    title=metric.title, legend=alt.Legend(orient="right", titleLimit=0)),
                                    tooltip=["a", "b", alt.Tooltip("value:Q", format=".3f")])
@@ -54,8 +42,8 @@ def agreement_matrix(comparison: Comparison, metric_name: str, k: int) -> alt.La
     labels = base.mark_text(fontSize=13, fontWeight="bold").encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition(alt.datum.value > midpoint, alt.value("black"), alt.value("white")))
-    size = 64 * len(names)
-    return (heat + labels).properties(width=size, height=size)
+    # Step sizing: every cell is 64 x 40 px whatever the number of methods, so values always fit.
+    return (heat + labels).properties(width=alt.Step(64), height=alt.Step(40))
 
 
 def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:

@@ -28,6 +28,7 @@ from core.reports import Comparison, ComparisonReport
 from core.schema import Demo
 
 DEFAULT_K = 5
+MAX_K = 20  # the Compare page's k slider goes up to this
 
 
 @dataclass
@@ -84,6 +85,9 @@ class ViewState:
         if k and not (k.isdigit() and int(k) > 0):
             problems.append(f"The link's k '{k}' is not a positive whole number; using {DEFAULT_K}.")
         state.k = int(k) if k.isdigit() and int(k) > 0 else DEFAULT_K
+        if state.k > MAX_K:
+            problems.append(f"The link's k {state.k} is above the largest k offered ({MAX_K}); using {MAX_K}.")
+            state.k = MAX_K
         return state
 
 

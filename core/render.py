@@ -73,3 +73,17 @@ def comparison_grid(rows: Sequence[GridRow], scroll: bool = False) -> str:
             f'<td style="padding:6px 0;line-height:1.9;font-size:1.0rem"><div style="{box}">'
             f'{_words(row.text, row.offsets, row.values, row.signed, row.titles, (), row.ranks)}</div></td></tr>')
     return ('<table style="border-collapse:collapse;width:100%">' + "".join(body) + "</table>")
+
+
+def prediction_bars(probabilities: dict[str, float]) -> str:
+    """Every label, most probable first, each with its bar and its probability written out."""
+    rows = []
+    for label, p in sorted(probabilities.items(), key=lambda lp: -lp[1]):
+        width = max(0.0, min(1.0, p)) * 100
+        rows.append(
+            '<div style="display:flex;align-items:center;gap:10px;margin:4px 0">'
+            f'<div style="min-width:9em;text-align:right;font-weight:600">{html.escape(label)}</div>'
+            '<div style="flex:1;background:#eef1f5;border-radius:3px;height:20px;max-width:520px">'
+            f'<div style="width:{width:.1f}%;background:#4c78a8;height:100%;border-radius:3px"></div></div>'
+            f'<div style="min-width:4em;font-variant-numeric:tabular-nums">{p:.3f}</div></div>')
+    return '<div data-testid="rashomon-prediction">' + "".join(rows) + "</div>"

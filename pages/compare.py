@@ -8,7 +8,7 @@ from core.corpus.estimate import seconds_per_pass
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
-from core.render import comparison_grid, highlighted_text
+from core.render import comparison_grid, highlighted_text, prediction_bars
 from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages.resources import engine, runner_or_stop
@@ -115,7 +115,7 @@ with st.sidebar:
             with st.expander(f"{METHODS[name].title} options"):
                 if changed := option_widgets(METHODS[name]):
                     options[name] = changed
-    k = st.slider("k (top words compared)", 1, 20, key="k")
+    k = st.slider("k (top words compared)", 1, compare.MAX_K, key="k")
     fresh = st.checkbox("Recompute (ignore stored results)", value=False)
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
@@ -206,7 +206,7 @@ if report.stopped:
 # -- prediction ----------------------------------------------------------------------------------------
 probs = comparison.probabilities
 st.subheader(f"Prediction: {comparison.predicted_label} ({probs[comparison.predicted_label]:.2f})")
-st.altair_chart(charts.prediction(probs), width="stretch")
+st.html(prediction_bars(probs))
 cached_note = [m for m, c in comparison.cached.items() if c]
 if cached_note:
     st.caption(f"Stored results reused for: {', '.join(cached_note)}.")
@@ -221,18 +221,16 @@ st.caption(f"Each method's own copy of the input, explaining **{comparison.targe
            + ("Each row scrolls (long input). " if long_input else "")
            + "Exact scores: hover a word, or download the CSV below.")
 
-left, right = st.columns([3, 2])
-with left:
-    st.markdown(f"**Top {k} words per method**")
-    st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
-with right:
-    st.markdown("**Cost**")
-    cost = compare.cost_rows(report)
-    st.altair_chart(charts.cost(cost), width="stretch")
-    st.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
-    passes_now = report.cost_now.forward_passes
-    st.caption(f"Model passes to show this view now: {passes_now}"
-               + (" (everything came from the store)." if passes_now == 0 else "."))
+st.markdown(f"**Top {k} words per method**")
+st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
+st.markdown("**Cost**")
+left, right = st.columns([2, 3])
+cost = compare.cost_rows(report)
+left.altair_chart(charts.cost(cost), width="stretch")
+right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
+passes_now = report.cost_now.forward_passes
+right.caption(f"Model passes to show this view now: {passes_now}"
+              + (" (everything came from the store)." if passes_now == 0 else "."))
 
 # -- agreement -------------------------------------------------------------------------------------------
 st.subheader("Agreement")

@@ -279,6 +279,13 @@ def test_compare_says_what_a_run_will_cost_and_what_is_dropped_before_run(home):
     assert not any("will be dropped" in w.value for w in app.warning)
 
 
+def test_compare_clamps_k_above_the_slider(home):
+    app = run_page("pages/compare.py", text="Fine words.", methods="occlusion", k="21")
+    assert not app.exception
+    assert any("above the largest k offered (20)" in w.value for w in app.warning)
+    assert app.slider(key="k").value == 20
+
+
 def test_compare_names_what_a_link_got_wrong(home):
     app = run_page("pages/compare.py", text="Fine words.", methods="nonsense,occlusion", k="-2",
                    options='{"integrated_gradients": {"n_steps": -5}, "tarot": {"x": 1}}')

@@ -16,7 +16,9 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
@@ -199,11 +201,12 @@ def fetch(url: str, limits: FetchLimits | None = None, *, resolver: Resolver | N
             if len(redirects) >= limits.max_redirects:
                 raise FetchError(f"Gave up after {limits.max_redirects} redirects (the page redirects too often).",
                                  "too_many_redirects", response_status, current)
-            target = urljoin(current, headers["location"])
             try:
+                target = urljoin(current, headers["location"])
                 normalize_url(target)
-            except InvalidURLError as exc:
-                raise FetchError(f"The page redirected to an unusable address: {exc}", "bad_redirect") from exc
+            except (InvalidURLError, ValueError) as exc:  # urljoin raises ValueError on e.g. http://[x]/
+                raise FetchError(f"The page redirected to an unusable address ({headers['location'][:100]!r}).",
+                                 "bad_redirect", response_status, current) from exc
             if target in seen:
                 raise FetchError("The page redirects in a loop.", "redirect_loop", response_status, current)
             seen.add(target)
@@ -218,6 +221,7 @@ def fetch(url: str, limits: FetchLimits | None = None, *, resolver: Resolver | N
     if content_type not in HTML_TYPES + TEXT_TYPES:
         raise FetchError(f"The link points to {_describe_type(content_type)} ({content_type}); only web pages "
                          "and plain text can be snapshotted.", "unsupported_type", response_status, current)
+    body = _decoded(body, headers.get("content-encoding", ""), limits)
     text, used_charset = decode_body(body, charset, content_type in HTML_TYPES)
     return FetchResult(url=url, final_url=current, status=response_status, content_type=content_type,
                        charset=used_charset, body=body, text=text, redirects=redirects)
@@ -248,6 +252,7 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
+    watchdog: threading.Timer | None = None
     try:
         connection.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
         connection.putheader("Host", parts.netloc.rsplit("@", 1)[-1])
@@ -259,6 +264,12 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
         # the connection (HTTP/1.0), while the response still reads from this socket.
         sock = connection.sock
         sock.settimeout(max(0.01, deadline - time.monotonic()))
+        # One wall-clock deadline for the status line, the headers and the body: a socket timeout only
+        # bounds each read, and a server sending one byte a second never trips it. At the deadline the
+        # socket is shut, which ends any read in progress.
+        watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, args=(sock,))
+        watchdog.daemon = True
+        watchdog.start()
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         declared = headers.get("content-length", "")
@@ -279,17 +290,46 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
                 if size > limits.max_bytes:
                     raise _too_large(limits)
                 chunks.append(chunk)
+        if time.monotonic() >= deadline:
+            raise _timed_out(limits)
         return response.status, headers, b"".join(chunks)
     except TimeoutError as exc:
         raise _timed_out(limits) from exc
     except ssl.SSLError as exc:
         raise FetchError(f"The secure connection to {host} failed ({exc.reason or exc}).", "tls") from exc
-    except ConnectionRefusedError as exc:
-        raise FetchError(f"{host} refused the connection.", "connection") from exc
     except (OSError, http.client.HTTPException) as exc:
-        raise FetchError(f"The connection to {host} failed ({type(exc).__name__}).", "connection") from exc
+        if time.monotonic() >= deadline - 0.05:  # the watchdog shut the socket
+            raise _timed_out(limits) from exc
+        raise _connection_failed(host, exc) from exc
     finally:
+        if watchdog is not None:
+            watchdog.cancel()
         connection.close()
+
+
+def _decoded(body: bytes, encoding: str, limits: FetchLimits) -> bytes:
+    """Undo a gzip or deflate Content-Encoding that a server sent although we asked for identity,
+    with the byte cap applied to the decompressed size too (a small bomb cannot grow past it)."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"The server compressed the page with '{encoding}', which Rashomon cannot read.",
+                         "unsupported_encoding")
+    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
+    try:
+        decompressor = zlib.decompressobj(wbits)
+        out = decompressor.decompress(body, limits.max_bytes + 1)
+    except zlib.error as exc:
+        raise FetchError(f"The server's {encoding} data is corrupt.", "bad_encoding") from exc
+    if len(out) > limits.max_bytes or decompressor.unconsumed_tail:
+        raise _too_large(limits)
+    return out
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _is_ip(host: str) -> bool:
@@ -298,6 +338,12 @@ def _is_ip(host: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _connection_failed(host: str, exc: BaseException) -> FetchError:
+    if isinstance(exc, ConnectionRefusedError):
+        return FetchError(f"{host} refused the connection.", "connection")
+    return FetchError(f"The connection to {host} failed ({type(exc).__name__}).", "connection")
 
 
 def _too_large(limits: FetchLimits) -> FetchError:

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
 from core.db import session_scope
-from core.extract import extract_html, extract_plain_text
+from core.extract import ExtractionRefused, extract_html, extract_plain_text
 from core.fetch import FetchError, FetchLimits, FetchResult, fetch
 from core.schema import Link, LinkTag, Snapshot, Tag
 from core.urls import InvalidURLError, normalize_url
@@ -212,7 +212,12 @@ def make_snapshot(link: Link, result: FetchResult | None = None, error: FetchErr
     if error is not None:
         return Snapshot(link_id=link.id, final_url=error.final_url, status_code=error.status, error=str(error))
     assert result is not None
-    extracted = extract_html(result.text, result.final_url) if result.is_html else extract_plain_text(result.text)
+    try:
+        extracted = extract_html(result.text, result.final_url) if result.is_html else extract_plain_text(result.text)
+    except ExtractionRefused as exc:
+        return Snapshot(link_id=link.id, final_url=result.final_url, status_code=result.status,
+                        content_type=result.content_type, raw_html=zlib.compress(result.body, 6),
+                        byte_size=len(result.body), error=str(exc))
     snapshot = Snapshot(
         link_id=link.id, final_url=result.final_url, status_code=result.status, content_type=result.content_type,
         title=extracted.title, authors=extracted.authors, publish_date=extracted.publish_date, text=extracted.text,
@@ -263,6 +268,9 @@ def _snapshot_link(link: Link, created: bool, engine: Engine, fetcher: Fetcher |
         snapshot = make_snapshot(link, result=fetch_page(link.url))
     except FetchError as exc:
         snapshot = make_snapshot(link, error=exc)
+    except Exception as exc:  # a bug or a page no one foresaw: a failed snapshot with a reason, never a lost link
+        snapshot = make_snapshot(link, error=FetchError(
+            f"The page could not be snapshotted ({type(exc).__name__}: {str(exc)[:120]}).", "unexpected"))
     previous = latest_good_snapshot(engine, link.id)
     with session_scope(engine) as session:
         link = session.get(Link, link.id)

@@ -313,3 +313,35 @@ def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(engine):
     assert corpus.is_stale(set_owner("elsewhere:1", utcnow() - timedelta(minutes=5)))
     corpus.request_stop(engine, job_id)
     assert corpus.get_job(engine, job_id).shown_status == "stopping"
+
+
+def test_two_runners_on_one_job_never_both_compute(engine, tiny_model):
+    """Two runners started on one job at once (two servers, or a resume of a job that merely looks stale):
+    one claims it, the other is refused in one sentence; every item is computed once; progress stays <= 1."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = make_job(engine, n=5)
+
+    def run() -> str:
+        try:
+            corpus.run_job(engine, ModelRunner(tiny_model), job_id)
+            return "ran"
+        except corpus.CorpusError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: run(), range(2)))
+    assert outcomes.count("ran") == 1, outcomes
+    refused = next(o for o in outcomes if o != "ran")
+    assert "already running" in refused or "just started by another runner" in refused
+    job = corpus.get_job(engine, job_id)
+    assert job.status == "done" and job.done == 5 and job.finished == job.total and job.fraction == 1.0
+    with pytest.raises(corpus.CorpusError):  # a live run is refused, not doubled
+        from core.db import session_scope
+        from core.schema import CorpusJob, utcnow
+
+        with session_scope(engine) as session:
+            row = session.get(CorpusJob, job_id)
+            row.status, row.heartbeat_at = "running", utcnow()
+            session.add(row)
+        corpus.run_job(engine, ModelRunner(tiny_model), job_id)

@@ -15,11 +15,12 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from core import agreement, faithfulness
@@ -115,13 +116,15 @@ def request_stop(engine: Engine, job_id: int) -> bool:
         return False
 
 
-def this_process() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def new_owner() -> str:
+    """A run's lease token: host, process and a random part (two runners in one process differ too)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _owner_is_dead(owner: str) -> bool:
     """True when the owner ran on this host and its process is gone (a restarted server, a killed CLI)."""
-    host, _, pid = owner.rpartition(":")
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False  # another machine's process: only its heartbeat can tell
     try:
@@ -145,18 +148,40 @@ def is_stale(job: Job) -> bool:
     return beat is None or datetime.now(UTC) - beat > STALE_AFTER
 
 
-def _beat(engine: Engine, job_id: int) -> None:
-    with session_scope(engine) as session:
-        row = session.get(CorpusJob, job_id)
-        if row is not None:
-            row.heartbeat_at = utcnow()
-            session.add(row)
+def _claim(engine: Engine, job_id: int) -> tuple[Job, str]:
+    """Take the job's lease atomically: one runner at a time, whatever the number of servers.
+
+    A compare-and-swap on the job's owner and status as read (every run writes a fresh owner token): if
+    another runner claimed it in between, the update matches no row and this one backs off. A job that
+    looks alive is refused."""
+    job = require_job(engine, job_id)
+    if job.status == "running" and not is_stale(job):
+        raise CorpusError(f"Corpus job {job_id} is already running ({job.owner or 'another runner'}); "
+                          "stop it first or wait for it.")
+    owner = new_owner()
+    with engine.begin() as connection:
+        claimed = connection.execute(
+            update(CorpusJob).where(CorpusJob.id == job_id, CorpusJob.owner == job.owner,
+                                    CorpusJob.status == job.status)
+            .values(status="running", owner=owner, heartbeat_at=utcnow(), stop_requested=False, error=""))
+    if claimed.rowcount != 1:
+        raise CorpusError(f"Corpus job {job_id} was just started by another runner.")
+    return require_job(engine, job_id), owner
 
 
-def _keep_beating(engine: Engine, job_id: int, done: threading.Event) -> None:
+def _beat(engine: Engine, job_id: int, owner: str) -> bool:
+    """Renew the lease; False once another runner holds it."""
+    with engine.begin() as connection:
+        renewed = connection.execute(update(CorpusJob).where(CorpusJob.id == job_id, CorpusJob.owner == owner)
+                                     .values(heartbeat_at=utcnow()))
+    return renewed.rowcount == 1
+
+
+def _keep_beating(engine: Engine, job_id: int, owner: str, done: threading.Event) -> None:
     while not done.wait(HEARTBEAT_SECONDS):
         with contextlib.suppress(Exception):  # a missed beat is harmless; the next one comes in seconds
-            _beat(engine, job_id)
+            if not _beat(engine, job_id, owner):
+                return
 
 
 def _stop_requested(engine: Engine, job_id: int) -> bool:
@@ -198,19 +223,12 @@ def item_result(comparison: Comparison, runner: ModelRunner, k: int, with_faithf
 
 def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgress | None = None) -> Job:
     """Process the job's pending items until done or stopped; returns the job as it ends."""
-    with session_scope(engine) as session:
-        row = session.get(CorpusJob, job_id)
-        if row is None:
-            raise CorpusError(f"There is no corpus job {job_id}.")
-        row.status, row.stop_requested, row.error, row.heartbeat_at = "running", False, "", utcnow()
-        row.owner = this_process()
-        session.add(row)
-        job = Job.from_row(row)
+    job, owner = _claim(engine, job_id)
     measured = faithfulness_positions(job.total, job.faithfulness_inputs)
     # The heartbeat is renewed on its own thread, so one slow input (LIME on a long passage) never makes
     # a live run look crashed.
     done_beating = threading.Event()
-    beating = threading.Thread(target=_keep_beating, args=(engine, job_id, done_beating), daemon=True,
+    beating = threading.Thread(target=_keep_beating, args=(engine, job_id, owner, done_beating), daemon=True,
                                name=f"corpus-{job_id}-heartbeat")
     beating.start()
     try:
@@ -232,14 +250,18 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgr
                 result, error, comparison = ItemResult(), f"{type(exc).__name__}: {exc}", None
             elapsed = time.perf_counter() - started
             with session_scope(engine) as session:
-                item_row = session.get(CorpusItem, item.id)
-                item_row.status = "failed" if error else "done"
-                item_row.error, item_row.seconds, item_row.result = error, elapsed, "" if error else result.to_json()
-                item_row.predicted_label = comparison.predicted_label if comparison else ""
                 row = session.get(CorpusJob, job_id)
-                row.done += 0 if error else 1
-                row.failed += 1 if error else 0
-                row.seconds += elapsed
+                if row.owner != owner:  # the lease went to another runner: its results count, not ours
+                    return Job.from_row(row)
+                item_row = session.get(CorpusItem, item.id)
+                if item_row.status == "pending":  # counted once, so progress never passes the total
+                    item_row.status = "failed" if error else "done"
+                    item_row.error, item_row.seconds = error, elapsed
+                    item_row.result = "" if error else result.to_json()
+                    item_row.predicted_label = comparison.predicted_label if comparison else ""
+                    row.done += 0 if error else 1
+                    row.failed += 1 if error else 0
+                    row.seconds += elapsed
                 row.heartbeat_at = utcnow()
                 session.add_all([item_row, row])
                 job = Job.from_row(row)

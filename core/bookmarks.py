@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from core.db import session_scope
 from core.snapshots import LibraryError, add_tags, clean_tag, get_or_create_link, list_links
+from core.urls import without_credentials
 
 
 @dataclass
@@ -40,7 +41,7 @@ class _NetscapeParser(HTMLParser):
             self._current = Bookmark(
                 url=values["href"].strip(),
                 tags=[t.strip() for t in values.get("tags", "").split(",") if t.strip()],
-                added=datetime.fromtimestamp(int(added), UTC) if added.isdigit() else None,
+                added=parse_add_date(added),
             )
             self.bookmarks.append(self._current)
             self._in_anchor = True
@@ -60,6 +61,23 @@ class _NetscapeParser(HTMLParser):
             self._current.title += data
         elif self._in_note:
             self._current.notes += data
+
+
+def parse_add_date(value: str) -> datetime | None:
+    """ADD_DATE as browsers write it: seconds since 1970, though some exports use milliseconds or
+    microseconds. A value that is none of these (out of range, not a number) is ignored, not fatal."""
+    value = value.strip()
+    if not value.isdigit():
+        return None
+    number = int(value)
+    for divisor in (1, 1_000, 1_000_000):  # seconds, then milliseconds, then microseconds
+        seconds = number / divisor
+        if seconds < 4_102_444_800:  # before 2100: a plausible bookmark date
+            try:
+                return datetime.fromtimestamp(seconds, UTC)
+            except (OverflowError, OSError, ValueError):
+                return None
+    return None
 
 
 def parse_netscape(content: str) -> list[Bookmark]:
@@ -83,8 +101,11 @@ def import_bookmarks(engine: Engine, content: str) -> ImportSummary:
     for bookmark in parse_netscape(content):
         try:
             tags = [clean_tag(t) for t in bookmark.tags]
+            # Exports write an untitled link's URL as its text; read back, that is still "no title".
+            title = "" if bookmark.title.strip() in (bookmark.url.strip(), without_credentials(bookmark.url)) \
+                else bookmark.title
             with session_scope(engine) as session:
-                link, created = get_or_create_link(session, bookmark.url, bookmark.title, bookmark.notes)
+                link, created = get_or_create_link(session, bookmark.url, title, bookmark.notes)
                 if created and bookmark.added:
                     link.created_at = bookmark.added
                     session.add(link)

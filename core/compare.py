@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,7 @@ from core.db import session_scope
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice
-from core.render import GridRow
+from core.render import GridRow, md
 from core.reports import Comparison, ComparisonReport
 from core.schema import Demo
 
@@ -166,14 +167,15 @@ def _fmt(x: float) -> str:
 
 
 def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> list[str]:
-    """A plain-language account built only from numbers the page shows."""
+    """A plain-language account built only from numbers the page shows, in Markdown: every word and
+    label it quotes from the input or the model is escaped (`core.render.md`)."""
     comparison, faith = report.comparison, report.faithfulness
     attention_corr, interventions = report.correlations, report.interventions
     lines = []
     probs = comparison.probabilities
     label = comparison.predicted_label
-    lines.append(f"The model predicts **{label}** with probability {probs[label]:.2f}"
-                 + (f"; the methods explain **{comparison.target}**." if comparison.target != label else "."))
+    lines.append(f"The model predicts **{md(label)}** with probability {probs[label]:.2f}"
+                 + (f"; the methods explain **{md(comparison.target)}**." if comparison.target != label else "."))
     tops = top_words(comparison, k)
     counts: dict[str, int] = {}
     for words in tops.values():
@@ -183,7 +185,7 @@ def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> 
     consensus = [w for w, c in sorted(counts.items(), key=lambda wc: -wc[1]) if c > n / 2]
     if consensus:
         lines.append(f"Most methods ({'more than half' if n > 2 else 'both'}) put "
-                     + ", ".join(f"“{w}”" for w in consensus[:5]) + f" in their top {k}.")
+                     + ", ".join(f"“{md(w)}”" for w in consensus[:5]) + f" in their top {k}.")
     else:
         lines.append(f"No word is in the top {k} of more than half of the methods: they tell different stories.")
     fa = agreement.agreement_matrix(comparison.explanations, "feature_agreement", k)
@@ -347,3 +349,8 @@ def list_demos(engine: Engine) -> list[Demo]:
 def get_demo(engine: Engine, demo_id: int) -> Demo | None:
     with session_scope(engine) as session:
         return session.get(Demo, demo_id)
+
+
+def plain(markdown_line: str) -> str:
+    """A summary line as plain text (for the terminal): bold markers and escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown_line.replace("**", ""))

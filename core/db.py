@@ -14,7 +14,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import Engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
 
 from core.settings import load_settings
@@ -83,16 +86,46 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be used; `str()` is one sentence naming the (password-masked) URL and the cause."""
+
+
+def masked_url(url: str) -> str:
+    """The URL with any password replaced by ***, for messages and the home page (never log a password)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even parsable: show its scheme only
+        return url.split(":", 1)[0] + ":…" if ":" in url else "(unparsable URL)"
+
+
 def make_engine(url: str, *, run_migrations: bool = True) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    if run_migrations:
-        migrate(engine)
-    return engine
+    """A migrated engine for `url`; any problem (bad URL, missing driver, unreachable server, unwritable or
+    corrupt file, a database from a newer Rashomon) is one `DatabaseUnavailable` sentence."""
+    try:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        if run_migrations:
+            migrate(engine)
+        return engine
+    except DatabaseUnavailable:
+        raise
+    except Exception as exc:
+        raise DatabaseUnavailable(f"The database {masked_url(url)} cannot be used: {_cause(exc)}") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError):
+        return f"its driver is not installed (no module '{exc.name}')."
+    if isinstance(exc, ArgumentError):
+        return "the URL is not a database URL (e.g. sqlite:///path/to/file.db or postgresql://host/db)."
+    if isinstance(exc, CommandError):
+        return "it was written by a newer Rashomon (its schema revision is unknown here)."
+    first = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    return f"{first[:200]}."
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,8 @@ class ExplainRequest:
               params: dict[str, Any] | None = None) -> ExplainRequest:
         if not text or not text.strip():
             raise ExplainError("The text is empty: give some words to explain.")
+        if all(unicodedata.category(c)[0] in "CZ" for c in text):
+            raise ExplainError("The text has only control or invisible characters: give some words to explain.")
         spec = get_method(method)
         resolved = spec.resolve(params)
         reason = spec.incompatibility(runner.loaded)

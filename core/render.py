@@ -4,6 +4,7 @@ token can never contribute live markup."""
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,7 +73,8 @@ def comparison_grid(rows: Sequence[GridRow], scroll: bool = False) -> str:
             f'color:#666">{html.escape(row.note)}</span></th>'
             f'<td style="padding:6px 0;line-height:1.9;font-size:1.0rem"><div style="{box}">'
             f'{_words(row.text, row.offsets, row.values, row.signed, row.titles, (), row.ranks)}</div></td></tr>')
-    return ('<table style="border-collapse:collapse;width:100%">' + "".join(body) + "</table>")
+    return ('<table data-testid="rashomon-grid" style="border-collapse:collapse;width:100%">' + "".join(body)
+            + "</table>")
 
 
 def prediction_bars(probabilities: dict[str, float]) -> str:
@@ -87,3 +89,25 @@ def prediction_bars(probabilities: dict[str, float]) -> str:
             f'<div style="width:{width:.1f}%;background:#4c78a8;height:100%;border-radius:3px"></div></div>'
             f'<div style="min-width:4em;font-variant-numeric:tabular-nums">{p:.3f}</div></div>')
     return '<div data-testid="rashomon-prediction">' + "".join(rows) + "</div>"
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]<>#+!|~$:])")
+# Streamlit's Markdown turns anything that looks like an address (127.0.0.1, example.com, http://...,
+# a@b.org) into a live link, escaped or not. A zero-width space after each dot, colon and @ (and after
+# "www") breaks that recognition and changes nothing a reader sees.
+_LINKABLE = re.compile(r"(www|[.:@])", re.IGNORECASE)
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def md(text: str) -> str:
+    """`text` (from a page, a bookmark file, a training example or a user) made inert for Markdown:
+    Markdown/HTML characters backslash-escaped, so `![p](http://host/t.png)` shows as those characters
+    and never loads an image, and nothing in it becomes a live link. Use it for every such string passed
+    to st.markdown, st.subheader, st.error, st.caption and their kin."""
+    escaped = _MARKDOWN_SPECIALS.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _LINKABLE.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, escaped)
+
+
+def shown(markdown_text: str) -> str:
+    """What a reader sees of a string made by `md` (escapes and zero-width spaces removed): for tests and logs."""
+    return re.sub(r"\\(.)", r"\1", markdown_text).replace(ZERO_WIDTH_SPACE, "")

@@ -10,9 +10,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import re
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Engine, func, text
@@ -21,8 +22,8 @@ from sqlmodel import Session, col, select
 from core.db import session_scope
 from core.extract import ExtractionRefused, extract_html, extract_plain_text
 from core.fetch import FetchError, FetchLimits, FetchResult, fetch
-from core.schema import Link, LinkTag, Snapshot, Tag
-from core.urls import InvalidURLError, normalize_url
+from core.schema import Link, LinkTag, Snapshot, Tag, utcnow
+from core.urls import InvalidURLError, has_credentials, normalize_url, without_credentials
 
 Fetcher = Callable[[str], FetchResult]
 ProgressFn = Callable[[float, str], None]
@@ -39,6 +40,7 @@ class SnapshotOutcome:
     tags: list[str]
     created_link: bool
     unchanged_since: Snapshot | None = None  # the earlier snapshot with the same text, when nothing changed
+    notice: str = ""  # something the user should know, e.g. credentials removed from the link
 
     @property
     def error(self) -> str:
@@ -53,6 +55,7 @@ class SnapshotOutcome:
             "extractor": s.extractor if s else "", "tags": self.tags, "error": self.error,
             "fetched_at": s.fetched_at.isoformat() if s else None,
             "unchanged_since": self.unchanged_since.id if self.unchanged_since else None,
+            "notice": self.notice,
         }
 
 
@@ -69,23 +72,41 @@ class LinkView:
     latest_snapshot_id: int | None = None
     latest_error: str = ""
     latest_fetched_at: datetime | None = None
+    latest_good_snapshot_id: int | None = None  # the newest snapshot with text (a failed refresh keeps it usable)
 
 
 # -- tags ------------------------------------------------------------------------------------------
 def clean_tag(name: str) -> str:
-    cleaned = re.sub(r"\s+", "-", name.strip().lower())
+    """A tag's one spelling: NFC-normalised (so "café" is one tag however it was typed), invisible
+    characters (zero-width spaces, joiners, direction marks) removed, lower case, spaces as dashes."""
+    visible = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c) not in ("Cf", "Cc"))
+    cleaned = re.sub(r"\s+", "-", visible.strip().lower())
     if not cleaned or "," in cleaned or len(cleaned) > 64:
         raise LibraryError(f"'{name}' is not a usable tag: use 1-64 characters and no commas.")
     return cleaned
+
+
+def _insert_if_absent(session: Session, model: type, values: dict) -> bool:
+    """INSERT ... ON CONFLICT DO NOTHING: two processes creating the same row at once both succeed (one
+    inserts, the other finds it), where a select-then-insert lets the loser hit a unique constraint."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        session.add(model(**values))
+        session.flush()
+        return True
+    return session.execute(insert(model).values(**values).on_conflict_do_nothing()).rowcount == 1
 
 
 def _get_or_create_tag(session: Session, name: str) -> Tag:
     name = clean_tag(name)
     tag = session.exec(select(Tag).where(Tag.name == name)).first()
     if tag is None:
-        tag = Tag(name=name)
-        session.add(tag)
-        session.flush()
+        _insert_if_absent(session, Tag, {"name": name})
+        tag = session.exec(select(Tag).where(Tag.name == name)).one()
     return tag
 
 
@@ -201,10 +222,9 @@ def get_or_create_link(session: Session, url: str, title: str = "", notes: str =
     link = session.exec(select(Link).where(Link.normalized_url == normalized)).first()
     if link is not None:
         return link, False
-    link = Link(url=url.strip(), normalized_url=normalized, title=title, notes=notes)
-    session.add(link)
-    session.flush()
-    return link, True
+    created = _insert_if_absent(session, Link, {"url": without_credentials(url), "normalized_url": normalized,
+                                                "title": title, "notes": notes, "created_at": utcnow()})
+    return session.exec(select(Link).where(Link.normalized_url == normalized)).one(), created
 
 
 def make_snapshot(link: Link, result: FetchResult | None = None, error: FetchError | None = None) -> Snapshot:
@@ -251,7 +271,11 @@ def snapshot_url(engine: Engine, url: str, tags: Sequence[str] = (),
         link, created = get_or_create_link(session, url)
     if tags:
         add_tags(engine, [link.id], tags)
-    return _snapshot_link(link, created, engine, fetcher, limits)
+    outcome = _snapshot_link(link, created, engine, fetcher, limits)
+    if has_credentials(url):
+        outcome = replace(outcome, notice="The user name and password in the link were removed before storing "
+                                          "it; Rashomon never sends them to the server.")
+    return outcome
 
 
 def refresh_link(engine: Engine, link_id: int, fetcher: Fetcher | None = None,
@@ -386,13 +410,21 @@ def _search_link_ids(session: Session, query: str) -> set[int]:
     else:  # plain fallback for other databases: every word somewhere in title or text
         statement = select(Snapshot.link_id)
         for word in words:
-            pattern = f"%{word}%"
-            statement = statement.where(col(Snapshot.title).ilike(pattern) | col(Snapshot.text).ilike(pattern))
+            pattern = f"%{_like_escaped(word)}%"
+            statement = statement.where(col(Snapshot.title).ilike(pattern, escape="\\")
+                                        | col(Snapshot.text).ilike(pattern, escape="\\"))
         ids = set(session.exec(statement).all())
     statement = select(Link.id)
     for word in words:
-        statement = statement.where(col(Link.title).ilike(f"%{word}%") | col(Link.url).ilike(f"%{word}%"))
+        pattern = f"%{_like_escaped(word)}%"
+        statement = statement.where(col(Link.title).ilike(pattern, escape="\\")
+                                    | col(Link.url).ilike(pattern, escape="\\"))
     return ids | set(session.exec(statement).all())
+
+
+def _like_escaped(word: str) -> str:
+    """A word matched literally by LIKE: `_` and `%` are wildcards there ("_" alone matched every link)."""
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[str] = (), search: str = "",
@@ -413,6 +445,8 @@ def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[
         counts = dict(session.exec(select(Snapshot.link_id, func.count(Snapshot.id)).group_by(Snapshot.link_id)).all())
         latest_ids = session.exec(select(func.max(Snapshot.id)).group_by(Snapshot.link_id)).all()
         latest = {s.link_id: s for s in session.exec(select(Snapshot).where(col(Snapshot.id).in_(latest_ids))).all()}
+        latest_good = dict(session.exec(select(Snapshot.link_id, func.max(Snapshot.id)).where(Snapshot.error == "")
+                                        .group_by(Snapshot.link_id)).all())
         views = []
         for link in links:
             tags = sorted(tags_by_link.get(link.id, []))
@@ -428,6 +462,7 @@ def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[
                 created_at=link.created_at, tags=tags, snapshot_count=int(counts.get(link.id, 0)),
                 latest_snapshot_id=snap.id if snap else None, latest_error=snap.error if snap else "",
                 latest_fetched_at=snap.fetched_at if snap else None,
+                latest_good_snapshot_id=latest_good.get(link.id),
             ))
         return views
 

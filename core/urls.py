@@ -45,14 +45,30 @@ def normalize_url(url: str) -> str:
         raise InvalidURLError(f"'{url}' has an invalid host name.") from exc
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
+    # Credentials in a link are dropped: Rashomon never sends them, and stored they would leak.
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    if parts.username or parts.password:
-        userinfo = parts.username or ""
-        if parts.password:
-            userinfo += f":{parts.password}"
-        netloc = f"{userinfo}@{netloc}"
     path = quote(unquote(parts.path or "/"), safe="/:@!$&'()*+,;=-._~%")
     query = sorted(
         (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_tracking_parameter(k)
     )
     return urlunsplit((scheme, netloc, path, urlencode(query, doseq=True), ""))
+
+
+def has_credentials(url: str) -> bool:
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return bool(parts.username or parts.password)
+
+
+def without_credentials(url: str) -> str:
+    """The link as typed, minus any `user:password@` part (which is never sent, and must not be stored)."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not (parts.username or parts.password):
+        return url
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, parts.query, parts.fragment))

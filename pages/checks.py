@@ -4,6 +4,7 @@ import streamlit as st
 from core import charts, checks, corpus
 from core.methods.registry import METHODS
 from core.passages import paragraphs
+from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
 from pages.resources import engine, runner_or_stop
 from pages.ui import streamlit_progress
@@ -20,7 +21,7 @@ texts: list[str] = []
 if scope == "One input":
     options = {"free": "Free text"}
     for view in list_links(db)[:200]:
-        if view.latest_snapshot_id and not view.latest_error:
+        if view.latest_good_snapshot_id:
             options[str(view.id)] = f"Snapshot of {view.title or view.url}"
     choice = st.selectbox("Input", list(options), format_func=options.get, key="checks_input")
     if choice == "free":
@@ -46,7 +47,7 @@ k = st.slider("k (top words compared)", 1, 20, 5, key="checks_k")
 
 
 def show_stability(stored: checks.StoredCheck) -> None:
-    st.caption(f"Check #{stored.id} on {stored.model_name}, {len(stored.texts)} input(s). The address bar links to it.")
+    st.caption(f"Check #{stored.id} on {md(stored.model_name)}, {len(stored.texts)} input(s). The address bar links to it.")
     for result in stored.stability:
         (st.success if result.verdict.passed else st.error)(result.verdict.sentence)
     if stored.stability:
@@ -59,7 +60,7 @@ def show_stability(stored: checks.StoredCheck) -> None:
 
 
 def show_randomisation(stored: checks.StoredCheck) -> None:
-    st.caption(f"Check #{stored.id} on {stored.model_name}, {len(stored.texts)} input(s). The address bar links to it.")
+    st.caption(f"Check #{stored.id} on {md(stored.model_name)}, {len(stored.texts)} input(s). The address bar links to it.")
     result = stored.randomisation
     for verdict in result.verdicts.values():
         (st.success if verdict.passed else st.error)(verdict.sentence)
@@ -72,7 +73,7 @@ def stored_from_address(name: str) -> checks.StoredCheck | None:
         return None
     stored = checks.load_check(db, int(value)) if value.isdigit() else None
     if stored is None or stored.kind != name:
-        st.error(f"There is no stored {name} check '{value}'.")
+        st.error(f"There is no stored {name} check '{md(value)}'.")
         return None
     return stored
 

@@ -8,7 +8,7 @@ from core.corpus.estimate import seconds_per_pass
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
-from core.render import comparison_grid, highlighted_text, prediction_bars
+from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages.resources import engine, runner_or_stop
@@ -25,7 +25,7 @@ if "demo" in st.query_params:
     demo_id = st.query_params.get("demo", "")
     demo = compare.get_demo(db, int(demo_id)) if demo_id.isdigit() else None
     if demo is None:
-        st.error(f"The demo '{demo_id}' does not exist (it may have been deleted). Showing a fresh comparison.")
+        st.error(f"The demo '{md(demo_id)}' does not exist (it may have been deleted). Showing a fresh comparison.")
         st.query_params.clear()
     else:
         st.query_params.from_dict(json.loads(demo.query))
@@ -37,7 +37,7 @@ if "demo" in st.query_params:
 new_address = st.session_state.get("_view_loaded") != st.query_params.to_dict()
 if new_address:
     for problem in state.problems:
-        st.warning(problem)
+        st.warning(md(problem))
 seeds = {"source": "Snapshot" if state.snapshot is not None else "Free text", "free_text": state.text,
          "methods": state.methods, "k": state.k, "model_spec": state.model, "target": state.target,
          "passage_mode": state.passage.mode,
@@ -58,8 +58,8 @@ with st.sidebar:
     text, snapshot_id, passage = "", None, PassageChoice()
     if source == "Snapshot":
         tags = st.multiselect("Filter by tag", [n for n, _ in list_tags(db)], key="compare_tags")
-        choices = {v.latest_snapshot_id: v.title or v.url for v in list_links(db, tags_any=tags)
-                   if v.latest_snapshot_id and not v.latest_error}
+        choices = {v.latest_good_snapshot_id: v.title or v.url for v in list_links(db, tags_any=tags)
+                   if v.latest_good_snapshot_id}
         wanted = st.session_state.get("snapshot_id")
         if wanted is not None and wanted not in choices:
             snap = get_snapshot(db, wanted)
@@ -101,7 +101,7 @@ with st.sidebar:
     runner = runner_or_stop(model_spec)
     labels = runner.loaded.labels
     if st.session_state.get("target") not in ("", *labels):
-        st.warning(f"The link asks to explain '{st.session_state['target']}', which is not a label of this model "
+        st.warning(f"The link asks to explain '{md(st.session_state['target'])}', which is not a label of this model "
                    f"({', '.join(labels)}); explaining the predicted label instead.")
         st.session_state["target"] = ""
     target = st.selectbox("Label to explain", ["", *labels], key="target",
@@ -153,7 +153,7 @@ try:
     stored = None if fresh else open_report(db, runner, text, methods, options, target or None, partial=stopped)
     estimate = estimate_view(runner, text, methods, options)
 except ExplainError as exc:
-    st.error(str(exc))
+    st.error(md(str(exc)))
     st.stop()
 if estimate.truncated_words:
     st.warning(f"The model reads the first {estimate.words_read} of the input's {estimate.words} words: "
@@ -188,10 +188,10 @@ try:
         for bar in bars.values():
             bar.empty()
 except StopRequested as exc:
-    st.warning(str(exc))
+    st.warning(md(str(exc)))
     st.stop()
 except ExplainError as exc:
-    st.error(str(exc))
+    st.error(md(str(exc)))
     st.stop()
 
 if report is None:
@@ -205,7 +205,7 @@ if report.stopped:
 
 # -- prediction ----------------------------------------------------------------------------------------
 probs = comparison.probabilities
-st.subheader(f"Prediction: {comparison.predicted_label} ({probs[comparison.predicted_label]:.2f})")
+st.subheader(f"Prediction: {md(comparison.predicted_label)} ({probs[comparison.predicted_label]:.2f})")
 st.html(prediction_bars(probs))
 cached_note = [m for m, c in comparison.cached.items() if c]
 if cached_note:
@@ -215,7 +215,7 @@ if cached_note:
 st.subheader("Side by side")
 long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
 st.html(comparison_grid(compare.grid_rows(comparison, k), scroll=long_input))
-st.caption(f"Each method's own copy of the input, explaining **{comparison.target}**. Bold words with a number "
+st.caption(f"Each method's own copy of the input, explaining **{md(comparison.target)}**. Bold words with a number "
            f"are the method's top {k} (1 = strongest). Colours are divided by each method's largest |score|: red "
            "supports the label, blue speaks against it, green marks importance without a sign. "
            + ("Each row scrolls (long input). " if long_input else "")
@@ -287,7 +287,7 @@ st.caption("Each row replaces one layer's attention weights (uniform over tokens
 # -- summary ------------------------------------------------------------------------------------------------
 st.subheader("Summary")
 for line in compare.summarise(report, k):
-    st.markdown("- " + line.replace("<", "&lt;"))
+    st.markdown("- " + line)  # summarise escapes every word and label it quotes
 
 # -- sharing and export -------------------------------------------------------------------------------------
 st.subheader("Share and export")
@@ -298,9 +298,9 @@ with st.form("save-demo"):
     if st.form_submit_button("Save as demo"):
         try:
             saved = compare.save_demo(db, demo_name, demo_note, view)
-            st.success(f"Saved demo '{saved.name}'.")
+            st.success(f"Saved demo '{md(saved.name)}'.")
         except ExplainError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
 demos = compare.list_demos(db)
 if demos:
     st.markdown("**Saved demos**")

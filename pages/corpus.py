@@ -7,6 +7,7 @@ from core import charts, corpus
 from core.compare import ViewState
 from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
+from core.render import md
 from core.snapshots import list_tags
 from pages.resources import engine, job_runner, runner_or_stop
 
@@ -47,7 +48,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
                                                 text_column, label_column)
                 source_label = f"CSV {upload.name}"
             except corpus.CorpusError as exc:
-                st.error(str(exc))
+                st.error(md(str(exc)))
     st.caption(f"{len(inputs)} passages selected.")
     methods = st.multiselect("Methods", list(METHODS), default=fast_methods(), key="corpus_methods",
                              format_func=lambda m: METHODS[m].title)
@@ -78,7 +79,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             st.query_params["job"] = str(job_id)
             st.rerun()
         except corpus.CorpusError as exc:
-            st.error(str(exc))
+            st.error(md(str(exc)))
 
 # -- jobs -----------------------------------------------------------------------------------------------------------
 jobs = corpus.list_jobs(db)
@@ -90,7 +91,7 @@ labels = {j.id: f"#{j.id} {j.name} ({'interrupted' if corpus.is_stale(j) else j.
 requested = st.query_params.get("job", "")
 default = int(requested) if requested.isdigit() and int(requested) in labels else jobs[0].id
 if requested and requested.isdigit() and int(requested) not in labels:
-    st.error(f"Corpus run {requested} does not exist.")
+    st.error(f"Corpus run {md(requested)} does not exist.")
 job_id = st.selectbox("Run", list(labels), index=list(labels).index(default), format_func=labels.get, key="job_pick")
 st.query_params["job"] = str(job_id)
 
@@ -108,7 +109,7 @@ def job_status() -> None:
     if job.status == "running" and left is not None:
         st.caption(f"About {left:.0f} s left.")
     if job.error:
-        st.error(f"The run failed: {job.error}")
+        st.error(f"The run failed: {md(job.error)}")
     a, b = st.columns(2)
     if job.status in ("queued", "running") and (running_here or not corpus.is_stale(job)):
         if a.button("Stop", key=f"stop_{job_id}", disabled=job.stop_requested):
@@ -129,7 +130,7 @@ def job_status() -> None:
 job_status()
 
 job = corpus.get_job(db, job_id)
-st.caption(f"Inputs: {job.source or 'n/a'} · model: {job.model or 'default'} · methods: {', '.join(job.methods)} "
+st.caption(f"Inputs: {md(job.source or 'n/a')} · model: {md(job.model or 'default')} · methods: {', '.join(job.methods)} "
            f"· k = {job.k}")
 rows = corpus.agreement_rows(db, job_id)
 if not rows:
@@ -158,7 +159,7 @@ for row in corpus.most_disputed(db, job_id):
     # The run's model, methods, options and k, so that Compare opens on the stored results.
     view = ViewState(text=row.text, model=job.model, methods=job.methods,
                      options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
-    st.page_link("pages/compare.py", label=f"{row.origin} · mean Spearman {row.mean_spearman:.2f} · {row.text[:90]}",
+    st.page_link("pages/compare.py", label=f"{md(row.origin)} · mean Spearman {row.mean_spearman:.2f} · {md(row.text[:90])}",
                  query_params=view.to_query())
 
 st.subheader("Cost")

@@ -1,7 +1,9 @@
 import streamlit as st
 
+from core.db import masked_url
 from core.default_model import BuildConfig, build_default_model
 from core.first_token import first_token_model
+from core.render import md
 from core.settings import load_settings
 from core.snapshots import counts
 from core.store import stored_count
@@ -30,17 +32,17 @@ with left:
     else:
         model = model_or_message()
         if model is not None:
-            st.markdown(f"**{model.name}** — {model.source}")
+            st.markdown(f"**{md(model.name)}** — {model.source}")
             st.text(f"Path: {model.path}\nLabels: {', '.join(model.labels)}\nDevice: {model.device}\n"
                     f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}\n"
                     f"First-token shortcut: {'on' if first_token_model(model.model) is not None else 'off (full passes)'}")
             if model.card:
                 with st.expander("Model card"):
-                    st.markdown(model.card.replace("<", "&lt;"))
+                    st.text(model.card)  # as text: a card from the hub must not load images or links
 with right:
     st.subheader("Data")
+    st.text(f"Data directory: {settings.home}\nDatabase: {masked_url(settings.database_url)}")
     numbers = counts(engine())
-    st.text(f"Data directory: {settings.home}\nDatabase: {settings.database_url}")
     a, b, c, d = st.columns(4)
     a.metric("Links", numbers["links"])
     b.metric("Snapshots", numbers["snapshots"])

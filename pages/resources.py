@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.db import get_engine
+from core.db import DatabaseUnavailable, get_engine
 from core.modelling import LoadedModel, ModelLoadError, load_model
+from core.render import md
 from core.runner import ModelRunner
 from core.settings import load_settings
 
@@ -16,7 +17,12 @@ def cached_engine(url: str):
 
 
 def engine():
-    return cached_engine(load_settings().database_url)
+    """The database engine, or stop the page after one clear message (never a traceback)."""
+    try:
+        return cached_engine(load_settings().database_url)
+    except DatabaseUnavailable as exc:
+        st.error(md(str(exc)))
+        st.stop()
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
@@ -36,7 +42,7 @@ def runner_or_stop(model_spec: str) -> ModelRunner:
     try:
         return cached_runner(spec)
     except ModelLoadError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         st.stop()
 
 
@@ -46,7 +52,7 @@ def model_or_message(spec: str | None = None) -> LoadedModel | None:
     try:
         return cached_model(spec)
     except ModelLoadError as exc:
-        st.error(str(exc))
+        st.error(md(str(exc)))
         return None
 
 

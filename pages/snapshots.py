@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core.bookmarks import export_links, import_bookmarks
+from core.render import md
 from core.snapshots import (
     LibraryError,
     add_tags,
@@ -35,10 +36,10 @@ def library_action(fn, *args, success: str = "", **kwargs):
     try:
         result = fn(*args, **kwargs)
     except LibraryError as exc:
-        flash("error", str(exc))
+        flash("error", md(str(exc)))
         return None
     if success:
-        flash("success", success)
+        flash("success", md(success))
     return result
 
 
@@ -55,7 +56,9 @@ with st.expander("Add links", expanded=True):
             if summary.succeeded:
                 st.success(f"{summary.succeeded} link(s) snapshotted.")
             for url, reason in summary.failures:
-                st.error(f"{url}: {reason}")
+                st.error(md(f"{url}: {reason}"))
+            for notice in {o.notice for o in summary.outcomes if o.notice}:
+                st.info(notice)
 
 with st.sidebar:
     st.subheader("Filter")
@@ -102,14 +105,14 @@ else:
     snapshots = snapshots_of(db, link.id)
 
     st.markdown("---")
-    st.subheader(link.title or link.url, anchor=False)
+    st.subheader(md(link.title or link.url), anchor=False)
     st.text(f"{link.url}\nTags: {', '.join(link.tags) or '—'}\n{len(snapshots)} snapshot(s)")
     c1, c2 = st.columns([1, 3])
     if c1.button("Re-snapshot now", key="refresh"):
         with st.spinner("Fetching…"):
             outcome = library_action(refresh_link, db, link.id)
         if outcome is not None and outcome.error:
-            flash("error", f"The new snapshot failed: {outcome.error} Earlier snapshots are unchanged.")
+            flash("error", f"The new snapshot failed: {md(outcome.error)} Earlier snapshots are unchanged.")
         elif outcome is not None and outcome.unchanged_since is not None:
             same = outcome.unchanged_since
             flash("info", f"Fetched again: the text is unchanged since snapshot #{same.id} of "
@@ -134,7 +137,7 @@ else:
         chosen = st.selectbox("Version", list(labels), format_func=labels.get, key=f"version_{link.id}")
         snap = next(s for s in snapshots if s.id == chosen)
         if snap.error:
-            st.error(f"This fetch failed: {snap.error}")
+            st.error(f"This fetch failed: {md(snap.error)}")
         else:
             st.text(f"Title: {snap.title}\nAuthors: {snap.authors or '—'}\nPublished: {snap.publish_date or '—'}\n"
                     f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
@@ -172,7 +175,7 @@ with left:
             elif action == "Merge into":
                 moved = library_action(merge_tags, db, source, target)
                 if moved is not None:
-                    flash("success", f"Merged tag '{source}' into '{target.strip()}': {moved} link(s) moved.")
+                    flash("success", md(f"Merged tag '{source}' into '{target.strip()}': {moved} link(s) moved."))
             else:
                 library_action(delete_tag, db, source, success=f"Deleted tag '{source}'; its links stay.")
             st.rerun()
@@ -183,7 +186,7 @@ with right:
         summary = import_bookmarks(db, upload.getvalue().decode("utf-8", errors="replace"))
         flash("success", f"{summary.added} links added, {summary.existing} already present.")
         for url, reason in summary.skipped:
-            flash("warning", f"Skipped {url}: {reason}")
+            flash("warning", md(f"Skipped {url}: {reason}"))
         st.rerun()  # the link list and the tag filters above must show the imported links
     for fmt, mime in (("html", "text/html"), ("json", "application/json"), ("csv", "text/csv")):
         st.download_button(f"Export {fmt.upper()}", export_links(db, fmt), file_name=f"rashomon-links.{fmt}",

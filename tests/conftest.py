@@ -72,6 +72,13 @@ class PageHandler(BaseHTTPRequestHandler):
         if path == "/slow":
             self._send(200, {"Content-Type": "text/html"}, b"<html><body>", chunked_delay=True)
             return
+        if path == "/markdown-title":  # a title that would load an image and make links if rendered as Markdown
+            port = self.server.server_address[1]
+            title = f"![p](http://127.0.0.1:{port}/t.png) [click](http://127.0.0.1:{port}/clicked) <b>bold</b>"
+            body = (f"<html><head><title>{title}</title></head><body><article><p>"
+                    + "A calm paragraph about gardens and rivers. " * 20 + "</p></article></body></html>").encode()
+            self._send(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+            return
         if path == "/versioned":
             n = self.counter[path]
             body = (FIXTURES / "extraction" / "01-council.html").read_text().replace("first version", f"version {n}").encode()

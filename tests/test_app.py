@@ -5,6 +5,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from core.db import get_engine
+from core.render import shown
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -290,7 +291,7 @@ def test_compare_names_what_a_link_got_wrong(home):
     app = run_page("pages/compare.py", text="Fine words.", methods="nonsense,occlusion", k="-2",
                    options='{"integrated_gradients": {"n_steps": -5}, "tarot": {"x": 1}}')
     assert not app.exception
-    warnings = " ".join(w.value for w in app.warning)
+    warnings = " ".join(shown(w.value) for w in app.warning)
     assert "unknown methods (nonsense)" in warnings and "k '-2'" in warnings
     assert "n_steps" in warnings and "at least 2" in warnings and "'tarot'" in warnings
     assert app.multiselect(key="methods").value == ["occlusion"]
@@ -310,13 +311,13 @@ def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_ser
         return next(b for b in app.button if b.label == "Apply").click().run()
 
     apply("Rename", "city", "news")
-    assert not app.exception and any("A tag 'news' already exists" in e.value for e in app.error)
+    assert not app.exception and any("A tag 'news' already exists" in shown(e.value) for e in app.error)
     apply("Rename", "city", "  ")
-    assert any("is not a usable tag" in e.value for e in app.error)
+    assert any("is not a usable tag" in shown(e.value) for e in app.error)
     apply("Rename", "city", "town")
-    assert any("Renamed tag 'city' to 'town'" in s.value for s in app.success)
+    assert any("Renamed tag 'city' to 'town'" in shown(s.value) for s in app.success)
     apply("Merge into", "town", "news")
-    assert any("Merged tag 'town' into 'news': 1 link(s) moved" in s.value for s in app.success)
+    assert any("Merged tag 'town' into 'news': 1 link(s) moved" in shown(s.value) for s in app.success)
 
     link = app.query_params["link"]
     link_id = int(link if isinstance(link, str) else link[0])
@@ -327,3 +328,36 @@ def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_ser
     assert after > before  # the page shows the snapshot just taken, not the one shown before
     # The newest link is /versioned, whose text changes on every fetch: a new version, said so.
     assert any(f"New snapshot #{after} stored" in s.value for s in app.success)
+
+
+UNESCAPED = __import__("re").compile(r"(?<!\\)!\[|(?<!\\)\]\(|(?<!\\)<(img|b|script)")
+
+
+def _shown(app: AppTest) -> list[str]:
+    elements = [*app.markdown, *app.subheader, *app.caption, *app.error, *app.warning, *app.info, *app.success,
+                *app.title, *app.header]
+    return [e.value for e in elements]
+
+
+def test_markdown_and_html_from_pages_never_render_on_any_page(home, web_server):
+    """A page titled with Markdown (an image, a link) and HTML: every page that shows the title, its tags or
+    names made from it shows the characters, escaped, never live markup."""
+    from core import corpus
+    from core.snapshots import snapshot_url
+
+    outcome = snapshot_url(get_engine(), f"{web_server}/markdown-title", ["evil-![x](y)"])
+    assert outcome.snapshot.title.startswith("![p](")
+    corpus.create_job(get_engine(), "![job](http://x/j.png)", [corpus.Input("![origin](o)", "A calm text.")],
+                      ["attention"], source="[source](http://x/s)")
+    pages = {
+        "snapshots": run_page("pages/snapshots.py"),
+        "compare": run_page("pages/compare.py", snapshot=str(outcome.snapshot.id), methods="attention"),
+        "corpus": run_page("pages/corpus.py"),
+        "checks": run_page("pages/checks.py"),
+        "home": run_page("app.py"),
+    }
+    for name, app in pages.items():
+        assert not app.exception, name
+        live = [v for v in _shown(app) if UNESCAPED.search(v)]
+        assert not live, (name, live)
+    assert any("\\!\\[p\\]" in v for v in _shown(pages["snapshots"]))  # the title is shown, escaped

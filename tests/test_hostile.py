@@ -18,7 +18,8 @@ PAGE = b"<html><head><title>Fine</title></head><body><article><p>" + b"A readabl
 
 def _respond(conn: socket.socket, path: str) -> None:
     if path == "/dribble-status":
-        for byte in b"HTTP/1.1 200 OK\r\n":  # one byte a second: each read succeeds, the whole never ends
+        # two bytes a second: each read succeeds, the response never ends
+        for byte in b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 200:
             conn.sendall(bytes([byte]))
             time.sleep(0.5)
     elif path == "/dribble-headers":
@@ -36,16 +37,17 @@ def _respond(conn: socket.socket, path: str) -> None:
         body = gzip.compress(b"<p>" + b"x" * 30_000_000 + b"</p>")
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    elif path in ("/tiny-elements", "/many-links"):
+    elif path in ("/tiny-elements", "/many-links", "/tiny-elements-9mb"):
         body = (b"<html><body>" + (b"<p>x</p>" * 400_000 if path == "/tiny-elements" else
+                                   b"<p>x</p>" * 1_150_000 if path == "/tiny-elements-9mb" else
                                    b"".join(b'<a href="/l%d">l</a>' % i for i in range(200_000))) + b"</body></html>")
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
 
-@pytest.fixture(scope="module")
-def hostile():
-    """A raw TCP server: each connection reads a request line and misbehaves according to its path."""
+def start_hostile_server() -> tuple[str, threading.Event]:
+    """A raw TCP server on 127.0.0.1: each connection reads a request line and misbehaves according to
+    its path. Returns its base URL and an event that stops it."""
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))
@@ -70,9 +72,14 @@ def hostile():
             threading.Thread(target=handle, args=(conn,), daemon=True).start()
 
     threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    return f"http://127.0.0.1:{server.getsockname()[1]}", stop
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    url, stop = start_hostile_server()
+    yield url
     stop.set()
-    server.close()
 
 
 @pytest.fixture
@@ -118,3 +125,154 @@ def test_a_bad_redirect_in_a_batch_is_one_failure_and_the_batch_goes_on(hostile,
     assert summary.succeeded == 1 and len(summary.failures) == 1
     assert "unusable address" in summary.failures[0][1]
     assert all(v.snapshot_count == 1 for v in list_links(engine))  # the failed link has its failed snapshot
+
+
+def test_bookmarks_with_impossible_dates_are_imported_with_the_rest(engine):
+    from core.bookmarks import import_bookmarks, parse_add_date
+    from core.snapshots import list_links
+
+    content = ('<DL><p>\n<DT><A HREF="https://a.example/" ADD_DATE="99999999999999999999">Far future</A>\n'
+               '<DT><A HREF="https://b.example/" ADD_DATE="1700000000000">Milliseconds</A>\n'
+               '<DT><A HREF="https://c.example/" ADD_DATE="1700000000000000">Microseconds</A>\n'
+               '<DT><A HREF="https://d.example/" ADD_DATE="-5">Negative</A>\n</DL>')
+    summary = import_bookmarks(engine, content)
+    assert summary.added == 4 and not summary.skipped
+    years = {v.title: v.created_at.year for v in list_links(engine)}
+    assert years["Milliseconds"] == years["Microseconds"] == 2023
+    assert parse_add_date("99999999999999999999") is None and parse_add_date("1700000000").year == 2023
+
+
+def test_the_same_new_url_and_tag_added_at_once_by_many_writers(engine):
+    """Get-or-create is race-safe: every writer succeeds, one link and one tag exist, every snapshot is kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.fetch import FetchResult
+    from core.snapshots import list_links, list_tags, snapshot_url, snapshots_of
+
+    def fetcher(url: str) -> FetchResult:
+        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
+                           body=b"Same words.", text="Same words.")
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: snapshot_url(engine, "https://race.example/page", ["fresh-tag"], fetcher),
+                                 range(16)))
+    assert len({o.link.id for o in outcomes}) == 1 and sum(o.created_link for o in outcomes) == 1
+    assert [v.url for v in list_links(engine)] == ["https://race.example/page"]
+    assert dict(list_tags(engine)) == {"fresh-tag": 1}
+    assert len(snapshots_of(engine, outcomes[0].link.id)) == 16
+
+
+def test_tags_have_one_spelling_and_searches_match_literally(engine, web_server):
+    from core.snapshots import LibraryError, add_tags, clean_tag, list_links, list_tags, snapshot_url
+
+    assert clean_tag("cafe\u0301") == clean_tag("café") == "café"  # decomposed and composed: one tag
+    assert clean_tag("news\u200b") == "news"
+    with pytest.raises(LibraryError):
+        clean_tag("\u200b\u200d")  # only invisible characters: not a tag
+    link = snapshot_url(engine, f"{web_server}/article", []).link.id
+    add_tags(engine, [link], ["cafe\u0301", "café"])
+    assert [name for name, _ in list_tags(engine)] == ["café"]
+    assert list_links(engine, search="_") == [] and list_links(engine, search="%") == []
+
+
+def test_credentials_in_a_link_are_never_stored_or_exported(engine, web_server):
+    from core.bookmarks import export_links
+    from core.snapshots import list_links, snapshot_url
+
+    base = web_server.replace("http://", "http://alice:s3cret@")
+    outcome = snapshot_url(engine, f"{base}/article", [])
+    assert not outcome.error and "removed before storing" in outcome.notice
+    assert "s3cret" not in outcome.link.url and "alice" not in outcome.link.normalized_url
+    assert all("s3cret" not in export_links(engine, fmt) for fmt in ("html", "json", "csv"))
+    assert "s3cret" not in str([v.__dict__ for v in list_links(engine)])
+
+
+def test_untitled_links_stay_untitled_through_export_and_import(engine, tmp_path):
+    from core.bookmarks import export_links, import_bookmarks
+    from core.db import make_engine, session_scope
+    from core.snapshots import get_or_create_link, list_links
+
+    with session_scope(engine) as session:
+        get_or_create_link(session, "https://untitled.example/x")
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    import_bookmarks(other, export_links(engine, "html"))
+    assert [v.title for v in list_links(other)] == [""]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("postgresql://bob:hunter2@127.0.0.1:1/rashomon", "cannot be used"),
+    ("this is not a url", "not a database URL"),
+    ("sqlite:////proc/no/such/dir/x.db", "cannot be used"),
+])
+def test_database_problems_are_one_line_in_the_cli_and_a_message_on_pages(home, monkeypatch, url, words):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app import ROOT
+    from tests.test_cli import rashomon
+
+    result = rashomon("snapshot", "list", env={"RASHOMON_DATABASE_URL": url})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and words in lines[0], result.stderr
+    assert "hunter2" not in result.stderr and "Traceback" not in result.stderr
+    monkeypatch.setenv("RASHOMON_DATABASE_URL", url)
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.run()
+    for path in ("pages/snapshots.py", "pages/compare.py", "pages/corpus.py", "pages/checks.py"):
+        page = app.switch_page(path).run()
+        assert not page.exception, path
+        assert any(words in e.value for e in page.error), path
+        assert all("hunter2" not in e.value for e in page.error)
+
+
+def test_a_database_from_a_newer_rashomon_and_a_corrupt_file(home, tmp_path):
+    from sqlalchemy import text
+
+    from core.db import DatabaseUnavailable, make_engine
+
+    newer = tmp_path / "newer.db"
+    engine = make_engine(f"sqlite:///{newer}")
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseUnavailable, match="newer Rashomon"):
+        make_engine(f"sqlite:///{newer}")
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not a database at all " * 500)
+    with pytest.raises(DatabaseUnavailable, match="not a database"):
+        make_engine(f"sqlite:///{corrupt}")
+    assert corrupt.read_bytes().startswith(b"not a database")  # never overwritten
+
+
+def test_the_home_page_masks_the_database_password(home, monkeypatch, tmp_path):
+    from core.db import masked_url
+
+    assert masked_url("postgresql://bob:hunter2@db.example/r") == "postgresql://bob:***@db.example/r"
+    monkeypatch.setenv("RASHOMON_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    from tests.test_app import run_page
+
+    app = run_page("app.py")
+    assert not app.exception and any("x.db" in t.value for t in app.text)
+
+
+def test_more_bad_inputs_get_one_line(home, tmp_path):
+    from tests.test_cli import rashomon
+
+    for args, words in ((("explain", "--text", "fine", "--methods", ","), "names no method"),
+                        (("explain", "--text", "\x01\x02\x03", "--methods", "attention"), "control or invisible"),
+                        (("snapshot", "bulk", str(tmp_path / "missing.txt")), "Cannot read"),
+                        (("snapshot", "add", "--file", "/bin/ls"), "binary")):
+        result = rashomon(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and words in lines[0], (args, result.stderr)
+
+
+def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers(engine, web_server):
+    from core.snapshots import list_links, refresh_link, snapshot_url
+
+    good = snapshot_url(engine, f"{web_server}/article", [])
+
+    def broken(url):
+        raise FetchError("The server answered 500 Internal Server Error.", "http_error", 500)
+
+    refresh_link(engine, good.link.id, fetcher=broken)
+    view = list_links(engine)[0]
+    assert view.latest_error and view.latest_good_snapshot_id == good.snapshot.id

@@ -22,9 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from core.db import DatabaseUnavailable
+
     try:
         args.func(args)
-    except CliError as exc:
+    except (CliError, DatabaseUnavailable) as exc:
         print(f"rashomon: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -113,7 +113,9 @@ def method_list(value: str | None) -> list[str]:
     from core.methods.base import ExplainError
     from core.methods.registry import METHODS, get_method
 
-    names = [m.strip() for m in value.split(",") if m.strip()] if value else list(METHODS)
+    names = [m.strip() for m in value.split(",") if m.strip()] if value is not None else list(METHODS)
+    if not names:
+        raise CliError(f"--methods names no method; choose from {', '.join(METHODS)}.")
     with one_line_errors(ExplainError):
         for name in names:
             get_method(name)

@@ -118,7 +118,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     for f in report.faithfulness:
         print(f"  {f.method:22} {f.aopc_comprehensiveness:+.4f} / {f.aopc_sufficiency:+.4f}")
     for line in compare.summarise(report, args.k):
-        print("- " + line.replace("**", ""))
+        print("- " + compare.plain(line))
     print(f"This view cost {report.cost_now.forward_passes} model passes now"
           + (" (everything came from the store)." if report.from_store else "."))
 

@@ -196,12 +196,13 @@ def test_6_a_stored_comparison_is_readable_without_hovering(browser, journey, ap
     page.goto(f"{journey['base']}/Compare?" + urlencode(ViewState(text=THIRTY_WORDS).to_query()))
     expect(page.get_by_role("heading", name="Side by side")).to_be_visible()
     width = page.viewport_size["width"]
+    grid = page.get_by_test_id("rashomon-grid")
     for spec in METHODS.values():
-        title = page.locator("th").filter(has_text=spec.title).first
+        title = grid.locator("th").filter(has_text=spec.title).first
         expect(title).to_be_visible()
         box = title.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= width, spec.title
-    grid_rows = page.locator("table tr")
+    grid_rows = grid.locator("tr")
     expect(grid_rows).to_have_count(len(METHODS))
     for index, word in enumerate(words):
         for row in range(len(METHODS)):
@@ -217,3 +218,23 @@ def test_6_a_stored_comparison_is_readable_without_hovering(browser, journey, ap
         expect(prediction).to_contain_text(f"{probability:.3f}")
     keep_for_readme(screenshot(page, "6-readable-compare", height=3000), "compare")
     context.close()
+
+
+def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
+    """A page titled `![p](http://host/t.png) [click](...)`: viewers' browsers must not request the image."""
+    from core.db import make_engine
+    from core.snapshots import list_links
+
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    add_links(page, journey["base"], f"{journey['pages']}/markdown-title")
+    expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
+    engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
+    link = next(v for v in list_links(engine) if v.url.endswith("/markdown-title"))
+    page.goto(f"{journey['base']}/Snapshots?link={link.id}")
+    expect(page.get_by_role("heading", name="![p](")).to_be_visible()
+    page.wait_for_timeout(1500)
+    assert not [url for url in requested if url.endswith("/t.png") or url.endswith("/clicked")], requested
+    live = page.locator("a[href$='/clicked']")
+    assert live.count() == 0, live.first.evaluate("a => a.closest('[data-testid]').outerHTML.slice(0, 600)")
+    assert page.locator("img[src$='/t.png']").count() == 0

@@ -1,0 +1,65 @@
+"""Hostile pages against the fetcher and extractor at full size: wall time and peak memory of each
+snapshot, each in its own process (peak RSS is per process). Appends a table to BENCHMARKS.md.
+
+    python scripts/bench_hostile.py [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CASES = {
+    "/dribble-status": "status line and headers at 2 bytes/s",
+    "/dribble-headers": "headers at 2 lines/s",
+    "/tiny-elements-9mb": "9 MB of <p>x</p> (1.15 M elements)",
+    "/many-links": "200,000 links",
+    "/gzip-bomb": "gzip bomb (30 MB of text in 30 kB)",
+    "/bad-redirect": "redirect to http://[x]/",
+}
+CHILD = """
+import json, resource, sys, time, tempfile
+from core.db import make_engine
+from core.snapshots import snapshot_url
+engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/b.db")
+started = time.perf_counter()
+outcome = snapshot_url(engine, sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - started, "error": outcome.error,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def main() -> None:
+    from tests.test_hostile import start_hostile_server
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="BENCHMARKS.md")
+    args = parser.parse_args()
+    base, stop = start_hostile_server()
+    env = {**os.environ, "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1", "RASHOMON_HOME": tempfile.mkdtemp()}
+    rows = []
+    for path, what in CASES.items():
+        out = subprocess.run([sys.executable, "-c", CHILD, base + path], capture_output=True, text=True, env=env,
+                             cwd=ROOT, timeout=300)
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append((what, data["seconds"], data["peak_mb"], data["error"]))
+        print(f"{what}: {data['seconds']:.1f} s, peak {data['peak_mb']:.0f} MB: {data['error']}", flush=True)
+    stop.set()
+    lines = ["", "## Hostile pages (`python scripts/bench_hostile.py`)", "",
+             "Each page snapshotted in its own process with the default limits (20 s deadline, 10 MB cap, "
+             "60,000-element budget); peak memory is the process's maximum RSS, Python and libraries included.",
+             "", "| page | wall time (s) | peak memory (MB) | recorded as |", "| --- | --- | --- | --- |"]
+    lines += [f"| {w} | {s:.1f} | {m:.0f} | {e} |" for w, s, m, e in rows]
+    with open(args.out, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

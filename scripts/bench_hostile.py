@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 CASES = {
     "/dribble-status": "status line and headers at 2 bytes/s",
     "/dribble-headers": "headers at 2 lines/s",
-    "/tiny-elements-9mb": "9 MB of <p>x</p> (1.15 M elements)",
+    "/tiny-elements-9mb": "9 MB of `<p>x</p>` (1.15 M elements)",
     "/many-links": "200,000 links",
     "/gzip-bomb": "gzip bomb (30 MB of text in 30 kB)",
     "/bad-redirect": "redirect to http://[x]/",
@@ -54,7 +54,7 @@ def main() -> None:
     stop.set()
     lines = ["", "## Hostile pages (`python scripts/bench_hostile.py`)", "",
              "Each page snapshotted in its own process with the default limits (20 s deadline, 10 MB cap, "
-             "60,000-element budget); peak memory is the process's maximum RSS, Python and libraries included.",
+             "100,000-tag budget); peak memory is the process's maximum RSS, Python and libraries included.",
              "", "| page | wall time (s) | peak memory (MB) | recorded as |", "| --- | --- | --- | --- |"]
     lines += [f"| {w} | {s:.1f} | {m:.0f} | {e} |" for w, s, m, e in rows]
     with open(args.out, "a", encoding="utf-8") as handle:

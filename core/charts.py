@@ -56,7 +56,7 @@ def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:
         # The legend goes below the plot in columns, so no entry is cut however many methods there are.
         color=alt.Color("method:N", legend=alt.Legend(orient="bottom", columns=3, labelLimit=0, title=None)),
         strokeDash=alt.condition(alt.datum.method == "random", alt.value([5, 5]), alt.value([0])),
-        tooltip=["method", "fraction", alt.Tooltip("p(target):Q", format=".3f")],
+        tooltip=["method:N", "fraction:Q", alt.Tooltip("p(target):Q", format=".3f")],
     ).properties(title=f"{curve.title()} curve", height=260)
 
 

@@ -361,3 +361,20 @@ def test_markdown_and_html_from_pages_never_render_on_any_page(home, web_server)
         live = [v for v in _shown(app) if UNESCAPED.search(v)]
         assert not live, (name, live)
     assert any("\\!\\[p\\]" in v for v in _shown(pages["snapshots"]))  # the title is shown, escaped
+
+
+def test_corpus_page_shows_a_stop_at_once(home):
+    from core import corpus
+    from core.db import session_scope
+    from core.schema import CorpusJob, utcnow
+
+    job_id = corpus.create_job(get_engine(), "long run", [corpus.Input("row", "Fine.")], ["attention"])
+    with session_scope(get_engine()) as session:
+        row = session.get(CorpusJob, job_id)
+        row.status, row.owner, row.heartbeat_at = "running", "elsewhere:1:x", utcnow()
+        session.add(row)
+    corpus.request_stop(get_engine(), job_id)
+    app = run_page("pages/corpus.py", job=str(job_id))
+    assert not app.exception
+    assert any(i.value.startswith("Stopping:") for i in app.info)
+    assert any("(stopping, 0/1)" in option for option in app.selectbox(key="job_pick").options)

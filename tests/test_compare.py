@@ -304,3 +304,32 @@ def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
     assert any("preserves the prediction best for **a**" in line for line in lines)
     lo, hi = clear.faithfulness[0].comprehensiveness_interval
     assert lo <= clear.faithfulness[0].aopc_comprehensiveness <= hi
+
+
+def test_chart_specs_keep_every_label_readable():
+    """The specs behind the readability fixes: no cut labels, legends that fit, cells sized for their values."""
+    from core import charts
+    from core.corpus.aggregate import AgreementRow
+    from core.reports import Comparison, ComparisonReport
+
+    es = tuple(expl(name, [0.9, 0.1, 0.4]) for name in ("integrated_gradients", "input_x_gradient", "attention"))
+    comparison = Comparison(es[0].text, es, {e.method: False for e in es})
+    matrix = charts.agreement_matrix(comparison, "feature_agreement", 2).to_dict()
+    assert matrix["width"] == {"step": 64} and matrix["height"] == {"step": 40}
+    assert matrix["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] == 0
+    assert matrix["layer"][1]["mark"]["type"] == "text"  # values written in the cells
+    fractions = faithfulness.ERASER_FRACTIONS
+    curves = faithfulness.Faithfulness("integrated_gradients", dict.fromkeys(fractions, 0.1), dict.fromkeys(fractions, 0.1),
+                                       [(0.0, 0.9), (1.0, 0.2)], [(0.0, 0.2), (1.0, 0.9)])
+    report = ComparisonReport(comparison, (curves,), measured=True)
+    curve = charts.faithfulness_curve(report, "deletion").to_dict()
+    legend = curve["encoding"]["color"]["legend"]
+    assert legend["orient"] == "bottom" and legend["labelLimit"] == 0
+    rows = [AgreementRow(i, f"{a} vs {b}", "spearman", 0.5, "x") for i in range(3)
+            for a, b in (("integrated_gradients", "input_x_gradient"), ("attention", "attention_rollout"))]
+    box = charts.corpus_agreement(rows, "spearman", "Spearman").to_dict()
+    assert box["encoding"]["y"]["axis"]["labelLimit"] == 0 and box["encoding"]["y"]["axis"]["labelOverlap"] is False
+    assert box["height"] == 26 * 2 + 20
+    cost = charts.cost([{"step": "faithfulness and attention checks", "seconds when computed": 1.0,
+                         "forward passes when computed": 3, "forward passes now": 0}]).to_dict()
+    assert cost["encoding"]["y"]["axis"]["labelLimit"] == 0

@@ -276,3 +276,23 @@ def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers
     refresh_link(engine, good.link.id, fetcher=broken)
     view = list_links(engine)[0]
     assert view.latest_error and view.latest_good_snapshot_id == good.snapshot.id
+
+
+def test_several_processes_adding_the_same_new_url_and_tag(home, web_server):
+    """Real processes (the CLI), not threads: every one succeeds and no snapshot is lost."""
+    import os
+    import subprocess
+    import sys
+
+    from core.db import get_engine
+    from core.snapshots import list_links, list_tags, snapshots_of
+
+    get_engine()  # migrate once, as a running server would have
+    processes = [subprocess.Popen([sys.executable, "-m", "core", "snapshot", "add", f"{web_server}/plain",
+                                   "--tag", "shared-new-tag"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=os.environ.copy()) for _ in range(6)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in processes]
+    assert all(code == 0 for code, _ in results), results
+    assert all("Traceback" not in err for _, err in results)
+    [view] = list_links(get_engine())
+    assert len(snapshots_of(get_engine(), view.id)) == 6 and dict(list_tags(get_engine())) == {"shared-new-tag": 1}

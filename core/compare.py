@@ -290,17 +290,18 @@ def to_json(report: ComparisonReport, k: int) -> str:
 
 
 def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
-    """Per method, and for the measures: seconds and passes when first computed, and what this view cost now."""
+    """Per method, and for the measures: what this view cost now, and seconds and passes when first computed."""
     comparison = report.comparison
-    rows = [{"step": e.method, "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes,
-             "from store": comparison.cached.get(e.method, False) or report.from_store,
-             "forward passes now": 0 if comparison.cached.get(e.method, False) or report.from_store
-             else e.forward_passes} for e in comparison.explanations]
+    rows = []
+    for e in comparison.explanations:
+        stored = comparison.cached.get(e.method, False) or report.from_store
+        rows.append({"step": e.method, "forward passes now": 0 if stored else e.forward_passes, "from store": stored,
+                     "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes})
     if report.measured:
-        rows.append({"step": "faithfulness and attention checks", "seconds when computed": report.measure_cost.seconds,
-                     "forward passes when computed": report.measure_cost.forward_passes,
-                     "from store": report.from_store,
-                     "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes})
+        rows.append({"step": "faithfulness and attention checks",
+                     "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes,
+                     "from store": report.from_store, "seconds when computed": report.measure_cost.seconds,
+                     "forward passes when computed": report.measure_cost.forward_passes})
     return rows
 
 

@@ -224,7 +224,7 @@ st.caption(f"Each method's own copy of the input, explaining **{md(comparison.ta
 st.markdown(f"**Top {k} words per method**")
 st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
 st.markdown("**Cost**")
-left, right = st.columns([2, 3])
+left, right = st.columns([1, 2])
 cost = compare.cost_rows(report)
 left.altair_chart(charts.cost(cost), width="stretch")
 right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")

@@ -238,3 +238,13 @@ def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
     live = page.locator("a[href$='/clicked']")
     assert live.count() == 0, live.first.evaluate("a => a.closest('[data-testid]').outerHTML.slice(0, 600)")
     assert page.locator("img[src$='/t.png']").count() == 0
+
+
+def test_8_every_page_is_reachable_from_the_sidebar(page, journey):
+    page.goto(f"{journey['base']}/")
+    nav = page.get_by_test_id("stSidebarNav")
+    for title in ("Home", "Snapshots", "Compare", "Corpus", "Checks"):
+        expect(nav.get_by_role("link", name=title)).to_be_visible()
+    nav.get_by_role("link", name="Checks").click()
+    expect(page.get_by_role("heading", name="Checks", exact=True)).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/Checks"))

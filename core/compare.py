@@ -216,44 +216,50 @@ def _interval(low_high: tuple[float, float]) -> str:
     return f"{_fmt(low_high[0])} to {_fmt(low_high[1])}"
 
 
+def _lead(a: dict[float, float], b: dict[float, float]) -> tuple[float, float]:
+    """90% interval of the mean of a - b over the removal fractions, paired fraction by fraction (every
+    score grows with the fraction removed; pairing takes that shared trend out)."""
+    return faithfulness.fraction_interval([a[f] - b[f] for f in a])
+
+
 def _faithfulness_claims(real: Sequence[faithfulness.Faithfulness],
                          random_ref: faithfulness.Faithfulness | None) -> list[str]:
-    """Name a most faithful method only when its lead is larger than the spread of its own scores over
-    the removal fractions (bootstrap intervals that do not overlap); otherwise say there is no clear winner."""
+    """Name a most faithful method only when its lead over every other method is clear: the paired
+    bootstrap interval of the difference (over the removal fractions) excludes zero. Otherwise say
+    there is no clear winner and name the methods it cannot be told apart from."""
     lines = []
     by_comp = sorted(real, key=lambda f: -f.aopc_comprehensiveness)
     best, rest = by_comp[0], by_comp[1:]
-    best_iv = best.comprehensiveness_interval
-    tied = [f for f in rest if f.comprehensiveness_interval[1] >= best_iv[0]]
+    tied = [f for f in rest if _lead(best.comprehensiveness, f.comprehensiveness)[0] <= 0]
     ref = (f"; a random ranking scores {_fmt(random_ref.aopc_comprehensiveness)}" if random_ref else "")
     if not rest:
         lines.append(f"Removing its top words moves the prediction by comprehensiveness AOPC "
-                     f"{_fmt(best.aopc_comprehensiveness)} for **{best.method}** ({_interval(best_iv)}{ref}).")
+                     f"{_fmt(best.aopc_comprehensiveness)} for **{best.method}**{ref}.")
     elif tied:
         lines.append(f"Removing its top words: no clear winner. **{best.method}** leads on comprehensiveness AOPC "
-                     f"({_fmt(best.aopc_comprehensiveness)}, {_interval(best_iv)} over the removal fractions), "
-                     f"but its interval overlaps {', '.join(f.method for f in tied)}'s{ref}.")
+                     f"({_fmt(best.aopc_comprehensiveness)}), but its lead over {', '.join(f.method for f in tied)} "
+                     f"is within the spread over the removal fractions{ref}.")
     else:
+        runner_up = rest[0]
         lines.append(f"Removing its top words moves the prediction most for **{best.method}** (comprehensiveness "
-                     f"AOPC {_fmt(best.aopc_comprehensiveness)}, {_interval(best_iv)} over the removal fractions, "
-                     f"clear of every other method{ref}).")
+                     f"AOPC {_fmt(best.aopc_comprehensiveness)}, ahead of {runner_up.method} by "
+                     f"{_interval(_lead(best.comprehensiveness, runner_up.comprehensiveness))} over the removal "
+                     f"fractions, clear of every other method{ref}).")
     by_suff = sorted(real, key=lambda f: f.aopc_sufficiency)
     suff, others = by_suff[0], by_suff[1:]
-    suff_iv = suff.sufficiency_interval
-    suff_tied = [f for f in others if f.sufficiency_interval[0] <= suff_iv[1]]
+    suff_tied = [f for f in others if _lead(f.sufficiency, suff.sufficiency)[0] <= 0]
     if others and suff_tied:
         lines.append(f"Keeping only its top words: no clear winner; **{suff.method}** has the lowest sufficiency AOPC "
-                     f"({_fmt(suff.aopc_sufficiency)}, {_interval(suff_iv)}), overlapping "
+                     f"({_fmt(suff.aopc_sufficiency)}), within the spread of "
                      f"{', '.join(f.method for f in suff_tied)}.")
     else:
         lines.append(f"Keeping only its top words preserves the prediction best for **{suff.method}** "
-                     f"(sufficiency AOPC {_fmt(suff.aopc_sufficiency)}, {_interval(suff_iv)}).")
+                     f"(sufficiency AOPC {_fmt(suff.aopc_sufficiency)}).")
     if random_ref:
-        random_high = random_ref.comprehensiveness_interval[1]
-        worse = [f.method for f in real if f.comprehensiveness_interval[0] <= random_high]
+        worse = [f.method for f in real if _lead(f.comprehensiveness, random_ref.comprehensiveness)[0] <= 0]
         if worse:
             lines.append("Not clearly better than a random ranking at finding the words the prediction depends on "
-                         "(intervals overlap): " + ", ".join(worse) + ".")
+                         "(paired over the removal fractions): " + ", ".join(worse) + ".")
     return lines
 
 

@@ -293,7 +293,7 @@ def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
                                           _faith("b", [0.29, 0.31, 0.30, 0.34, 0.30], [0.2] * 5), random),
                              measured=True)
     lines = compare.summarise(close, 2)
-    assert any(line.startswith("Removing its top words: no clear winner. **a** leads") and "overlaps b's" in line
+    assert any(line.startswith("Removing its top words: no clear winner. **a** leads") and "lead over b is within" in line
                for line in lines)
     clear = ComparisonReport(comparison, (_faith("a", [0.60, 0.62, 0.59, 0.65, 0.61], [0.1] * 5),
                                           _faith("b", [0.10, 0.11, 0.09, 0.12, 0.10], [0.2] * 5), random),
@@ -304,6 +304,12 @@ def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
     assert any("preserves the prediction best for **a**" in line for line in lines)
     lo, hi = clear.faithfulness[0].comprehensiveness_interval
     assert lo <= clear.faithfulness[0].aopc_comprehensiveness <= hi
+    # Paired: a method that beats another by the same margin at every fraction is clearly ahead, even when
+    # both scores spread widely over the fractions (the spread is shared).
+    spread = ComparisonReport(comparison, (_faith("a", [0.10, 0.20, 0.30, 0.40, 0.50], [0.1] * 5),
+                                           _faith("b", [0.05, 0.15, 0.25, 0.35, 0.45], [0.2] * 5), random),
+                              measured=True)
+    assert any("moves the prediction most for **a**" in line for line in compare.summarise(spread, 2))
 
 
 def test_chart_specs_keep_every_label_readable():

@@ -81,13 +81,11 @@ def stability(runner: ModelRunner, text: str, variants: dict[str, list[dict[str,
     done = 0
     results = []
     for method, settings in variants.items():
-        explanations = []
-        for params in settings:
-            if progress:
-                progress(done / total, f"{method} {params}")
-            explanations.append(explain(runner, text, method, target, params))
-            target = explanations[-1].target
-            done += 1
+        if progress:
+            progress(done / total, f"{method}: {len(settings)} settings")
+        explanations = _explain_variants(runner, text, method, settings, target)
+        target = explanations[-1].target
+        done += len(settings)
         spearman, topk = _pairwise(explanations, k)
         mean_s, min_s, mean_k = _nanmean(spearman), _nanmin(spearman), _nanmean(topk)
         verdict = _stability_verdict(method, mean_s, mean_k, k, f" across {len(settings)} settings")
@@ -117,10 +115,8 @@ def sensitivity(runner: ModelRunner, text: str, methods: Sequence[str] | None = 
         settings = [dict(v) for v in get_method(method).sensitivity_variants]
         if progress:
             progress(index / max(1, len(chosen)), f"{method} sensitivity")
-        explanations = []
-        for params in settings:
-            explanations.append(explain(runner, text, method, target, params))
-            target = explanations[-1].target
+        explanations = _explain_variants(runner, text, method, settings, target)
+        target = explanations[-1].target
         spearman, topk = _pairwise(explanations, k)
         mean_s, mean_k = _nanmean(spearman), _nanmean(topk)
         varied = ", ".join(sorted({key for v in settings for key in v}))
@@ -150,6 +146,16 @@ def sensitivity_over(runner: ModelRunner, texts: Sequence[str], methods: Sequenc
             "from stability.")
         out.append(SensitivityResult(first.method, first.variants, mean_s, mean_k, sentence))
     return out
+
+
+def _explain_variants(runner: ModelRunner, text: str, method: str, settings: Sequence[dict[str, Any]],
+                      target: str | None) -> list:
+    """`method` on `text` once per setting, all explaining one label (the first run's, unless given)."""
+    explanations = []
+    for params in settings:
+        explanations.append(explain(runner, text, method, target, params))
+        target = explanations[-1].target
+    return explanations
 
 
 def _pairwise(explanations: Sequence, k: int) -> tuple[list[float], list[float]]:
@@ -218,8 +224,7 @@ def _randomisation_verdict(method: str, stages: Sequence[RandomisationStage], fi
     return Verdict(passed, worst, RANDOMISATION_PASS, sentence)
 
 
-def _judged(runner: ModelRunner, methods: Sequence[str], params: dict[str, dict[str, Any]],
-            stages: Sequence[RandomisationStage]) -> dict[str, int]:
+def _judged(runner: ModelRunner, methods: Sequence[str], params: dict[str, dict[str, Any]]) -> dict[str, int]:
     n_layers = len(_encoder_layers(runner.loaded.model))
     return {m: get_method(m).first_affecting_stage(get_method(m).resolve(params.get(m)), n_layers) for m in methods}
 
@@ -282,7 +287,7 @@ def randomisation(runner: ModelRunner, text: str, methods: Sequence[str], *, max
 
 def _result(runner: ModelRunner, methods: Sequence[str], params: dict[str, dict[str, Any]],
             stages: list[RandomisationStage], scope: str) -> RandomisationResult:
-    first = _judged(runner, methods, params, stages)
+    first = _judged(runner, methods, params)
     return RandomisationResult(stages, {m: _randomisation_verdict(m, stages, first[m], scope) for m in methods},
                                {m: [s.name for s in stages[first[m]:]] for m in methods})
 

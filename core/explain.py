@@ -43,7 +43,9 @@ class ExplainRequest:
 
     @classmethod
     def build(cls, runner: ModelRunner, text: str, method: str, target: str | int | None = None,
-              params: dict[str, Any] | None = None) -> ExplainRequest:
+              params: dict[str, Any] | None = None, prepared: PreparedText | None = None) -> ExplainRequest:
+        """Validate everything; `prepared` (the text already prepared by this runner) saves a tokenization
+        when one text is explained by several methods."""
         if not text or not text.strip():
             raise ExplainError("The text is empty: give some words to explain.")
         if all(unicodedata.category(c)[0] in "CZ" for c in text):
@@ -54,7 +56,7 @@ class ExplainRequest:
         if reason:
             raise ExplainError(f"{spec.title} cannot explain {runner.loaded.name}: {reason}.")
         label = label_for(runner, target)
-        prepared = runner.prepare(text)
+        prepared = prepared or runner.prepare(text)
         if not prepared.words:
             raise ExplainError("The text has no words the model can read.")
         return cls(prepared, spec, resolved, label, runner.loaded.fingerprint)

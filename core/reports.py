@@ -24,11 +24,12 @@ from core import attention_checks, faithfulness
 from core.attention_checks import AttentionCorrelation, Intervention
 from core.db import session_scope
 from core.explain import PREDICTED, ExplainRequest, params_key
-from core.explanation import Explanation
+from core.explanation import Explanation, split_words
 from core.faithfulness import Faithfulness
 from core.interventions import MODES
 from core.methods.attention import needs_attentions
 from core.methods.base import ExplainError
+from core.methods.registry import get_method
 from core.runner import ModelRunner
 from core.schema import ComparisonReportRecord
 from core.store import lookup, run_stored
@@ -121,7 +122,9 @@ def view_requests(runner: ModelRunner, text: str, methods: Sequence[str], option
     if not methods:
         raise ExplainError("Choose at least one method.")
     options = options or {}
-    return [ExplainRequest.build(runner, text, name, target, options.get(name)) for name in methods]
+    first = ExplainRequest.build(runner, text, methods[0], target, options.get(methods[0]))
+    return [first] + [ExplainRequest.build(runner, text, name, target, options.get(name), first.prepared)
+                      for name in methods[1:]]
 
 
 def _report_key(requests: Sequence[ExplainRequest], target: str) -> dict[str, str]:
@@ -262,9 +265,6 @@ def estimate_view(runner: ModelRunner, text: str, methods: Sequence[str],
     """Passes a fresh run of this view should need (a backward pass counting as one): the prediction, each
     method's declared cost model, faithfulness (ERASER fractions and both curves for every method and
     the random rankings) and the attention interventions. Cache hits make real runs cheaper."""
-    from core.explanation import split_words
-    from core.methods.registry import get_method
-
     options = options or {}
     prepared = runner.prepare(text)
     n = len(prepared.words)

@@ -1,4 +1,5 @@
-"""Attention interventions: run the model with one layer's (or one head's) attention weights replaced.
+"""Attention interventions: run the model with one layer's (or one head's) attention weights replaced,
+or with heads silenced per example (head masks).
 
 The replacement is an attention function registered with transformers' `AttentionInterface`. What
 to replace travels with each call as a keyword argument (transformers passes forward kwargs down to
@@ -18,6 +19,7 @@ from transformers import AttentionInterface
 
 IMPLEMENTATION = "rashomon_intervention"
 KWARG = "rashomon_intervention"
+HEAD_KWARG = "rashomon_head_mask"
 MODES = ("uniform", "permuted")
 
 
@@ -33,6 +35,13 @@ class AttentionIntervention:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"Unknown intervention mode '{self.mode}'; choose from {', '.join(MODES)}.")
+
+
+@dataclass(frozen=True)
+class HeadMask:
+    """Per-example head multipliers, shape (batch, layers, heads): each row of a batch can silence other heads."""
+
+    multipliers: torch.Tensor
 
 
 def _replace(weights: torch.Tensor, attention_mask: torch.Tensor | None, how: AttentionIntervention) -> torch.Tensor:
@@ -62,6 +71,9 @@ def _intervened_attention(module: Any, query: torch.Tensor, key: torch.Tensor, v
     how: AttentionIntervention | None = kwargs.get(KWARG)
     if how is not None and getattr(module, "layer_idx", None) == how.layer:
         weights = _replace(weights, attention_mask, how)
+    head_mask: HeadMask | None = kwargs.get(HEAD_KWARG)
+    if head_mask is not None:
+        weights = weights * head_mask.multipliers[:, module.layer_idx, :, None, None].to(weights.dtype)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     return output, weights
 

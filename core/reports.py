@@ -29,7 +29,7 @@ from core.faithfulness import Faithfulness
 from core.interventions import MODES
 from core.methods.attention import needs_attentions
 from core.methods.base import ExplainError
-from core.methods.registry import get_method
+from core.methods.registry import methods_passes
 from core.runner import ModelRunner
 from core.schema import ComparisonReportRecord
 from core.store import lookup, run_stored
@@ -268,7 +268,7 @@ def estimate_view(runner: ModelRunner, text: str, methods: Sequence[str],
     options = options or {}
     prepared = runner.prepare(text)
     n = len(prepared.words)
-    passes = 1 + sum(get_method(m).estimated_passes(options.get(m), n) for m in methods)
+    passes = 1 + methods_passes(list(methods), options, n)
     rankings = len(methods) + faithfulness.RANDOM_SEEDS
     passes += rankings * 2 * (len(faithfulness.ERASER_FRACTIONS) + faithfulness.CURVE_POINTS)
     if not needs_attentions(runner.loaded):

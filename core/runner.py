@@ -26,7 +26,7 @@ import torch
 
 from core.explanation import split_words
 from core.first_token import first_token_model
-from core.interventions import KWARG, AttentionIntervention, intervention_attention
+from core.interventions import HEAD_KWARG, KWARG, AttentionIntervention, HeadMask, intervention_attention
 from core.modelling import LoadedModel
 
 ProgressFn = Callable[[float, str], None]
@@ -187,6 +187,46 @@ class ModelRunner:
         while len(self._attention_cache) > 4:
             self._attention_cache.pop(next(iter(self._attention_cache)))
         return weights, probabilities
+
+    def attention_gradients(self, input_ids: Sequence[int], target: int) -> tuple[np.ndarray, np.ndarray]:
+        """(attention weights, gradient of the target probability with respect to them), both
+        (layers, heads, seq, seq), from one forward and one backward pass of the full model (two passes)."""
+        ids = torch.tensor([list(input_ids)], device=self.device)
+        with self.loaded.lock, torch.enable_grad():
+            out = self.model(input_ids=ids, output_attentions=True)
+            if not out.attentions:
+                raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
+            for weights in out.attentions:
+                weights.retain_grad()
+            torch.softmax(out.logits[0].float(), -1)[target].backward()
+            weights = torch.stack([a[0].detach().float() for a in out.attentions]).cpu().numpy()
+            gradients = torch.stack([a.grad[0].float() for a in out.attentions]).cpu().numpy()
+            self.model.zero_grad(set_to_none=True)
+        self.forward_passes += 2
+        self.evaluations += 2
+        return weights, gradients
+
+    def head_masked(self, input_ids: Sequence[int], multipliers: np.ndarray,
+                    progress: ProgressFn | None = None) -> np.ndarray:
+        """Probabilities (n, labels) of one input run n times, run i with head h of layer l scaled by
+        `multipliers[i, l, h]` (0 silences a head: Michel et al. 2019's head mask), batched."""
+        multipliers = torch.as_tensor(np.asarray(multipliers, dtype=np.float32))
+        n_layers, n_heads = self.model.config.num_hidden_layers, self.model.config.num_attention_heads
+        if multipliers.ndim != 3 or tuple(multipliers.shape[1:]) != (n_layers, n_heads):
+            raise ValueError(f"Head multipliers must have shape (n, {n_layers}, {n_heads}); got {tuple(multipliers.shape)}.")
+        size = self.batch_size_for(len(input_ids))
+        rows = []
+        for start in range(0, len(multipliers), size):
+            batch = multipliers[start : start + size]
+            ids = torch.tensor([list(input_ids)] * len(batch), device=self.device)
+            with self.loaded.lock, torch.inference_mode(), intervention_attention(self.model):
+                logits = self.model(input_ids=ids, **{HEAD_KWARG: HeadMask(batch.to(self.device))}).logits
+            rows.append(torch.softmax(logits.float(), -1).cpu().numpy())
+            self.forward_passes += len(batch)
+            self.evaluations += len(batch)
+            if progress:
+                progress(min(1.0, (start + len(batch)) / len(multipliers)), f"{start + len(batch)}/{len(multipliers)} heads")
+        return np.concatenate(rows) if rows else np.zeros((0, len(self.loaded.labels)))
 
     def intervened(self, input_ids: Sequence[int], intervention: AttentionIntervention,
                    output_attentions: bool = False) -> tuple[np.ndarray, tuple[torch.Tensor, ...] | None]:

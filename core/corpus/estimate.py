@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from core.corpus.jobs import DEFAULT_FAITHFULNESS_INPUTS, faithfulness_positions
 from core.faithfulness import ERASER_FRACTIONS
-from core.methods.registry import corpus_options, get_method
+from core.methods.registry import corpus_options, methods_passes
 from core.runner import ModelRunner
 
 
@@ -20,9 +20,8 @@ def estimate_passes(runner: ModelRunner, methods: Sequence[str], texts: Sequence
     masked passes per ERASER fraction for each method and the random ranking.
     """
     options = {**corpus_options(list(methods)), **(options or {})}
-    specs = [get_method(name) for name in methods]
     word_counts = [len(runner.prepare(t).words) for t in texts]
-    method_passes = sum(spec.estimated_passes(options.get(spec.name), n) for spec in specs for n in word_counts)
+    method_passes = sum(methods_passes(list(methods), options, n) for n in word_counts)
     faithfulness_sets = 2 * len(ERASER_FRACTIONS)
     measured = len(faithfulness_positions(len(texts), faithfulness_inputs))
     return len(texts) + method_passes + (len(methods) + 1) * faithfulness_sets * measured

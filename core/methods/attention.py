@@ -38,14 +38,21 @@ def attention_rollout(attentions: np.ndarray, residual_weight: float = 0.5) -> n
     return rollout
 
 
-def _attention(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
-    weights, _ = runner.attentions(prepared.input_ids)
+def choose_layer_head(weights: np.ndarray, params: dict) -> tuple[int, int]:
+    """The `layer` and `head` options checked against weights of shape (layers, heads, seq, seq)."""
     layers, heads = weights.shape[:2]
     layer, head = params["layer"], params["head"]
     if not -layers <= layer < layers:
         raise ExplainError(f"Layer {layer} does not exist: the model has {layers} layers (0..{layers - 1}, or -1 for the last).")
     if not -1 <= head < heads:
         raise ExplainError(f"Head {head} does not exist: the model has {heads} heads (0..{heads - 1}, or -1 for their mean).")
+    return layer, head
+
+
+def _attention(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
+    weights, _ = runner.attentions(prepared.input_ids)
+    layers, heads = weights.shape[:2]
+    layer, head = choose_layer_head(weights, params)
     chosen = weights[layer].mean(axis=0) if head == -1 else weights[layer, head]
     return Attribution(token_scores=chosen[0].astype(float), diagnostics={
         "layers": int(layers), "heads": int(heads),

@@ -90,6 +90,9 @@ AttributeFn = Callable[["ModelRunner", "PreparedText", int, dict[str, Any], "Pro
 # one more forward), given the method's resolved parameters.
 CostFn = Callable[[dict[str, Any], int], float]
 CompatibilityFn = Callable[["LoadedModel"], str | None]
+# Whether, given the resolved options of the other methods in the same view, every query this method
+# makes is one another method makes too (then it costs one pass at most: the runner's cache answers).
+SharesQueriesFn = Callable[[dict[str, Any], dict[str, dict[str, Any]]], bool]
 # Settings that should not change a deterministic method's answer: the same settings twice.
 RERUN = ({}, {})
 
@@ -122,6 +125,7 @@ class Method:
     # method's output, given its parameters and the number of layers; earlier stages are not judged.
     first_affecting_stage: Callable[[dict[str, Any], int], int] = lambda params, n_layers: 0
     compatibility: CompatibilityFn = needs_nothing
+    shares_queries: SharesQueriesFn = lambda params, others: False
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Every option's value: the given ones checked and coerced, the rest at their defaults."""
@@ -143,6 +147,14 @@ class Method:
 
     def estimated_passes(self, params: dict[str, Any] | None, n_words: int) -> float:
         return float(self.cost(self.resolve(params), n_words))
+
+    def estimated_passes_beside(self, params: dict[str, Any] | None, n_words: int,
+                                others: dict[str, dict[str, Any]]) -> float:
+        """Passes when the methods in `others` (name -> resolved options) run on the same input too."""
+        resolved = self.resolve(params)
+        if self.shares_queries(resolved, others):
+            return 1.0
+        return float(self.cost(resolved, n_words))
 
     def variants(self, quick: bool = False) -> tuple[dict[str, Any], ...]:
         if quick and self.quick_stability_variants is not None:

@@ -44,8 +44,9 @@ def shap_partition_evaluations(max_evals: int, n_words: int) -> float:
     return min(float(max_evals), 0.85 * (n_words + 2) ** 2)
 
 
-def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
-    from lime.lime_text import LimeTextExplainer
+def lime_explainer(runner: ModelRunner, prepared: PreparedText, params: dict) -> tuple[Any, Any]:
+    """LIME's text explainer and indexed input as the LIME method builds them (shared with KernelSHAP)."""
+    from lime.lime_text import IndexedString, LimeTextExplainer
 
     words = [w for w, _, _ in prepared.words]
     explainer = LimeTextExplainer(
@@ -53,23 +54,39 @@ def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
         split_expression=lambda _text: words,
         bow=False,  # each occurrence is its own feature, in text order
         mask_string=runner.mask_token,  # a single token keeps perturbations as short as the input
-        kernel_width=params["kernel_width"],
+        kernel_width=params.get("kernel_width", 25.0),
         random_state=params["seed"],
     )
-    result = explainer.explain_instance(
-        prepared.text,
-        lambda texts: runner.probabilities_for_texts(texts, progress),
-        labels=(target,),
-        num_features=len(words),
-        num_samples=params["num_samples"],
-    )
-    scores = np.zeros(len(words))
-    for feature, weight in result.local_exp[target]:
+    indexed = IndexedString(prepared.text, bow=False, split_expression=lambda _text: words, mask_string=runner.mask_token)
+    return explainer, indexed
+
+
+def lime_neighbourhood(runner: ModelRunner, prepared: PreparedText, params: dict,
+                       progress: ProgressFn) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray]:
+    """(explainer, indexed input, masks, probabilities, distances): LIME's own sampler, run through the
+    runner. The same seed and sample count give the same perturbed texts, so a second method that
+    reads this neighbourhood (KernelSHAP) finds every query in the runner's cache."""
+    explainer, indexed = lime_explainer(runner, prepared, params)
+    # explain_instance = this sampler + LimeBase.explain_instance_with_data; calling the two halves
+    # lets the neighbourhood be shared (lime has no public name for the first half).
+    data, probabilities, distances = explainer._LimeTextExplainer__data_labels_distances(
+        indexed, lambda texts: runner.probabilities_for_texts(texts, progress), params["num_samples"])
+    return explainer, indexed, data, probabilities, distances
+
+
+def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
+    explainer, _, data, probabilities, distances = lime_neighbourhood(runner, prepared, params, progress)
+    intercept, local_exp, score, local_pred = explainer.base.explain_instance_with_data(
+        data, probabilities, distances, target, num_features=len(prepared.words),
+        feature_selection=explainer.feature_selection)
+    scores = np.zeros(len(prepared.words))
+    for feature, weight in local_exp:
         scores[feature] = weight
     return Attribution(word_scores=scores, diagnostics={
-        "intercept": float(result.intercept[target]),
-        "local_r2": float(result.score[target] if isinstance(result.score, dict) else result.score),
-        "local_prediction": float(np.ravel(result.local_pred)[0]) if result.local_pred is not None else None,
+        "intercept": float(intercept),
+        "local_r2": float(score),
+        "local_prediction": float(np.ravel(local_pred)[0]) if local_pred is not None else None,
+        "samples": int(len(data)),
     })
 
 

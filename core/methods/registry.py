@@ -6,18 +6,33 @@ stability variants, the attention check's references) is derived from this regis
 
 from __future__ import annotations
 
-from core.methods import attention, gradient, perturbation
+from core.methods import (
+    attention,
+    attention_gradient,
+    attention_norm,
+    deeplift,
+    gradient,
+    gradient_shap,
+    kernel_shap,
+    perturbation,
+)
 from core.methods.base import ExplainError, Family, Method, Speed
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     perturbation.LIME,
     perturbation.SHAP,
+    kernel_shap.KERNEL_SHAP,
     gradient.INTEGRATED_GRADIENTS,
     gradient.SALIENCY,
     gradient.INPUT_X_GRADIENT,
+    deeplift.DEEPLIFT,
+    gradient_shap.GRADIENT_SHAP,
     perturbation.OCCLUSION,
     attention.ATTENTION,
     attention.ATTENTION_ROLLOUT,
+    attention_gradient.ATTENTION_X_GRADIENT,
+    attention_gradient.GRADIENT_ROLLOUT,
+    attention_norm.ATTENTION_NORM,
 )}
 
 
@@ -46,6 +61,15 @@ def attention_methods() -> list[str]:
 def attention_reference_methods() -> list[str]:
     """What attention is tested against (Jain & Wallace 2019): deterministic gradient and erasure scores."""
     return [m.name for m in METHODS.values() if m.family != Family.ATTENTION and not m.random]
+
+
+def methods_passes(methods: list[str] | tuple[str, ...], options: dict[str, dict], n_words: int) -> float:
+    """Forward passes the methods should cost together on one input of `n_words` words, queries that
+    one method shares with another (`Method.shares_queries`) counted once."""
+    resolved = {name: get_method(name).resolve(options.get(name)) for name in methods}
+    return sum(get_method(name).estimated_passes_beside(options.get(name), n_words,
+                                                        {o: p for o, p in resolved.items() if o != name})
+               for name in methods)
 
 
 def corpus_options(methods: list[str] | tuple[str, ...]) -> dict[str, dict]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import altair as alt
+import numpy as np
 import pandas as pd
 
 from core import agreement
+from core.attention_checks import HeadImportance
+from core.attention_views import AttentionView
 from core.checks import RandomisationResult
 from core.corpus.aggregate import AgreementRow, LeaderboardRow
 from core.reports import Comparison, ComparisonReport
@@ -88,3 +92,78 @@ def randomisation(result: RandomisationResult) -> alt.Chart:
             labelExpr=f"{[s.name for s in result.stages]}[datum.value]", labelAngle=-30)),
         y=alt.Y("Spearman:Q", scale=alt.Scale(domain=[-1, 1]), title="Spearman with trained model"),
         color="method:N", tooltip=["randomised", "method", alt.Tooltip("Spearman:Q", format=".3f")])
+
+
+def spec(chart: alt.TopLevelMixin) -> dict:
+    """The Vega-Lite spec of a chart. A 128-token input has ~10,000 attention cells, past Altair's
+    5,000-row guard; they go in the spec's datasets (Streamlit sends its own way, with no guard)."""
+    with alt.data_transformers.disable_max_rows():
+        return chart.to_dict()
+
+
+def _token_axis(tokens: Sequence[str], title: str | None = None) -> alt.Axis:
+    """An axis over token positions whose labels are the tokens themselves, every one shown."""
+    return alt.Axis(labelExpr=f"{json.dumps(list(tokens))}[datum.value]", labelOverlap=False, labelLimit=0,
+                    labelFontSize=11, title=title)
+
+
+def attention_grid(view: AttentionView, query: int = 0) -> alt.FacetChart:
+    """Every layer and head: one strip of the query token's attention per head, one panel per layer."""
+    view.check(0, 0, query)
+    layers, heads, seq = view.weights.shape[0], view.weights.shape[1], view.weights.shape[-1]
+    row = view.weights[:, :, query, :]  # (layers, heads, keys)
+    frame = pd.DataFrame({"layer": np.repeat(np.arange(layers), heads * seq),
+                          "head": np.tile(np.repeat(np.arange(heads), seq), layers),
+                          "position": np.tile(np.arange(seq), layers * heads),
+                          "weight": row.reshape(-1).round(4)})
+    frame["token"] = [view.tokens[p] for p in frame["position"]]
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("position:O", axis=_token_axis(view.tokens, f"attention from '{view.tokens[query]}' (position {query}) to")),
+        y=alt.Y("head:O", title="head"),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
+        tooltip=["layer:O", "head:O", "token:N", alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=alt.Step(13), height=alt.Step(11)).facet(
+        row=alt.Row("layer:O", title="layer", header=alt.Header(labelFontSize=12)), spacing=6)
+
+
+def head_view(view: AttentionView, layer: int, head: int, min_weight: float = 0.02) -> alt.LayerChart:
+    """bertviz's head view in Altair: tokens on both sides, a line from each token to each token it
+    attends, opacity = weight (weights under `min_weight` are left out so the strong ones stand out)."""
+    view.check(layer, head, 0)
+    weights = view.weights[layer, head]
+    queries, keys = np.nonzero(weights >= min_weight)
+    lines = pd.DataFrame({"x": 0.0, "x2": 1.0, "from": queries, "to": keys,
+                          "weight": weights[queries, keys].round(4)})
+    lines["from token"] = [view.tokens[i] for i in queries]
+    lines["to token"] = [view.tokens[j] for j in keys]
+    labels = pd.DataFrame({"position": np.arange(len(view.tokens)), "token": list(view.tokens)})
+    y_scale = alt.Scale(domain=[-0.5, len(view.tokens) - 0.5], reverse=True, nice=False)
+    y = alt.Y("from:Q", scale=y_scale, axis=None)
+    rules = alt.Chart(lines).mark_rule(color="#1f5fa8").encode(
+        x=alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.45, 1.45])), x2="x2:Q", y=y, y2="to:Q",
+        opacity=alt.Opacity("weight:Q", scale=alt.Scale(domain=[0, 1], range=[0.05, 1]), legend=None),
+        strokeWidth=alt.value(1.5), tooltip=["from token:N", "to token:N", alt.Tooltip("weight:Q", format=".3f")])
+    left = alt.Chart(labels).mark_text(align="right", dx=-4, fontSize=11).encode(
+        x=alt.datum(0.0), y=alt.Y("position:Q", scale=y_scale, axis=None), text="token:N")
+    right = alt.Chart(labels).mark_text(align="left", dx=4, fontSize=11).encode(
+        x=alt.datum(1.0), y=alt.Y("position:Q", scale=y_scale, axis=None), text="token:N")
+    return (rules + left + right).properties(width=360, height=14 * len(view.tokens) + 20,
+                                             title=f"Layer {layer}, head {head}: who attends to whom")
+
+
+def head_importance(result: HeadImportance) -> alt.LayerChart:
+    """Layer x head grid of the change in p(target) when each head is silenced, each value written in its cell."""
+    effects = result.array
+    frame = pd.DataFrame([{"layer": layer, "head": head, "change": float(effects[layer, head]),
+                           "flipped": result.flipped[layer][head]}
+                          for layer in range(effects.shape[0]) for head in range(effects.shape[1])])
+    bound = max(1e-6, float(np.abs(effects).max()))
+    base = alt.Chart(frame).encode(x=alt.X("head:O", title="head"), y=alt.Y("layer:O", title="layer"))
+    cells = base.mark_rect().encode(
+        color=alt.Color("change:Q", scale=alt.Scale(scheme="redblue", domain=[-bound, bound], reverse=True),
+                        title=f"p({result.target}) change"),
+        tooltip=["layer", "head", alt.Tooltip("change:Q", format="+.4f"), "flipped"])
+    values = base.mark_text(fontSize=10).encode(
+        text=alt.Text("change:Q", format="+.3f"),
+        color=alt.condition(f"abs(datum.change) > {bound / 2}", alt.value("white"), alt.value("black")))
+    return (cells + values).properties(width=alt.Step(48), height=alt.Step(26))

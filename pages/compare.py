@@ -11,6 +11,7 @@ from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
+from pages import attention_whole
 from pages.resources import engine, runner_or_stop
 from pages.ui import option_widgets
 
@@ -282,7 +283,10 @@ st.dataframe(pd.DataFrame([{"layer": i.layer, "replacement": i.mode, "p(target) 
                             "total variation": i.total_variation, "label flipped": i.label_flipped}
                            for i in report.interventions]).round(4), hide_index=True, width="stretch")
 st.caption("Each row replaces one layer's attention weights (uniform over tokens, or permuted) and reruns "
-           "the model. If the prediction barely moves, that layer's attention weights are not what decides it.")
+           "the model. If the prediction barely moves, that layer's attention weights are not what decides it. "
+           "Head importance (below) does the same for single heads.")
+
+attention_whole.show(runner, comparison.text, comparison.target)
 
 # -- summary ------------------------------------------------------------------------------------------------
 st.subheader("Summary")

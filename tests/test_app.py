@@ -378,3 +378,21 @@ def test_corpus_page_shows_a_stop_at_once(home):
     assert not app.exception
     assert any(i.value.startswith("Stopping:") for i in app.info)
     assert any("(stopping, 0/1)" in option for option in app.selectbox(key="job_pick").options)
+
+
+def test_compare_shows_attention_whole_and_head_importance(home):
+    text = "The staff were lovely but the food was cold and bland."
+    app = run_page("pages/compare.py", text=text, methods="attention,occlusion", k="3")
+    app.button[0].click().run()
+    assert not app.exception
+    assert "Attention seen whole" in [s.value for s in app.subheader]
+    charts_before = len(app.get("vega_lite_chart"))
+    app.toggle(key="attention_whole").set_value(True).run()
+    assert not app.exception
+    assert len(app.get("vega_lite_chart")) == charts_before + 2  # the layer x head grid and the head view
+    app.number_input(key="attention_head").set_value(1).run()
+    app.button(key="attention_heads").click().run()
+    assert not app.exception
+    caption = next(c.value for c in app.caption if "when each head is silenced" in c.value)
+    assert "4 model passes" in caption  # the tiny model: 2 layers x 2 heads, the prediction already cached
+    assert len(app.get("vega_lite_chart")) == charts_before + 3

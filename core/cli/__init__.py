@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.cli import checks, corpus, demos, explain, models, snapshots
+from core.cli import attention, checks, corpus, demos, explain, models, snapshots
 from core.cli.common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -15,7 +15,7 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, explain, snapshots, corpus, checks, demos):
+    for group in (models, explain, attention, snapshots, corpus, checks, demos):
         group.add_commands(sub)
     return parser
 
@@ -29,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CliError, DatabaseUnavailable) as exc:
         print(f"rashomon: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`rashomon methods | head`): nothing left to say
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("rashomon: interrupted", file=sys.stderr)
         return 130

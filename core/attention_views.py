@@ -1,0 +1,51 @@
+"""Attention seen whole: every layer and head of one input, ready for the layer x head grid and the head view.
+
+One forward pass of the full model (the runner's attention cache answers repeats). Tokens are the
+model's own word pieces, in order; the query row defaults to the first token ([CLS]), which is the
+position BERT-style classifiers read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core.methods.attention import needs_attentions
+from core.methods.base import ExplainError
+from core.runner import ModelRunner
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    tokens: tuple[str, ...]
+    weights: np.ndarray  # (layers, heads, seq, seq), each row sums to one
+    probabilities: dict[str, float]
+
+    @property
+    def layers(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def heads(self) -> int:
+        return int(self.weights.shape[1])
+
+    def check(self, layer: int, head: int, query: int) -> None:
+        if not 0 <= layer < self.layers:
+            raise ExplainError(f"Layer {layer} does not exist: the model has layers 0..{self.layers - 1}.")
+        if not 0 <= head < self.heads:
+            raise ExplainError(f"Head {head} does not exist: the model has heads 0..{self.heads - 1}.")
+        if not 0 <= query < len(self.tokens):
+            raise ExplainError(f"Token {query} does not exist: the input has tokens 0..{len(self.tokens) - 1}.")
+
+
+def attention_view(runner: ModelRunner, text: str) -> AttentionView:
+    reason = needs_attentions(runner.loaded)
+    if reason:
+        raise ExplainError(f"No attention to show for {runner.loaded.name}: {reason}.")
+    prepared = runner.prepare(text)
+    if not prepared.words:
+        raise ExplainError("The text has no words the model can read.")
+    weights, probabilities = runner.attentions(prepared.input_ids)
+    return AttentionView(tuple(prepared.tokens), weights,
+                         {label: float(p) for label, p in zip(runner.loaded.labels, probabilities, strict=True)})

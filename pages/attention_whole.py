@@ -1,0 +1,49 @@
+"""Compare's "Attention seen whole" section: the layer x head grid, one head's token-to-token view, head importance."""
+
+import streamlit as st
+
+from core import charts
+from core.attention_checks import head_importance
+from core.attention_views import attention_view
+from core.methods.base import ExplainError
+from core.render import md
+
+
+def show(runner, text: str, target: str) -> None:
+    st.subheader("Attention seen whole")
+    if not st.toggle("Show every layer and head", key="attention_whole",
+                     help="One model pass: the attention of every head in every layer, and who attends to whom."):
+        return
+    try:
+        view = attention_view(runner, text)
+    except ExplainError as exc:
+        st.error(md(str(exc)))
+        return
+    tokens = view.tokens
+    query = st.selectbox("Attention from token", range(len(tokens)), key="attention_query",
+                         format_func=lambda i: f"{i}: {tokens[i]}",
+                         help="Classifiers like this one read the first token ([CLS]); its row is what they use.")
+    st.altair_chart(charts.attention_grid(view, query), width="content")
+    st.caption(f"Each panel is a layer, each strip a head: how much '{md(tokens[query])}' attends to every token "
+               "(darker = more). Scroll sideways on long inputs; every token is labelled.")
+    left, right = st.columns(2)
+    layer = left.number_input("Layer", 0, view.layers - 1, view.layers - 1, key="attention_layer")
+    head = right.number_input("Head", 0, view.heads - 1, 0, key="attention_head")
+    minimum = st.slider("Hide lines below this weight", 0.0, 0.5, 0.02, 0.01, key="attention_min")
+    st.altair_chart(charts.head_view(view, int(layer), int(head), minimum), width="content")
+
+    heads = view.layers * view.heads
+    key = ("head_importance", runner.loaded.fingerprint, text, target)
+    if st.button(f"Head importance ({heads} model passes)", key="attention_heads",
+                 help="Silence each head in turn (Michel et al. 2019) and measure the change in the target probability."):
+        with st.spinner(f"Silencing {heads} heads..."):
+            st.session_state[key] = head_importance(runner, text, target or None)
+    result = st.session_state.get(key)
+    if result is not None:
+        st.altair_chart(charts.head_importance(result), width="content")
+        strongest = ", ".join(f"layer {la} head {h} ({e:+.3f})" for la, h, e in result.most_important(3))
+        flips = sum(sum(row) for row in result.flipped)
+        st.caption(f"Change in p({md(result.target)}) = {result.probability:.3f} when each head is silenced; "
+                   f"{result.forward_passes} model passes, {result.seconds:.2f} s. Strongest: {strongest}. "
+                   + (f"Silencing {flips} head(s) alone flips the predicted label." if flips
+                      else "No single head flips the predicted label."))

@@ -10,6 +10,7 @@ page = st.navigation([
     st.Page("pages/home.py", title="Home", icon="🏠", default=True),
     st.Page("pages/snapshots.py", title="Snapshots", icon="🔗", url_path="Snapshots"),
     st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="Compare"),
+    st.Page("pages/document.py", title="Whole document", icon="📄", url_path="Document"),
     st.Page("pages/corpus.py", title="Corpus", icon="📚", url_path="Corpus"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
 ])

@@ -8,9 +8,24 @@ from dataclasses import dataclass
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+(?=[\"'“‘(\[]?[A-Z0-9À-Ý])")
 
 
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans [start, end) of the non-empty paragraphs (separated by blank lines or single
+    newlines), stripped of surrounding white space."""
+    spans, start = [], 0
+    for separator in [*re.finditer(r"\n\s*\n|\n", text), None]:
+        end = separator.start() if separator else len(text)
+        part = text[start:end]
+        if part.strip():
+            lead = len(part) - len(part.lstrip())
+            spans.append((start + lead, start + len(part.rstrip())))
+        if separator:
+            start = separator.end()
+    return spans
+
+
 def paragraphs(text: str) -> list[str]:
     """Non-empty paragraphs (separated by blank lines or single newlines)."""
-    return [p.strip() for p in re.split(r"\n\s*\n|\n", text) if p.strip()]
+    return [text[start:end] for start, end in paragraph_spans(text)]
 
 
 def sentences(text: str) -> list[str]:

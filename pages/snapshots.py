@@ -145,6 +145,8 @@ else:
                     f"Size: {snap.byte_size:,} bytes")
             st.page_link("pages/compare.py", label="Explain this snapshot on Compare", icon="⚖️",
                          query_params={"snapshot": str(snap.id)})
+            st.page_link("pages/document.py", label="Explain the whole document, window by window", icon="📄",
+                         query_params={"snapshot": str(snap.id)})
             tab_text, tab_html = st.tabs(["Text", "Raw HTML (escaped)"])
             tab_text.text(snap.text)
             tab_html.code(raw_html(snap)[:200_000], language="html")

@@ -110,12 +110,23 @@ class PageHandler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+REVIEW_PARAGRAPHS = [
+    "The hotel was wonderful and the staff were lovely, always smiling at breakfast. " * 4,
+    "But the food was cold, bland and overpriced, and the rooms smelled of smoke. " * 5,
+    "We would not come back, although the view over the harbour was splendid. " * 4,
+]
+# A review longer than the tiny model's 128-token window, in three paragraphs.
+LONG_REVIEW = ("<html><head><title>A long stay by the harbour</title></head><body><article>"
+               + "".join(f"<p>{p.strip()}</p>" for p in REVIEW_PARAGRAPHS) + "</article></body></html>").encode()
+
+
 def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
     article = (FIXTURES / "extraction" / "01-council.html").read_bytes()
     legacy = (FIXTURES / "legacy_cp1252.html").read_bytes()
     html = {"Content-Type": "text/html; charset=utf-8"}
     return {
         "/article": (200, html, article),
+        "/long-review": (200, html, LONG_REVIEW),
         "/redirect1": (302, {"Location": "/redirect2"}, b""),
         "/redirect2": (301, {"Location": "/article"}, b""),
         "/loop-a": (302, {"Location": "/loop-b"}, b""),

@@ -396,3 +396,28 @@ def test_compare_shows_attention_whole_and_head_importance(home):
     caption = next(c.value for c in app.caption if "when each head is silenced" in c.value)
     assert "4 model passes" in caption  # the tiny model: 2 layers x 2 heads, the prediction already cached
     assert len(app.get("vega_lite_chart")) == charts_before + 3
+
+
+def test_whole_document_page_explains_every_window_and_links_paragraphs_to_compare(home, web_server):
+    from core.passages import paragraphs
+    from core.snapshots import snapshot_url
+
+    snap = snapshot_url(get_engine(), f"{web_server}/long-review").snapshot
+    assert snap and not snap.error and len(paragraphs(snap.text)) == 3
+    app = run_page("pages/document.py", snapshot=str(snap.id), methods="occlusion,attention")
+    assert not app.exception
+    assert any("Press the button" in i.value for i in app.info)
+    app.button[0].click().run()
+    assert not app.exception
+    heading = next(s.value for s in app.subheader if s.value.startswith("Explaining"))
+    assert "windows" in heading and not heading.endswith(" 1 windows")
+    paragraphs = frame_of(app, "disagreement")
+    assert sorted(paragraphs["paragraph"]) == [1, 2, 3]
+    assert all(link.startswith("/Compare?") and f"snapshot={snap.id}" in link for link in paragraphs["open"])
+    assert any("passage=paragraph%3A1-1" in link for link in paragraphs["open"])
+    # Reopening the address: every window comes from the store.
+    again = run_page("pages/document.py", snapshot=str(snap.id), methods="occlusion,attention")
+    assert not again.exception
+    assert any(c.value.startswith("0 model passes now") for c in again.caption)
+    missing = run_page("pages/document.py", snapshot="999")
+    assert any("does not exist" in e.value for e in missing.error)

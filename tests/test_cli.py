@@ -246,3 +246,29 @@ def test_build_default_says_the_new_head_is_expected(home, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "MISSING" not in result.stdout + result.stderr and "LOAD REPORT" not in result.stdout + result.stderr
     assert "a fresh head is expected" in result.stdout
+
+
+def test_heads_and_document_commands(home, tmp_path):
+    heads = rashomon("heads", "--text", "A lovely, thoughtful film.", "--json")
+    assert heads.returncode == 0, heads.stderr
+    result = json.loads(heads.stdout)
+    assert len(result["effects"]) == 2 and len(result["effects"][0]) == 2  # the tiny model's layers x heads
+    assert result["forward_passes"] == 5
+    bad = rashomon("heads", "--text", "A film.", "--target", "nope")
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Unknown label" in bad.stderr
+
+    from tests.conftest import REVIEW_PARAGRAPHS
+
+    document = tmp_path / "review.txt"
+    document.write_text("\n\n".join(p.strip() for p in REVIEW_PARAGRAPHS), encoding="utf-8")
+    first = rashomon("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
+                     "--window", "64", "--json")
+    assert first.returncode == 0, first.stderr
+    doc = json.loads(first.stdout)
+    assert len(doc["windows"]) > 3 and doc["forward_passes"] > 0 and len(doc["paragraphs"]) == 3
+    again = rashomon("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
+                     "--window", "64")
+    assert again.returncode == 0, again.stderr
+    assert "0 model passes" in again.stdout and again.stdout.count("disagreement") == 3
+    too_big = rashomon("document", "--file", str(document), "--window", "100000")
+    assert too_big.returncode == 1 and too_big.stderr.count("\n") == 1 and "tokens" in too_big.stderr

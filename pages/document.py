@@ -1,0 +1,115 @@
+from urllib.parse import urlencode
+
+import pandas as pd
+import streamlit as st
+
+from core.compare import ViewState
+from core.documents import STITCHING, explain_document, normalised, paragraph_text
+from core.methods.base import ExplainError
+from core.methods.registry import METHODS, fast_methods
+from core.passages import PassageChoice
+from core.render import highlighted_text, md
+from core.snapshots import get_snapshot
+from pages.resources import engine, runner_or_stop
+
+db = engine()
+st.title("Whole document")
+st.caption("A text longer than the model reads, explained window by window and stitched back together, "
+           "with the paragraphs where the methods disagree most.")
+
+query = st.query_params.to_dict()
+with st.sidebar:
+    st.subheader("Document")
+    snapshot_id = st.number_input("Snapshot number", min_value=1, step=1, key="doc_snapshot",
+                                  value=int(query["snapshot"]) if query.get("snapshot", "").isdigit() else None)
+    model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="doc_model",
+                               value=query.get("model", ""))
+    runner = runner_or_stop(model_spec)
+    wanted_methods = [m for m in query.get("methods", "").split(",") if m in METHODS] or fast_methods()
+    methods = st.multiselect("Methods", list(METHODS), default=wanted_methods, key="doc_methods",
+                             format_func=lambda m: METHODS[m].title)
+    labels = runner.loaded.labels
+    target = st.selectbox("Label to explain", ["", *labels], key="doc_target",
+                          index=([""] + labels).index(query["target"]) if query.get("target") in labels else 0,
+                          format_func=lambda label: label or "the document's label (highest mean over windows)")
+    most = runner.loaded.max_length
+    sizes = sorted({s for s in (64, 128, 256, 512) if s < most} | {most})
+    window_tokens = st.select_slider("Window (tokens)", sizes, key="doc_window",
+                                     value=int(query["window"]) if query.get("window", "").isdigit()
+                                     and int(query["window"]) in sizes else min(most, 128),
+                                     help="Shorter windows are cheaper per word (attention grows with the square "
+                                          "of the length) but see less context.")
+    overlap = st.slider("Overlap between windows", 0.0, 0.75, 0.25, 0.05, key="doc_overlap")
+
+if snapshot_id is None:
+    st.info("Give a snapshot number (the Snapshots page links here from every snapshot).")
+    st.stop()
+snapshot = get_snapshot(db, int(snapshot_id))
+if snapshot is None or snapshot.error:
+    st.error(f"Snapshot {int(snapshot_id)} " + ("does not exist." if snapshot is None else "is a failed fetch and has no text."))
+    st.stop()
+st.query_params.from_dict({"snapshot": str(snapshot.id), "methods": ",".join(methods), "window": str(window_tokens),
+                           **({"target": target} if target else {}), **({"model": model_spec} if model_spec else {})})
+st.markdown(f"**{md(snapshot.title or snapshot.final_url)}** · {len(snapshot.text):,} characters")
+st.caption(STITCHING)
+
+settings = dict(target=target or None, overlap=overlap, window_tokens=window_tokens)
+run = st.button("Explain the whole document", type="primary", disabled=not methods)
+try:
+    if run:
+        bar = st.progress(0.0, text="Starting")
+
+        def progress(window: int, windows: int, method: str, fraction: float, message: str) -> None:
+            done = (window + (methods.index(method) + fraction) / len(methods)) / windows
+            bar.progress(min(1.0, done), text=f"Window {window + 1} of {windows} · {METHODS[method].title}: {message}")
+
+        doc = explain_document(db, runner, snapshot.text, methods, progress=progress, **settings)
+        bar.empty()
+    else:
+        doc = explain_document(db, runner, snapshot.text, methods, only_stored=True, **settings) if methods else None
+except ExplainError as exc:
+    st.error(md(str(exc)))
+    st.stop()
+if doc is None:
+    st.info("Press the button to explain every window with the chosen methods; finished windows are stored.")
+    st.stop()
+
+st.subheader(f"Explaining {md(doc.target)} over {len(doc.windows)} windows")
+shown_method = st.selectbox("Colour the document by", doc.methods, key="doc_colour",
+                            format_func=lambda m: METHODS[m].title)
+values = normalised(doc.scores[shown_method])
+signed = METHODS[shown_method].signed
+blocks = []
+for paragraph in doc.paragraphs:
+    start = doc.words[paragraph.start_word][1]
+    offsets = [(s - start, e - start) for _, s, e in doc.words[paragraph.start_word : paragraph.end_word]]
+    badge = ("" if paragraph.disagreement is None else f"disagreement {paragraph.disagreement:.2f}")
+    blocks.append(f'<div style="margin-bottom:0.8em"><div style="font-size:0.8rem;color:#555">¶ {paragraph.index + 1}'
+                  f'{" · " + badge if badge else ""}</div>'
+                  + highlighted_text(paragraph_text(doc, paragraph), offsets,
+                                     values[paragraph.start_word : paragraph.end_word], signed) + "</div>")
+st.html('<div style="max-height:32em;overflow-y:auto;border:1px solid #ddd;padding:0.6em">' + "".join(blocks) + "</div>")
+st.caption("Colours are divided by the method's largest |score| over the whole document: red supports the label, "
+           "blue speaks against it, green marks importance without a sign.")
+
+st.markdown("**Paragraphs, most disputed first**")
+rows = []
+for paragraph in sorted(doc.paragraphs, key=lambda p: -(p.disagreement or 0)):
+    view = ViewState(snapshot=snapshot.id, passage=PassageChoice("paragraph", paragraph.index, paragraph.index),
+                     model=model_spec.strip(), methods=doc.methods, target=doc.target)
+    rows.append({"paragraph": paragraph.index + 1, "words": paragraph.end_word - paragraph.start_word,
+                 "disagreement": paragraph.disagreement,
+                 **{METHODS[m].title: ", ".join(w) for m, w in paragraph.top_words.items()},
+                 "open": "/Compare?" + urlencode(view.to_query())})
+st.dataframe(pd.DataFrame(rows).round(3), hide_index=True, width="stretch",
+             column_config={"open": st.column_config.LinkColumn("open in Compare", display_text="Compare")})
+st.caption(f"Disagreement: 1 - mean top-{doc.k} overlap between every pair of methods over the paragraph's words "
+           "(0: they pick the same words).")
+
+st.markdown("**Cost per window**")
+cost = pd.DataFrame([{"window": c.window + 1, "method": METHODS[c.method].title, "seconds": c.seconds,
+                      "model passes": c.forward_passes, "stored": c.stored} for c in doc.costs])
+st.dataframe(cost.round(3), hide_index=True, width="stretch")
+st.caption(f"{doc.forward_passes} model passes now"
+           + (f" ({doc.prediction_passes} to choose the document's label)" if doc.prediction_passes else "")
+           + f"; {doc.seconds:.1f} s.")

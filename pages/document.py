@@ -98,9 +98,8 @@ for paragraph in sorted(doc.paragraphs, key=lambda p: -(p.disagreement or 0)):
     view = ViewState(snapshot=snapshot.id, passage=PassageChoice("paragraph", paragraph.index, paragraph.index),
                      model=model_spec.strip(), methods=doc.methods, target=doc.target)
     rows.append({"paragraph": paragraph.index + 1, "words": paragraph.end_word - paragraph.start_word,
-                 "disagreement": paragraph.disagreement,
-                 **{METHODS[m].title: ", ".join(w) for m, w in paragraph.top_words.items()},
-                 "open": "/Compare?" + urlencode(view.to_query())})
+                 "disagreement": paragraph.disagreement, "open": "/Compare?" + urlencode(view.to_query()),
+                 **{METHODS[m].title: ", ".join(w) for m, w in paragraph.top_words.items()}})
 st.dataframe(pd.DataFrame(rows).round(3), hide_index=True, width="stretch",
              column_config={"open": st.column_config.LinkColumn("open in Compare", display_text="Compare")})
 st.caption(f"Disagreement: 1 - mean top-{doc.k} overlap between every pair of methods over the paragraph's words "

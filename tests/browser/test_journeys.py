@@ -243,8 +243,41 @@ def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
 def test_8_every_page_is_reachable_from_the_sidebar(page, journey):
     page.goto(f"{journey['base']}/")
     nav = page.get_by_test_id("stSidebarNav")
-    for title in ("Home", "Snapshots", "Compare", "Corpus", "Checks"):
+    for title in ("Home", "Snapshots", "Compare", "Whole document", "Corpus", "Checks"):
         expect(nav.get_by_role("link", name=title)).to_be_visible()
     nav.get_by_role("link", name="Checks").click()
     expect(page.get_by_role("heading", name="Checks", exact=True)).to_be_visible()
     expect(page).to_have_url(re.compile(r"/Checks"))
+
+
+def test_9_attention_seen_whole_and_a_whole_document(page, journey):
+    from urllib.parse import urlencode
+
+    from core.compare import ViewState
+
+    base = journey["base"]
+    page.goto(f"{base}/Compare?" + urlencode(ViewState(text=THIRTY_WORDS, methods=["attention", "occlusion"]).to_query()))
+    expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Attention seen whole")).to_be_visible(timeout=LONG)
+    charts_before = 4  # cost, agreement and the two faithfulness curves
+    expect(page.locator(".vega-embed")).to_have_count(charts_before)
+    page.get_by_text("Show every layer and head").click()
+    expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible()
+    expect(page.locator(".vega-embed")).to_have_count(charts_before + 2)  # the grid and the head view
+    page.get_by_role("button", name="Head importance (4 model passes)").click()
+    expect(page.get_by_text("when each head is silenced")).to_be_visible()
+    expect(page.locator(".vega-embed")).to_have_count(charts_before + 3)
+    page.get_by_role("heading", name="Attention seen whole").scroll_into_view_if_needed()
+    keep_for_readme(screenshot(page, "9-attention", height=3200), "attention")
+
+    add_links(page, base, f"{journey['pages']}/long-review")
+    expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
+    choose(page, "Open link", "A long stay by the harbour")
+    page.get_by_role("link", name="Explain the whole document, window by window").click()
+    expect(page.get_by_role("heading", name="Whole document")).to_be_visible()
+    page.get_by_role("button", name="Explain the whole document").click()
+    expect(page.get_by_role("heading", name="Explaining")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("¶ 3")).to_be_visible()
+    expect(page.get_by_text("Paragraphs, most disputed first")).to_be_visible()
+    keep_for_readme(screenshot(page, "9-document", height=2000), "document")

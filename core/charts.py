@@ -101,29 +101,38 @@ def spec(chart: alt.TopLevelMixin) -> dict:
         return chart.to_dict()
 
 
+def _token_table(tokens: Sequence[str]) -> pd.DataFrame:
+    return pd.DataFrame({"position": np.arange(len(tokens)), "token": list(tokens)})
+
+
 def _token_axis(tokens: Sequence[str], title: str | None = None) -> alt.Axis:
     """An axis over token positions whose labels are the tokens themselves, every one shown."""
     return alt.Axis(labelExpr=f"{json.dumps(list(tokens))}[datum.value]", labelOverlap=False, labelLimit=0,
                     labelFontSize=11, title=title)
 
 
-def attention_grid(view: AttentionView, query: int = 0) -> alt.FacetChart:
-    """Every layer and head: one strip of the query token's attention per head, one panel per layer."""
+def attention_grid(view: AttentionView, query: int = 0) -> alt.Chart:
+    """Every layer and head in one heatmap: a row per (layer, head), the query token's attention to every
+    token along it, layers separated by a gap in the labels (L0 H0 ... L5 H11)."""
     view.check(0, 0, query)
     layers, heads, seq = view.weights.shape[0], view.weights.shape[1], view.weights.shape[-1]
     row = view.weights[:, :, query, :]  # (layers, heads, keys)
-    frame = pd.DataFrame({"layer": np.repeat(np.arange(layers), heads * seq),
+    frame = pd.DataFrame({"row": np.repeat(np.arange(layers * heads), seq),
+                          "layer": np.repeat(np.arange(layers), heads * seq),
                           "head": np.tile(np.repeat(np.arange(heads), seq), layers),
                           "position": np.tile(np.arange(seq), layers * heads),
-                          "weight": row.reshape(-1).round(4)})
-    frame["token"] = [view.tokens[p] for p in frame["position"]]
-    return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("position:O", axis=_token_axis(view.tokens, f"attention from '{view.tokens[query]}' (position {query}) to")),
-        y=alt.Y("head:O", title="head"),
+                          "weight": row.reshape(-1).round(3)})
+    return alt.Chart(frame).transform_lookup(  # token names once, joined by position (not 10,000 copies)
+        lookup="position", from_=alt.LookupData(_token_table(view.tokens), "position", ["token"]),
+    ).mark_rect().encode(
+        x=alt.X("position:O", axis=_token_axis(view.tokens, f"attention from '{view.tokens[query]}' (position {query}) to"),
+                scale=alt.Scale(paddingInner=0)),
+        y=alt.Y("row:O", scale=alt.Scale(paddingInner=0), axis=alt.Axis(
+            title="layer, head", labelExpr=f"'L' + floor(datum.value / {heads}) + ' H' + datum.value % {heads}",
+            labelFontSize=9, labelOverlap=False)),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]), title="attention"),
         tooltip=["layer:O", "head:O", "token:N", alt.Tooltip("weight:Q", format=".3f")],
-    ).properties(width=alt.Step(13), height=alt.Step(11)).facet(
-        row=alt.Row("layer:O", title="layer", header=alt.Header(labelFontSize=12)), spacing=6)
+    ).properties(width=alt.Step(13), height=alt.Step(10))
 
 
 def head_view(view: AttentionView, layer: int, head: int, min_weight: float = 0.02) -> alt.LayerChart:
@@ -132,15 +141,17 @@ def head_view(view: AttentionView, layer: int, head: int, min_weight: float = 0.
     view.check(layer, head, 0)
     weights = view.weights[layer, head]
     queries, keys = np.nonzero(weights >= min_weight)
-    lines = pd.DataFrame({"x": 0.0, "x2": 1.0, "from": queries, "to": keys,
-                          "weight": weights[queries, keys].round(4)})
-    lines["from token"] = [view.tokens[i] for i in queries]
-    lines["to token"] = [view.tokens[j] for j in keys]
+    lines = pd.DataFrame({"from": queries, "to": keys, "weight": weights[queries, keys].round(3)})
     labels = pd.DataFrame({"position": np.arange(len(view.tokens)), "token": list(view.tokens)})
     y_scale = alt.Scale(domain=[-0.5, len(view.tokens) - 0.5], reverse=True, nice=False)
     y = alt.Y("from:Q", scale=y_scale, axis=None)
-    rules = alt.Chart(lines).mark_rule(color="#1f5fa8").encode(
-        x=alt.X("x:Q", axis=None, scale=alt.Scale(domain=[-0.45, 1.45])), x2="x2:Q", y=y, y2="to:Q",
+    tokens = _token_table(view.tokens)
+    rules = alt.Chart(lines).transform_lookup(
+        lookup="from", from_=alt.LookupData(tokens, "position", ["token"]), as_=["from token"],
+    ).transform_lookup(
+        lookup="to", from_=alt.LookupData(tokens, "position", ["token"]), as_=["to token"],
+    ).mark_rule(color="#1f5fa8").encode(
+        x=alt.datum(0.0, axis=None, scale=alt.Scale(domain=[-0.45, 1.45])), x2=alt.datum(1.0), y=y, y2="to:Q",
         opacity=alt.Opacity("weight:Q", scale=alt.Scale(domain=[0, 1], range=[0.05, 1]), legend=None),
         strokeWidth=alt.value(1.5), tooltip=["from token:N", "to token:N", alt.Tooltip("weight:Q", format=".3f")])
     left = alt.Chart(labels).mark_text(align="right", dx=-4, fontSize=11).encode(

@@ -9,6 +9,7 @@ from core.methods.base import ExplainError
 from core.render import md
 
 
+@st.fragment  # its widgets rerun this section only, not the whole comparison above it
 def show(runner, text: str, target: str) -> None:
     st.subheader("Attention seen whole")
     if not st.toggle("Show every layer and head", key="attention_whole",

@@ -199,18 +199,20 @@ def _from_store(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainR
 
 def run_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
                options: dict[str, dict] | None = None, target: str | None = None, *, fresh: bool = False,
-               progress: MethodProgress | None = None,
-               should_stop: Callable[[], bool] | None = None) -> ComparisonReport:
+               progress: MethodProgress | None = None, should_stop: Callable[[], bool] | None = None,
+               on_explanation: Callable[[Comparison], None] | None = None) -> ComparisonReport:
     """Explain `text` with every method (stored results reused unless `fresh`), measure and store the view.
 
     `should_stop` is asked before each method; once it says yes, the report has the methods that
     finished (each already stored) and lists the others as missing; it is neither measured nor stored.
+    `on_explanation` sees the comparison so far after each method (progressive display).
     """
     requests = view_requests(runner, text, methods, options, target)
     started, passes = time.perf_counter(), runner.forward_passes
     if not fresh and (report := _lookup_report(engine, requests, requests[0].target)) is not None:
         return report
-    comparison = explain_all(engine, runner, requests, fresh=fresh, progress=progress, should_stop=should_stop)
+    comparison = explain_all(engine, runner, requests, fresh=fresh, progress=progress, should_stop=should_stop,
+                             on_explanation=on_explanation)
     report = ComparisonReport(comparison)
     if not comparison.missing:
         if progress:
@@ -223,28 +225,39 @@ def run_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequence
 
 
 def explain_all(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainRequest], *, fresh: bool = False,
-                progress: MethodProgress | None = None,
-                should_stop: Callable[[], bool] | None = None) -> Comparison:
-    """Every request through the store; later methods explain the label the first one explained."""
-    explanations: list[Explanation] = []
+                progress: MethodProgress | None = None, should_stop: Callable[[], bool] | None = None,
+                on_explanation: Callable[[Comparison], None] | None = None) -> Comparison:
+    """Every request through the store, the cheapest first (so the first results show at once); later
+    methods explain the label the first one explained. `on_explanation` gets the comparison so far (in
+    the requested order) after each method."""
+    done: dict[str, Explanation] = {}
     cached: dict[str, bool] = {}
     target = None
-    for index, request in enumerate(requests):
+    n_words = len(requests[0].prepared.words)
+    order = sorted(requests, key=lambda r: r.method.cost(r.params, n_words))
+
+    def so_far() -> Comparison:
+        explanations = tuple(done[r.method.name] for r in requests if r.method.name in done)
+        return Comparison(explanations[0].text, explanations, dict(cached),
+                          tuple(r.method.name for r in requests if r.method.name not in done))
+
+    for request in order:
         name = request.method.name
         if should_stop and should_stop():
-            if not explanations:
+            if not done:
                 raise StopRequested(f"Stopped before {name}; nothing was computed.")
-            return Comparison(explanations[0].text, tuple(explanations), cached,
-                              tuple(r.method.name for r in requests[index:]))
+            return so_far()
         report = (lambda f, m, _n=name: progress(_n, f, m)) if progress else None
         stored = run_stored(engine, runner, request if target is None else replace(request, target=target),
                             fresh=fresh, progress=report)
         if report:
             report(1.0, "stored result" if stored.cached else f"{stored.explanation.seconds:.1f} s")
-        explanations.append(stored.explanation)
+        done[name] = stored.explanation
         cached[name] = stored.cached
         target = stored.explanation.target
-    return Comparison(explanations[0].text, tuple(explanations), cached)
+        if on_explanation:
+            on_explanation(so_far())
+    return so_far()
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,18 @@ try:
             title = METHODS[name].title if name in METHODS else "Faithfulness and attention checks"
             bars[name].progress(min(1.0, max(0.0, fraction)), text=f"{title}: {message}")
 
+        live = st.empty()
+
+        def show_so_far(partial) -> None:  # each method's row as soon as it finishes, cheapest first
+            with live.container():
+                st.markdown(f"**Finished so far: {len(partial.explanations)} of {len(methods)} methods**")
+                st.html(comparison_grid(compare.grid_rows(partial, k),
+                                        scroll=len(partial.words) > compare.LONG_INPUT_WORDS))
+
         report = run_report(db, runner, text, methods, options, target or None, fresh=fresh, progress=progress,
-                            should_stop=lambda: st.session_state.get("compare_stop", False))
-        for bar in bars.values():
+                            should_stop=lambda: st.session_state.get("compare_stop", False),
+                            on_explanation=show_so_far)
+        for bar in [*bars.values(), live]:
             bar.empty()
 except StopRequested as exc:
     st.warning(md(str(exc)))

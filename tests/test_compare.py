@@ -339,3 +339,14 @@ def test_chart_specs_keep_every_label_readable():
     cost = charts.cost([{"step": "faithfulness and attention checks", "seconds when computed": 1.0,
                          "forward passes when computed": 3, "forward passes now": 0}]).to_dict()
     assert cost["encoding"]["y"]["axis"]["labelLimit"] == 0
+
+
+def test_cheapest_methods_run_first_and_each_is_shown_as_it_finishes(runner, engine):
+    from core.reports import run_report
+
+    seen = []
+    report = run_report(engine, runner, "The view was wonderful, the coffee terrible.", ["lime", "occlusion", "attention"],
+                        on_explanation=lambda partial: seen.append((partial.methods, partial.missing)))
+    assert seen == [(["attention"], ("lime", "occlusion")), (["occlusion", "attention"], ("lime",)),
+                    (["lime", "occlusion", "attention"], ())]
+    assert report.comparison.methods == ["lime", "occlusion", "attention"] and report.measured

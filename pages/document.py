@@ -18,10 +18,13 @@ st.caption("A text longer than the model reads, explained window by window and s
            "with the paragraphs where the methods disagree most.")
 
 query = st.query_params.to_dict()
+# A new address (a link from Snapshots, a shared URL) chooses the snapshot; otherwise the widget keeps its own.
+if query.get("snapshot", "").isdigit() and st.session_state.get("_doc_address") != query["snapshot"]:
+    st.session_state["doc_snapshot"] = int(query["snapshot"])
+st.session_state.setdefault("doc_snapshot", None)
 with st.sidebar:
     st.subheader("Document")
-    snapshot_id = st.number_input("Snapshot number", min_value=1, step=1, key="doc_snapshot",
-                                  value=int(query["snapshot"]) if query.get("snapshot", "").isdigit() else None)
+    snapshot_id = st.number_input("Snapshot number", min_value=1, step=1, key="doc_snapshot")
     model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="doc_model",
                                value=query.get("model", ""))
     runner = runner_or_stop(model_spec)
@@ -48,6 +51,7 @@ snapshot = get_snapshot(db, int(snapshot_id))
 if snapshot is None or snapshot.error:
     st.error(f"Snapshot {int(snapshot_id)} " + ("does not exist." if snapshot is None else "is a failed fetch and has no text."))
     st.stop()
+st.session_state["_doc_address"] = str(snapshot.id)
 st.query_params.from_dict({"snapshot": str(snapshot.id), "methods": ",".join(methods), "window": str(window_tokens),
                            **({"target": target} if target else {}), **({"model": model_spec} if model_spec else {})})
 st.markdown(f"**{md(snapshot.title or snapshot.final_url)}** · {len(snapshot.text):,} characters")

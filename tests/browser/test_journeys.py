@@ -257,7 +257,8 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey):
     from core.compare import ViewState
 
     base = journey["base"]
-    page.goto(f"{base}/Compare?" + urlencode(ViewState(text=THIRTY_WORDS, methods=["attention", "occlusion"]).to_query()))
+    text = "The rooms were quiet, the breakfast generous, and the staff remembered our names every day."  # not stored yet
+    page.goto(f"{base}/Compare?" + urlencode(ViewState(text=text, methods=["attention", "occlusion"]).to_query()))
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Attention seen whole")).to_be_visible(timeout=LONG)
@@ -275,8 +276,10 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey):
     add_links(page, base, f"{journey['pages']}/long-review")
     expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
     choose(page, "Open link", "A long stay by the harbour")
+    expect(page.get_by_role("heading", name="A long stay by the harbour")).to_be_visible()
     page.get_by_role("link", name="Explain the whole document, window by window").click()
     expect(page.get_by_role("heading", name="Whole document")).to_be_visible()
+    expect(page.locator("strong").filter(has_text="A long stay by the harbour")).to_be_visible()
     page.get_by_role("button", name="Explain the whole document").click()
     expect(page.get_by_role("heading", name="Explaining")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("¶ 3")).to_be_visible()

@@ -295,14 +295,27 @@ def to_json(report: ComparisonReport, k: int) -> str:
     return json.dumps(report_to_dict(report, k), ensure_ascii=False, indent=2)
 
 
+def convergence(diagnostics: dict[str, Any]) -> tuple[int | None, str]:
+    """(samples, evaluations or steps used; 'yes' / 'no (cap)' / '' when the method has no stopping rule)."""
+    if "convergence_converged" in diagnostics:
+        used = diagnostics.get("samples", diagnostics["convergence_samples"])
+        return int(used), "yes" if diagnostics["convergence_converged"] else "no (cap)"
+    if "converged" in diagnostics and "steps" in diagnostics:
+        return int(diagnostics["steps"]), "yes" if diagnostics["converged"] else "no (cap)"
+    used = diagnostics.get("samples", diagnostics.get("steps"))
+    return (int(used) if used is not None else None), ""
+
+
 def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
     """Per method, and for the measures: what this view cost now, and seconds and passes when first computed."""
     comparison = report.comparison
     rows = []
     for e in comparison.explanations:
         stored = comparison.cached.get(e.method, False) or report.from_store
+        budget, converged = convergence(e.diagnostics)
         rows.append({"step": e.method, "forward passes now": 0 if stored else e.forward_passes, "from store": stored,
-                     "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes})
+                     "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes,
+                     "samples / steps used": budget, "converged": converged})
     if report.measured:
         rows.append({"step": "faithfulness and attention checks",
                      "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes,

@@ -240,7 +240,9 @@ left.altair_chart(charts.cost(cost), width="stretch")
 right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
 passes_now = report.cost_now.forward_passes
 right.caption(f"Model passes to show this view now: {passes_now}"
-              + (" (everything came from the store)." if passes_now == 0 else "."))
+              + (" (everything came from the store)." if passes_now == 0 else ".")
+              + " Adaptive methods sample (LIME, SHAP, KernelSHAP) or add steps (Integrated Gradients) until their "
+                "top words, or completeness gap, are stable; 'no (cap)' means they stopped at the cap unsettled.")
 
 # -- agreement -------------------------------------------------------------------------------------------
 st.subheader("Agreement")

@@ -9,6 +9,7 @@ from core.modelling import LoadedModel, ModelLoadError, load_model
 from core.render import md
 from core.runner import ModelRunner
 from core.settings import load_settings
+from core.warmup import warm_up_in_background
 
 
 @st.cache_resource(show_spinner=False)
@@ -27,7 +28,9 @@ def engine():
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def cached_model(spec: str) -> LoadedModel:
-    return load_model(spec)
+    loaded = load_model(spec)
+    warm_up_in_background(loaded)  # the first SHAP call's import and compilation, paid off the page
+    return loaded
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)

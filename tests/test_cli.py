@@ -24,7 +24,7 @@ def test_methods_lists_every_method_with_options(home):
         listed = methods[name]
         assert (listed["family"], listed["speed"], listed["random"]) == (spec.family, spec.speed, spec.random)
         assert [o["name"] for o in listed["options"]] == [o.name for o in spec.options]
-    assert {o["name"]: o["default"] for o in methods["integrated_gradients"]["options"]}["n_steps"] == 50
+    assert {o["name"]: o["default"] for o in methods["integrated_gradients"]["options"]}["n_steps"] == 256
 
 
 def test_model_info_reports_the_first_token_shortcut(home):

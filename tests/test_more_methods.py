@@ -101,7 +101,7 @@ def brute_force_shapley(value, n):
 
 def test_kernel_shap_is_the_exact_shapley_value_when_every_mask_is_drawn(runner):
     text = "not a great film"
-    e = explain(runner, text, "kernel_shap", params={"num_samples": 400})
+    e = explain(runner, text, "kernel_shap", params={"num_samples": 400, "adaptive": False})
     assert e.diagnostics["exact"]
     t = target_index(runner, e)
     prepared = runner.prepare(text)
@@ -125,14 +125,21 @@ def test_regression_recovers_a_linear_game_from_a_sample_of_masks():
 
 def test_kernel_shap_adds_up_and_shares_lime_queries(tiny_model):
     runner = ModelRunner(tiny_model)
-    lime = explain(runner, TEXT, "lime")
-    kernel = explain(runner, TEXT, "kernel_shap")
+    fixed = {"adaptive": False, "num_samples": 500}
+    lime = explain(runner, TEXT, "lime", params=fixed)
+    kernel = explain(runner, TEXT, "kernel_shap", params=fixed)
     assert kernel.forward_passes <= 1 < lime.forward_passes  # the same queries, answered by the cache
     assert kernel.diagnostics["evaluations"] >= lime.diagnostics["evaluations"]
+    # Adaptive: each stops on its own; the rounds both drew are drawn once.
+    shared = ModelRunner(tiny_model)
+    lime_adaptive = explain(shared, TEXT, "lime")
+    kernel_adaptive = explain(shared, TEXT, "kernel_shap")
+    extra = max(0, kernel_adaptive.diagnostics["samples"] - lime_adaptive.diagnostics["samples"])
+    assert kernel_adaptive.forward_passes <= extra + 1
     t = target_index(runner, kernel)
     f_x = runner.probabilities([runner.prepare(TEXT).input_ids])[0, t]
     assert kernel.diagnostics["base_value"] + sum(kernel.scores) == pytest.approx(f_x, abs=1e-9)
-    other_seed = explain(ModelRunner(tiny_model), TEXT, "kernel_shap", params={"seed": 1})
+    other_seed = explain(ModelRunner(tiny_model), TEXT, "kernel_shap", params={**fixed, "seed": 1})
     assert other_seed.forward_passes > 100
     n = len(runner.prepare(TEXT).words)
     alone = methods_passes(["kernel_shap"], {}, n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from core.methods.base import Attribution, Family, Method, Option
@@ -43,13 +44,6 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
     embeds, mask, forward = _embedding_setup(runner, prepared, target)
     ids = None if params["baseline"] == "zero" else baseline_ids(runner, prepared, params["baseline"])
     baseline = torch.zeros_like(embeds) if ids is None else runner.embed(ids)
-    progress(0.0, f"{params['n_steps']} interpolation steps")
-    attributions = IntegratedGradients(forward).attribute(
-        embeds, baselines=baseline, additional_forward_args=(mask,), n_steps=params["n_steps"],
-        method=params["method"],
-        internal_batch_size=params["internal_batch_size"] or runner.batch_size_for(len(prepared.input_ids)),
-    )
-    token_scores = attributions[0].sum(-1).detach().cpu().numpy().astype(float)
     # Completeness check (Sundararajan et al., 2017): sum of attributions vs f(x) - f(baseline).
     # Captum's convergence delta would run both end points again; f(x) is the runner's cached
     # prediction and an id baseline is a cacheable input, so this costs at most one pass.
@@ -59,12 +53,38 @@ def _integrated_gradients(runner: ModelRunner, prepared: PreparedText, target: i
             f_baseline = float(forward(baseline, mask)[0])
     else:
         f_baseline = float(runner.probabilities([ids])[0, target])
+    gap = max(abs(f_input - f_baseline), 1e-12)
+
+    def integrate(steps: int) -> np.ndarray:
+        progress(0.0, f"{steps} interpolation steps")
+        attributions = IntegratedGradients(forward).attribute(
+            embeds, baselines=baseline, additional_forward_args=(mask,), n_steps=steps, method=params["method"],
+            internal_batch_size=params["internal_batch_size"] or runner.batch_size_for(len(prepared.input_ids)))
+        return attributions[0].sum(-1).detach().cpu().numpy().astype(float)
+
+    if params["adaptive"]:
+        # Double the steps until the completeness gap is under `max_gap` of |f(x) - f(baseline)|, or
+        # the cap; each try is a fresh quadrature (Gauss-Legendre nodes do not nest).
+        steps, tries = IG_FIRST_STEPS, 0
+        while True:
+            token_scores = integrate(steps)
+            tries += 1
+            relative = abs(float(token_scores.sum()) - (f_input - f_baseline)) / gap
+            if relative < params["max_gap"] or steps >= params["n_steps"]:
+                break
+            steps = min(params["n_steps"], 2 * steps)
+    else:
+        steps, tries = params["n_steps"], 1
+        token_scores = integrate(steps)
     delta = float(token_scores.sum()) - (f_input - f_baseline)
     return Attribution(token_scores=token_scores, diagnostics={
         "convergence_delta": delta,
         "f_input": f_input,
         "f_baseline": f_baseline,
-        "relative_delta": float(abs(delta) / max(abs(f_input - f_baseline), 1e-12)),
+        "relative_delta": float(abs(delta) / gap),
+        "steps": steps,
+        "tries": tries,
+        "converged": bool(abs(delta) / gap < params["max_gap"]),
     })
 
 
@@ -85,24 +105,36 @@ def _input_x_gradient(runner: ModelRunner, prepared: PreparedText, target: int, 
     return Attribution(token_scores=attributions.sum(-1).detach().cpu().numpy().astype(float))
 
 
+IG_FIRST_STEPS = 16
+
+
+def _ig_cost(params: dict, n_words: int) -> float:
+    """Passes (a backward counts as one): the fixed steps, or for adaptive runs the first try of 16 steps
+    (an input that needs more costs more: on the default model about half need a second try of 32)."""
+    steps = params["n_steps"] if not params["adaptive"] else min(params["n_steps"], IG_FIRST_STEPS)
+    return 2 * steps + 1
+
+
 INTEGRATED_GRADIENTS = Method(
     name="integrated_gradients", title="Integrated Gradients", family=Family.GRADIENT, signed=True,
     citation="Sundararajan, Taly & Yan (2017), 'Axiomatic attribution for deep networks', ICML.",
     options=(Option("baseline", "str", "pad", "Reference input: pad or mask tokens, or the zero embedding.",
                     choices=("pad", "mask", "zero")),
-             Option("n_steps", "int", 50, "Steps of the path integral.", minimum=2, maximum=2000),
+             Option("n_steps", "int", 256, "Steps of the path integral (the cap when adaptive).", minimum=2, maximum=2000),
+             Option("adaptive", "bool", True, "Start at 16 steps and double until the completeness gap is under "
+                    "max_gap (off: exactly n_steps)."),
+             Option("max_gap", "float", 0.01, "Adaptive: the completeness gap to reach, as a share of "
+                    "|f(x) - f(baseline)|.", minimum=0.0, maximum=1.0),
              Option("method", "str", "gausslegendre", "Quadrature rule.",
                     choices=("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")),
              Option("internal_batch_size", "int", 0, "Interpolation steps per forward batch (0: automatic, "
                     "fewer for long inputs).", minimum=0, maximum=1024)),
-    attribute=_integrated_gradients, cost=lambda p, n_words: 2 * p["n_steps"] + 1,
+    attribute=_integrated_gradients, cost=_ig_cost,
     compatibility=needs_input_embeddings,
     # Step counts are numerical noise; the baseline is a choice that changes the question asked.
-    stability_variants=tuple({"n_steps": n} for n in (20, 50, 100)),
-    quick_stability_variants=tuple({"n_steps": n} for n in (32, 64)),
+    stability_variants=tuple({"n_steps": n, "adaptive": False} for n in (20, 50, 100)),
+    quick_stability_variants=tuple({"n_steps": n, "adaptive": False} for n in (32, 64)),
     sensitivity_variants=tuple({"baseline": b} for b in ("pad", "mask", "zero")),
-    # Corpus runs trade a little precision per input for many inputs; the completeness gap is still stored.
-    corpus_params={"n_steps": 20},
 )
 
 SALIENCY = Method(

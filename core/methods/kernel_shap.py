@@ -12,6 +12,7 @@ Two samplers, one regression target:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,14 @@ import torch
 
 from core.explanation import token_word_matrix
 from core.methods.base import SEED, Attribution, Family, Method, Option, Speed
-from core.methods.perturbation import lime_distinct_samples, lime_neighbourhood, needs_mask_token
+from core.methods.convergence import ADAPTIVE, TOLERANCE, TOP_K
+from core.methods.perturbation import (
+    Neighbourhood,
+    lime_distinct_samples,
+    lime_rounds,
+    needs_mask_token,
+    sample_until_stable,
+)
 
 if TYPE_CHECKING:
     from core.runner import ModelRunner, PreparedText, ProgressFn
@@ -55,17 +63,24 @@ def constrained_shapley_regression(masks: np.ndarray, values: np.ndarray, full: 
 
 def _kernel_from_lime_samples(runner: ModelRunner, prepared: PreparedText, target: int, params: dict,
                               progress: ProgressFn) -> Attribution:
-    _, indexed, data, probabilities, _ = lime_neighbourhood(runner, prepared, params, progress)
-    n_words = indexed.num_words()
-    empty_text = indexed.inverse_removing(list(range(n_words)))
+    rounds = lime_rounds(runner, prepared, {**params, "kernel_width": 25.0}, progress)
+    first = next(rounds)
+    n_words = first.indexed.num_words()
+    empty_text = first.indexed.inverse_removing(list(range(n_words)))
     empty = float(runner.probabilities_for_texts([empty_text])[0, target])
-    full = float(probabilities[0, target])
-    scores = constrained_shapley_regression(data, probabilities[:, target], full, empty)
-    distinct = len({tuple(row) for row in data.astype(int)})
+    full = float(first.probabilities[0, target])
+
+    def fit(hood: Neighbourhood, rows: np.ndarray) -> np.ndarray:
+        return constrained_shapley_regression(hood.data[rows], hood.probabilities[rows, target], full, empty)
+
+    hood, convergence = sample_until_stable(itertools.chain([first], rounds), fit, params)
+    scores = fit(hood, np.arange(len(hood.data)))
+    distinct = len({tuple(row) for row in hood.data.astype(int)})
     return Attribution(word_scores=scores, diagnostics={
         "base_value": empty, "additivity_gap": float(empty + scores.sum() - full),
-        "samples": int(len(data)), "distinct_masks": distinct,
-        "exact": distinct + (0 if (data.sum(axis=1) == 0).any() else 1) >= 2 ** n_words,
+        "samples": int(len(hood.data)), "distinct_masks": distinct,
+        "exact": distinct + (0 if (hood.data.sum(axis=1) == 0).any() else 1) >= 2 ** n_words,
+        **(convergence.to_diagnostics() if convergence else {}),
     })
 
 
@@ -111,19 +126,22 @@ def _cost(params: dict[str, Any], n_words: int) -> float:
 
 
 def _shares_queries(params: dict[str, Any], others: dict[str, dict[str, Any]]) -> bool:
-    """LIME with the same seed and sample count draws these very perturbations: they come from the cache."""
+    """LIME with the same seed, sample count and rounds draws these very perturbations: they come from the
+    cache (when both stop adaptively, the later stopper's extra rounds are new queries)."""
     lime = others.get("lime")
     return (params["sampling"] == "lime" and lime is not None
-            and (lime["seed"], lime["num_samples"]) == (params["seed"], params["num_samples"]))
+            and (lime["seed"], lime["num_samples"], lime["adaptive"])
+            == (params["seed"], params["num_samples"], params["adaptive"]))
 
 
 KERNEL_SHAP = Method(
     name="kernel_shap", title="KernelSHAP", family=Family.PERTURBATION, signed=True, speed=Speed.SLOW, random=True,
     citation="Lundberg & Lee (2017), 'A unified approach to interpreting model predictions', NeurIPS.",
-    options=(Option("num_samples", "int", 500, "Perturbed samples.", minimum=10, maximum=20000),
+    options=(Option("num_samples", "int", 1000, "Perturbed samples (the cap when adaptive).", minimum=10, maximum=20000),
              Option("sampling", "str", "lime", "Masks: LIME's own (shared queries when LIME runs with the same "
-                    "seed and samples) or drawn from the Shapley kernel (Captum).", choices=("lime", "kernel")),
-             SEED),
+                    "seed and samples) or drawn from the Shapley kernel (Captum; always the full count).",
+                    choices=("lime", "kernel")),
+             ADAPTIVE, TOLERANCE, TOP_K, SEED),
     attribute=_kernel_shap, cost=_cost, shares_queries=_shares_queries, compatibility=needs_mask_token,
     stability_variants=tuple({"seed": s, "num_samples": n} for s, n in ((0, 500), (1, 500), (2, 500), (0, 250), (0, 1000))),
     quick_stability_variants=tuple({"seed": s, "num_samples": n} for s, n in ((0, 200), (1, 200), (2, 200), (0, 400))),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +12,17 @@ import torch
 
 from core.explanation import token_word_matrix
 from core.methods.base import SEED, Attribution, Family, Method, Option, Speed
+from core.methods.convergence import (
+    ADAPTIVE,
+    ROUND,
+    TOLERANCE,
+    TOP_K,
+    Convergence,
+    bootstrap_stability,
+    round_overlap,
+)
+
+SHAP_FIRST_ROUND = 128  # Partition evaluations in the first adaptive round; each later round doubles it
 
 if TYPE_CHECKING:
     from core.modelling import LoadedModel
@@ -61,24 +74,74 @@ def lime_explainer(runner: ModelRunner, prepared: PreparedText, params: dict) ->
     return explainer, indexed
 
 
-def lime_neighbourhood(runner: ModelRunner, prepared: PreparedText, params: dict,
-                       progress: ProgressFn) -> tuple[Any, Any, np.ndarray, np.ndarray, np.ndarray]:
-    """(explainer, indexed input, masks, probabilities, distances): LIME's own sampler, run through the
-    runner. The same seed and sample count give the same perturbed texts, so a second method that
-    reads this neighbourhood (KernelSHAP) finds every query in the runner's cache."""
+@dataclass
+class Neighbourhood:
+    explainer: Any
+    indexed: Any
+    data: np.ndarray  # (samples, words) masks, row 0 the input itself
+    probabilities: np.ndarray  # (samples, labels)
+    distances: np.ndarray
+
+
+def lime_rounds(runner: ModelRunner, prepared: PreparedText, params: dict, progress: ProgressFn) -> Iterator[Neighbourhood]:
+    """LIME's own sampler, run through the runner, as a growing neighbourhood: one draw of `num_samples`
+    when not adaptive, else rounds of ROUND new samples up to `num_samples`. The same seed gives the same
+    perturbed texts round after round, so a second method that reads these rounds (KernelSHAP) finds
+    every query LIME made in the runner's cache."""
     explainer, indexed = lime_explainer(runner, prepared, params)
     # explain_instance = this sampler + LimeBase.explain_instance_with_data; calling the two halves
-    # lets the neighbourhood be shared (lime has no public name for the first half).
-    data, probabilities, distances = explainer._LimeTextExplainer__data_labels_distances(
-        indexed, lambda texts: runner.probabilities_for_texts(texts, progress), params["num_samples"])
-    return explainer, indexed, data, probabilities, distances
+    # lets the neighbourhood be shared and grown (lime has no public name for the first half).
+    sampler = explainer._LimeTextExplainer__data_labels_distances
+
+    def classify(texts: list[str]) -> np.ndarray:
+        return runner.probabilities_for_texts(texts, progress)
+
+    cap = params["num_samples"]
+    if not params.get("adaptive"):
+        yield Neighbourhood(explainer, indexed, *sampler(indexed, classify, cap))
+        return
+    data, probabilities, distances = sampler(indexed, classify, min(ROUND, cap))
+    yield Neighbourhood(explainer, indexed, data, probabilities, distances)
+    while len(data) < cap:
+        more = sampler(indexed, classify, min(ROUND, cap - len(data)) + 1)  # its row 0 is the input again
+        data, probabilities, distances = (np.concatenate([a, b[1:]]) for a, b in zip((data, probabilities, distances), more, strict=True))
+        yield Neighbourhood(explainer, indexed, data, probabilities, distances)
+
+
+def sample_until_stable(rounds: Iterator[Neighbourhood], fit: Callable[[Neighbourhood, np.ndarray], np.ndarray],
+                        params: dict) -> tuple[Neighbourhood, Convergence | None]:
+    """Take rounds until the bootstrap says the top-k words are stable (adaptive), or all of them."""
+    if not params.get("adaptive"):
+        return next(rounds), None
+    count = 0
+    for count, hood in enumerate(rounds, start=1):  # noqa: B007 (the last round is returned)
+        stability = bootstrap_stability(lambda rows, hood=hood: fit(hood, rows), len(hood.data), params["top_k"],
+                                        params["seed"] + count)
+        if stability >= 1 - params["tolerance"]:
+            return hood, Convergence(len(hood.data), count, stability, True, params["tolerance"], params["top_k"])
+    return hood, Convergence(len(hood.data), count, stability, False, params["tolerance"], params["top_k"])
+
+
+def _lime_fit(target: int, feature_selection: str) -> Callable[[Neighbourhood, np.ndarray], np.ndarray]:
+    def fit(hood: Neighbourhood, rows: np.ndarray) -> np.ndarray:
+        rows = np.concatenate([[0], rows])  # the input itself first, as lime expects
+        _, local_exp, _, _ = hood.explainer.base.explain_instance_with_data(
+            hood.data[rows], hood.probabilities[rows], hood.distances[rows], target,
+            num_features=hood.data.shape[1], feature_selection=feature_selection)
+        scores = np.zeros(hood.data.shape[1])
+        for feature, weight in local_exp:
+            scores[feature] = weight
+        return scores
+    return fit
 
 
 def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
-    explainer, _, data, probabilities, distances = lime_neighbourhood(runner, prepared, params, progress)
-    intercept, local_exp, score, local_pred = explainer.base.explain_instance_with_data(
-        data, probabilities, distances, target, num_features=len(prepared.words),
-        feature_selection=explainer.feature_selection)
+    # Every word is a feature, so lime's 'auto' selection keeps them all: the bootstrap fits skip the selection step.
+    hood, convergence = sample_until_stable(lime_rounds(runner, prepared, params, progress),
+                                            _lime_fit(target, "none"), params)
+    intercept, local_exp, score, local_pred = hood.explainer.base.explain_instance_with_data(
+        hood.data, hood.probabilities, hood.distances, target, num_features=len(prepared.words),
+        feature_selection=hood.explainer.feature_selection)
     scores = np.zeros(len(prepared.words))
     for feature, weight in local_exp:
         scores[feature] = weight
@@ -86,7 +149,8 @@ def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
         "intercept": float(intercept),
         "local_r2": float(score),
         "local_prediction": float(np.ravel(local_pred)[0]) if local_pred is not None else None,
-        "samples": int(len(data)),
+        "samples": int(len(hood.data)),
+        **(convergence.to_diagnostics() if convergence else {}),
     })
 
 
@@ -102,7 +166,34 @@ def _shap(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
         return runner.probabilities([list(row) for row in np.atleast_2d(id_rows)], progress)[:, target]
 
     explainer = shap.explainers.Partition(target_probability, masker)
-    values = explainer([prepared.text], max_evals=params["max_evals"], batch_size=runner.batch_size, silent=True)
+
+    def run(max_evals: int) -> tuple[Any, int]:
+        before = runner.evaluations
+        values = explainer([prepared.text], max_evals=max_evals, batch_size=runner.batch_size, silent=True)
+        return values, runner.evaluations - before
+
+    cap = params["max_evals"]
+    convergence = None
+    if not params["adaptive"]:
+        values, _ = run(cap)
+    else:
+        # A bigger budget refines the same partition tree: the masks of a smaller budget come back as
+        # cache hits, so each round pays only for its new masks. Stop when two rounds agree on the top
+        # words, or when Partition finished its tree below the budget (more budget changes nothing).
+        budget, rounds, previous, overlap = min(SHAP_FIRST_ROUND, cap), 0, None, 0.0
+        while True:
+            values, used = run(budget)
+            rounds += 1
+            scores = np.asarray(values.values[0], dtype=float)
+            complete = used < budget
+            if previous is not None:
+                overlap = round_overlap(previous, scores, params["top_k"])
+            if complete or overlap >= 1 - params["tolerance"] or budget >= cap:
+                converged = complete or overlap >= 1 - params["tolerance"]
+                convergence = Convergence(budget, rounds, 1.0 if complete else overlap, converged,
+                                          params["tolerance"], params["top_k"])
+                break
+            previous, budget = scores, min(cap, 2 * budget)
     token_scores = np.asarray(values.values[0], dtype=float)
     if len(token_scores) != len(prepared.input_ids):
         raise RuntimeError(f"shap produced {len(token_scores)} features for {len(prepared.input_ids)} tokens")
@@ -110,6 +201,7 @@ def _shap(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
     return Attribution(token_scores=token_scores, diagnostics={
         "base_value": base,
         "additivity_gap": float(base + token_scores.sum() - runner.probabilities([prepared.input_ids])[0, target]),
+        **(convergence.to_diagnostics() if convergence else {}),
     })
 
 
@@ -143,9 +235,9 @@ def _occlusion(runner: ModelRunner, prepared: PreparedText, target: int, params:
 LIME = Method(
     name="lime", title="LIME", family=Family.PERTURBATION, signed=True, speed=Speed.SLOW, random=True,
     citation="Ribeiro, Singh & Guestrin (2016), 'Why should I trust you?', KDD.",
-    options=(Option("num_samples", "int", 500, "Perturbed samples.", minimum=10, maximum=20000),
+    options=(Option("num_samples", "int", 1000, "Perturbed samples (the cap when adaptive).", minimum=10, maximum=20000),
              Option("kernel_width", "float", 25.0, "Width of the exponential kernel on cosine distance.", minimum=0.01),
-             SEED),
+             ADAPTIVE, TOLERANCE, TOP_K, SEED),
     attribute=_lime, cost=lambda p, n_words: lime_distinct_samples(p["num_samples"], n_words),
     compatibility=needs_mask_token,
     stability_variants=tuple({"seed": s, "num_samples": n} for s, n in ((0, 500), (1, 500), (2, 500), (0, 250), (0, 1000))),
@@ -155,8 +247,9 @@ LIME = Method(
 SHAP = Method(
     name="shap", title="SHAP (Partition)", family=Family.PERTURBATION, signed=True, speed=Speed.SLOW, random=True,
     citation="Lundberg & Lee (2017), 'A unified approach to interpreting model predictions', NeurIPS.",
-    options=(Option("max_evals", "int", 500, "Model evaluations for the Partition explainer.", minimum=10, maximum=20000),
-             SEED),
+    options=(Option("max_evals", "int", 1000, "Model evaluations for the Partition explainer (the cap when adaptive).",
+                    minimum=10, maximum=20000),
+             ADAPTIVE, TOLERANCE, TOP_K, SEED),
     attribute=_shap, cost=lambda p, n_words: shap_partition_evaluations(p["max_evals"], n_words),
     compatibility=needs_mask_token,
     stability_variants=tuple({"seed": s, "max_evals": n} for s, n in ((0, 500), (1, 500), (0, 250), (0, 1000))),

@@ -251,7 +251,7 @@ def test_8_every_page_is_reachable_from_the_sidebar(page, journey):
     expect(page).to_have_url(re.compile(r"/Checks"))
 
 
-def test_9_attention_seen_whole_and_a_whole_document(page, journey):
+def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     from urllib.parse import urlencode
 
     from core.compare import ViewState
@@ -275,9 +275,17 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey):
 
     add_links(page, base, f"{journey['pages']}/long-review")
     expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
+    from core.db import make_engine
+    from core.snapshots import list_links
+
+    engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
+    snapshot = next(v.latest_good_snapshot_id for v in list_links(engine) if v.url.endswith("/long-review"))
     choose(page, "Open link", "A long stay by the harbour")
     expect(page.get_by_role("heading", name="A long stay by the harbour")).to_be_visible()
-    page.get_by_role("link", name="Explain the whole document, window by window").click()
+    # The rerun replaces the previous link's view: wait for this snapshot's link before following it.
+    link = page.get_by_role("link", name="Explain the whole document, window by window")
+    expect(link).to_have_attribute("href", re.compile(rf"snapshot={snapshot}$"))
+    link.click()
     expect(page.get_by_role("heading", name="Whole document")).to_be_visible()
     expect(page.locator("strong").filter(has_text="A long stay by the harbour")).to_be_visible()
     page.get_by_role("button", name="Explain the whole document").click()

@@ -63,7 +63,7 @@ def constrained_shapley_regression(masks: np.ndarray, values: np.ndarray, full: 
 
 def _kernel_from_lime_samples(runner: ModelRunner, prepared: PreparedText, target: int, params: dict,
                               progress: ProgressFn) -> Attribution:
-    rounds = lime_rounds(runner, prepared, {**params, "kernel_width": 25.0}, progress)
+    rounds = lime_rounds(runner, prepared, params, progress)  # kernel width only weighs LIME's fit, not its masks
     first = next(rounds)
     n_words = first.indexed.num_words()
     empty_text = first.indexed.inverse_removing(list(range(n_words)))

@@ -145,6 +145,7 @@ def test_4_import_bookmarks_and_export(page, journey, tmp_path):
     expect(page.get_by_text("2 links added, 0 already present.")).to_be_visible()
     choose(page, "With any of these tags", "imported")
     expect(page.get_by_role("heading", name="Links (2)")).to_be_visible()
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")  # no rerun under way
     export = page.get_by_role("button", name="Export JSON")
     expect(export).to_have_count(1)  # the rerun after filtering has finished
     with page.expect_download() as download:

@@ -47,3 +47,60 @@ def build_tiny_model(output_dir: Path | str, *, seed: int = 0, layers: int = 2, 
         "its predictions mean nothing.\n"
     )
     return output_dir
+
+
+KEYWORD_FILLER = ("the", "film", "was", "a", "day", "we", "saw", "it", "at", "home", "with", "friends", "and",
+                  "then", "went", "out", "for", "dinner", "in", "town", "this", "week", "my", "sister", "said")
+
+
+def build_keyword_model(output_dir: Path | str, *, keyword: str = "wonderful", seed: int = 0, steps: int = 300) -> Path:
+    """A tiny two-label classifier trained so that one word decides: "positive" exactly when `keyword`
+    is in the text, "negative" otherwise (filler words only). A test of searches with a known answer.
+
+    Trained for `steps` Adam steps on random filler sentences (about 10 s on two CPU cores); the
+    build refuses to save a model that gets any of a fresh sample wrong.
+    """
+    import random
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    output_dir = Path(output_dir)
+    build_tiny_model(output_dir, seed=seed, labels=("negative", "positive"))
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+
+    def sample(n: int) -> tuple[list[str], torch.Tensor]:
+        texts, labels = [], []
+        for _ in range(n):
+            words = [rng.choice(KEYWORD_FILLER) for _ in range(rng.randint(3, 12))]
+            positive = rng.random() < 0.5
+            if positive:
+                words.insert(rng.randint(0, len(words)), keyword)
+            texts.append(" ".join(words))
+            labels.append(int(positive))
+        return texts, torch.tensor(labels)
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        texts, labels = sample(32)
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        loss = model(**batch, labels=labels).loss
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    texts, labels = sample(200)
+    with torch.no_grad():
+        predicted = model(**tokenizer(texts, padding=True, return_tensors="pt")).logits.argmax(-1)
+    errors = int((predicted != labels).sum())
+    if errors:
+        raise RuntimeError(f"The keyword model got {errors} of 200 fresh sentences wrong; train it longer.")
+    model.save_pretrained(output_dir)
+    (output_dir / "rashomon.json").write_text(json.dumps({"name": f"keyword-{keyword}-seed{seed}"}))
+    (output_dir / "README.md").write_text(
+        f"# keyword-{keyword}-seed{seed}\n\nTiny BERT trained so that the word '{keyword}' alone decides "
+        "'positive'; for tests of edit searches.\n")
+    return output_dir

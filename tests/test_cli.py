@@ -70,6 +70,10 @@ def test_explain_json_then_stored(home):
     (("corpus", "run", "--methods", "attention"), "--csv FILE or --tag"),
     (("demo", "show", "5"), "No demo"),
     (("check", "stability", "--snapshot", "3"), "No snapshot"),
+    (("counterfactual", "--text", "ok", "--similarity", "3"), "at most 1.0"),
+    (("counterfactual", "--text", "ok", "--order", "tarot"), "Unknown method"),
+    (("counterfactual", "--text", "ok", "--target", "furious"), "Unknown target label"),
+    (("counterfactual", "--text", "?!"), "no words to edit"),
 ])
 def test_errors_exit_nonzero_with_one_line(home, args, message):
     result = rashomon(*args)
@@ -272,3 +276,22 @@ def test_heads_and_document_commands(home, tmp_path):
     assert "0 model passes" in again.stdout and again.stdout.count("disagreement") == 3
     too_big = rashomon("document", "--file", str(document), "--window", "100000")
     assert too_big.returncode == 1 and too_big.stderr.count("\n") == 1 and "tokens" in too_big.stderr
+
+
+def test_counterfactual_command(home):
+    args = ("counterfactual", "--text", "The staff were friendly but the room was noisy and cold",
+            "--attack", "--max-edits", "2", "--similarity", "0.5", "--methods", "occlusion,saliency", "--json")
+    first = rashomon(*args)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    search = data["search"]
+    assert search["goal"] == "any other" and not data["from_store"]
+    assert search["forward_passes"] > 0 and search["seconds"] > 0
+    for counterfactual in search["counterfactuals"]:
+        assert counterfactual["label"] != search["predicted"] and len(counterfactual["edits"]) <= 2
+    assert {row["method"] for row in data["counterfactual_agreement"]} == (
+        {"occlusion", "saliency"} if search["counterfactuals"] else set())
+    again = json.loads(rashomon(*args).stdout)
+    assert again["from_store"] and again["search"] == search
+    text = rashomon(*args[:-1])
+    assert text.returncode == 0 and "counterfactual(s)" in text.stdout

@@ -14,6 +14,7 @@ from core.attention_checks import HeadImportance
 from core.attention_views import AttentionView
 from core.checks import RandomisationResult
 from core.corpus.aggregate import AgreementRow, LeaderboardRow
+from core.edit_checks import EditAgreement
 from core.reports import Comparison, ComparisonReport
 
 
@@ -178,3 +179,20 @@ def head_importance(result: HeadImportance) -> alt.LayerChart:
         text=alt.Text("change:Q", format="+.3f"),
         color=alt.condition(f"abs(datum.change) > {bound / 2}", alt.value("white"), alt.value("black")))
     return (cells + values).properties(width=alt.Step(48), height=alt.Step(26))
+
+
+def edit_agreement(rows: Sequence[EditAgreement]) -> alt.LayerChart:
+    """Per method, the share of flipping edits that touch its top-k words (bars, value written at the end),
+    with the random ranking's share as a labelled rule."""
+    frame = pd.DataFrame([{"method": r.method, "share": r.share} for r in rows])
+    order = list(frame.sort_values("share", ascending=False)["method"])
+    base = alt.Chart(frame).encode(
+        x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.12]), title="share of counterfactuals touching its top-k"),
+        y=alt.Y("method:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelOverlap=False)))
+    bars = base.mark_bar(color="#4c78a8") + base.mark_text(align="left", dx=4, fontSize=12).encode(
+        text=alt.Text("share:Q", format=".2f"))
+    chance = rows[0].random_share if rows else 0.0
+    rule = alt.Chart(pd.DataFrame([{"share": chance, "label": f"random ranking {chance:.2f}"}]))
+    reference = rule.mark_rule(color="#e45756", strokeDash=[4, 3]).encode(x="share:Q") + rule.mark_text(
+        align="left", dx=4, dy=-6, color="#e45756", fontSize=12, baseline="bottom", y=0).encode(x="share:Q", text="label:N")
+    return (bars + reference).properties(height=alt.Step(26))

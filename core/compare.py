@@ -21,6 +21,7 @@ from sqlmodel import col, select
 
 from core import agreement, faithfulness
 from core.db import session_scope
+from core.edit_checks import EditReport
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice
@@ -166,9 +167,11 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> list[str]:
+def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5,
+              edits: EditReport | None = None) -> list[str]:
     """A plain-language account built only from numbers the page shows, in Markdown: every word and
-    label it quotes from the input or the model is escaped (`core.render.md`)."""
+    label it quotes from the input or the model is escaped (`core.render.md`). With `edits` (a
+    counterfactual search on the same input), what the flipping edits say about the methods too."""
     comparison, faith = report.comparison, report.faithfulness
     attention_corr, interventions = report.correlations, report.interventions
     lines = []
@@ -209,7 +212,31 @@ def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> 
         lines.append(f"Replacing one layer's attention moves the prediction by up to {_fmt(biggest.total_variation)} "
                      f"(total variation, layer {biggest.layer}, {biggest.mode}); {flips} of {len(interventions)} "
                      "interventions change the predicted label.")
+    if edits is not None:
+        lines += _edit_claims(edits, set(comparison.methods))
     return lines
+
+
+def _edit_claims(edits: EditReport, methods: set[str]) -> list[str]:
+    """Counterfactual agreement, claimed only as far as the counts go: ties are named as ties, and a
+    method leads only if its share is above a random ranking's."""
+    found = edits.search.counterfactuals
+    if not found:
+        return [f"No edit of up to {edits.search.params['max_edits']} words flips the prediction within the "
+                f"similarity bound {edits.search.params['similarity']:.2f} ({edits.search.stopped})."]
+    rows = [r for r in edits.agreement if r.method in methods]
+    if not rows:
+        return []
+    chance, n = rows[0].random_share, len(found)
+    best = max(r.share for r in rows)
+    leaders = [r.method for r in rows if r.share == best]
+    sample = f"{n} counterfactual{'s' if n != 1 else ''}" + (", a small sample" if n < 5 else "")
+    if best <= chance:
+        return [f"The {sample} that flip the prediction touch no method's top {edits.k} words more often than a "
+                f"random ranking's would be touched ({_fmt(chance)})."]
+    return [f"The minimal edits that flip the prediction ({sample}) touch the top {edits.k} words of "
+            + " and ".join(f"**{m}**" for m in leaders) + f" most often ({_fmt(best)} of them, against "
+            f"{_fmt(chance)} for a random ranking)" + (": a tie." if len(leaders) > 1 else ".")]
 
 
 def _interval(low_high: tuple[float, float]) -> str:

@@ -157,12 +157,14 @@ class EditReport:
 
 def edit_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str], *, target: str | None = None,
                 order: str = SEARCH, params: dict[str, Any] | None = None, options: dict[str, dict] | None = None,
-                k: int = 5, fragility_count: int = 2, fresh: bool = False,
-                progress: SearchProgress | None = None) -> EditReport:
+                k: int = 5, fragility_count: int = 2, fresh: bool = False, only_stored: bool = False,
+                progress: SearchProgress | None = None) -> EditReport | None:
     """Search (stored), then the methods' counterfactual agreement and fragility (explanations through the
-    store, for the predicted label)."""
+    store, for the predicted label). With `only_stored`, None unless the search is stored."""
     result, from_store = stored_search(engine, runner, text, target, order=order, params=params, fresh=fresh,
-                                       progress=progress)
+                                       only_stored=only_stored, progress=progress)
+    if result is None:
+        return None
     if not methods:
         return EditReport(result, from_store, [], [], [], k)
     original = explain_all(engine, runner, view_requests(runner, result.text, methods, options)).explanations

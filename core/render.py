@@ -111,3 +111,18 @@ def md(text: str) -> str:
 def shown(markdown_text: str) -> str:
     """What a reader sees of a string made by `md` (escapes and zero-width spaces removed): for tests and logs."""
     return re.sub(r"\\(.)", r"\1", markdown_text).replace(ZERO_WIDTH_SPACE, "")
+
+
+def edit_diff(diff: Sequence[tuple[str, str]]) -> str:
+    """A counterfactual as a diff: deleted text struck through on red, inserted text on green, the rest as
+    it was; every part escaped."""
+    styles = {"deleted": "background:#fbd5d5;text-decoration:line-through;border-radius:3px;padding:0 2px",
+              "inserted": "background:#c9ecd4;font-weight:600;border-radius:3px;padding:0 2px"}
+    parts = []
+    for kind, part in diff:
+        escaped = html.escape(part)
+        if kind in styles:
+            parts.append(f'<span data-edit="{kind}" style="{styles[kind]}">{escaped}</span>')
+        else:
+            parts.append(escaped)
+    return '<div data-testid="rashomon-diff" style="line-height:1.9">' + "".join(parts).replace("\n", "<br>") + "</div>"

@@ -11,7 +11,7 @@ from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
 from core.snapshots import get_snapshot, list_links, list_tags
-from pages import attention_whole
+from pages import attention_whole, edits
 from pages.resources import engine, runner_or_stop
 from pages.ui import option_widgets
 
@@ -298,10 +298,13 @@ st.caption("Each row replaces one layer's attention weights (uniform over tokens
            "Head importance (below) does the same for single heads.")
 
 attention_whole.show(runner, comparison.text, comparison.target)
+edits.show(db, runner, comparison.text, comparison.predicted_label, list(comparison.methods), options, k)
 
 # -- summary ------------------------------------------------------------------------------------------------
 st.subheader("Summary")
-for line in compare.summarise(report, k):
+flips = edits.stored_report(db, runner, comparison.text, comparison.predicted_label, list(comparison.methods),
+                            options, k)
+for line in compare.summarise(report, k, edits=flips):
     st.markdown("- " + line)  # summarise escapes every word and label it quotes
 
 # -- sharing and export -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """AppTest smoke tests: every page renders without an exception, headless."""
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -421,3 +422,27 @@ def test_whole_document_page_explains_every_window_and_links_paragraphs_to_compa
     assert any(c.value.startswith("0 model passes now") for c in again.caption)
     missing = run_page("pages/document.py", snapshot="999")
     assert any("does not exist" in e.value for e in missing.error)
+
+
+def test_compare_page_searches_for_flipping_edits_and_keeps_them(home):
+    text = "The staff were lovely but the food was cold and bland."
+    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    app.button[0].click().run()
+    assert "What would flip it?" in [s.value for s in app.subheader]
+    app.number_input(key="edits_max").set_value(2).run()
+    app.slider(key="edits_similarity").set_value(0.5).run()
+    app.button(key="edits_run").click().run()
+    assert not app.exception
+    assert any("counterfactual(s);" in c.value and "model passes" in c.value for c in app.caption)
+    summary = " ".join(m.value for m in app.markdown if m.value.startswith("- "))
+    assert re.search(r"flips? the prediction", summary)  # the summary now reports the edits too
+    # A fresh page with the same settings shows the stored search: no button, no model work.
+    import streamlit as st
+
+    st.cache_resource.clear()
+    again = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    again.number_input(key="edits_max").set_value(2).run()
+    again.slider(key="edits_similarity").set_value(0.5).run()
+    assert not again.exception
+    assert any("stored result, no model work now" in c.value for c in again.caption)
+    assert not [b for b in again.button if b.key == "edits_run"]

@@ -1,0 +1,106 @@
+"""Compare's "What would flip it?" section: counterfactual edits, and what they say about the methods."""
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
+from core.edit_checks import EditReport, edit_report
+from core.methods.base import ExplainError
+from core.render import edit_diff, md
+
+DEFAULTS = {o.name: o.default for o in OPTIONS}
+
+
+def settings(labels: list[str], predicted: str, methods: list[str]) -> dict:
+    """The search's settings from its widgets (kept in session state, so a stored search reopens)."""
+    goals = [label for label in labels if label != predicted] + [ANY_OTHER]
+    left, middle, right = st.columns(3)
+    target = left.selectbox("Reach the label", goals, key="edits_target",
+                            format_func=lambda g: "any other label (attack)" if g == ANY_OTHER else g,
+                            help="A counterfactual reaches a chosen label; an attack just leaves the predicted one.")
+    max_edits = middle.number_input("Most words changed", 1, 10, DEFAULTS["max_edits"], key="edits_max")
+    similarity = right.slider("Least similarity to the original", 0.0, 1.0, DEFAULTS["similarity"], 0.05,
+                              key="edits_similarity", help="Cosine of all-MiniLM-L6-v2 sentence embeddings.")
+    order = st.selectbox("Edit first the words ranked highest by", [SEARCH, *methods], key="edits_order",
+                         format_func=lambda o: "the search itself (deleting each word once)" if o == SEARCH else o)
+    return {"target": target, "order": order, "params": {"max_edits": int(max_edits), "similarity": float(similarity)}}
+
+
+def stored_report(db, runner, text: str, predicted: str, methods: list[str], options: dict, k: int) -> EditReport | None:
+    """The stored search for the section's current settings (for the summary), or None; no model work
+    beyond explaining swapped texts the first time."""
+    labels = [label for label in runner.loaded.labels if label != predicted]
+    target = st.session_state.get("edits_target", labels[0] if labels else ANY_OTHER)
+    params = {"max_edits": int(st.session_state.get("edits_max", DEFAULTS["max_edits"])),
+              "similarity": float(st.session_state.get("edits_similarity", DEFAULTS["similarity"]))}
+    try:
+        return edit_report(db, runner, text, methods, target=target, order=st.session_state.get("edits_order", SEARCH),
+                           params=params, options=options, k=k, only_stored=True)
+    except ExplainError:
+        return None
+
+
+@st.fragment  # its widgets rerun this section only; a finished search reruns the page, for the summary
+def show(db, runner, text: str, predicted: str, methods: list[str], options: dict, k: int) -> None:
+    st.subheader("What would flip it?")
+    st.caption("The smallest word edits (deletions, or swaps for the model's own nearest words) that change the "
+               "prediction while the text stays similar; then, for each method, how often those edits touch its "
+               f"top {k} words.")
+    chosen = settings(list(runner.loaded.labels), predicted, methods)
+    request = dict(target=chosen["target"], order=chosen["order"], params=chosen["params"], options=options, k=k)
+    try:
+        report = edit_report(db, runner, text, methods, only_stored=True, **request)
+    except ExplainError as exc:
+        st.error(md(str(exc)))
+        return
+    if report is None:
+        if st.button("Search for edits", key="edits_run",
+                     help="Usually a few hundred to a few thousand model passes; the result is stored."):
+            bar = st.progress(0.0, text="Searching")
+            try:
+                edit_report(db, runner, text, methods, progress=lambda f, m: bar.progress(min(1.0, f), text=m),
+                            **request)
+            except ExplainError as exc:
+                st.error(md(str(exc)))
+                return
+            st.rerun()  # the whole page, so the summary below includes the result
+        return
+    show_report(report)
+
+
+def show_report(report: EditReport) -> None:
+    result = report.search
+    goal = "any other label" if result.goal == ANY_OTHER else result.goal
+    first = ("" if result.first_seconds is None else
+             f" First found after {result.first_seconds:.1f} s and {result.first_passes} passes.")
+    st.caption(f"Goal: {md(goal)}. {len(result.counterfactuals)} counterfactual(s); {result.forward_passes} model "
+               f"passes, {result.queries} queries, {result.seconds:.1f} s"
+               + (" (stored result, no model work now)" if report.from_store else "")
+               + f"; the search ended: {md(result.stopped)}.{first}")
+    if not result.counterfactuals:
+        st.info(f"No edit of up to {result.params['max_edits']} words reaches {md(goal)} with similarity at least "
+                f"{result.params['similarity']:.2f}. Allow more edits or a lower similarity.")
+    for i, counterfactual in enumerate(result.counterfactuals, 1):
+        probabilities = ", ".join(f"{md(label)} {p:.2f}" for label, p in counterfactual.probabilities.items())
+        st.markdown(f"**{i}. → {md(counterfactual.label)}** · {len(counterfactual.edits)} word(s) changed · "
+                    f"similarity {counterfactual.similarity:.2f} · {probabilities}")
+        st.html(edit_diff(counterfactual.diff))
+    if report.agreement:
+        st.markdown(f"**Counterfactual agreement**: share of these edits that touch each method's top {report.k} words")
+        st.altair_chart(charts.edit_agreement(report.agreement), width="stretch")
+        editable = sum(word[:1].isalnum() for word in result.words)
+        bias = ("" if result.order != SEARCH or len(result.ranking) >= editable else
+                " Positions were ranked by deleting each word once, which is what occlusion measures: "
+                "occlusion has a head start here.")
+        st.caption(f"The dashed line is a random ranking's share on the same edits (exact, not sampled).{bias} "
+                   "Read it next to faithfulness above: both ask whether a method's top words are what the model "
+                   "depends on.")
+    if report.fragility:
+        st.markdown(f"**Fragility**: how much each method's answer moves under {report.fragility[0].variants} "
+                    "meaning-preserving swap(s) that keep the prediction")
+        st.dataframe(pd.DataFrame([{"method": f.method, f"top-{report.k} kept ↑": f.top_k_intersection,
+                                    "Spearman ↑": f.spearman} for f in report.fragility]).round(3),
+                     hide_index=True, width="stretch")
+        for variant in report.variants:
+            st.caption(f"Swapped text: {md(variant)}")

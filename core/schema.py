@@ -130,6 +130,8 @@ class CorpusJob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime | None = None
     owner: str = ""  # "host:pid" of the process running it, so a dead runner is seen at once
+    # Search options (JSON) when each input is also searched for flipping edits; "" = no search.
+    edits: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class CorpusItem(SQLModel, table=True):

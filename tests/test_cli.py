@@ -181,11 +181,13 @@ def test_corpus_commands(home, tmp_path):
     (tmp_path / "reviews.csv").write_text("text,label\nLovely staff.,positive\nCold food.,negative\n"
                                           "Nothing special.,neutral\n")
     run = rashomon("corpus", "run", "--csv", str(tmp_path / "reviews.csv"), "--methods", "attention,occlusion",
-                   "--k", "3", "--json")
+                   "--k", "3", "--edits", "--edit-max", "1", "--edit-similarity", "0.3", "--json")
     assert run.returncode == 0, run.stderr
     status = json.loads(run.stdout)
     assert status["job"]["status"] == "done" and status["job"]["done"] == 3 and status["fraction"] == 1.0
     assert {r["method"] for r in status["leaderboard"]} == {"attention", "occlusion", "random"}
+    assert status["job"]["edits"]["max_edits"] == 1 and status["job"]["edits"]["positions"] == 64
+    assert status["attack"][-1]["label"] == "all" and status["attack"][-1]["inputs"] == 3
     job = status["job"]["id"]
     listed = json.loads(rashomon("corpus", "status", "--json").stdout)
     assert [j["id"] for j in listed] == [job]

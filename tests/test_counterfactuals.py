@@ -198,3 +198,37 @@ def test_edit_report_explains_the_methods_and_their_fragility(engine, keyword_ru
         assert len(split_words(variant)) == len(split_words(text))
     data = json.loads(json.dumps(report.to_dict()))
     assert data["counterfactual_agreement"][0]["counterfactuals"] == len(report.search.counterfactuals)
+
+
+def test_corpus_attack_scores_every_input_and_aggregates(engine, keyword_runner):
+    from core import corpus
+    from core.corpus.inputs import Input
+
+    texts = ["we saw the film and it was wonderful", "wonderful dinner in town with my sister",
+             "the film was a day at home", "my sister said it was a week"]
+    inputs = [Input(origin=f"row {i}", text=t, gold_label="") for i, t in enumerate(texts)]
+    with pytest.raises(corpus.CorpusError, match="no option"):
+        corpus.create_job(engine, "bad", inputs, ["occlusion"], edits={"colour": 1})
+    job_id = corpus.create_job(engine, "attack", inputs, ["occlusion", "saliency"], k=2,
+                               edits={"similarity": 0.5, "substitutes": 0})
+    job = corpus.run_job(engine, keyword_runner, job_id)
+    assert job.status == "done" and job.done == 4
+    items = corpus.items_of(engine, job_id)
+    for item in items:
+        edits = item.result.edits
+        direct = cf.search(keyword_runner, item.text, cf.ANY_OTHER, params=job.edits)
+        assert edits.success == direct.found == (KEYWORD in item.text)  # only deleting the keyword flips it
+        if edits.success:
+            assert edits.words_changed == 1 and edits.agreement["occlusion"] == 1.0
+            assert edits.random_share == pytest.approx(cf.random_touch_share(edits.words, 1, 2))
+    rows = {r.label: r for r in corpus.attack_rows(engine, job_id)}
+    assert (rows["all"].inputs, rows["all"].successes, rows["all"].success_rate) == (4, 2, 0.5)
+    assert rows["positive"].success_rate == 1.0 and rows["negative"].success_rate == 0.0
+    assert rows["all"].mean_words_changed == 1.0
+    queries = sum(i.result.edits.queries for i in items)
+    assert rows["all"].queries_per_success == pytest.approx(queries / 2)
+    agreement = {r.method: r for r in corpus.edit_agreement_rows(engine, job_id)}
+    assert agreement["occlusion"].inputs == 2 and agreement["occlusion"].share == 1.0
+    assert agreement["occlusion"].lift == pytest.approx(1.0 - agreement["occlusion"].random_share)
+    exported = json.loads(corpus.export_json(engine, job_id))
+    assert exported["attack"][-1]["successes"] == 2

@@ -33,6 +33,9 @@ def _status(job_id: int) -> dict:
             "interrupted": corpus.is_stale(job),
             "leaderboard": [asdict(r) for r in corpus.leaderboard(db, job_id)],
             "cost": [asdict(r) for r in corpus.cost_rows(db, job_id)],
+            "attack": [asdict(r) for r in corpus.attack_rows(db, job_id)],
+            "counterfactual_agreement": [asdict(r) for r in corpus.edit_agreement_rows(db, job_id)],
+            "fragility": [asdict(r) for r in corpus.fragility_rows(db, job_id)],
             "failed": [{"origin": i.origin, "error": i.error} for i in corpus.items_of(db, job_id, "failed")]}
 
 
@@ -43,6 +46,16 @@ def _print_status(data: dict) -> None:
     for row in data["leaderboard"]:
         print(f"  {row['method']:22} comprehensiveness {row['comprehensiveness']:+.4f} "
               f"[{row['comp_low']:+.4f}, {row['comp_high']:+.4f}] over {row['inputs']} inputs")
+    for row in data["attack"]:
+        print(f"  attack on {row['label']:10} success {row['success_rate']:.2f} [{row['rate_low']:.2f}, "
+              f"{row['rate_high']:.2f}] of {row['inputs']}, {row['mean_words_changed']:.2f} words changed, "
+              f"{row['mean_queries']:.0f} queries per input")
+    for row in data["counterfactual_agreement"]:
+        print(f"  {row['method']:22} counterfactual agreement {row['share']:.2f} (random {row['random_share']:.2f}, "
+              f"lift {row['lift']:+.2f} [{row['lift_low']:+.2f}, {row['lift_high']:+.2f}])")
+    for row in data["fragility"]:
+        print(f"  {row['method']:22} top-k kept under swaps {row['top_k_kept']:.2f} "
+              f"[{row['kept_low']:.2f}, {row['kept_high']:.2f}], Spearman {row['spearman']:.2f}")
 
 
 def _work(job_id: int, model: str, as_json: bool) -> None:
@@ -94,10 +107,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     with one_line_errors(CorpusError):
         job_id = corpus.create_job(db, args.name or "", inputs, methods, model=args.model or "",
                                    options=parse_options(args.option), k=args.k, source=source,
-                                   faithfulness_inputs=args.faithfulness_inputs)
+                                   faithfulness_inputs=args.faithfulness_inputs,
+                                   edits=_edit_options(args))
     if not args.json:
         print(f"corpus job {job_id}: {len(inputs)} inputs, methods {', '.join(methods)}", file=sys.stderr)
     _work(job_id, args.model or "", args.json)
+
+
+def _edit_options(args: argparse.Namespace) -> dict | None:
+    """Search options when --edits is given (corpus defaults for the rest), else None."""
+    if not args.edits:
+        return None
+    return {name: value for name, value in (("max_edits", args.edit_max), ("similarity", args.edit_similarity))
+            if value is not None}
 
 
 def corpus_default_methods() -> list[str]:
@@ -174,6 +196,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--name")
     run.add_argument("--k", type=int, default=5)
     run.add_argument("--faithfulness-inputs", type=int, default=50, help="random sample measured (0: all)")
+    run.add_argument("--edits", action="store_true", help="also attack every input: success rate, words changed, "
+                                                         "queries; counterfactual agreement and fragility per method")
+    run.add_argument("--edit-max", type=int, help="with --edits: most words changed (default 3)")
+    run.add_argument("--edit-similarity", type=float, help="with --edits: least sentence similarity (default 0.8)")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
     status = group.add_parser("status", help="list runs, or show one")

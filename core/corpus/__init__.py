@@ -8,17 +8,23 @@
 
 from core.corpus.aggregate import (
     AgreementRow,
+    AttackRow,
     CompletenessGap,
     CostRow,
     DisputedInput,
+    EditAgreementRow,
+    FragilityRow,
     LabelRow,
     LeaderboardRow,
     agreement_rows,
+    attack_rows,
     bootstrap_interval,
     completeness_gaps,
     cost_rows,
+    edit_agreement_rows,
     export_csv,
     export_json,
+    fragility_rows,
     leaderboard,
     most_disputed,
     per_label,
@@ -26,6 +32,7 @@ from core.corpus.aggregate import (
 from core.corpus.estimate import estimate_passes, estimate_seconds
 from core.corpus.inputs import CorpusError, Input, inputs_from_csv, inputs_from_snapshots, split_into_passages
 from core.corpus.jobs import (
+    CORPUS_EDIT_OPTIONS,
     DEFAULT_FAITHFULNESS_INPUTS,
     JobRunner,
     create_job,
@@ -40,10 +47,11 @@ from core.corpus.jobs import (
     run_job,
     seconds_left,
 )
-from core.corpus.results import FaithfulnessScores, Item, ItemResult, Job, PairAgreement
+from core.corpus.results import EditScores, FaithfulnessScores, Item, ItemResult, Job, PairAgreement
 
 __all__ = [
-    "DEFAULT_FAITHFULNESS_INPUTS", "AgreementRow", "CompletenessGap", "CorpusError", "CostRow", "DisputedInput",
+    "CORPUS_EDIT_OPTIONS", "DEFAULT_FAITHFULNESS_INPUTS", "AgreementRow", "AttackRow", "EditAgreementRow",
+    "EditScores", "FragilityRow", "attack_rows", "edit_agreement_rows", "fragility_rows", "CompletenessGap", "CorpusError", "CostRow", "DisputedInput",
     "FaithfulnessScores", "Input", "Item", "ItemResult", "Job", "JobRunner", "LabelRow", "LeaderboardRow",
     "PairAgreement", "agreement_rows", "bootstrap_interval", "completeness_gaps", "cost_rows", "create_job",
     "estimate_passes", "estimate_seconds", "export_csv", "export_json", "faithfulness_positions", "get_job",

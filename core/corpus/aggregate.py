@@ -172,6 +172,104 @@ def per_label(engine: Engine, job_id: int) -> list[LabelRow]:
             for label, g in sorted(groups.items())]
 
 
+@dataclass(frozen=True)
+class AttackRow:
+    """Attack results over inputs with one predicted label (or "all")."""
+
+    label: str
+    inputs: int
+    successes: int
+    success_rate: float
+    rate_low: float
+    rate_high: float
+    mean_words_changed: float  # over successes
+    mean_share_changed: float  # words changed / words in the input, over successes
+    mean_queries: float  # per attacked input
+    queries_per_success: float  # all queries spent / successes
+
+
+@dataclass(frozen=True)
+class EditAgreementRow:
+    method: str
+    inputs: int  # inputs with at least one counterfactual
+    share: float
+    share_low: float
+    share_high: float
+    random_share: float
+    lift: float  # share - random share, mean over inputs
+    lift_low: float
+    lift_high: float
+
+
+@dataclass(frozen=True)
+class FragilityRow:
+    method: str
+    inputs: int
+    top_k_kept: float
+    kept_low: float
+    kept_high: float
+    spearman: float
+    spearman_low: float
+    spearman_high: float
+
+
+def _edited(engine: Engine, job_id: int) -> list[Item]:
+    return [item for item in _done(engine, job_id) if item.result.edits is not None]
+
+
+def attack_rows(engine: Engine, job_id: int) -> list[AttackRow]:
+    """Success rate (with a 95% bootstrap interval), words changed and queries, per predicted label and overall."""
+    groups: dict[str, list[Item]] = {}
+    for item in _edited(engine, job_id):
+        groups.setdefault(item.predicted_label, []).append(item)
+        groups.setdefault("all", []).append(item)
+    rows = []
+    for label, items in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0])):
+        scores = [item.result.edits for item in items]
+        wins = [e for e in scores if e.success]
+        rate, low, high = bootstrap_interval([float(e.success) for e in scores])
+        queries = sum(e.queries for e in scores)
+        rows.append(AttackRow(
+            label, len(scores), len(wins), rate, low, high,
+            float(np.mean([e.words_changed for e in wins])) if wins else math.nan,
+            float(np.mean([e.words_changed / e.words for e in wins])) if wins else math.nan,
+            float(queries / len(scores)), float(queries / len(wins)) if wins else math.nan))
+    return rows
+
+
+def edit_agreement_rows(engine: Engine, job_id: int) -> list[EditAgreementRow]:
+    """Per method: mean share of flipping edits touching its top-k words, and its lift over a random ranking
+    on the same edits (paired per input), with 95% bootstrap intervals; inputs without a flip are left out."""
+    shares: dict[str, list[float]] = {}
+    lifts: dict[str, list[float]] = {}
+    chance: dict[str, list[float]] = {}
+    for item in _edited(engine, job_id):
+        edits = item.result.edits
+        if not edits.counterfactuals or edits.random_share is None:
+            continue
+        for method, share in edits.agreement.items():
+            shares.setdefault(method, []).append(share)
+            lifts.setdefault(method, []).append(share - edits.random_share)
+            chance.setdefault(method, []).append(edits.random_share)
+    rows = [EditAgreementRow(method, len(values), *bootstrap_interval(values), float(np.mean(chance[method])),
+                             *bootstrap_interval(lifts[method])) for method, values in shares.items()]
+    return sorted(rows, key=lambda r: -r.lift)
+
+
+def fragility_rows(engine: Engine, job_id: int) -> list[FragilityRow]:
+    """Per method: mean top-k kept and Spearman under meaning-preserving swaps that keep the prediction
+    (lower = more fragile), with 95% bootstrap intervals."""
+    kept: dict[str, list[float | None]] = {}
+    correlation: dict[str, list[float | None]] = {}
+    for item in _edited(engine, job_id):
+        for method, (top_k, spearman) in item.result.edits.fragility.items():
+            kept.setdefault(method, []).append(top_k)
+            correlation.setdefault(method, []).append(spearman)
+    rows = [FragilityRow(method, sum(v is not None for v in values), *bootstrap_interval(values),
+                         *bootstrap_interval(correlation[method])) for method, values in kept.items()]
+    return sorted(rows, key=lambda r: r.top_k_kept)
+
+
 def export_json(engine: Engine, job_id: int) -> str:
     job = require_job(engine, job_id)
     return json.dumps({
@@ -179,6 +277,9 @@ def export_json(engine: Engine, job_id: int) -> str:
         "items": [item.to_dict() for item in items_of(engine, job_id)],
         "leaderboard": [asdict(r) for r in leaderboard(engine, job_id)],
         "per_label": [asdict(r) for r in per_label(engine, job_id)],
+        "attack": [asdict(r) for r in attack_rows(engine, job_id)],
+        "counterfactual_agreement": [asdict(r) for r in edit_agreement_rows(engine, job_id)],
+        "fragility": [asdict(r) for r in fragility_rows(engine, job_id)],
     }, indent=2, ensure_ascii=False)
 
 

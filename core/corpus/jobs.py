@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -25,8 +26,10 @@ from sqlmodel import col, select
 
 from core import agreement, faithfulness
 from core.corpus.inputs import CorpusError, Input
-from core.corpus.results import FaithfulnessScores, Item, ItemResult, Job, PairAgreement
+from core.corpus.results import EditScores, FaithfulnessScores, Item, ItemResult, Job, PairAgreement
+from core.counterfactuals import ANY_OTHER, resolve_options
 from core.db import session_scope
+from core.edit_checks import edit_report
 from core.methods.base import ExplainError
 from core.methods.registry import corpus_options, get_method
 from core.reports import Comparison, StopRequested, explain_all, view_requests
@@ -40,6 +43,10 @@ from core.schema import CorpusItem, CorpusJob, utcnow
 DEFAULT_FAITHFULNESS_INPUTS = 50
 FAITHFULNESS_SEED = 0
 HEARTBEAT_SECONDS = 5.0  # a running job renews its heartbeat this often, whatever its inputs cost
+# Corpus attacks consider every word (so the positions' ranking favours no method), stop at 3 minimal
+# counterfactuals, and measure fragility on one kept swap per input.
+CORPUS_EDIT_OPTIONS = {"positions": 64, "count": 3, "budget": 3000}
+FRAGILITY_VARIANTS = 1
 STALE_AFTER = timedelta(seconds=20)  # a "running" job without a heartbeat this long is considered crashed
 JobProgress = Callable[[int, int, str], None]  # (finished, total, origin of the item just finished)
 
@@ -54,7 +61,9 @@ def faithfulness_positions(total: int, sample: int) -> frozenset[int]:
 
 def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequence[str], *, model: str = "",
                options: dict | None = None, k: int = 5, source: str = "",
-               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS) -> int:
+               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS, edits: dict | None = None) -> int:
+    """A stored job. `edits`: search options (see `core.counterfactuals.OPTIONS`; corpus defaults in
+    `CORPUS_EDIT_OPTIONS`) to also attack every input and measure counterfactual agreement and fragility."""
     if not inputs:
         raise CorpusError("There are no inputs to run: pick tags with snapshots, or upload a CSV.")
     if not methods:
@@ -65,10 +74,16 @@ def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequ
     except ExplainError as exc:
         raise CorpusError(str(exc)) from exc
     options = {**corpus_options(list(methods)), **(options or {})}
+    if edits is not None:
+        try:
+            edits = resolve_options({**CORPUS_EDIT_OPTIONS, **edits})
+        except ExplainError as exc:
+            raise CorpusError(str(exc)) from exc
     with session_scope(engine) as session:
         job = CorpusJob(name=name.strip() or f"corpus of {len(inputs)}", source=source, model=model,
                         methods=json.dumps(list(methods)), options=json.dumps(options), k=k, total=len(inputs),
-                        faithfulness_inputs=max(0, faithfulness_inputs))
+                        faithfulness_inputs=max(0, faithfulness_inputs),
+                        edits=json.dumps(edits) if edits is not None else "")
         session.add(job)
         session.flush()
         for position, item in enumerate(inputs):
@@ -221,6 +236,21 @@ def item_result(comparison: Comparison, runner: ModelRunner, k: int, with_faithf
         truncated_words=comparison.truncated_words)
 
 
+def edit_scores(engine: Engine, runner: ModelRunner, comparison: Comparison, job: Job) -> EditScores:
+    """Attack one input (any label but the predicted one) and score the methods on its flipping edits."""
+    report = edit_report(engine, runner, comparison.text, job.methods, target=ANY_OTHER, params=job.edits,
+                         options=job.options, k=job.k, fragility_count=FRAGILITY_VARIANTS)
+    search = report.search
+    smallest = min((len(c.edits) for c in search.counterfactuals), default=None)
+    return EditScores(success=search.found, words=len(search.words), words_changed=smallest, queries=search.queries,
+                      forward_passes=search.forward_passes, seconds=search.seconds,
+                      counterfactuals=len(search.counterfactuals),
+                      agreement={a.method: a.share for a in report.agreement},
+                      random_share=report.agreement[0].random_share if report.agreement else None,
+                      fragility={f.method: [None if math.isnan(f.top_k_intersection) else f.top_k_intersection,
+                                            None if math.isnan(f.spearman) else f.spearman] for f in report.fragility})
+
+
 def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgress | None = None) -> Job:
     """Process the job's pending items until done or stopped; returns the job as it ends."""
     job, owner = _claim(engine, job_id)
@@ -244,6 +274,8 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgr
                 if comparison.missing:
                     return _stopped(engine, job_id)
                 result, error = item_result(comparison, runner, job.k, item.position in measured), ""
+                if job.edits is not None:
+                    result = replace(result, edits=edit_scores(engine, runner, comparison, job))
             except StopRequested:
                 return _stopped(engine, job_id)
             except Exception as exc:  # one bad input must not end the run; it is recorded as failed

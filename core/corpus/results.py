@@ -23,6 +23,22 @@ class FaithfulnessScores:
 
 
 @dataclass(frozen=True)
+class EditScores:
+    """One input's attack (any label but the predicted one) and what its flipping edits say about the methods."""
+
+    success: bool
+    words: int  # words in the input
+    words_changed: int | None  # in the smallest counterfactual found (None: no success)
+    queries: int  # model queries the search asked for (cache hits included)
+    forward_passes: int
+    seconds: float
+    counterfactuals: int
+    agreement: dict[str, float] = field(default_factory=dict)  # method -> share of edits touching its top-k
+    random_share: float | None = None
+    fragility: dict[str, list[float | None]] = field(default_factory=dict)  # method -> [top-k kept, Spearman]
+
+
+@dataclass(frozen=True)
 class ItemResult:
     """What one input contributes to the corpus view (stored as JSON on its `CorpusItem`)."""
 
@@ -35,6 +51,7 @@ class ItemResult:
     reused: dict[str, bool] = field(default_factory=dict)  # the method's result came from the store
     completeness_gap: dict[str, float] = field(default_factory=dict)
     truncated_words: int = 0
+    edits: EditScores | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False)
@@ -48,7 +65,8 @@ class ItemResult:
             faithfulness={m: FaithfulnessScores(**v) for m, v in data.get("faithfulness", {}).items()},
             seconds=data.get("seconds", {}), forward_passes=data.get("forward_passes", {}),
             reused=data.get("reused", {}), completeness_gap=data.get("completeness_gap", {}),
-            truncated_words=data.get("truncated_words", 0))
+            truncated_words=data.get("truncated_words", 0),
+            edits=EditScores(**data["edits"]) if data.get("edits") else None)
 
 
 @dataclass(frozen=True)
@@ -73,6 +91,7 @@ class Job:
     created_at: datetime
     heartbeat_at: datetime | None
     owner: str = ""
+    edits: dict[str, Any] | None = None  # search options when inputs are searched for flipping edits
 
     @classmethod
     def from_row(cls, row: CorpusJob) -> Job:
@@ -80,7 +99,7 @@ class Job:
                    options=json.loads(row.options), k=row.k, faithfulness_inputs=row.faithfulness_inputs,
                    status=row.status, stop_requested=row.stop_requested, error=row.error, total=row.total,
                    done=row.done, failed=row.failed, seconds=row.seconds, created_at=row.created_at,
-                   heartbeat_at=row.heartbeat_at, owner=row.owner)
+                   heartbeat_at=row.heartbeat_at, owner=row.owner, edits=json.loads(row.edits) if row.edits else None)
 
     @property
     def shown_status(self) -> str:

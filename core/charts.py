@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import altair as alt
 import numpy as np
@@ -13,7 +14,7 @@ from core import agreement
 from core.attention_checks import HeadImportance
 from core.attention_views import AttentionView
 from core.checks import RandomisationResult
-from core.corpus.aggregate import AgreementRow, LeaderboardRow
+from core.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
 from core.edit_checks import EditAgreement
 from core.reports import Comparison, ComparisonReport
 
@@ -196,3 +197,20 @@ def edit_agreement(rows: Sequence[EditAgreement]) -> alt.LayerChart:
     reference = rule.mark_rule(color="#e45756", strokeDash=[4, 3]).encode(x="share:Q") + rule.mark_text(
         align="left", dx=4, dy=-6, color="#e45756", fontSize=12, baseline="bottom", y=0).encode(x="share:Q", text="label:N")
     return (bars + reference).properties(height=alt.Step(26))
+
+
+def corpus_edit_agreement(rows: Sequence[EditAgreementRow]) -> alt.LayerChart:
+    """Per method over a corpus: mean share of flipping edits touching its top-k (point, value written, 95%
+    interval), and the random ranking's mean share on the same edits (red tick)."""
+    frame = pd.DataFrame([asdict(r) for r in rows])
+    order = list(frame.sort_values("lift", ascending=False)["method"])
+    y = alt.Y("method:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelOverlap=False))
+    base = alt.Chart(frame)
+    errors = base.mark_rule().encode(x=alt.X("share_low:Q", scale=alt.Scale(domain=[0, 1]),
+                                             title="share of counterfactuals touching its top-k (95% interval)"),
+                                     x2="share_high:Q", y=y)
+    points = base.mark_point(filled=True, size=80).encode(x="share:Q", y=y)
+    values = base.mark_text(align="left", dx=8, dy=-8, fontSize=12).encode(x="share:Q", y=y,
+                                                                          text=alt.Text("share:Q", format=".2f"))
+    chance = base.mark_tick(color="#e45756", thickness=2, size=18).encode(x="random_share:Q", y=y)
+    return (errors + points + values + chance).properties(height=alt.Step(30))

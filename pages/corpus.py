@@ -59,6 +59,17 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
         help="Comprehensiveness and sufficiency cost two masked passes per ERASER fraction per method, about "
              "a third of a run of the fast methods. The sample is seeded, so a rerun measures the same inputs; "
              "the leaderboard's intervals are computed on it.")
+    attack = st.checkbox("Also search every input for edits that flip the prediction", key="corpus_edits",
+                         help="An attack (any label but the predicted one) per input: success rate, words changed "
+                              "and queries; each method's counterfactual agreement and fragility. Typically 500 to "
+                              "3,000 extra model passes per input.")
+    edit_options = None
+    if attack:
+        left, right = st.columns(2)
+        edit_options = {
+            "max_edits": int(left.number_input("Most words changed", 1, 10, 3, key="corpus_edit_max")),
+            "similarity": float(right.slider("Least similarity to the original", 0.0, 1.0, 0.8, 0.05,
+                                             key="corpus_edit_similarity"))}
     name = st.text_input("Name", value="", key="corpus_name")
     slow = [m for m in methods if get_method(m).speed == Speed.SLOW]
     confirmed = True
@@ -74,7 +85,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
         try:
             job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,
-                                       faithfulness_inputs=int(faithfulness_inputs))
+                                       faithfulness_inputs=int(faithfulness_inputs), edits=edit_options)
             jobs_runner.start(job_id)
             st.query_params["job"] = str(job_id)
             st.rerun()
@@ -153,6 +164,25 @@ st.caption("ERASER comprehensiveness and sufficiency (AOPC), removed words repla
 if board_rows:
     st.altair_chart(charts.leaderboard(board_rows), width="stretch")
     st.dataframe(board.round(4), hide_index=True, width="stretch")
+
+attack_rows = corpus.attack_rows(db, job_id)
+if attack_rows:
+    st.subheader("Edits that flip the prediction")
+    st.caption(f"Each input attacked: any label but the predicted one, words changed: at most {job.edits['max_edits']} "
+               f"(deleted, or swapped for the model's nearest words), sentence similarity at least "
+               f"{job.edits['similarity']:.2f}; every word a candidate, so no method's ranking steers the search.")
+    st.dataframe(pd.DataFrame([asdict(r) for r in attack_rows]).round(3), hide_index=True, width="stretch")
+    edit_rows = corpus.edit_agreement_rows(db, job_id)
+    if edit_rows:
+        st.markdown(f"**Counterfactual agreement**: share of the minimal flipping edits that touch each method's "
+                    f"top {job.k} words (red tick: a random ranking on the same edits)")
+        st.altair_chart(charts.corpus_edit_agreement(edit_rows), width="stretch")
+        st.dataframe(pd.DataFrame([asdict(r) for r in edit_rows]).round(3), hide_index=True, width="stretch")
+    frail = corpus.fragility_rows(db, job_id)
+    if frail:
+        st.markdown(f"**Fragility** (Ghorbani et al. 2019): share of each method's top {job.k} words kept, and rank "
+                    "correlation, under a meaning-preserving swap that keeps the prediction (lower = more fragile)")
+        st.dataframe(pd.DataFrame([asdict(r) for r in frail]).round(3), hide_index=True, width="stretch")
 
 st.subheader("Inputs where the methods disagree most")
 for row in corpus.most_disputed(db, job_id):

@@ -446,3 +446,22 @@ def test_compare_page_searches_for_flipping_edits_and_keeps_them(home):
     assert not again.exception
     assert any("stored result, no model work now" in c.value for c in again.caption)
     assert not [b for b in again.button if b.key == "edits_run"]
+
+
+def test_corpus_page_shows_attacks_agreement_and_fragility(home, tiny_model):
+    from core import corpus
+    from core.corpus.inputs import Input
+    from core.runner import ModelRunner
+
+    texts = ["Lovely staff and a quiet room.", "Cold food, rude waiter.", "The view was fine."]
+    job_id = corpus.create_job(get_engine(), "edits", [Input(f"row {i}", t, "") for i, t in enumerate(texts)],
+                               ["occlusion", "saliency"], k=2, edits={"max_edits": 1, "similarity": 0.3})
+    corpus.run_job(get_engine(), ModelRunner(tiny_model), job_id)
+    app = run_page("pages/corpus.py", job=str(job_id))
+    assert not app.exception
+    assert "Edits that flip the prediction" in [s.value for s in app.subheader]
+    attack = frame_of(app, "success_rate")
+    assert list(attack["label"])[-1] == "all" and list(attack["inputs"])[-1] == 3
+    assert any("words changed: at most 1 " in c.value for c in app.caption)
+    app.checkbox(key="corpus_edits").check().run()
+    assert not app.exception and app.number_input(key="corpus_edit_max").value == 3

@@ -336,7 +336,7 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
         if stopped.startswith("query budget"):
             break
         if len(found) >= options["count"]:
-            stopped = f"found {len(found)} counterfactuals with {size} or fewer edited words"
+            stopped = f"{len(found)} flipping edit sets found with {size} or fewer edited words"
             break
         if not beam:
             stopped = "no edit set left within the similarity bound"

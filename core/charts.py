@@ -188,7 +188,8 @@ def edit_agreement(rows: Sequence[EditAgreement]) -> alt.LayerChart:
     frame = pd.DataFrame([{"method": r.method, "share": r.share} for r in rows])
     order = list(frame.sort_values("share", ascending=False)["method"])
     base = alt.Chart(frame).encode(
-        x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.12]), title="share of counterfactuals touching its top-k"),
+        x=alt.X("share:Q", scale=alt.Scale(domain=[0, 1.12]), title="share of counterfactuals touching its top-k",
+                axis=alt.Axis(values=[0, 0.25, 0.5, 0.75, 1.0], format=".2f")),
         y=alt.Y("method:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelOverlap=False)))
     bars = base.mark_bar(color="#4c78a8") + base.mark_text(align="left", dx=4, fontSize=12).encode(
         text=alt.Text("share:Q", format=".2f"))

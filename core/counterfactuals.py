@@ -23,7 +23,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -199,6 +199,20 @@ def _goal_margin(probabilities: np.ndarray, goal: int | None, predicted: int) ->
     return probabilities[:, goal] - rest.max(axis=1)
 
 
+class _Found(NamedTuple):
+    """A flipping edit set as the search met it (before the uncached re-check)."""
+
+    edits: tuple[Edit, ...]
+    text: str
+    similarity: float
+    seconds: float  # since the search started
+    passes: int  # model passes since the search started
+
+    @property
+    def positions(self) -> frozenset[int]:
+        return frozenset(e.position for e in self.edits)
+
+
 def _subset_of_any(positions: frozenset[int], found: Sequence[frozenset[int]]) -> bool:
     return any(f < positions for f in found)  # strict: other swaps at the same positions are minimal too
 
@@ -262,14 +276,14 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
     ranked = ranked[: options["positions"]]
     candidates = {p: ["", *substitutes.for_word(words[p][0], options["substitutes"])] for p in ranked}
 
-    found: list[tuple[tuple[Edit, ...], str, np.ndarray, float, float, int]] = []
+    found: list[_Found] = []
     kept: list[Variant] = []
     beam: list[tuple[Edit, ...]] = [()]
     stopped = f"tried every edit of up to {options['max_edits']} words"
     budget = options["budget"]
     for size in range(1, options["max_edits"] + 1):
         seen: set[frozenset[tuple[int, str]]] = set()
-        found_positions = [frozenset(e.position for e in f[0]) for f in found]
+        found_positions = [f.positions for f in found]
         expansions: list[tuple[Edit, ...]] = []
         for state in beam:
             used = {e.position for e in state}
@@ -302,8 +316,8 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
             for i, sim in zip(flips, similarity, strict=True):
                 positions = frozenset(e.position for e in chunk[i])
                 if sim >= options["similarity"] and not _subset_of_any(positions, found_positions):
-                    found.append((chunk[i], chunk_texts[i], chunk_probabilities[i], float(sim),
-                                  time.perf_counter() - started, runner.forward_passes - passes_before))
+                    found.append(_Found(chunk[i], chunk_texts[i], float(sim), time.perf_counter() - started,
+                                        runner.forward_passes - passes_before))
                     found_positions.append(positions)
             texts += chunk_texts
             rows.append(chunk_probabilities)
@@ -357,39 +371,34 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
         stopped=stopped, unverified=unverified, kept=tuple(kept))
 
 
-def _diverse(found: list, count: int) -> list:
+def _diverse(found: list[_Found], count: int) -> list[_Found]:
     """Fewest edits first, then the most similar; a new set of positions before a repeat of one."""
-    ranked = sorted(found, key=lambda f: (len(f[0]), -f[3], f[4]))
+    ranked = sorted(found, key=lambda f: (len(f.edits), -f.similarity, f.seconds))
     chosen, positions_seen = [], set()
     for entry in ranked:
-        positions = frozenset(e.position for e in entry[0])
-        if positions not in positions_seen:
+        if entry.positions not in positions_seen:
             chosen.append(entry)
-            positions_seen.add(positions)
-    for entry in ranked:
-        if len(chosen) >= count:
-            break
-        if entry not in chosen:
-            chosen.append(entry)
-    return sorted(chosen[:count], key=lambda f: (len(f[0]), -f[3], f[4]))
+            positions_seen.add(entry.positions)
+    chosen += [entry for entry in ranked if entry not in chosen][: max(0, count - len(chosen))]
+    return sorted(chosen[:count], key=lambda f: (len(f.edits), -f.similarity, f.seconds))
 
 
-def _verify(runner: ModelRunner, text: str, chosen: list, labels: list[str], goal: int | None,
+def _verify(runner: ModelRunner, text: str, chosen: list[_Found], labels: list[str], goal: int | None,
             predicted: int) -> tuple[list[Counterfactual], int]:
     """Run every chosen edit once more through the model, bypassing the cache; keep those that flip."""
     verified, dropped = [], 0
-    for edits, edited, _, similarity, seconds, passes in chosen:
-        probabilities = fresh_probabilities(runner, edited)
+    for entry in chosen:
+        probabilities = fresh_probabilities(runner, entry.text)
         label = int(np.argmax(probabilities))
         if (label == predicted) if goal is None else (label != goal):
             dropped += 1
             continue
-        edits = tuple(sorted(edits, key=lambda e: e.position))
+        edits = tuple(sorted(entry.edits, key=lambda e: e.position))
         verified.append(Counterfactual(
-            text=edited, edits=edits,
+            text=entry.text, edits=edits,
             probabilities={name: float(p) for name, p in zip(labels, probabilities, strict=True)},
-            label=labels[label], similarity=similarity, diff=apply_edits(text, edits)[1],
-            found_after_seconds=seconds, found_after_passes=passes))
+            label=labels[label], similarity=entry.similarity, diff=apply_edits(text, edits)[1],
+            found_after_seconds=entry.seconds, found_after_passes=entry.passes))
     return verified, dropped
 
 

@@ -12,11 +12,16 @@ from core.render import edit_diff, md
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 
 
-def settings(labels: list[str], predicted: str, methods: list[str]) -> dict:
+def goals(probabilities: dict[str, float]) -> list[str]:
+    """Labels the search may aim for, most probable first (the default, as in the CLI), then "any other"."""
+    ranked = sorted(probabilities, key=lambda label: -probabilities[label])
+    return ranked[1:] + [ANY_OTHER]
+
+
+def settings(probabilities: dict[str, float], methods: list[str]) -> dict:
     """The search's settings from its widgets (kept in session state, so a stored search reopens)."""
-    goals = [label for label in labels if label != predicted] + [ANY_OTHER]
     left, middle, right = st.columns(3)
-    target = left.selectbox("Reach the label", goals, key="edits_target",
+    target = left.selectbox("Reach the label", goals(probabilities), key="edits_target",
                             format_func=lambda g: "any other label (attack)" if g == ANY_OTHER else g,
                             help="A counterfactual reaches a chosen label; an attack just leaves the predicted one.")
     max_edits = middle.number_input("Most words changed", 1, 10, DEFAULTS["max_edits"], key="edits_max")
@@ -27,11 +32,11 @@ def settings(labels: list[str], predicted: str, methods: list[str]) -> dict:
     return {"target": target, "order": order, "params": {"max_edits": int(max_edits), "similarity": float(similarity)}}
 
 
-def stored_report(db, runner, text: str, predicted: str, methods: list[str], options: dict, k: int) -> EditReport | None:
+def stored_report(db, runner, text: str, probabilities: dict[str, float], methods: list[str], options: dict,
+                  k: int) -> EditReport | None:
     """The stored search for the section's current settings (for the summary), or None; no model work
     beyond explaining swapped texts the first time."""
-    labels = [label for label in runner.loaded.labels if label != predicted]
-    target = st.session_state.get("edits_target", labels[0] if labels else ANY_OTHER)
+    target = st.session_state.get("edits_target", goals(probabilities)[0])
     params = {"max_edits": int(st.session_state.get("edits_max", DEFAULTS["max_edits"])),
               "similarity": float(st.session_state.get("edits_similarity", DEFAULTS["similarity"]))}
     try:
@@ -42,12 +47,12 @@ def stored_report(db, runner, text: str, predicted: str, methods: list[str], opt
 
 
 @st.fragment  # its widgets rerun this section only; a finished search reruns the page, for the summary
-def show(db, runner, text: str, predicted: str, methods: list[str], options: dict, k: int) -> None:
+def show(db, runner, text: str, probabilities: dict[str, float], methods: list[str], options: dict, k: int) -> None:
     st.subheader("What would flip it?")
     st.caption("The smallest word edits (deletions, or swaps for the model's own nearest words) that change the "
                "prediction while the text stays similar; then, for each method, how often those edits touch its "
                f"top {k} words.")
-    chosen = settings(list(runner.loaded.labels), predicted, methods)
+    chosen = settings(probabilities, methods)
     request = dict(target=chosen["target"], order=chosen["order"], params=chosen["params"], options=options, k=k)
     try:
         report = edit_report(db, runner, text, methods, only_stored=True, **request)
@@ -64,19 +69,20 @@ def show(db, runner, text: str, predicted: str, methods: list[str], options: dic
             except ExplainError as exc:
                 st.error(md(str(exc)))
                 return
+            st.session_state["edits_just_ran"] = True  # its cost was paid now, not read from the store
             st.rerun()  # the whole page, so the summary below includes the result
         return
-    show_report(report)
+    show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
 
 
-def show_report(report: EditReport) -> None:
+def show_report(report: EditReport, just_ran: bool = False) -> None:
     result = report.search
     goal = "any other label" if result.goal == ANY_OTHER else result.goal
     first = ("" if result.first_seconds is None else
              f" First found after {result.first_seconds:.1f} s and {result.first_passes} passes.")
     st.caption(f"Goal: {md(goal)}. {len(result.counterfactuals)} counterfactual(s); {result.forward_passes} model "
                f"passes, {result.queries} queries, {result.seconds:.1f} s"
-               + (" (stored result, no model work now)" if report.from_store else "")
+               + (" (stored result, no model work now)" if report.from_store and not just_ran else "")
                + f"; the search ended: {md(result.stopped)}.{first}")
     if not result.counterfactuals:
         st.info(f"No edit of up to {result.params['max_edits']} words reaches {md(goal)} with similarity at least "

@@ -294,3 +294,36 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     expect(page.get_by_text("¶ 3")).to_be_visible()
     expect(page.get_by_text("Paragraphs, most disputed first")).to_be_visible()
     keep_for_readme(screenshot(page, "9-document", height=2000), "document")
+
+
+def test_10_edits_that_flip_the_prediction(page, journey):
+    """Search for counterfactuals on Compare: diffs drawn with the input's markup as text, the cost, the
+    methods' counterfactual agreement chart, and the stored search reopened from the address."""
+    from urllib.parse import urlencode
+
+    from core.compare import ViewState
+
+    text = "The rooms were <b>quiet</b> & the staff friendly, but the breakfast was cold."
+    address = f"{journey['base']}/Compare?" + urlencode(ViewState(text=text, methods=["occlusion", "saliency"]).to_query())
+    page.goto(address)
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="What would flip it?")).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name="Search for edits").click()
+    diffs = page.get_by_test_id("rashomon-diff")
+    expect(diffs.first).to_be_visible(timeout=LONG)
+    expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=LONG)  # the page's rerun has finished
+    assert diffs.count() >= 1
+    expect(diffs.first.locator("[data-edit]").first).to_be_visible()
+    expect(diffs.first).to_contain_text("<b>quiet</b>")  # the input's markup is shown as text
+    assert diffs.first.locator("b").count() == 0
+    expect(page.get_by_text("Counterfactual agreement", exact=False).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"\d+ counterfactual\(s\); \d+ model passes"))).to_be_visible()
+    summary = page.get_by_role("heading", name="Summary")
+    summary.scroll_into_view_if_needed()
+    expect(page.get_by_text(re.compile(r"minimal edits that flip the prediction|touch no method"))).to_be_visible()
+    page.get_by_role("heading", name="What would flip it?").scroll_into_view_if_needed()
+    keep_for_readme(screenshot(page, "10-edits", height=2600), "edits")
+
+    page.goto(address)  # a fresh session: the stored comparison and the stored search, no button to press
+    expect(page.get_by_text(re.compile(r"stored result, no model work now"))).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("button", name="Search for edits")).to_have_count(0)

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench browser-deps clean
+.PHONY: install run test lint bench browser-deps db-deps clean
 
 $(STAMP): pyproject.toml requirements-extra.txt
 	python3 -m venv $(VENV)
@@ -31,7 +31,13 @@ browser-deps:
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: install browser-deps lint
+# A real PostgreSQL server for the tests that run on both backends (tests/postgres.py starts a
+# throwaway cluster; nothing else is configured).
+db-deps:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
+
+test: install browser-deps db-deps lint
 	$(VENV)/bin/pytest -q
 
 bench: install

@@ -15,7 +15,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.util.exc import CommandError
-from sqlalchemy import Engine, event, inspect
+from sqlalchemy import DateTime, Engine, TypeDecorator, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session, create_engine
@@ -37,12 +37,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 # SQLite's full-text index is a set of FTS5 virtual tables that migration 0001 creates with raw SQL
 # for that dialect only; the SQLModel metadata deliberately does not describe them.
+# PostgreSQL's is an expression index (migration 0009), which the metadata cannot describe either.
 UNMODELLED_TABLE_PREFIXES = ("snapshot_fts",)
+UNMODELLED_INDEXES = ("ix_snapshot_search",)
 
 
 def include_in_schema_comparison(name: str | None, type_: str, parent_names: dict) -> bool:
-    """For Alembic's autogenerate/compare_metadata: skip the dialect-specific search tables."""
+    """For Alembic's autogenerate/compare_metadata: skip the dialect-specific search tables and index."""
+    if type_ == "index" and name in UNMODELLED_INDEXES:
+        return False
     return not (type_ == "table" and name is not None and name.startswith(UNMODELLED_TABLE_PREFIXES))
+
+
+def _compare_type(context, inspected_column, metadata_column, inspected_type, metadata_type) -> bool | None:
+    """SQLModel declares datetime fields as a TypeDecorator over DateTime; PostgreSQL reflects them as
+    TIMESTAMP. Same stored type: no difference. Everything else: Alembic's own comparison (None)."""
+    if isinstance(metadata_type, TypeDecorator) and isinstance(metadata_type.impl_instance, DateTime) \
+            and isinstance(inspected_type, DateTime):
+        return False
+    return None
 
 
 def schema_differences(engine: Engine) -> list:
@@ -55,7 +68,7 @@ def schema_differences(engine: Engine) -> list:
 
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={
-            "compare_type": True, "include_name": include_in_schema_comparison})
+            "compare_type": _compare_type, "include_name": include_in_schema_comparison})
         return compare_metadata(context, SQLModel.metadata)
 
 
@@ -101,6 +114,7 @@ def masked_url(url: str) -> str:
 def make_engine(url: str, *, run_migrations: bool = True) -> Engine:
     """A migrated engine for `url`; any problem (bad URL, missing driver, unreachable server, unwritable or
     corrupt file, a database from a newer Rashomon) is one `DatabaseUnavailable` sentence."""
+    url = normalised_url(url)
     try:
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +142,26 @@ def _cause(exc: BaseException) -> str:
     return f"{first[:200]}."
 
 
+def forget_engine(url: str) -> None:
+    """Close and drop the cached engine for `url` (its database is about to go away)."""
+    with _lock:
+        engine = _engines.pop(normalised_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
+def normalised_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean the psycopg (3) driver, the one Rashomon installs;
+    SQLAlchemy's own default for them is psycopg2."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
 def get_engine(url: str | None = None) -> Engine:
     """One migrated engine per URL per process."""
-    url = url or load_settings().database_url
+    url = normalised_url(url or load_settings().database_url)
     with _lock:
         if url not in _engines:
             _engines[url] = make_engine(url)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import re
 import unicodedata
 import zlib
@@ -98,7 +99,9 @@ def _insert_if_absent(session: Session, model: type, values: dict) -> bool:
         session.add(model(**values))
         session.flush()
         return True
-    return session.execute(insert(model).values(**values).on_conflict_do_nothing()).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT through SQLAlchemy.
+    statement = insert(model).values(**values).on_conflict_do_nothing().returning(*model.__table__.primary_key)
+    return session.execute(statement).first() is not None
 
 
 def _get_or_create_tag(session: Session, name: str) -> Tag:
@@ -398,28 +401,51 @@ def fts_query(query: str) -> str:
     return " ".join(quoted)
 
 
-def _search_link_ids(session: Session, query: str) -> set[int]:
+def ts_query(query: str) -> str:
+    """The same query for PostgreSQL's `to_tsquery`: every word required, the last one a prefix."""
+    words = re.findall(r"\w+", query, flags=re.UNICODE)
+    return " & ".join(f"'{w}'" for w in words) + (":*" if words else "")
+
+
+def _search_ranks(session: Session, query: str) -> dict[int, float]:
+    """Links matching `query` with a relevance (higher first): each database's own full-text index over
+    the snapshots (SQLite FTS5 ranked by bm25, PostgreSQL tsvector/GIN ranked by ts_rank), plus links
+    whose title or address contains every word (relevance 0 unless their snapshots match too)."""
     words = re.findall(r"\w+", query, flags=re.UNICODE)
     if not words:
-        return set()
-    if session.get_bind().dialect.name == "sqlite":
+        return {}
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # FTS5's rank (bm25, lower is better) is only available in a plain query over the FTS table.
+        ranks = dict(session.execute(text("SELECT rowid, rank FROM snapshot_fts WHERE snapshot_fts MATCH :q"),
+                                     {"q": fts_query(query)}).all())
+        best: dict[int, float] = {}
+        for snapshot_id, link_id in session.exec(select(Snapshot.id, Snapshot.link_id)
+                                                 .where(col(Snapshot.id).in_(list(ranks)))).all():
+            best[link_id] = max(best.get(link_id, -math.inf), -float(ranks[snapshot_id]))
+        rows = list(best.items())
+    elif dialect == "postgresql":
+        document = ("to_tsvector('simple', rashomon_unaccent(coalesce(title, '') || ' ' || coalesce(text, '')))")
         rows = session.execute(text(
-            "SELECT DISTINCT s.link_id FROM snapshot_fts f JOIN snapshot s ON s.id = f.rowid "
-            "WHERE snapshot_fts MATCH :q"), {"q": fts_query(query)}).all()
-        ids = {r[0] for r in rows}
-    else:  # plain fallback for other databases: every word somewhere in title or text
+            f"SELECT link_id, max(ts_rank({document}, q)) FROM snapshot, "
+            "to_tsquery('simple', rashomon_unaccent(:q)) AS q "
+            f"WHERE {document} @@ q GROUP BY link_id"), {"q": ts_query(query)}).all()
+    else:  # any other database: every word somewhere in title or text, unranked
         statement = select(Snapshot.link_id)
         for word in words:
             pattern = f"%{_like_escaped(word)}%"
             statement = statement.where(col(Snapshot.title).ilike(pattern, escape="\\")
                                         | col(Snapshot.text).ilike(pattern, escape="\\"))
-        ids = set(session.exec(statement).all())
+        rows = [(link_id, 0.0) for link_id in set(session.exec(statement).all())]
+    ranks = {int(link_id): float(rank or 0.0) for link_id, rank in rows}
     statement = select(Link.id)
     for word in words:
         pattern = f"%{_like_escaped(word)}%"
         statement = statement.where(col(Link.title).ilike(pattern, escape="\\")
                                     | col(Link.url).ilike(pattern, escape="\\"))
-    return ids | set(session.exec(statement).all())
+    for link_id in session.exec(statement).all():
+        ranks.setdefault(int(link_id), 0.0)
+    return ranks
 
 
 def _like_escaped(word: str) -> str:
@@ -429,7 +455,8 @@ def _like_escaped(word: str) -> str:
 
 def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[str] = (), search: str = "",
                link_ids: Sequence[int] | None = None) -> list[LinkView]:
-    """Links, newest first, filtered by tags (all-of and any-of) and full-text search."""
+    """Links, newest first (most relevant first with a search), filtered by tags (all-of and any-of) and
+    full-text search."""
     with session_scope(engine) as session:
         statement = select(Link).order_by(col(Link.created_at).desc(), col(Link.id).desc())
         if link_ids is not None:
@@ -441,7 +468,7 @@ def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[
             tags_by_link.setdefault(link_id, []).append(name)
         wanted_all = {clean_tag(t) for t in tags_all}
         wanted_any = {clean_tag(t) for t in tags_any}
-        matches = _search_link_ids(session, search) if search.strip() else None
+        matches = _search_ranks(session, search) if search.strip() else None
         counts = dict(session.exec(select(Snapshot.link_id, func.count(Snapshot.id)).group_by(Snapshot.link_id)).all())
         latest_ids = session.exec(select(func.max(Snapshot.id)).group_by(Snapshot.link_id)).all()
         latest = {s.link_id: s for s in session.exec(select(Snapshot).where(col(Snapshot.id).in_(latest_ids))).all()}
@@ -464,6 +491,8 @@ def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[
                 latest_fetched_at=snap.fetched_at if snap else None,
                 latest_good_snapshot_id=latest_good.get(link.id),
             ))
+        if matches is not None:  # most relevant first; ties stay newest first (the sort is stable)
+            views.sort(key=lambda view: -matches[view.id])
         return views
 
 

@@ -55,6 +55,49 @@ def engine(home):
     return get_engine()
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the whole session (see tests/postgres.py)."""
+    from tests.postgres import Server
+
+    try:
+        server = Server()
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))  # CI must test both backends; never skip there
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_url(request, home, monkeypatch):
+    """A fresh, empty database URL on each backend (SQLite in the test's home, or a new PostgreSQL
+    database); the configured database too, so `get_engine()` and the CLI use it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'rashomon.db'}"
+        monkeypatch.setenv("RASHOMON_DATABASE_URL", url)
+        yield url
+        return
+    server = request.getfixturevalue("postgres_server")
+    name = server.new_database()
+    url = server.url(name)
+    monkeypatch.setenv("RASHOMON_DATABASE_URL", url)
+    yield url
+    from core.db import forget_engine
+
+    forget_engine(url)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def any_engine(backend_url):
+    """A migrated engine on each backend in turn: tests that take it run on SQLite and on PostgreSQL."""
+    from core.db import get_engine
+
+    return get_engine(backend_url)
+
+
 # -- a local web server with realistic pages -------------------------------------------------------
 
 

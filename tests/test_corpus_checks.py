@@ -78,7 +78,8 @@ def test_job_survives_a_crash_and_resumes_without_recomputing(engine, runner):
     assert "random" in result.faithfulness
 
 
-def test_stop_then_resume(engine, runner):
+def test_stop_then_resume(any_engine, runner):
+    engine = any_engine
     job_id = make_job(engine)
 
     def stop_after_first(done, total, origin):
@@ -285,7 +286,8 @@ def test_stop_is_honoured_between_methods_and_keeps_what_finished(engine, runner
     assert explain_stored(engine, runner, TEXTS[0], "occlusion", only_stored=True) is None
 
 
-def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(engine):
+def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(any_engine):
+    engine = any_engine
     import os
     import socket
     import subprocess
@@ -316,9 +318,11 @@ def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(engine):
     assert corpus.get_job(engine, job_id).shown_status == "stopping"
 
 
-def test_two_runners_on_one_job_never_both_compute(engine, tiny_model):
+def test_two_runners_on_one_job_never_both_compute(any_engine, tiny_model):
     """Two runners started on one job at once (two servers, or a resume of a job that merely looks stale):
-    one claims it, the other is refused in one sentence; every item is computed once; progress stays <= 1."""
+    one claims it, the other is refused in one sentence; every item is computed once; progress stays <= 1.
+    On SQLite and on PostgreSQL (the compare-and-swap relies on each database's row count)."""
+    engine = any_engine
     from concurrent.futures import ThreadPoolExecutor
 
     job_id = make_job(engine, n=5)

@@ -142,7 +142,8 @@ def test_bookmarks_with_impossible_dates_are_imported_with_the_rest(engine):
     assert parse_add_date("99999999999999999999") is None and parse_add_date("1700000000").year == 2023
 
 
-def test_the_same_new_url_and_tag_added_at_once_by_many_writers(engine):
+def test_the_same_new_url_and_tag_added_at_once_by_many_writers(any_engine):
+    engine = any_engine  # on SQLite and on PostgreSQL
     """Get-or-create is race-safe: every writer succeeds, one link and one tag exist, every snapshot is kept."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -162,7 +163,8 @@ def test_the_same_new_url_and_tag_added_at_once_by_many_writers(engine):
     assert len(snapshots_of(engine, outcomes[0].link.id)) == 16
 
 
-def test_tags_have_one_spelling_and_searches_match_literally(engine, web_server):
+def test_tags_have_one_spelling_and_searches_match_literally(any_engine, web_server):
+    engine = any_engine  # on SQLite and on PostgreSQL
     from core.snapshots import LibraryError, add_tags, clean_tag, list_links, list_tags, snapshot_url
 
     assert clean_tag("cafe\u0301") == clean_tag("café") == "café"  # decomposed and composed: one tag
@@ -175,7 +177,8 @@ def test_tags_have_one_spelling_and_searches_match_literally(engine, web_server)
     assert list_links(engine, search="_") == [] and list_links(engine, search="%") == []
 
 
-def test_credentials_in_a_link_are_never_stored_or_exported(engine, web_server):
+def test_credentials_in_a_link_are_never_stored_or_exported(any_engine, web_server):
+    engine = any_engine  # on SQLite and on PostgreSQL
     from core.bookmarks import export_links
     from core.snapshots import list_links, snapshot_url
 
@@ -265,7 +268,8 @@ def test_more_bad_inputs_get_one_line(home, tmp_path):
         assert result.returncode == 1 and len(lines) == 1 and words in lines[0], (args, result.stderr)
 
 
-def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers(engine, web_server):
+def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers(any_engine, web_server):
+    engine = any_engine  # on SQLite and on PostgreSQL
     from core.snapshots import list_links, refresh_link, snapshot_url
 
     good = snapshot_url(engine, f"{web_server}/article", [])
@@ -278,8 +282,8 @@ def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers
     assert view.latest_error and view.latest_good_snapshot_id == good.snapshot.id
 
 
-def test_several_processes_adding_the_same_new_url_and_tag(home, web_server):
-    """Real processes (the CLI), not threads: every one succeeds and no snapshot is lost."""
+def test_several_processes_adding_the_same_new_url_and_tag(backend_url, web_server):
+    """Real processes (the CLI), not threads: every one succeeds and no snapshot is lost, on both backends."""
     import os
     import subprocess
     import sys
@@ -296,3 +300,35 @@ def test_several_processes_adding_the_same_new_url_and_tag(home, web_server):
     assert all("Traceback" not in err for _, err in results)
     [view] = list_links(get_engine())
     assert len(snapshots_of(get_engine(), view.id)) == 6 and dict(list_tags(get_engine())) == {"shared-new-tag": 1}
+
+
+def test_processes_adding_refreshing_tagging_and_searching_at_once(backend_url, web_server):
+    """Four processes each add links, refresh one shared link, tag and search, all at once, on SQLite and
+    on PostgreSQL: every process succeeds, every link, snapshot and tag is there, and no error reaches a user."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from core.db import get_engine
+    from core.snapshots import list_links, list_tags, snapshots_of
+
+    get_engine()
+    workers, rounds = 4, 5
+    processes = [subprocess.Popen([sys.executable, "-m", "tests.concurrency_worker", web_server, str(w), str(rounds)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+                 for w in range(workers)]
+    results = [(p.wait(timeout=240), p.stdout.read(), p.stderr.read()) for p in processes]
+    assert all(code == 0 for code, _, _ in results), [err[-800:] for _, _, err in results]
+    reports = [json.loads(out) for _, out, _ in results]
+    assert len({r["shared"] for r in reports}) == 1  # one shared link, however many created it at once
+    links = list_links(get_engine())
+    assert len(links) == 1 + workers * rounds
+    shared = next(v for v in links if v.id == reports[0]["shared"])
+    # One snapshot per add of the shared link and per refresh: nothing lost to a lock or a race.
+    assert len(snapshots_of(get_engine(), shared.id)) == workers + workers * rounds
+    tags = dict(list_tags(get_engine()))
+    assert tags["shared"] == 1 + workers * rounds
+    assert all(tags[f"worker-{w}"] == rounds for w in range(workers))
+    assert all(tags[f"round-{i}"] == workers + 1 for i in range(rounds))
+    assert set(shared.tags) >= {"shared", *(f"round-{i}" for i in range(rounds))}

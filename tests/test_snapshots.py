@@ -24,6 +24,12 @@ from core.snapshots import (
 )
 
 
+@pytest.fixture
+def engine(any_engine):
+    """Every test here runs on SQLite and on a real PostgreSQL server."""
+    return any_engine
+
+
 def test_snapshot_of_article_keeps_text_metadata_and_html(web_server, engine):
     outcome = snapshot_url(engine, f"{web_server}/article?utm_source=mail", ["News"])
     s = outcome.snapshot
@@ -127,6 +133,7 @@ def test_full_text_search(web_server, engine):
     b = snapshot_url(engine, f"{web_server}/legacy", []).link.id
     assert [v.id for v in list_links(engine, search="riverside budget")] == [a]
     assert [v.id for v in list_links(engine, search="brûlée")] == [b]
+    assert [v.id for v in list_links(engine, search="BRULEE")] == [b]  # case and accents folded on both
     assert [v.id for v in list_links(engine, search="terra")] == [b]  # prefix of the last word
     assert list_links(engine, search="zeppelin") == []
     assert len(list_links(engine, search='"; DROP TABLE link; --')) == 0
@@ -232,3 +239,26 @@ def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_
     changed = snapshot_url(engine, f"{web_server}/versioned", [])
     assert changed.unchanged_since is None
     assert refresh_link(engine, changed.link.id).unchanged_since is None  # the page says "version 2" now
+
+
+def test_search_puts_the_most_relevant_link_first(engine):
+    """Ranked by each database's own relevance (bm25 on SQLite, ts_rank on PostgreSQL), not by age."""
+    from core.fetch import FetchResult
+
+    pages = {"https://rank.example/dense": "Budget talks: the budget, the budget vote and the park budget.",
+             "https://rank.example/sparse": "A long note on parks, rivers, trees and, once, the budget of a town.",
+             "https://rank.example/other": "Nothing about money here at all, only birds and weather."}
+
+    def fetcher(url: str) -> FetchResult:
+        body = pages[url].encode()
+        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
+                           body=body, text=pages[url])
+
+    for url in pages:  # the densest page is the oldest: newest-first order would put it last
+        snapshot_url(engine, url, [], fetcher)
+    assert [v.url for v in list_links(engine)][-1] == "https://rank.example/dense"
+    assert [v.url for v in list_links(engine, search="budget")] == ["https://rank.example/dense",
+                                                                    "https://rank.example/sparse"]
+    assert [v.url for v in list_links(engine, search="bud")] == ["https://rank.example/dense",
+                                                                 "https://rank.example/sparse"]  # prefix
+    assert list_links(engine, search="budget birds") == []  # every word required

@@ -6,6 +6,8 @@
 | RASHOMON_DATABASE_URL | SQLAlchemy URL | sqlite file rashomon.db in RASHOMON_HOME |
 | RASHOMON_MODEL | model id or local path | the offline default model in RASHOMON_HOME |
 | RASHOMON_ALLOWED_INTERNAL_HOSTS | host names, IPs or CIDRs the fetcher may reach although internal | none |
+| RASHOMON_JOB_WORKERS | worker processes a server's corpus runs use (0: a thread of the server) | 0 |
+| RASHOMON_RAY_ADDRESS | a Ray cluster for corpus runs ("local": a private instance) | none |
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ class Settings:
     database_url: str
     model: str
     allowed_internal_hosts: tuple[str, ...]
+    job_workers: int = 0
+    ray_address: str = ""
 
     @property
     def default_model_dir(self) -> Path:
@@ -43,4 +47,9 @@ def load_settings() -> Settings:
     hosts = tuple(
         h.strip() for h in os.environ.get("RASHOMON_ALLOWED_INTERNAL_HOSTS", "").split(",") if h.strip()
     )
-    return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts)
+    try:
+        job_workers = max(0, int(os.environ.get("RASHOMON_JOB_WORKERS") or 0))
+    except ValueError:
+        job_workers = 0  # a bad value falls back to the in-process default rather than failing every page
+    return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts,
+                    job_workers=job_workers, ray_address=os.environ.get("RASHOMON_RAY_ADDRESS", "").strip())

@@ -66,4 +66,5 @@ def job_runner():
 
     settings = load_settings()
     # Jobs get their own runner (own cache and counters) over the shared, cached model.
-    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)))
+    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)),
+                     workers=settings.job_workers, ray_address=settings.ray_address)

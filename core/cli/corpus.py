@@ -58,12 +58,16 @@ def _print_status(data: dict) -> None:
               f"[{row['kept_low']:.2f}, {row['kept_high']:.2f}], Spearman {row['spearman']:.2f}")
 
 
-def _work(job_id: int, model: str, as_json: bool) -> None:
-    """Run a job here until done; Ctrl-C asks it to stop after the input in flight."""
+def _work(job_id: int, model: str, as_json: bool, workers: int = 0) -> None:
+    """Run a job here until done (in this process, or as the driver of `workers` local processes or of
+    Ray tasks when RASHOMON_RAY_ADDRESS is set); Ctrl-C asks it to stop after the inputs in flight."""
     from core import corpus
+    from core.corpus.parallel import run_job_parallel
+    from core.settings import load_settings
 
     db = engine()
-    runner = runner_for(model or None)
+    ray_address = load_settings().ray_address
+    runner = None if workers or ray_address else runner_for(model or None)
 
     def stop(signum, frame) -> None:
         corpus.request_stop(db, job_id)
@@ -76,7 +80,9 @@ def _work(job_id: int, model: str, as_json: bool) -> None:
 
     previous = signal.signal(signal.SIGINT, stop)
     try:
-        job = corpus.run_job(db, runner, job_id, progress=progress)
+        with one_line_errors(corpus.CorpusError):
+            job = (corpus.run_job(db, runner, job_id, progress=progress) if runner is not None else
+                   run_job_parallel(db, job_id, workers=max(1, workers), ray_address=ray_address, progress=progress))
     finally:
         signal.signal(signal.SIGINT, previous)
     if not as_json:
@@ -111,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                                    edits=_edit_options(args))
     if not args.json:
         print(f"corpus job {job_id}: {len(inputs)} inputs, methods {', '.join(methods)}", file=sys.stderr)
-    _work(job_id, args.model or "", args.json)
+    _work(job_id, args.model or "", args.json, args.workers)
 
 
 def _edit_options(args: argparse.Namespace) -> dict | None:
@@ -138,7 +144,27 @@ def cmd_resume(args: argparse.Namespace) -> None:
         raise CliError(f"Corpus job {args.job} is already done.")
     if job.status == "running" and not corpus.is_stale(job):
         raise CliError(f"Corpus job {args.job} is running elsewhere; stop it first or wait for it.")
-    _work(job.id, job.model, args.json)
+    _work(job.id, job.model, args.json, args.workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    """Work through queued (and interrupted) corpus jobs of the shared database, then wait for more."""
+    import time
+
+    from core import corpus
+
+    db = engine()
+    while True:
+        waiting = [j for j in reversed(corpus.list_jobs(db))
+                   if (j.status == "queued" or corpus.is_stale(j)) and j.finished < j.total]
+        for job in waiting:
+            try:
+                _work(job.id, job.model, args.json, args.workers)
+            except CliError as exc:  # another worker claimed it first: fine, look for the next
+                print(f"rashomon worker: {exc}", file=sys.stderr)
+        if args.once:
+            return
+        time.sleep(args.poll)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -200,6 +226,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                                                          "queries; counterfactual agreement and fragility per method")
     run.add_argument("--edit-max", type=int, help="with --edits: most words changed (default 3)")
     run.add_argument("--edit-similarity", type=float, help="with --edits: least sentence similarity (default 0.8)")
+    run.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process); "
+                                                               "with RASHOMON_RAY_ADDRESS, Ray tasks")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
     status = group.add_parser("status", help="list runs, or show one")
@@ -212,8 +240,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     stop.set_defaults(func=cmd_stop)
     resume = group.add_parser("resume", help="continue a stopped or interrupted job here")
     resume.add_argument("job", type=int)
+    resume.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process)")
     resume.add_argument("--json", action="store_true")
     resume.set_defaults(func=cmd_resume)
+    worker = sub.add_parser("worker", help="run queued corpus jobs from the shared database (a team's worker)")
+    worker.add_argument("--workers", type=int, default=0, help="local worker processes per job (0: this process)")
+    worker.add_argument("--once", action="store_true", help="run what is queued, then exit")
+    worker.add_argument("--poll", type=float, default=2.0, help="seconds between looks for new jobs")
+    worker.add_argument("--json", action="store_true")
+    worker.set_defaults(func=cmd_worker)
     export = group.add_parser("export", help="a run's results as JSON or CSV")
     export.add_argument("job", type=int)
     export.add_argument("--format", choices=("json", "csv"), default="json")

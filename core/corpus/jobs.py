@@ -251,64 +251,89 @@ def edit_scores(engine: Engine, runner: ModelRunner, comparison: Comparison, job
                                             None if math.isnan(f.spearman) else f.spearman] for f in report.fragility})
 
 
+def compute_item(engine: Engine, runner: ModelRunner, job: Job, item: Item, measured: frozenset[int],
+                 should_stop: Callable[[], bool] = lambda: False) -> tuple[ItemResult, str, str]:
+    """(result, error, predicted label) of one input; StopRequested when a stop came between methods (the
+    methods that finished are stored, and a resume reuses them, while the item itself stays pending)."""
+    try:
+        requests = view_requests(runner, item.text, job.methods, job.options)
+        comparison = explain_all(engine, runner, requests, should_stop=should_stop)
+        if comparison.missing:
+            raise StopRequested(f"Stopped before {', '.join(comparison.missing)}.")
+        result = item_result(comparison, runner, job.k, item.position in measured)
+        if job.edits is not None:
+            result = replace(result, edits=edit_scores(engine, runner, comparison, job))
+        return result, "", comparison.predicted_label
+    except StopRequested:
+        raise
+    except Exception as exc:  # one bad input must not end the run; it is recorded as failed
+        return ItemResult(), f"{type(exc).__name__}: {exc}", ""
+
+
+def store_item(engine: Engine, job_id: int, owner: str, item_id: int, result: ItemResult, error: str,
+               predicted_label: str, seconds: float) -> Job | None:
+    """Store one finished input under the job's lease, in one transaction of atomic updates (several worker
+    processes store at once); an input already stored is never counted twice. None once the lease is lost."""
+    with engine.begin() as connection:
+        # Renewing the lease first also locks the job's row (PostgreSQL) or the database (SQLite) until commit.
+        renewed = connection.execute(update(CorpusJob).where(CorpusJob.id == job_id, CorpusJob.owner == owner)
+                                     .values(heartbeat_at=utcnow()))
+        if renewed.rowcount != 1:
+            return None
+        stored = connection.execute(
+            update(CorpusItem).where(CorpusItem.id == item_id, CorpusItem.status == "pending")
+            .values(status="failed" if error else "done", error=error, seconds=seconds,
+                    result="" if error else result.to_json(), predicted_label=predicted_label))
+        if stored.rowcount == 1:
+            connection.execute(update(CorpusJob).where(CorpusJob.id == job_id).values(
+                done=CorpusJob.done + (0 if error else 1), failed=CorpusJob.failed + (1 if error else 0),
+                seconds=CorpusJob.seconds + seconds))
+    return get_job(engine, job_id)
+
+
+def start_heartbeat(engine: Engine, job_id: int, owner: str) -> threading.Event:
+    """Renew the lease on its own thread (so one slow input never makes a live run look crashed); set the
+    returned event to stop."""
+    done_beating = threading.Event()
+    threading.Thread(target=_keep_beating, args=(engine, job_id, owner, done_beating), daemon=True,
+                     name=f"corpus-{job_id}-heartbeat").start()
+    return done_beating
+
+
+def finish(engine: Engine, job_id: int, status: str, error: str = "") -> Job:
+    with session_scope(engine) as session:
+        row = session.get(CorpusJob, job_id)
+        row.status, row.error = status, error
+        if status == "stopped":
+            row.stop_requested = False
+        session.add(row)
+        return Job.from_row(row)
+
+
 def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgress | None = None) -> Job:
-    """Process the job's pending items until done or stopped; returns the job as it ends."""
+    """Process the job's pending items in this process until done or stopped; returns the job as it ends."""
     job, owner = _claim(engine, job_id)
     measured = faithfulness_positions(job.total, job.faithfulness_inputs)
-    # The heartbeat is renewed on its own thread, so one slow input (LIME on a long passage) never makes
-    # a live run look crashed.
-    done_beating = threading.Event()
-    beating = threading.Thread(target=_keep_beating, args=(engine, job_id, owner, done_beating), daemon=True,
-                               name=f"corpus-{job_id}-heartbeat")
-    beating.start()
+    done_beating = start_heartbeat(engine, job_id, owner)
     try:
         for item in items_of(engine, job_id, "pending"):
             if _stop_requested(engine, job_id):
                 return _stopped(engine, job_id)
             started = time.perf_counter()
             try:
-                requests = view_requests(runner, item.text, job.methods, job.options)
-                # Stop is honoured between methods too; the methods that finished are stored and a resume
-                # reuses them, while the item itself stays pending.
-                comparison = explain_all(engine, runner, requests, should_stop=lambda: _stop_requested(engine, job_id))
-                if comparison.missing:
-                    return _stopped(engine, job_id)
-                result, error = item_result(comparison, runner, job.k, item.position in measured), ""
-                if job.edits is not None:
-                    result = replace(result, edits=edit_scores(engine, runner, comparison, job))
+                result, error, predicted = compute_item(engine, runner, job, item, measured,
+                                                        lambda: _stop_requested(engine, job_id))
             except StopRequested:
                 return _stopped(engine, job_id)
-            except Exception as exc:  # one bad input must not end the run; it is recorded as failed
-                result, error, comparison = ItemResult(), f"{type(exc).__name__}: {exc}", None
-            elapsed = time.perf_counter() - started
-            with session_scope(engine) as session:
-                row = session.get(CorpusJob, job_id)
-                if row.owner != owner:  # the lease went to another runner: its results count, not ours
-                    return Job.from_row(row)
-                item_row = session.get(CorpusItem, item.id)
-                if item_row.status == "pending":  # counted once, so progress never passes the total
-                    item_row.status = "failed" if error else "done"
-                    item_row.error, item_row.seconds = error, elapsed
-                    item_row.result = "" if error else result.to_json()
-                    item_row.predicted_label = comparison.predicted_label if comparison else ""
-                    row.done += 0 if error else 1
-                    row.failed += 1 if error else 0
-                    row.seconds += elapsed
-                row.heartbeat_at = utcnow()
-                session.add_all([item_row, row])
-                job = Job.from_row(row)
+            stored = store_item(engine, job_id, owner, item.id, result, error, predicted,
+                                time.perf_counter() - started)
+            if stored is None:  # the lease went to another runner: its results count, not ours
+                return require_job(engine, job_id)
             if progress:
-                progress(job.finished, job.total, item.origin)
-        with session_scope(engine) as session:
-            row = session.get(CorpusJob, job_id)
-            row.status = "done"
-            session.add(row)
-            return Job.from_row(row)
+                progress(stored.finished, stored.total, item.origin)
+        return finish(engine, job_id, "done")
     except BaseException as exc:
-        with session_scope(engine) as session:
-            row = session.get(CorpusJob, job_id)
-            row.status, row.error = "failed", f"{type(exc).__name__}: {exc}"
-            session.add(row)
+        finish(engine, job_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         done_beating.set()
@@ -323,11 +348,15 @@ def _stopped(engine: Engine, job_id: int) -> Job:
 
 
 class JobRunner:
-    """Runs corpus jobs on background threads of this process (one at a time per job)."""
+    """Runs corpus jobs from background threads of this process (one at a time per job): in the thread
+    itself, or, with `workers` > 0 or a Ray address, as the driver of worker processes or Ray tasks (the
+    model work then leaves the server process; see `core.corpus.parallel`)."""
 
-    def __init__(self, engine: Engine, runner_for: Callable[[str], ModelRunner]) -> None:
+    def __init__(self, engine: Engine, runner_for: Callable[[str], ModelRunner], workers: int = 0,
+                 ray_address: str = "") -> None:
         self.engine = engine
         self.runner_for = runner_for
+        self.workers, self.ray_address = workers, ray_address
         self._threads: dict[int, threading.Thread] = {}
         self._lock = threading.Lock()
 
@@ -341,7 +370,7 @@ class JobRunner:
             if self.is_running(job_id):
                 return False
             job = require_job(self.engine, job_id)
-            runner = self.runner_for(job.model)
+            runner = None if self.workers or self.ray_address else self.runner_for(job.model)
             thread = threading.Thread(target=self._run, args=(job_id, runner), daemon=True, name=f"corpus-{job_id}")
             self._threads[job_id] = thread
             thread.start()
@@ -352,6 +381,11 @@ class JobRunner:
         if thread is not None:
             thread.join(timeout)
 
-    def _run(self, job_id: int, runner: ModelRunner) -> None:
+    def _run(self, job_id: int, runner: ModelRunner | None) -> None:
+        from core.corpus.parallel import run_job_parallel
+
         with contextlib.suppress(Exception):  # the failure is recorded on the job by run_job
-            run_job(self.engine, runner, job_id)
+            if runner is None:
+                run_job_parallel(self.engine, job_id, workers=max(1, self.workers), ray_address=self.ray_address)
+            else:
+                run_job(self.engine, runner, job_id)

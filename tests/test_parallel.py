@@ -1,0 +1,176 @@
+"""Corpus jobs on several processes and on Ray: the same results as one process, item by item, even when a
+worker or the driver dies mid-job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from core import corpus
+from core.corpus.inputs import Input
+from core.corpus.parallel import LOCAL_RAY, run_job_parallel
+from core.db import make_engine
+from core.runner import ModelRunner
+
+METHODS = ["occlusion", "saliency", "attention"]
+TEXTS = [f"Review {i}: the staff were {word} and the room was {other}." for i, (word, other) in enumerate(
+    [("lovely", "quiet"), ("rude", "cold"), ("fine", "small"), ("kind", "noisy"), ("slow", "clean"),
+     ("helpful", "dark"), ("cheerful", "bright"), ("distant", "warm")])]
+
+
+def make_job(engine, texts=TEXTS) -> int:
+    return corpus.create_job(engine, "parallel", [Input(f"row {i}", t, "") for i, t in enumerate(texts)], METHODS,
+                             k=3, faithfulness_inputs=0)
+
+
+@pytest.fixture
+def reference(tmp_path, tiny_model):
+    """The single-process run of the same job, in its own database (so nothing is reused from a store)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+    job_id = make_job(engine)
+    corpus.run_job(engine, ModelRunner(tiny_model), job_id)
+    return {item.position: item for item in corpus.items_of(engine, job_id)}
+
+
+def assert_same_results(engine, job_id, reference) -> None:
+    items = corpus.items_of(engine, job_id)
+    assert [i.status for i in items] == ["done"] * len(TEXTS)
+    job = corpus.get_job(engine, job_id)
+    assert (job.status, job.done, job.failed, job.total) == ("done", len(TEXTS), 0, len(TEXTS))
+    for item in items:
+        expected = reference[item.position]
+        assert item.predicted_label == expected.predicted_label
+        assert item.result.target == expected.result.target
+        assert item.result.probabilities == pytest.approx(expected.result.probabilities, abs=1e-5)
+        assert set(item.result.pairs) == set(expected.result.pairs)
+        for pair, values in item.result.pairs.items():
+            assert values.spearman == pytest.approx(expected.result.pairs[pair].spearman, abs=1e-5)
+            assert values.feature_agreement == pytest.approx(expected.result.pairs[pair].feature_agreement)
+        for method, scores in item.result.faithfulness.items():
+            reference_scores = expected.result.faithfulness[method]
+            assert scores.comprehensiveness == pytest.approx(reference_scores.comprehensiveness, abs=1e-5)
+            assert scores.sufficiency == pytest.approx(reference_scores.sufficiency, abs=1e-5)
+
+
+def _kill_one(pattern: str, deadline: float = 120.0) -> int:
+    """SIGKILL the first process whose command line matches `pattern` (a worker mid-task); its pid."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        pids = [int(p) for p in found if int(p) != os.getpid()]
+        if pids:
+            os.kill(pids[0], signal.SIGKILL)
+            return pids[0]
+        time.sleep(0.05)
+    raise AssertionError(f"no process matching {pattern!r} appeared")
+
+
+def test_local_processes_give_the_single_process_results(any_engine, reference):
+    job_id = make_job(any_engine)
+    seen = []
+    job = run_job_parallel(any_engine, job_id, workers=2, ray_address="", progress=lambda d, t, o: seen.append(d))
+    assert job.status == "done"
+    assert sorted(seen) == list(range(1, len(TEXTS) + 1))  # progress counts every input once
+    assert_same_results(any_engine, job_id, reference)
+
+
+def test_a_killed_local_worker_leaves_the_rest_pending_and_a_resume_finishes(home, tmp_path, reference):
+    engine = make_engine(f"sqlite:///{tmp_path / 'killed.db'}")
+    job_id = make_job(engine)
+    killer = threading.Thread(target=_kill_one, args=("multiprocessing.spawn",), daemon=True)
+    killer.start()
+    job = run_job_parallel(engine, job_id, workers=2, ray_address="")
+    killer.join()
+    assert job.status == "failed" and "resume continues" in job.error
+    finished = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
+    assert len(finished) < len(TEXTS)
+    resumed = run_job_parallel(engine, job_id, workers=2, ray_address="")
+    assert resumed.status == "done"
+    # What was stored before the crash is kept as it was, never computed again.
+    assert {i.id: i.result for i in corpus.items_of(engine, job_id, "done") if i.id in finished} == finished
+    assert_same_results(engine, job_id, reference)
+
+
+def test_ray_gives_the_same_results_even_when_a_worker_is_killed(home, tmp_path, reference):
+    """A local Ray instance with 2 CPUs: results equal the single-process run item by item, after one worker
+    is killed mid-task (Ray reruns its task; the input is stored once)."""
+    pytest.importorskip("ray")
+    import ray
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ray.db'}")
+    job_id = make_job(engine)
+    killed = []
+    killer = threading.Thread(target=lambda: killed.append(_kill_one("ray::work_item")), daemon=True)
+    killer.start()
+    try:
+        job = run_job_parallel(engine, job_id, workers=2, ray_address=LOCAL_RAY)
+    finally:
+        ray.shutdown()
+    killer.join()
+    assert killed, "no Ray worker was killed"
+    assert job.status == "done"
+    assert_same_results(engine, job_id, reference)
+
+
+def test_a_killed_driver_is_resumed_without_losing_or_repeating_inputs(home, tmp_path, reference, tiny_model_dir):
+    """The driver process dies mid-job: its lease is seen as stale at once, and a resume finishes the job."""
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'driver.db'}"
+    engine = make_engine(url)
+    job_id = make_job(engine)
+    code = ("import sys; from core.db import make_engine; from core.corpus.parallel import run_job_parallel; "
+            f"run_job_parallel(make_engine({url!r}), {job_id}, workers=1, ray_address='')")
+    driver = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "RASHOMON_MODEL": str(tiny_model_dir)},
+                              start_new_session=True)
+    deadline = time.monotonic() + 180
+    while corpus.get_job(engine, job_id).done < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and its worker, at once
+    driver.wait()
+    before = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
+    assert 2 <= len(before) < len(TEXTS)
+    assert corpus.is_stale(corpus.get_job(engine, job_id))
+    job = run_job_parallel(engine, job_id, workers=2, ray_address="")
+    assert job.status == "done"
+    assert {i.id: i.result for i in corpus.items_of(engine, job_id, "done") if i.id in before} == before
+    assert_same_results(engine, job_id, reference)
+
+
+def test_a_worker_command_runs_queued_jobs_from_the_shared_database(home, reference):
+    """`rashomon worker --once --workers 2` picks up a job queued elsewhere (a page, another machine)."""
+    import sys
+
+    from core.db import get_engine
+
+    engine = get_engine()
+    job_id = make_job(engine)
+    result = subprocess.run([sys.executable, "-m", "core", "worker", "--once", "--workers", "2"], capture_output=True,
+                            text=True, timeout=300, env=os.environ.copy())
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_results(engine, job_id, reference)
+    again = subprocess.run([sys.executable, "-m", "core", "worker", "--once"], capture_output=True, text=True,
+                           timeout=300, env=os.environ.copy())
+    assert again.returncode == 0 and corpus.get_job(engine, job_id).done == len(TEXTS)  # nothing left to do
+
+
+def test_a_servers_job_runner_can_drive_worker_processes(home, reference):
+    """With RASHOMON_JOB_WORKERS set, a server's background runner only drives: the model work runs in
+    worker processes, never in the server process (its runner factory is never called)."""
+    from core.db import get_engine
+
+    engine = get_engine()
+    job_id = make_job(engine)
+
+    def no_model_here(spec: str):
+        raise AssertionError("the server process loaded a model")
+
+    runner = corpus.JobRunner(engine, no_model_here, workers=1)
+    assert runner.start(job_id)
+    runner.wait(job_id, timeout=300)
+    assert_same_results(engine, job_id, reference)

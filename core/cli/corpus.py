@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from core.cli.common import (
     CliError,
@@ -22,6 +23,9 @@ from core.cli.common import (
     runner_for,
 )
 from core.cli.explain import parse_options
+
+if TYPE_CHECKING:
+    from core.corpus import Job
 
 
 def _status(job_id: int) -> dict:
@@ -58,7 +62,7 @@ def _print_status(data: dict) -> None:
               f"[{row['kept_low']:.2f}, {row['kept_high']:.2f}], Spearman {row['spearman']:.2f}")
 
 
-def _work(job_id: int, model: str, as_json: bool, workers: int = 0) -> None:
+def work_through(job_id: int, model: str, as_json: bool, workers: int = 0, report: bool = True) -> Job:
     """Run a job here until done (in this process, or as the driver of `workers` local processes or of
     Ray tasks when RASHOMON_RAY_ADDRESS is set); Ctrl-C asks it to stop after the inputs in flight."""
     from core import corpus
@@ -87,11 +91,13 @@ def _work(job_id: int, model: str, as_json: bool, workers: int = 0) -> None:
         signal.signal(signal.SIGINT, previous)
     if not as_json:
         sys.stderr.write("\n")
-    data = _status(job.id)
-    if as_json:
-        print_json(data)
-    else:
-        _print_status(data)
+    if report:
+        data = _status(job.id)
+        if as_json:
+            print_json(data)
+        else:
+            _print_status(data)
+    return job
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -117,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                                    edits=_edit_options(args))
     if not args.json:
         print(f"corpus job {job_id}: {len(inputs)} inputs, methods {', '.join(methods)}", file=sys.stderr)
-    _work(job_id, args.model or "", args.json, args.workers)
+    work_through(job_id, args.model or "", args.json, args.workers)
 
 
 def _edit_options(args: argparse.Namespace) -> dict | None:
@@ -144,7 +150,7 @@ def cmd_resume(args: argparse.Namespace) -> None:
         raise CliError(f"Corpus job {args.job} is already done.")
     if job.status == "running" and not corpus.is_stale(job):
         raise CliError(f"Corpus job {args.job} is running elsewhere; stop it first or wait for it.")
-    _work(job.id, job.model, args.json, args.workers)
+    work_through(job.id, job.model, args.json, args.workers)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -159,7 +165,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
                    if (j.status == "queued" or corpus.is_stale(j)) and j.finished < j.total]
         for job in waiting:
             try:
-                _work(job.id, job.model, args.json, args.workers)
+                work_through(job.id, job.model, args.json, args.workers)
             except CliError as exc:  # another worker claimed it first: fine, look for the next
                 print(f"rashomon worker: {exc}", file=sys.stderr)
         if args.once:

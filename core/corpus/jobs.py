@@ -61,12 +61,14 @@ def faithfulness_positions(total: int, sample: int) -> frozenset[int]:
 
 def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequence[str], *, model: str = "",
                options: dict | None = None, k: int = 5, source: str = "",
-               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS, edits: dict | None = None) -> int:
+               faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS, edits: dict | None = None,
+               predict_only: bool = False) -> int:
     """A stored job. `edits`: search options (see `core.counterfactuals.OPTIONS`; corpus defaults in
-    `CORPUS_EDIT_OPTIONS`) to also attack every input and measure counterfactual agreement and fragility."""
+    `CORPUS_EDIT_OPTIONS`) to also attack every input and measure counterfactual agreement and fragility.
+    `predict_only` (no methods): each input only gets the model's probabilities (`core.evaluation`)."""
     if not inputs:
         raise CorpusError("There are no inputs to run: pick tags with snapshots, or upload a CSV.")
-    if not methods:
+    if not methods and not predict_only:
         raise CorpusError("Choose at least one method.")
     try:
         for m in methods:
@@ -255,6 +257,14 @@ def compute_item(engine: Engine, runner: ModelRunner, job: Job, item: Item, meas
                  should_stop: Callable[[], bool] = lambda: False) -> tuple[ItemResult, str, str]:
     """(result, error, predicted label) of one input; StopRequested when a stop came between methods (the
     methods that finished are stored, and a resume reuses them, while the item itself stays pending)."""
+    if not job.methods:  # an evaluation: the prediction only, one pass
+        prepared = runner.prepare(item.text)
+        probabilities = runner.probabilities([prepared.input_ids])[0]
+        labels = runner.loaded.labels
+        predicted = labels[int(np.argmax(probabilities))]
+        return (ItemResult(target=predicted, probabilities={label: float(p) for label, p in zip(labels, probabilities,
+                                                                                              strict=True)},
+                           truncated_words=prepared.truncated_words), "", predicted)
     try:
         requests = view_requests(runner, item.text, job.methods, job.options)
         comparison = explain_all(engine, runner, requests, should_stop=should_stop)

@@ -32,7 +32,7 @@ def heldout_inputs(limit: int | None = None) -> list[Input]:
     from core.default_model import BuildConfig, load_corpus, split_corpus
 
     _, heldout = split_corpus(load_corpus(), BuildConfig())
-    rows = list(zip(heldout["text"].astype(str), heldout["label"].astype(str), strict=True))[:limit]
+    rows = list(zip(heldout["text"].astype(str), heldout["sentiment"].astype(str), strict=True))[:limit]
     return [Input(f"held-out row {i + 1}", text, label) for i, (text, label) in enumerate(rows)]
 
 

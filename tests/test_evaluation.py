@@ -105,3 +105,13 @@ def test_evaluate_command(home, tmp_path):
     refused = rashomon("evaluate", "--file", str(bad))
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 1 and len(lines) == 1 and "'great' (1)" in lines[0]
+
+
+def test_the_default_models_heldout_split_is_labelled_with_its_label_names():
+    from core.default_model import LABELS as DEFAULT_LABELS
+    from core.evaluation import heldout_inputs
+
+    rows = heldout_inputs()
+    assert len(rows) == 2000
+    check_labels(rows, DEFAULT_LABELS)  # names, not class indices
+    assert {r.gold_label for r in rows} == set(DEFAULT_LABELS)

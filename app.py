@@ -12,6 +12,7 @@ page = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon="⚖️", url_path="Compare"),
     st.Page("pages/document.py", title="Whole document", icon="📄", url_path="Document"),
     st.Page("pages/corpus.py", title="Corpus", icon="📚", url_path="Corpus"),
+    st.Page("pages/evaluation.py", title="Evaluation", icon="🎯", url_path="Evaluation"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
 ])
 show_flashes()

@@ -16,6 +16,7 @@ from core.attention_views import AttentionView
 from core.checks import RandomisationResult
 from core.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
 from core.edit_checks import EditAgreement
+from core.evaluation import Evaluation
 from core.reports import Comparison, ComparisonReport
 
 
@@ -215,3 +216,34 @@ def corpus_edit_agreement(rows: Sequence[EditAgreementRow]) -> alt.LayerChart:
                                                                           text=alt.Text("share:Q", format=".2f"))
     chance = base.mark_tick(color="#e45756", thickness=2, size=18).encode(x="random_share:Q", y=y)
     return (errors + points + values + chance).properties(height=alt.Step(30))
+
+
+def confusion_matrix(result: Evaluation) -> alt.LayerChart:
+    """Gold labels down, predictions across, every count written in its cell; a click selects a cell."""
+    cells = pd.DataFrame([{"gold": g, "predicted": p, "inputs": result.confusion[i][j]}
+                          for i, g in enumerate(result.labels) for j, p in enumerate(result.labels)])
+    pick = alt.selection_point(fields=["gold", "predicted"], name="cell")
+    base = alt.Chart(cells).encode(
+        x=alt.X("predicted:N", sort=result.labels, title="predicted", axis=alt.Axis(labelAngle=0, labelLimit=0)),
+        y=alt.Y("gold:N", sort=result.labels, title="gold label", axis=alt.Axis(labelLimit=0)))
+    heat = base.mark_rect(stroke="#333").encode(
+        color=alt.Color("inputs:Q", scale=alt.Scale(scheme="blues"), legend=None),
+        strokeWidth=alt.condition(pick, alt.value(2), alt.value(0))).add_params(pick)
+    midpoint = max(max(row) for row in result.confusion) / 2
+    labels = base.mark_text(fontSize=14, fontWeight="bold").encode(
+        text="inputs:Q", color=alt.condition(alt.datum.inputs > midpoint, alt.value("white"), alt.value("black")))
+    return (heat + labels).properties(width=alt.Step(90), height=alt.Step(48))
+
+
+def reliability(result: Evaluation) -> alt.LayerChart:
+    """Accuracy against mean confidence per bin (bars, inputs written), with the diagonal of perfect calibration."""
+    frame = pd.DataFrame([{"bin": f"{b.low:.1f}-{b.high:.1f}", "middle": (b.low + b.high) / 2,
+                           "accuracy": b.accuracy, "confidence": b.confidence, "inputs": b.inputs}
+                          for b in result.reliability if b.inputs])
+    bars = alt.Chart(frame).mark_bar(width=18, color="#4c78a8").encode(
+        x=alt.X("middle:Q", scale=alt.Scale(domain=[0, 1]), title="confidence (bin middle)"),
+        y=alt.Y("accuracy:Q", scale=alt.Scale(domain=[0, 1.1]), title="accuracy in the bin"))
+    counts = alt.Chart(frame).mark_text(dy=-8, fontSize=11).encode(x="middle:Q", y="accuracy:Q", text="inputs:Q")
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(color="#e45756", strokeDash=[4, 3]).encode(
+        x="x:Q", y="y:Q")
+    return (bars + counts + diagonal).properties(height=260)

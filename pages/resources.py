@@ -59,12 +59,17 @@ def model_or_message(spec: str | None = None) -> LoadedModel | None:
         return None
 
 
-@st.cache_resource(show_spinner=False)
 def job_runner():
-    """One background job runner per server process, shared by every session."""
+    """One background job runner per server process and database, shared by every session."""
+    settings = load_settings()
+    return _job_runner(settings.database_url, settings.job_workers, settings.ray_address)
+
+
+@st.cache_resource(show_spinner=False)
+def _job_runner(database_url: str, workers: int, ray_address: str):
     from core.corpus import JobRunner
 
     settings = load_settings()
     # Jobs get their own runner (own cache and counters) over the shared, cached model.
-    return JobRunner(engine(), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)),
-                     workers=settings.job_workers, ray_address=settings.ray_address)
+    return JobRunner(cached_engine(database_url), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)),
+                     workers=workers, ray_address=ray_address)

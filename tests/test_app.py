@@ -465,3 +465,36 @@ def test_corpus_page_shows_attacks_agreement_and_fragility(home, tiny_model):
     assert any("words changed: at most 1 " in c.value for c in app.caption)
     app.checkbox(key="corpus_edits").check().run()
     assert not app.exception and app.number_input(key="corpus_edit_max").value == 3
+
+
+def test_evaluation_page_runs_an_evaluation_and_filters_errors_by_cell(home, tmp_path):
+    import time
+
+    from core import corpus
+
+    app = run_page("pages/evaluation.py")
+    assert not app.exception and any("No evaluations yet" in i.value for i in app.info)
+    app.radio(key="evaluation_source").set_value("Upload CSV or JSONL").run()
+    assert not app.exception
+    app.radio(key="evaluation_source").set_value("The default model's held-out split").run()
+    app.number_input(key="evaluation_limit").set_value(12).run()
+    assert any(c.value.startswith("12 labelled texts") for c in app.caption)
+    next(b for b in app.button if b.label == "Start evaluation").click().run()
+    assert not app.exception
+    job = next(j for j in corpus.list_jobs(get_engine()) if not j.methods)
+    deadline = time.monotonic() + 120
+    while corpus.get_job(get_engine(), job.id).status != "done" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    app = run_page("pages/evaluation.py", job=str(job.id))
+    assert not app.exception
+    assert [m.label for m in app.metric] == ["Texts", "Accuracy", "Macro-F1", "Expected calibration error"]
+    from core.evaluation import evaluation
+
+    result = evaluation(get_engine(), job.id, ["negative", "neutral", "positive"])
+    assert app.metric[0].value == "12"
+    errors = frame_of(app, "confidence")
+    assert len(errors) == len(result.errors)
+    cell = next(f"{e.gold} -> {e.predicted}" for e in result.errors) if result.errors else None
+    if cell:
+        app.selectbox(key="evaluation_cell").set_value(cell).run()
+        assert len(frame_of(app, "confidence")) == len(result.errors_in(*cell.split(" -> ")))

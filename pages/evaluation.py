@@ -1,0 +1,112 @@
+import pandas as pd
+import streamlit as st
+
+from core import charts, corpus
+from core.compare import ViewState
+from core.evaluation import EvaluationError, create_evaluation, evaluation, heldout_inputs, inputs_from_file
+from core.methods.registry import fast_methods
+from core.render import md
+from pages.resources import engine, job_runner, runner_or_stop
+
+db = engine()
+jobs_runner = job_runner()
+
+st.title("Evaluation")
+st.caption("Where is the model wrong? Evaluate it on labelled texts: per-class scores, the confusion matrix, "
+           "calibration, and the errors, most confidently wrong first, each opening in Compare.")
+
+model_spec = st.text_input("Model (empty: the configured default)", key="evaluation_model")
+runner = runner_or_stop(model_spec)
+labels = list(runner.loaded.labels)
+
+with st.expander("New evaluation", expanded=not any(not j.methods for j in corpus.list_jobs(db))):
+    source = st.radio("Labelled texts", ["The default model's held-out split", "Upload CSV or JSONL"],
+                      horizontal=True, key="evaluation_source")
+    inputs, source_label = [], ""
+    try:
+        if source.startswith("The default"):
+            limit = int(st.number_input("Rows (of 2,000)", 1, 2000, 2000, key="evaluation_limit"))
+            inputs, source_label = heldout_inputs(limit), "the default model's held-out split"
+        else:
+            upload = st.file_uploader("File with text and label columns", type=["csv", "jsonl"], key="evaluation_file")
+            left, right = st.columns(2)
+            text_column = left.text_input("Text column", "text", key="evaluation_text_column")
+            label_column = right.text_input("Label column", "label", key="evaluation_label_column")
+            if upload is not None:
+                inputs = inputs_from_file(upload.getvalue().decode("utf-8", errors="replace"), upload.name,
+                                          text_column, label_column)
+                source_label = f"file {upload.name}"
+    except EvaluationError as exc:
+        st.error(md(str(exc)))
+    st.caption(f"{len(inputs)} labelled texts; one model pass each.")
+    if st.button("Start evaluation", type="primary", disabled=not inputs):
+        try:
+            job_id = create_evaluation(db, "", inputs, labels, model=model_spec.strip(), source=source_label)
+            jobs_runner.start(job_id)
+            st.query_params["job"] = str(job_id)
+            st.rerun()
+        except EvaluationError as exc:
+            st.error(md(str(exc)))
+
+evaluations = [j for j in corpus.list_jobs(db) if not j.methods]
+if not evaluations:
+    st.info("No evaluations yet.")
+    st.stop()
+names = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})" for j in evaluations}
+requested = st.query_params.get("job", "")
+default = int(requested) if requested.isdigit() and int(requested) in names else evaluations[0].id
+job_id = st.selectbox("Evaluation", list(names), index=list(names).index(default), format_func=names.get,
+                      key="evaluation_pick")
+st.query_params["job"] = str(job_id)
+
+
+@st.fragment(run_every=2)
+def progress() -> None:
+    job = corpus.get_job(db, job_id)
+    st.progress(job.fraction, text=f"{job.finished} of {job.total} texts · status: {job.shown_status}")
+    if job.error:
+        st.error(f"The evaluation failed: {md(job.error)}")
+    resumable = job.status in ("stopped", "failed") or corpus.is_stale(job)
+    if resumable and st.button("Resume", key=f"evaluation_resume_{job_id}"):
+        jobs_runner.start(job_id)
+    shown, previous = (job_id, job.finished, job.status), st.session_state.get("_evaluation_shown")
+    st.session_state["_evaluation_shown"] = shown
+    if previous is not None and previous[0] == job_id and previous != shown:
+        st.rerun()
+
+
+progress()
+job = corpus.get_job(db, job_id)
+try:
+    result = evaluation(db, job_id, labels)
+except EvaluationError as exc:
+    st.info(md(str(exc)))
+    st.stop()
+
+a, b, c, d = st.columns(4)
+a.metric("Texts", result.inputs)
+b.metric("Accuracy", f"{result.accuracy:.3f}")
+c.metric("Macro-F1", f"{result.macro_f1:.3f}")
+d.metric("Expected calibration error", f"{result.ece:.3f}")
+st.dataframe(pd.DataFrame([c.__dict__ for c in result.per_class]).round(3), hide_index=True, width="stretch")
+
+left, right = st.columns(2)
+with left:
+    st.markdown("**Confusion matrix** (click a cell to list its errors)")
+    event = st.altair_chart(charts.confusion_matrix(result), on_select="rerun", key="evaluation_confusion")
+with right:
+    st.markdown("**Reliability**: accuracy per confidence bin (dashed: perfect calibration; numbers: texts)")
+    st.altair_chart(charts.reliability(result), width="stretch")
+
+selected = (event or {}).get("selection", {}).get("cell") or []
+cells = ["all errors"] + [f"{g} -> {p}" for g in labels for p in labels if g != p]
+chosen = f"{selected[0]['gold']} -> {selected[0]['predicted']}" if selected else None
+cell = st.selectbox("Errors shown", cells, index=cells.index(chosen) if chosen in cells else 0, key="evaluation_cell")
+errors = result.errors if cell == "all errors" else result.errors_in(*cell.split(" -> "))
+st.markdown(f"**{len(errors)} errors**, most confidently wrong first")
+st.dataframe(pd.DataFrame([{"confidence": e.confidence, "gold": e.gold, "predicted": e.predicted, "text": e.text,
+                            "origin": e.origin} for e in errors]).round(3), hide_index=True, width="stretch")
+for error in errors[:10]:
+    view = ViewState(text=error.text, model=job.model, methods=fast_methods())
+    st.page_link("pages/compare.py", label=f"{error.confidence:.2f} · {md(error.gold)} → {md(error.predicted)} · "
+                                           f"{md(error.text[:90])}", query_params=view.to_query())

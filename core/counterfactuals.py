@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 
 from core.explanation import split_words
 from core.methods.base import ExplainError, Option
@@ -235,7 +234,7 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
     if not words:
         raise ExplainError("The text has no words to edit.")
     labels = runner.loaded.labels
-    original = runner.probabilities_for_texts([text])[0]
+    original = runner.probabilities([prepared.input_ids])[0]
     predicted = int(np.argmax(original))
     if target in (None, ""):
         goal: int | None = int(np.argsort(-original)[1]) if len(labels) > 1 else None
@@ -405,11 +404,7 @@ def _verify(runner: ModelRunner, text: str, chosen: list[_Found], labels: list[s
 def fresh_probabilities(runner: ModelRunner, text: str) -> np.ndarray:
     """One uncached forward pass of `text` (counted), for checking what the cache answered."""
     ids = runner.tokenizer([text], truncation=True, max_length=runner.loaded.max_length)["input_ids"][0]
-    with runner.loaded.lock, torch.inference_mode():
-        logits = runner.classifier(input_ids=torch.tensor([ids], device=runner.device)).logits
-    runner.forward_passes += 1
-    runner.evaluations += 1
-    return torch.softmax(logits[0].float(), -1).cpu().numpy()
+    return runner.uncached_probabilities(ids)
 
 
 def random_touch_share(n_words: int, edited: int, k: int) -> float:

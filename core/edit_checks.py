@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core import agreement
 from core.counterfactuals import SEARCH, SearchProgress, SearchResult, Variant, random_touch_share, search
@@ -121,11 +121,12 @@ def stored_search(engine: Engine, runner: ModelRunner, text: str, target: str | 
     key = _search_key(runner, text, target, order, resolved)
     if not fresh:
         with session_scope(engine) as session:
-            for record in session.exec(select(CheckRecord).where(CheckRecord.kind == KIND,
-                                                                 CheckRecord.model_fingerprint == runner.loaded.fingerprint)):
-                payload = json.loads(record.payload)
-                if payload.get("key") == key:
-                    return SearchResult.from_dict(payload["result"]), True
+            # The key leads the stored JSON, so a prefix match finds the record without parsing the others.
+            record = session.exec(select(CheckRecord).where(
+                CheckRecord.kind == KIND, CheckRecord.model_fingerprint == runner.loaded.fingerprint,
+                col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))).first()
+            if record is not None:
+                return SearchResult.from_dict(json.loads(record.payload)["result"]), True
     if only_stored:
         return None, False
     scores = None

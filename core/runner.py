@@ -120,6 +120,11 @@ class ModelRunner:
             self._cache.move_to_end(k)
         return out
 
+    def uncached_probabilities(self, input_ids: Sequence[int]) -> np.ndarray:
+        """One counted pass that neither reads nor fills the cache: to check what the cache answered."""
+        self.evaluations += 1
+        return self._run([tuple(int(i) for i in input_ids)])[0]
+
     def batch_size_for(self, length: int) -> int:
         """Examples per batch for inputs of `length` tokens (the batch size, capped by the token budget)."""
         return max(1, min(self.batch_size, self.max_batch_tokens // max(1, length)))

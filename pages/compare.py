@@ -298,12 +298,10 @@ st.caption("Each row replaces one layer's attention weights (uniform over tokens
            "Head importance (below) does the same for single heads.")
 
 attention_whole.show(runner, comparison.text, comparison.target)
-edits.show(db, runner, comparison.text, comparison.probabilities, list(comparison.methods), options, k)
+flips = edits.show(db, runner, comparison.text, comparison.probabilities, list(comparison.methods), options, k)
 
 # -- summary ------------------------------------------------------------------------------------------------
 st.subheader("Summary")
-flips = edits.stored_report(db, runner, comparison.text, comparison.probabilities, list(comparison.methods),
-                            options, k)
 for line in compare.summarise(report, k, edits=flips):
     st.markdown("- " + line)  # summarise escapes every word and label it quotes
 

@@ -93,7 +93,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             st.error(md(str(exc)))
 
 # -- jobs -----------------------------------------------------------------------------------------------------------
-jobs = corpus.list_jobs(db)
+jobs = [j for j in corpus.list_jobs(db) if not j.is_evaluation]  # evaluations have their own page
 if not jobs:
     st.info("No corpus runs yet.")
     st.stop()

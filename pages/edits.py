@@ -32,22 +32,10 @@ def settings(probabilities: dict[str, float], methods: list[str]) -> dict:
     return {"target": target, "order": order, "params": {"max_edits": int(max_edits), "similarity": float(similarity)}}
 
 
-def stored_report(db, runner, text: str, probabilities: dict[str, float], methods: list[str], options: dict,
-                  k: int) -> EditReport | None:
-    """The stored search for the section's current settings (for the summary), or None; no model work
-    beyond explaining swapped texts the first time."""
-    target = st.session_state.get("edits_target", goals(probabilities)[0])
-    params = {"max_edits": int(st.session_state.get("edits_max", DEFAULTS["max_edits"])),
-              "similarity": float(st.session_state.get("edits_similarity", DEFAULTS["similarity"]))}
-    try:
-        return edit_report(db, runner, text, methods, target=target, order=st.session_state.get("edits_order", SEARCH),
-                           params=params, options=options, k=k, only_stored=True)
-    except ExplainError:
-        return None
-
-
 @st.fragment  # its widgets rerun this section only; a finished search reruns the page, for the summary
-def show(db, runner, text: str, probabilities: dict[str, float], methods: list[str], options: dict, k: int) -> None:
+def show(db, runner, text: str, probabilities: dict[str, float], methods: list[str], options: dict,
+         k: int) -> EditReport | None:
+    """The section; returns the stored search for its settings (None if there is none), for the summary."""
     st.subheader("What would flip it?")
     st.caption("The smallest word edits (deletions, or swaps for the model's own nearest words) that change the "
                "prediction while the text stays similar; then, for each method, how often those edits touch its "
@@ -58,7 +46,7 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
         report = edit_report(db, runner, text, methods, only_stored=True, **request)
     except ExplainError as exc:
         st.error(md(str(exc)))
-        return
+        return None
     if report is None:
         if st.button("Search for edits", key="edits_run",
                      help="Usually a few hundred to a few thousand model passes; the result is stored."):
@@ -68,11 +56,12 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
                             **request)
             except ExplainError as exc:
                 st.error(md(str(exc)))
-                return
+                return None
             st.session_state["edits_just_ran"] = True  # its cost was paid now, not read from the store
             st.rerun()  # the whole page, so the summary below includes the result
-        return
+        return None
     show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
+    return report
 
 
 def show_report(report: EditReport, just_ran: bool = False) -> None:

@@ -19,7 +19,7 @@ model_spec = st.text_input("Model (empty: the configured default)", key="evaluat
 runner = runner_or_stop(model_spec)
 labels = list(runner.loaded.labels)
 
-with st.expander("New evaluation", expanded=not any(not j.methods for j in corpus.list_jobs(db))):
+with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in corpus.list_jobs(db))):
     source = st.radio("Labelled texts", ["The default model's held-out split", "Upload CSV or JSONL"],
                       horizontal=True, key="evaluation_source")
     inputs, source_label = [], ""
@@ -48,7 +48,7 @@ with st.expander("New evaluation", expanded=not any(not j.methods for j in corpu
         except EvaluationError as exc:
             st.error(md(str(exc)))
 
-evaluations = [j for j in corpus.list_jobs(db) if not j.methods]
+evaluations = [j for j in corpus.list_jobs(db) if j.is_evaluation]
 if not evaluations:
     st.info("No evaluations yet.")
     st.stop()

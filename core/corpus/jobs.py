@@ -165,7 +165,7 @@ def is_stale(job: Job) -> bool:
     return beat is None or datetime.now(UTC) - beat > STALE_AFTER
 
 
-def _claim(engine: Engine, job_id: int) -> tuple[Job, str]:
+def claim(engine: Engine, job_id: int) -> tuple[Job, str]:
     """Take the job's lease atomically: one runner at a time, whatever the number of servers.
 
     A compare-and-swap on the job's owner and status as read (every run writes a fresh owner token): if
@@ -201,7 +201,7 @@ def _keep_beating(engine: Engine, job_id: int, owner: str, done: threading.Event
                 return
 
 
-def _stop_requested(engine: Engine, job_id: int) -> bool:
+def stop_requested(engine: Engine, job_id: int) -> bool:
     with session_scope(engine) as session:
         row = session.get(CorpusJob, job_id)
         return row is None or row.stop_requested
@@ -322,19 +322,19 @@ def finish(engine: Engine, job_id: int, status: str, error: str = "") -> Job:
 
 def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgress | None = None) -> Job:
     """Process the job's pending items in this process until done or stopped; returns the job as it ends."""
-    job, owner = _claim(engine, job_id)
+    job, owner = claim(engine, job_id)
     measured = faithfulness_positions(job.total, job.faithfulness_inputs)
     done_beating = start_heartbeat(engine, job_id, owner)
     try:
         for item in items_of(engine, job_id, "pending"):
-            if _stop_requested(engine, job_id):
-                return _stopped(engine, job_id)
+            if stop_requested(engine, job_id):
+                return finish(engine, job_id, "stopped")
             started = time.perf_counter()
             try:
                 result, error, predicted = compute_item(engine, runner, job, item, measured,
-                                                        lambda: _stop_requested(engine, job_id))
+                                                        lambda: stop_requested(engine, job_id))
             except StopRequested:
-                return _stopped(engine, job_id)
+                return finish(engine, job_id, "stopped")
             stored = store_item(engine, job_id, owner, item.id, result, error, predicted,
                                 time.perf_counter() - started)
             if stored is None:  # the lease went to another runner: its results count, not ours
@@ -347,14 +347,6 @@ def run_job(engine: Engine, runner: ModelRunner, job_id: int, progress: JobProgr
         raise
     finally:
         done_beating.set()
-
-
-def _stopped(engine: Engine, job_id: int) -> Job:
-    with session_scope(engine) as session:
-        row = session.get(CorpusJob, job_id)
-        row.status, row.stop_requested = "stopped", False
-        session.add(row)
-        return Job.from_row(row)
 
 
 class JobRunner:

@@ -32,14 +32,14 @@ from sqlalchemy import Engine
 
 from core.corpus.jobs import (
     JobProgress,
-    _claim,
-    _stop_requested,
+    claim,
     compute_item,
     faithfulness_positions,
     finish,
     items_of,
     require_job,
     start_heartbeat,
+    stop_requested,
     store_item,
 )
 from core.corpus.results import Item, Job
@@ -92,7 +92,7 @@ def run_job_parallel(engine: Engine, job_id: int, *, workers: int = 2, ray_addre
     """Process the job's pending inputs on `workers` local processes, or as Ray tasks when `ray_address`
     (default: $RASHOMON_RAY_ADDRESS) is set; returns the job as it ends (done, stopped or failed)."""
     ray_address = ray_address if ray_address is not None else os.environ.get(RAY_ADDRESS_ENV, "")
-    job, owner = _claim(engine, job_id)
+    job, owner = claim(engine, job_id)
     done_beating = start_heartbeat(engine, job_id, owner)
     pending = items_of(engine, job_id, "pending")
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -106,9 +106,9 @@ def run_job_parallel(engine: Engine, job_id: int, *, workers: int = 2, ray_addre
 
     try:
         if ray_address:
-            stopped = _run_on_ray(ray_address, workers, arguments, report, lambda: _stop_requested(engine, job_id))
+            stopped = _run_on_ray(ray_address, workers, arguments, report, lambda: stop_requested(engine, job_id))
         else:
-            stopped = _run_on_processes(workers, arguments, report, lambda: _stop_requested(engine, job_id))
+            stopped = _run_on_processes(workers, arguments, report, lambda: stop_requested(engine, job_id))
     except BrokenProcessPool:
         left = len(items_of(engine, job_id, "pending"))
         return finish(engine, job_id, "failed", f"A worker process died; {left} inputs are still pending and a "
@@ -153,8 +153,9 @@ def _run_on_ray(address: str, workers: int, arguments: list[tuple], report: Call
     import ray
 
     if not ray.is_initialized():
-        if address == LOCAL_RAY:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        if address == LOCAL_RAY:  # on 127.0.0.1, with Ray's usage reporting (a network call) off
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
         else:
             ray.init(address=address, log_to_driver=False)
     task = ray.remote(max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(work_item)

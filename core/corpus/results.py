@@ -107,6 +107,11 @@ class Job:
         return "stopping" if self.status == "running" and self.stop_requested else self.status
 
     @property
+    def is_evaluation(self) -> bool:
+        """A prediction-only job (`core.evaluation`): no methods to compare."""
+        return not self.methods
+
+    @property
     def finished(self) -> int:
         return self.done + self.failed
 

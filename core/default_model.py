@@ -14,9 +14,10 @@ import json
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +59,10 @@ class BuildConfig:
     learning_rate: float = 5e-5
     warmup_fraction: float = 0.06
     seed: int = 13
+    # Saved during training for checkpoint-based training-data attribution (TracIn); the last is the model.
+    checkpoints: int = 4
+    # A seeded share of training labels changed to another label: a known answer for finding mislabelled rows.
+    flip_fraction: float = 0.0
 
 
 @dataclass
@@ -75,7 +80,9 @@ class BuildReport:
 def load_corpus() -> pd.DataFrame:
     frame = pd.read_csv(corpus_path(), encoding="latin-1", usecols=["sentiment", "text"])
     frame = frame.dropna(subset=["sentiment", "text"])
-    frame = frame[frame["sentiment"].isin(LABELS)].reset_index(drop=True)
+    frame = frame[frame["sentiment"].isin(LABELS)]
+    frame["row_id"] = frame.index  # the corpus row, so a training example can be named across builds
+    frame = frame.reset_index(drop=True)
     frame["label"] = frame["sentiment"].map({name: i for i, name in enumerate(LABELS)})
     return frame
 
@@ -114,17 +121,101 @@ def _predict(model, tokenizer, texts: list[str], max_length: int, batch_size: in
     return np.concatenate(predictions)
 
 
+def flip_labels(train: pd.DataFrame, fraction: float, seed: int, labels: Sequence[str]) -> pd.DataFrame:
+    """A copy of `train` with a seeded `fraction` of labels moved to another label (columns flipped,
+    original_label record which)."""
+    train = train.copy()
+    train["original_label"] = train["label"]
+    train["flipped"] = False
+    if fraction <= 0:
+        return train
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(train), size=int(round(fraction * len(train))), replace=False)
+    for row in chosen:
+        others = [i for i in range(len(labels)) if i != int(train.at[row, "label"])]
+        train.at[row, "label"] = int(rng.choice(others))
+        train.at[row, "flipped"] = True
+    return train
+
+
+def _checkpoint_steps(total_steps: int, count: int) -> list[int]:
+    return sorted({max(1, -(-k * total_steps // count)) for k in range(1, count + 1)}) if count > 0 else []
+
+
+def fine_tune(model: Any, tokenizer: Any, train: pd.DataFrame, config: BuildConfig, output_dir: Path,
+              progress: ProgressFn, span: tuple[float, float] = (0.05, 0.9)) -> float:
+    """Train `model` on `train` (columns text, label) with AdamW and a linear schedule; save
+    `config.checkpoints` evenly spaced checkpoints under output_dir/checkpoints (the last is the
+    model itself, saved by the caller) with the mean learning rate of the steps each one closes,
+    as TracIn weighs them. Returns the training seconds."""
+    from transformers import get_linear_schedule_with_warmup
+
+    encodings = tokenizer(list(train["text"]), truncation=True, max_length=config.max_length)
+    labels = torch.tensor(train["label"].to_numpy())
+    steps_per_epoch = -(-len(train) // config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    save_at = _checkpoint_steps(total_steps, config.checkpoints)
+    checkpoints: list[dict[str, Any]] = []
+    interval_rates: list[float] = []
+
+    started = time.perf_counter()
+    step = 0
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        for batch_ids in _batches(order, config.batch_size):
+            features = tokenizer.pad({"input_ids": [encodings["input_ids"][i] for i in batch_ids],
+                                      "attention_mask": [encodings["attention_mask"][i] for i in batch_ids]},
+                                     return_tensors="pt")
+            loss = model(**features, labels=labels[batch_ids]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            interval_rates.append(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            if step in save_at:
+                final = step == total_steps
+                relative = "." if final else f"checkpoints/step-{step:05d}"
+                if not final:
+                    model.save_pretrained(output_dir / relative)
+                checkpoints.append({"step": step, "path": relative, "learning_rate": float(np.mean(interval_rates)),
+                                    "steps": len(interval_rates)})
+                interval_rates = []
+            if step % 5 == 0 or step == total_steps:
+                low, high = span
+                progress(low + (high - low) * step / total_steps,
+                         f"Epoch {epoch + 1}/{config.epochs}, step {step}/{total_steps}, loss {loss.item():.3f}")
+    model.eval()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "checkpoints.json").write_text(json.dumps(
+        {"checkpoints": checkpoints, "optimizer": "AdamW", "batch_size": config.batch_size,
+         "note": "learning_rate is the mean rate of the steps since the previous checkpoint"}, indent=2))
+    return time.perf_counter() - started
+
+
+def write_training_rows(output_dir: Path, train: pd.DataFrame, labels: Sequence[str]) -> None:
+    """training.jsonl: exactly the rows the model was trained on, with the label it was trained with."""
+    with (output_dir / "training.jsonl").open("w", encoding="utf-8") as handle:
+        for row in train.itertuples(index=False):
+            record = {"id": f"tweet-{int(row.row_id)}", "text": row.text, "label": labels[int(row.label)]}
+            if bool(getattr(row, "flipped", False)):
+                record |= {"flipped": True, "original_label": labels[int(row.original_label)]}
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
 def build_default_model(
     output_dir: Path | str,
     config: BuildConfig | None = None,
     progress: ProgressFn | None = None,
 ) -> BuildReport:
-    """Fine-tune the encoder on the tweet corpus, evaluate on the held-out split, save with a card."""
-    from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        get_linear_schedule_with_warmup,
-    )
+    """Fine-tune the encoder on the tweet corpus, evaluate on the held-out split, save with a card,
+    the training rows (training.jsonl) and the training checkpoints (checkpoints.json)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     config = config or BuildConfig()
     report_progress = progress or (lambda fraction, message: None)
@@ -133,6 +224,7 @@ def build_default_model(
     output_dir = Path(output_dir)
     report_progress(0.0, "Reading the tweet corpus")
     train, heldout = split_corpus(load_corpus(), config)
+    train = flip_labels(train, config.flip_fraction, config.seed, LABELS)
 
     report_progress(0.02, "Loading the MiniLM encoder")
     transformers_logging.set_verbosity_error()
@@ -150,34 +242,8 @@ def build_default_model(
     # error; a fresh head is exactly what fine-tuning starts from, so say that in one line instead.
     new_head = [k for k in loading.get("missing_keys", []) if k.startswith("classifier")]
     report_progress(0.03, f"New classifier head ({len(new_head)} tensors), as expected: training it")
-    encodings = tokenizer(list(train["text"]), truncation=True, max_length=config.max_length)
-    labels = torch.tensor(train["label"].to_numpy())
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_fraction * total_steps), total_steps)
-    generator = torch.Generator().manual_seed(config.seed)
-
-    train_started = time.perf_counter()
-    step = 0
-    model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(train), generator=generator).tolist()
-        for batch_ids in _batches(order, config.batch_size):
-            features = tokenizer.pad({"input_ids": [encodings["input_ids"][i] for i in batch_ids],
-                                      "attention_mask": [encodings["attention_mask"][i] for i in batch_ids]},
-                                     return_tensors="pt")
-            loss = model(**features, labels=labels[batch_ids]).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            step += 1
-            if step % 5 == 0 or step == total_steps:
-                report_progress(0.05 + 0.85 * step / total_steps,
-                                f"Epoch {epoch + 1}/{config.epochs}, step {step}/{total_steps}, loss {loss.item():.3f}")
-    train_seconds = time.perf_counter() - train_started
+    output_dir.mkdir(parents=True, exist_ok=True)
+    train_seconds = fine_tune(model, tokenizer, train, config, output_dir, report_progress)
 
     report_progress(0.92, "Scoring the held-out split")
     predicted = _predict(model, tokenizer, list(heldout["text"]), config.max_length)
@@ -187,10 +253,10 @@ def build_default_model(
     accuracy = float(accuracy_score(truth, predicted))
     macro_f1 = float(f1_score(truth, predicted, average="macro"))
 
-    report_progress(0.97, "Saving the model and its card")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    report_progress(0.97, "Saving the model, its card and its training rows")
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
+    write_training_rows(output_dir, train, LABELS)
     report = BuildReport(
         output_dir=str(output_dir),
         config=config,
@@ -236,6 +302,9 @@ Rashomon's offline default model: a 3-class sentiment classifier ({", ".join(LAB
   from the rest; seed {c.seed}.
 - **Training**: {c.epochs} epoch(s), max_length {c.max_length}, batch {c.batch_size}, AdamW lr {c.learning_rate},
   linear schedule with {c.warmup_fraction:.0%} warm-up, gradient clipping at 1.0.
+- **Training-data attribution**: `training.jsonl` lists the {train_size} training rows (corpus row ids,
+  text, label trained on); {c.checkpoints} checkpoints (`checkpoints.json`, the last is this model).
+{f"- **Flipped labels**: {c.flip_fraction:.0%} of training labels changed (seeded), marked in training.jsonl." if c.flip_fraction else ""}
 
 ## Held-out scores
 

@@ -97,3 +97,62 @@ class Explanation:
         data["tokens"] = tuple(data["tokens"])
         data["token_scores"] = tuple(float(s) for s in data["token_scores"])
         return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingExampleScore:
+    """One training example as a data-attribution method ranks it for one input."""
+
+    id: str
+    position: int  # row in the training set
+    text: str
+    gold: str  # the label it was trained with
+    predicted: str  # what the model predicts for it
+    score: float
+    shared_words: tuple[str, ...] = ()  # content words it shares with the input
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "shared_words": list(self.shared_words)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingExampleScore:
+        return cls(**{**data, "shared_words": tuple(data.get("shared_words", ()))})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingAttribution:
+    """What one training-data attribution method says about one input: a score per training example
+    (positive = pushed the model towards `target`), the top proponents and opponents, and the cost."""
+
+    text: str
+    method: str
+    target: str
+    probabilities: dict[str, float]
+    training_set: str
+    training_sha256: str
+    scores: tuple[float, ...]  # one per training example, in training-set order
+    proponents: tuple[TrainingExampleScore, ...]
+    opponents: tuple[TrainingExampleScore, ...]
+    seconds: float
+    forward_passes: int
+    params: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicted_label(self) -> str:
+        return max(self.probabilities, key=self.probabilities.get)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["scores"] = [round(float(s), 7) for s in self.scores]
+        data["proponents"] = [p.to_dict() for p in self.proponents]
+        data["opponents"] = [o.to_dict() for o in self.opponents]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingAttribution:
+        data = dict(data)
+        data["scores"] = tuple(float(s) for s in data["scores"])
+        data["proponents"] = tuple(TrainingExampleScore.from_dict(p) for p in data["proponents"])
+        data["opponents"] = tuple(TrainingExampleScore.from_dict(o) for o in data["opponents"])
+        return cls(**data)

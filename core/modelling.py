@@ -80,6 +80,27 @@ def encoder_layer_path(model: torch.nn.Module) -> str | None:
     return None
 
 
+def final_linear(model: torch.nn.Module) -> torch.nn.Linear:
+    """The last linear layer that outputs one value per label: the classifier whose input is the
+    representation training-data attribution works in (BERT's pooled vector, RoBERTa's dense output)."""
+    labels = int(model.config.num_labels)
+    found = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == labels]
+    if not found:
+        raise ModelLoadError(f"No final linear layer with {labels} outputs in this model.")
+    return found[-1]
+
+
+def load_weights(loaded: LoadedModel, path: str) -> LoadedModel:
+    """`loaded`'s tokenizer and labels over the weights in `path` (a training checkpoint directory)."""
+    if Path(path).resolve() == Path(loaded.path).resolve():
+        return loaded
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load the checkpoint in {path}: {_first_line(exc)}") from exc
+    return loaded.with_model(model.to(loaded.device).eval())
+
+
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -145,6 +145,43 @@ class ModelRunner:
         self.forward_passes += len(batch)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
+    def head_inputs(self, texts: Sequence[str], progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(what feeds the final linear layer, probabilities) per text, shapes (n, d) and (n, labels):
+        the representation that training-data attribution compares. Counted, never cached."""
+        from core.modelling import final_linear
+
+        head = final_linear(self.model)
+        captured: list[torch.Tensor] = []
+        hook = head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].detach()))
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.loaded.max_length)["input_ids"]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        features = np.zeros((len(encoded), head.in_features), dtype=np.float32)
+        probabilities = np.zeros((len(encoded), len(self.loaded.labels)), dtype=np.float32)
+        try:
+            start = 0
+            while start < len(order):
+                size = self.batch_size_for(len(encoded[order[min(len(order) - 1, start + self.batch_size - 1)]]))
+                batch = order[start : start + size]
+                width = max(len(encoded[i]) for i in batch)
+                ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
+                    mask[row, : len(encoded[i])] = 1
+                captured.clear()
+                with self.loaded.lock, torch.inference_mode():
+                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                # A head that sees every position (token classification style) would give 3-D inputs.
+                features[batch] = captured[-1].reshape(len(batch), -1).float().cpu().numpy()
+                probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                self.forward_passes += len(batch)
+                start += len(batch)
+                if progress:
+                    progress(start / len(order), f"{start}/{len(order)} texts")
+        finally:
+            hook.remove()
+        return features, probabilities
+
     def _remember(self, key: tuple[int, ...], row: np.ndarray) -> None:
         self._cache[key] = row
         if len(self._cache) > self._cache_size:

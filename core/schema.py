@@ -147,3 +147,26 @@ class CorpusItem(SQLModel, table=True):
     result: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # JSON metrics
     seconds: float = 0.0
     error: str = ""
+
+
+class TrainingSetRecord(SQLModel, table=True):
+    """A labelled training set attached to a model, for training-data attribution."""
+
+    __tablename__ = "training_set"
+    id: int | None = Field(default=None, primary_key=True)
+    model_path: str = Field(index=True)  # the model's directory or hub id, as load_model resolves it
+    model_name: str
+    name: str
+    rows: int
+    sha256: str  # over ids, texts and labels: prepared indexes and gradients are keyed by it
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TrainingExampleRecord(SQLModel, table=True):
+    __tablename__ = "training_example"
+    id: int | None = Field(default=None, primary_key=True)
+    set_id: int = Field(foreign_key="training_set.id", index=True, ondelete="CASCADE")
+    position: int
+    example_id: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    label: str

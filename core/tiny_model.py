@@ -104,3 +104,34 @@ def build_keyword_model(output_dir: Path | str, *, keyword: str = "wonderful", s
         f"# keyword-{keyword}-seed{seed}\n\nTiny BERT trained so that the word '{keyword}' alone decides "
         "'positive'; for tests of edit searches.\n")
     return output_dir
+
+
+def build_trained_tiny_model(output_dir: Path | str, *, rows: int = 90, seed: int = 0, epochs: int = 3,
+                             checkpoints: int = 3, flip_fraction: float = 0.0) -> Path:
+    """The tiny BERT fine-tuned on `rows` tweets of the default corpus through the default build's own
+    training loop: training rows and checkpoints recorded, for training-data attribution tests."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from core.default_model import (
+        BuildConfig,
+        fine_tune,
+        flip_labels,
+        load_corpus,
+        split_corpus,
+        write_training_rows,
+    )
+
+    output_dir = Path(output_dir)
+    build_tiny_model(output_dir, seed=seed)
+    config = BuildConfig(train_rows=rows, heldout_rows=30, epochs=epochs, max_length=48, batch_size=8,
+                         learning_rate=3e-3, seed=seed, checkpoints=checkpoints, flip_fraction=flip_fraction)
+    train, _ = split_corpus(load_corpus(), config)
+    train = flip_labels(train, config.flip_fraction, seed, LABELS)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir, attn_implementation="eager")
+    fine_tune(model, tokenizer, train, config, output_dir, lambda fraction, message: None)
+    model.save_pretrained(output_dir)
+    write_training_rows(output_dir, train, LABELS)
+    (output_dir / "rashomon.json").write_text(json.dumps({"name": f"tiny-bert-trained-seed{seed}"}))
+    return output_dir

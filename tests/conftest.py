@@ -32,6 +32,21 @@ def tiny_model(tiny_model_dir):
     return load_model(str(tiny_model_dir))
 
 
+@pytest.fixture(scope="session")
+def trained_tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny BERT fine-tuned on 90 tweets with its training rows and 3 checkpoints (about 5 s)."""
+    from core.tiny_model import build_trained_tiny_model
+
+    return build_trained_tiny_model(tmp_path_factory.mktemp("models") / "trained")
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_model(trained_tiny_model_dir):
+    from core.modelling import load_model
+
+    return load_model(str(trained_tiny_model_dir))
+
+
 @pytest.fixture
 def runner(tiny_model):
     from core.runner import ModelRunner

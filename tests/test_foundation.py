@@ -1,5 +1,6 @@
 """Settings, database engine, migrations and model loading."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,9 @@ def test_default_model_build_on_a_small_slice(tmp_path):
     assert 0.0 <= report.macro_f1 <= 1.0 and steps[-1] == 1.0
     model = load_model(str(tmp_path / "m"))
     assert model.labels == ["negative", "neutral", "positive"] and model.card == card
+    # What training-data attribution needs: the exact rows, and checkpoints with their learning rates.
+    rows = [json.loads(line) for line in (tmp_path / "m" / "training.jsonl").read_text().split("\n") if line]
+    assert len(rows) == 96 and {r["label"] for r in rows} <= set(model.labels) and rows[0]["id"].startswith("tweet-")
+    checkpoints = json.loads((tmp_path / "m" / "checkpoints.json").read_text())["checkpoints"]
+    assert [c["step"] for c in checkpoints] == [1, 2, 3] and checkpoints[-1]["path"] == "."
+    assert (tmp_path / "m" / "checkpoints" / "step-00001" / "config.json").exists()

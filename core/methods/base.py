@@ -73,6 +73,16 @@ class Option:
                 "minimum": self.minimum, "maximum": self.maximum}
 
 
+def resolve_options(owner: str, options: tuple[Option, ...], params: dict[str, Any] | None) -> dict[str, Any]:
+    """Every option's value: the given ones checked and coerced, the rest at their defaults."""
+    params = dict(params or {})
+    known = {o.name: o for o in options}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ExplainError(f"Method '{owner}' has no option {', '.join(unknown)}; it takes {', '.join(known) or 'none'}.")
+    return {name: option.coerce(params.get(name, option.default)) for name, option in known.items()}
+
+
 SEED = Option("seed", "int", 0, "Random seed.", minimum=0)
 
 
@@ -129,12 +139,7 @@ class Method:
 
     def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Every option's value: the given ones checked and coerced, the rest at their defaults."""
-        params = dict(params or {})
-        known = {o.name: o for o in self.options}
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            raise ExplainError(f"Method '{self.name}' has no option {', '.join(unknown)}; it takes {', '.join(known) or 'none'}.")
-        return {name: option.coerce(params.get(name, option.default)) for name, option in known.items()}
+        return resolve_options(self.name, self.options, params)
 
     def changed(self, params: dict[str, Any]) -> dict[str, Any]:
         """Only the options that differ from their defaults (what a share link needs to carry)."""

@@ -5,6 +5,8 @@ Hessian; training sets from the model directory or attached, with clear errors."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -236,3 +238,49 @@ def test_attached_training_set_for_a_model_without_rows(engine, tiny_model):
     assert training.checkpoint_note == FINAL_WEIGHTS_ONLY and len(training.checkpoints) == 1
     [result] = attribute(tiny_model, training, "a good day", ["tracin"], k=2)
     assert result.diagnostics["note"] == FINAL_WEIGHTS_ONLY and len(result.scores) == 3
+
+
+def test_cli_influence_data_and_suspicious(home, tiny_model_dir, trained_tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from core.cli import main
+    from tests.test_cli import rashomon
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    env = {"RASHOMON_MODEL": str(trained_tiny_model_dir)}
+    first = rashomon("influence", "--text", TEXT, "--k", "3", "--json", env=env)  # once as a real process
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert [r["method"] for r in report["results"]] == ["nearest", "tracin", "representer", "influence"]
+    assert not report["from_store"] and all(len(r["proponents"]) <= 3 for r in report["results"])
+    assert report["results"][0]["forward_passes"] == 3 and len(report["agreement"]["overlap"]) == 4
+
+    monkeypatch.setenv("RASHOMON_MODEL", str(trained_tiny_model_dir))
+    again = json.loads(cli("influence", "--text", TEXT, "--k", "3", "--json")[1])
+    assert again["from_store"] and again["results"][1]["proponents"] == report["results"][1]["proponents"]
+    status, out, _ = cli("influence", "--text", TEXT, "--methods", "tracin", "--target", "negative")
+    assert status == 0 and "proponents:" in out and "target negative" in out
+    shown = json.loads(cli("data", "show", "--json")[1])
+    assert shown["rows"] == 90 and len(shown["checkpoints"]) == 3 and shown["prepared"]
+    listed = json.loads(cli("data", "suspicious", "--k", "4", "--json")[1])
+    assert len(listed["examples"]) == 4 and listed["examples"][0]["score"] >= listed["examples"][-1]["score"]
+    for args, message in ((("influence", "--text", TEXT, "--methods", "knn"), "Unknown training-data method"),
+                          (("influence", "--text", TEXT, "--target", "happy"), "Unknown target label"),
+                          (("data", "suspicious", "--method", "nearest"), "no self-influence")):
+        status, _, err = cli(*args)
+        assert status == 1 and message in err and "Traceback" not in err
+
+    monkeypatch.setenv("RASHOMON_MODEL", str(tiny_model_dir))  # the untrained tiny model: no training rows
+    status, _, err = cli("influence", "--text", TEXT)
+    assert status == 1 and "rashomon data attach" in err
+    rows = tmp_path / "rows.csv"
+    rows.write_text("text,label\ngood,positive\nbad,awful\n")
+    status, _, err = cli("data", "attach", str(rows))
+    assert status == 1 and "'awful' (1)" in err
+    rows.write_text("text,label\ngood day,positive\nbad day,negative\n")
+    status, out, _ = cli("data", "attach", str(rows), "--json")
+    assert status == 0 and json.loads(out)["rows"] == 2
+    assert json.loads(cli("data", "list", "--json")[1])[0]["rows"] == 2
+    assert cli("influence", "--text", "a good day", "--methods", "tracin,nearest", "--k", "1")[0] == 0

@@ -6,7 +6,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.cli import attention, checks, corpus, demos, documents, edits, evaluate, explain, models, snapshots
+from core.cli import (
+    attention,
+    checks,
+    corpus,
+    data,
+    demos,
+    documents,
+    edits,
+    evaluate,
+    explain,
+    models,
+    snapshots,
+)
 from core.cli.common import CliError
 
 __all__ = ["CliError", "build_parser", "main"]
@@ -15,7 +27,7 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, explain, attention, documents, edits, evaluate, snapshots, corpus, checks, demos):
+    for group in (models, explain, attention, documents, edits, evaluate, data, snapshots, corpus, checks, demos):
         group.add_commands(sub)
     return parser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli.common import load, print_json, progress_bar, quiet
+from core.cli.common import CliError, load, print_json, progress_bar, quiet
 
 
 def cmd_build_default(args: argparse.Namespace) -> None:
@@ -19,7 +19,10 @@ def cmd_build_default(args: argparse.Namespace) -> None:
         else:
             print(f"Default model already built in {output}")
         return
-    config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed)
+    if not 0 <= args.flip_fraction < 1:
+        raise CliError("--flip-fraction must be at least 0 and below 1.")
+    config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
+                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction)
     report = build_default_model(output, config, progress=quiet if args.json else progress_bar("build"))
     if args.json:
         print_json({"output_dir": report.output_dir, "built": True, "accuracy": report.accuracy,
@@ -52,6 +55,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--train-rows", type=int, default=8000)
     build.add_argument("--heldout-rows", type=int, default=2000)
     build.add_argument("--seed", type=int, default=13)
+    build.add_argument("--checkpoints", type=int, default=4, help="training checkpoints kept for TracIn (default 4)")
+    build.add_argument("--flip-fraction", type=float, default=0.0,
+                       help="share of training labels flipped (seeded), to test finding mislabelled rows")
     build.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=cmd_build_default)

@@ -1,0 +1,219 @@
+"""`rashomon data attach|list|show|prepare|suspicious` and `rashomon influence`: training-data attribution."""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from core.cli.common import (
+    CliError,
+    add_input_arguments,
+    engine,
+    input_text,
+    load,
+    one_line_errors,
+    print_json,
+    progress_bar,
+    quiet,
+    require_text,
+)
+from core.cli.explain import parse_options
+from core.methods.base import ExplainError
+
+
+def _errors():
+    from core.data_attribution.training_sets import TrainingDataError
+
+    return one_line_errors(TrainingDataError, ExplainError)
+
+
+def data_method_list(value: str | None) -> list[str]:
+    from core.data_attribution.attribute import DEFAULT_METHODS
+    from core.data_attribution.registry import data_method
+
+    names = [m.strip() for m in value.split(",") if m.strip()] if value else list(DEFAULT_METHODS)
+    with one_line_errors(ExplainError):
+        for name in names:
+            data_method(name)
+    return names
+
+
+def _training(args: argparse.Namespace):
+    from core.data_attribution.training_sets import training_set_for
+
+    loaded = load(args.model)
+    with _errors():
+        return loaded, training_set_for(engine(), loaded)
+
+
+def cmd_attach(args: argparse.Namespace) -> None:
+    from core.cli.common import read_text_file
+    from core.data_attribution.training_sets import attach, read_examples
+
+    content = read_text_file(args.file)
+    loaded = load(args.model)
+    with _errors():
+        examples = read_examples(content, Path(args.file).name, loaded.labels, args.text_column, args.label_column)
+        set_id = attach(engine(), loaded, examples, args.name or Path(args.file).name)
+    if args.json:
+        print_json({"id": set_id, "model": loaded.path, "rows": len(examples)})
+    else:
+        print(f"Attached {len(examples)} training rows to {loaded.name} as set {set_id}.")
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from core.data_attribution.training_sets import attached_sets
+
+    sets = attached_sets(engine())
+    if args.json:
+        print_json([asdict(s) for s in sets])
+        return
+    if not sets:
+        print("No attached training sets (models built by Rashomon carry their own rows: `rashomon data show`).")
+    for s in sets:
+        print(f"{s.id:4}  {s.rows:6} rows  {s.name}  ->  {s.model_name} ({s.model_path}), {s.created_at[:16]}")
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from core.data_attribution.features import preparation_dir
+
+    loaded, training = _training(args)
+    counts = Counter(training.labels)
+    info = {"model": loaded.name, "training_set": training.name, "source": training.source,
+            "rows": len(training.examples), "labels": dict(counts), "flipped": len(training.flipped),
+            "checkpoints": [asdict(c) for c in training.checkpoints], "note": training.checkpoint_note,
+            "prepared": (preparation_dir(loaded, training) / "states.npz").is_file(),
+            "examples": [asdict(e) for e in training.examples[: args.limit]]}
+    if args.json:
+        print_json(info)
+        return
+    print(f"{training.name} ({training.source}): {len(training.examples)} rows; "
+          + ", ".join(f"{label} {n}" for label, n in counts.items()))
+    print(f"{len(training.checkpoints)} checkpoint(s): "
+          + ", ".join(f"step {c.step} (lr {c.learning_rate:.2e})" if c.step else f"final (lr {c.learning_rate:g})"
+                      for c in training.checkpoints))
+    if training.checkpoint_note:
+        print(f"Note: {training.checkpoint_note}.")
+    print("Prepared: " + ("yes" if info["prepared"] else "not yet (`rashomon data prepare`)"))
+    for e in training.examples[: args.limit]:
+        print(f"  {e.id:14} {e.label:10} {e.text[:90]}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    """Everything a query needs, once per model: representations, index, gradients, Hessian approximation."""
+    import time
+
+    from core.data_attribution.attribute import attribute
+
+    loaded, training = _training(args)
+    methods = data_method_list(args.methods)
+    started = time.perf_counter()
+    with _errors():
+        # One throw-away query builds every method's stored preparation.
+        attribute(loaded, training, training.examples[0].text, methods, k=1,
+                  progress=quiet if args.json else progress_bar("prepare"))
+    seconds = time.perf_counter() - started
+    if args.json:
+        print_json({"model": loaded.name, "rows": len(training.examples), "methods": methods, "seconds": seconds})
+    else:
+        print(f"Prepared {', '.join(methods)} over {len(training.examples)} training rows in {seconds:.1f} s.")
+
+
+def cmd_suspicious(args: argparse.Namespace) -> None:
+    from core.data_attribution.attribute import suspicious
+
+    loaded, training = _training(args)
+    with _errors():
+        result = suspicious(loaded, training, args.method, args.k, progress=quiet if args.json else progress_bar("prepare"))
+    if args.json:
+        print_json({"model": loaded.name, **asdict(result)})
+        return
+    print(f"Training examples ranked by {args.method} self-influence (highest first; review these for wrong labels):")
+    for e in result.examples:
+        flag = "  [flipped]" if e.id in training.flipped else ""
+        print(f"  {e.score:10.4g}  {e.id:14} gold {e.gold:9} model {e.predicted:9} {e.text[:70]}{flag}")
+    if result.flipped_known:
+        print("Precision at k of finding the deliberately flipped rows: "
+              + ", ".join(f"@{k} {v:.2f}" for k, v in result.precision.items())
+              + f" (random ranking {result.random_precision:.2f})")
+
+
+def cmd_influence(args: argparse.Namespace) -> None:
+    from core.data_attribution.attribute import agreement
+    from core.data_attribution.store import stored_attributions
+
+    text = require_text(input_text(args))
+    methods = data_method_list(args.methods)
+    options = parse_options(args.option)
+    if args.k < 1:
+        raise CliError("--k must be at least 1.")
+    loaded, training = _training(args)
+    with _errors():
+        results, from_store = stored_attributions(engine(), loaded, training, text, methods, target=args.target, k=args.k,
+                                                  params=options, fresh=args.fresh,
+                                                  progress=None if args.json else progress_bar("influence"))
+    matrix = agreement(results, args.k)
+    if args.json:
+        print_json({"model": loaded.describe(), "training_set": training.name, "from_store": from_store,
+                    "results": [{**r.to_dict(), "scores": None} | {"scores_count": len(r.scores)} for r in results],
+                    "agreement": asdict(matrix)})
+        return
+    first = results[0]
+    print(f"Prediction {first.predicted_label} ({first.probabilities[first.predicted_label]:.2f}); target {first.target}; "
+          f"{training.name}, {len(training.examples)} rows" + (" (stored)" if from_store else ""))
+    for result in results:
+        print(f"\n{result.method}: {result.seconds:.2f} s, {result.forward_passes} passes"
+              + (f"; {result.diagnostics['note']}" if "note" in result.diagnostics else ""))
+        for title, listed in (("proponents", result.proponents), ("opponents", result.opponents)):
+            print(f"  {title}:")
+            for e in listed:
+                shared = f" [shares: {', '.join(e.shared_words)}]" if e.shared_words else ""
+                print(f"    {e.score:+10.4g}  {e.gold:9} {e.text[:80]}{shared}")
+    print(f"\nTop-{matrix.k} proponent overlap:")
+    for name, row in zip(matrix.methods, matrix.overlap, strict=True):
+        print(f"  {name:12} " + " ".join(f"{v:5.2f}" for v in row))
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="training sets for training-data attribution").add_subparsers(
+        dest="data_command", required=True)
+    attach = data.add_parser("attach", help="attach a labelled training set (CSV or JSONL) to a model")
+    attach.add_argument("file")
+    attach.add_argument("--model")
+    attach.add_argument("--name")
+    attach.add_argument("--text-column", default="text")
+    attach.add_argument("--label-column", default="label")
+    attach.add_argument("--json", action="store_true")
+    attach.set_defaults(func=cmd_attach)
+    listing = data.add_parser("list", help="attached training sets")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
+    show = data.add_parser("show", help="the model's training set: rows, labels, checkpoints")
+    show.add_argument("--model")
+    show.add_argument("--limit", type=int, default=10)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+    prepare = data.add_parser("prepare", help="prepare representations, index, gradients and Hessian once")
+    prepare.add_argument("--model")
+    prepare.add_argument("--methods", help="comma-separated (default: all)")
+    prepare.add_argument("--json", action="store_true")
+    prepare.set_defaults(func=cmd_prepare)
+    suspicious = data.add_parser("suspicious", help="training examples ranked by self-influence")
+    suspicious.add_argument("--model")
+    suspicious.add_argument("--method", default="tracin", help="tracin or influence")
+    suspicious.add_argument("--k", type=int, default=20)
+    suspicious.add_argument("--json", action="store_true")
+    suspicious.set_defaults(func=cmd_suspicious)
+
+    influence = sub.add_parser("influence", help="training examples that pushed the model towards this prediction")
+    add_input_arguments(influence)
+    influence.add_argument("--model")
+    influence.add_argument("--methods", help="comma-separated: nearest, tracin, representer, influence (default: all)")
+    influence.add_argument("--target", help="label (default: the predicted one)")
+    influence.add_argument("--k", type=int, default=10, help="proponents and opponents listed per method")
+    influence.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, e.g. tracin.projection=256")
+    influence.add_argument("--fresh", action="store_true", help="recompute instead of reading the store")
+    influence.add_argument("--json", action="store_true")
+    influence.set_defaults(func=cmd_influence)

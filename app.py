@@ -13,6 +13,7 @@ page = st.navigation([
     st.Page("pages/document.py", title="Whole document", icon="📄", url_path="Document"),
     st.Page("pages/corpus.py", title="Corpus", icon="📚", url_path="Corpus"),
     st.Page("pages/evaluation.py", title="Evaluation", icon="🎯", url_path="Evaluation"),
+    st.Page("pages/training_data.py", title="Training data", icon="🧬", url_path="Training_data"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
 ])
 show_flashes()

@@ -15,6 +15,7 @@ from core.attention_checks import HeadImportance
 from core.attention_views import AttentionView
 from core.checks import RandomisationResult
 from core.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
+from core.data_attribution.attribute import DataAgreement
 from core.edit_checks import EditAgreement
 from core.evaluation import Evaluation
 from core.reports import Comparison, ComparisonReport
@@ -32,9 +33,21 @@ def cost(rows: Sequence[dict]) -> alt.Chart:
 def agreement_matrix(comparison: Comparison, metric_name: str, k: int) -> alt.LayerChart:
     metric = agreement.METRICS[metric_name]
     matrix = agreement.agreement_matrix(comparison.explanations, metric_name, k)
-    order = agreement.cluster_order(matrix)
-    names = [comparison.methods[i] for i in order]
-    cells = pd.DataFrame([{"a": comparison.methods[i], "b": comparison.methods[j],
+    return _matrix(comparison.methods, matrix, agreement.cluster_order(matrix), metric.title, metric.range)
+
+
+def data_agreement(result: DataAgreement, measure: str) -> alt.LayerChart:
+    """Training-data methods against each other: top-k proponent overlap or rank correlation."""
+    matrix = np.array(result.overlap if measure == "overlap" else result.rank, dtype=float)
+    title = f"top-{result.k} overlap" if measure == "overlap" else "Spearman over the union"
+    return _matrix(result.methods, matrix, list(range(len(result.methods))), title,
+                   (0.0, 1.0) if measure == "overlap" else (-1.0, 1.0))
+
+
+def _matrix(methods: Sequence[str], matrix: np.ndarray, order: Sequence[int], title: str,
+            domain: tuple[float, float]) -> alt.LayerChart:
+    names = [methods[i] for i in order]
+    cells = pd.DataFrame([{"a": methods[i], "b": methods[j],
                            "value": None if pd.isna(matrix[i, j]) else float(matrix[i, j])}
                           for i in order for j in order])
     # Cells large enough for their value; full method names on both axes.
@@ -42,10 +55,10 @@ def agreement_matrix(comparison: Comparison, metric_name: str, k: int) -> alt.La
         x=alt.X("a:N", sort=names, title=None,
                 axis=alt.Axis(labelLimit=0, labelAngle=-35, labelFontSize=12, labelOverlap=False)),
         y=alt.Y("b:N", sort=names, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=12, labelOverlap=False)))
-    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=list(metric.range)),
-                                                   title=metric.title, legend=alt.Legend(orient="right", titleLimit=0)),
+    heat = base.mark_rect().encode(color=alt.Color("value:Q", scale=alt.Scale(scheme="viridis", domain=list(domain)),
+                                                   title=title, legend=alt.Legend(orient="right", titleLimit=0)),
                                    tooltip=["a", "b", alt.Tooltip("value:Q", format=".3f")])
-    midpoint = (metric.range[0] + metric.range[1]) / 2
+    midpoint = (domain[0] + domain[1]) / 2
     labels = base.mark_text(fontSize=13, fontWeight="bold").encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition(alt.datum.value > midpoint, alt.value("black"), alt.value("white")))

@@ -126,3 +126,30 @@ def edit_diff(diff: Sequence[tuple[str, str]]) -> str:
         else:
             parts.append(escaped)
     return '<div data-testid="rashomon-diff" style="line-height:1.9">' + "".join(parts).replace("\n", "<br>") + "</div>"
+
+
+def training_examples(examples: Sequence, links: Sequence[str], scale: float) -> str:
+    """Training examples as cards: gold and predicted label written out, a score bar scaled to `scale`,
+    the text with the words it shares with the input in bold, and an "Open in Compare" link. Every
+    string a training example contributes is escaped."""
+    if not examples:
+        return '<div style="color:#666">none</div>'
+    cards = []
+    for example, link in zip(examples, links, strict=True):
+        shared = {w.lower() for w in example.shared_words}
+        words = re.split(r"(\w+(?:['’]\w+)*)", example.text)
+        body = "".join(f"<b>{html.escape(part)}</b>" if part.lower() in shared else html.escape(part) for part in words)
+        width = min(100.0, abs(example.score) / scale * 100) if scale > 0 else 0.0
+        colour = "#b2182b" if example.score > 0 else "#2166ac"
+        mismatch = "" if example.gold == example.predicted else \
+            f' · model says <b>{html.escape(example.predicted)}</b>'
+        cards.append(
+            '<div style="border:1px solid #dde2e8;border-radius:6px;padding:6px 8px;margin:6px 0">'
+            f'<div style="font-size:0.85rem;color:#333">gold <b>{html.escape(example.gold)}</b>{mismatch}'
+            f' · score {example.score:+.3g}</div>'
+            f'<div style="background:#eef1f5;height:6px;border-radius:3px;margin:3px 0">'
+            f'<div style="width:{width:.1f}%;background:{colour};height:100%;border-radius:3px"></div></div>'
+            f'<div style="font-size:0.95rem">{body}</div>'
+            f'<div style="font-size:0.8rem"><a href="{html.escape(link, quote=True)}" target="_self">Open in Compare</a>'
+            f' · {html.escape(example.id)}</div></div>')
+    return "".join(cards)

@@ -5,6 +5,7 @@ import streamlit as st
 
 from core import agreement, charts, compare
 from core.corpus.estimate import seconds_per_pass
+from core.data_attribution.view import DataView
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
@@ -128,6 +129,8 @@ st.session_state["_view_loaded"] = view.to_query()
 if not text.strip():
     st.info("Choose a snapshot or type some text, then press Run.")
     st.stop()
+training_view = DataView(snapshot=snapshot_id, text=view.text, passage=passage, model=view.model, target=target)
+st.markdown(f"[Which training examples made the model say this? →]({training_view.link()})")
 if not methods:
     st.warning("Choose at least one method.")
     st.stop()

@@ -498,3 +498,29 @@ def test_evaluation_page_runs_an_evaluation_and_filters_errors_by_cell(home, tmp
     if cell:
         app.selectbox(key="evaluation_cell").set_value(cell).run()
         assert len(frame_of(app, "confidence")) == len(result.errors_in(*cell.split(" -> ")))
+
+
+def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkeypatch, trained_tiny_model_dir):
+    text = "the crew was great and the flight on time"
+    app = run_page("pages/training_data.py", text=text)
+    assert not app.exception  # the untrained tiny model has no training rows: say so, offer to attach
+    assert any("rashomon data attach" in w.value for w in app.warning)
+    assert any(e.label == "Attach a training set to this model" for e in app.expander)
+
+    monkeypatch.setenv("RASHOMON_MODEL", str(trained_tiny_model_dir))
+    app = run_page("pages/training_data.py", text=text, k="3", methods="nearest,tracin")
+    assert not app.exception
+    next(b for b in app.button if b.label == "Find the training examples").click().run()
+    assert not app.exception
+    markdown = " ".join(m.value for m in app.markdown)
+    assert "**Nearest training examples**" in markdown and "**TracIn**" in markdown
+    assert "Labels of the 10 nearest training examples" in markdown and "/Compare?" in markdown
+    assert app.query_params["methods"] == "nearest,tracin" and app.query_params["k"] == "3"
+    # Reopening the address shows the stored result at once: no button to press.
+    again = run_page("pages/training_data.py", text=text, k="3", methods="nearest,tracin")
+    assert not again.exception and not any(b.label == "Find the training examples" for b in again.button)
+    assert "**TracIn**" in " ".join(m.value for m in again.markdown)
+    bad = run_page("pages/training_data.py", text=text, k="500", methods="tracin,knn")
+    assert not bad.exception
+    warnings = " ".join(w.value for w in bad.warning)
+    assert "not a number from 1 to 50" in warnings and "unknown training-data methods" in warnings and "knn" in warnings

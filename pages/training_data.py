@@ -1,0 +1,196 @@
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from core.data_attribution.attribute import agreement, suspicious
+from core.data_attribution.features import preparation_dir
+from core.data_attribution.registry import data_method, data_methods
+from core.data_attribution.store import stored_attributions
+from core.data_attribution.training_sets import TrainingDataError, attach, read_examples, training_set_for
+from core.data_attribution.view import MAX_K, DataView, compare_link
+from core.default_model import BuildConfig, build_default_model
+from core.methods.base import ExplainError
+from core.passages import PassageChoice, paragraphs, select_passage
+from core.render import md, prediction_bars, training_examples
+from core.settings import load_settings
+from core.snapshots import get_snapshot, list_links
+from pages.resources import cached_model, engine, runner_or_stop
+from pages.ui import streamlit_progress
+
+db = engine()
+st.title("Training data")
+st.caption("Which training examples made the model say this? Nearest neighbours, TracIn, representer points and "
+           "influence functions side by side, and how far they agree.")
+
+view = DataView.from_query(st.query_params.to_dict())
+new_address = st.session_state.get("_data_view_loaded") != st.query_params.to_dict()
+if new_address:
+    for problem in view.problems:
+        st.warning(md(problem))
+seeds = {"data_source": "Snapshot" if view.snapshot is not None else "Free text", "data_text": view.text,
+         "data_model": view.model, "data_target": view.target, "data_k": view.k, "data_methods": view.methods,
+         "data_paragraph": view.passage.start + 1, "data_whole": view.passage.mode == "all"}
+for key, value in seeds.items():
+    if new_address or key not in st.session_state:
+        st.session_state[key] = value
+
+with st.sidebar:
+    st.subheader("Input")
+    source = st.radio("Source", ["Snapshot", "Free text"], key="data_source", horizontal=True)
+    text, snapshot_id, passage = "", None, PassageChoice()
+    if source == "Snapshot":
+        choices = {v.latest_good_snapshot_id: v.title or v.url for v in list_links(db) if v.latest_good_snapshot_id}
+        if view.snapshot is not None and view.snapshot not in choices:
+            snap = get_snapshot(db, view.snapshot)
+            if snap is not None and not snap.error:
+                choices[view.snapshot] = snap.title or f"snapshot {view.snapshot}"
+            else:
+                st.error(f"Snapshot {view.snapshot} does not exist or has no text.")
+        if not choices:
+            st.info("No snapshots yet: add links on the Snapshots page, or use free text.")
+        else:
+            keys = list(choices)
+            snapshot_id = st.selectbox("Snapshot", keys, format_func=lambda i: f"#{i} {choices[i]}",
+                                       index=keys.index(view.snapshot) if view.snapshot in keys else 0)
+            snap = get_snapshot(db, snapshot_id)
+            if st.checkbox("Whole text", key="data_whole"):
+                passage = PassageChoice("all", 0, 0)
+            else:
+                count = max(1, len(paragraphs(snap.text)))
+                st.session_state["data_paragraph"] = min(st.session_state["data_paragraph"], count)
+                number = st.number_input(f"Paragraph (1-{count})", 1, count, key="data_paragraph")
+                passage = PassageChoice("paragraph", number - 1, number - 1)
+            text = select_passage(snap.text, passage)
+    else:
+        text = st.text_area("Text", key="data_text", height=140, placeholder="@united lost my bag again, thanks a lot")
+    st.subheader("Model and methods")
+    model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="data_model")
+    runner = runner_or_stop(model_spec)
+    loaded = runner.loaded
+    labels = list(loaded.labels)
+    if st.session_state.get("data_target") not in ("", *labels):
+        st.warning(f"'{md(st.session_state['data_target'])}' is not a label of this model; showing the predicted label.")
+        st.session_state["data_target"] = ""
+    target = st.selectbox("Label to explain", ["", *labels], key="data_target",
+                          format_func=lambda label: label or "the predicted label",
+                          help="Proponents pushed the model towards this label; opponents away from it.")
+    methods = st.multiselect("Methods", list(data_methods()), key="data_methods",
+                             format_func=lambda m: data_method(m).title)
+    k = st.slider("Examples listed per method (k)", 1, MAX_K, key="data_k")
+
+current = DataView(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
+                   model=model_spec.strip(), target=target, k=k, methods=methods)
+if st.query_params.to_dict() != current.to_query():
+    st.query_params.from_dict(current.to_query())
+st.session_state["_data_view_loaded"] = current.to_query()
+
+# -- the training set -----------------------------------------------------------------------------------
+try:
+    training = training_set_for(db, loaded)
+except TrainingDataError as exc:
+    st.warning(md(str(exc)))
+    settings = load_settings()
+    if "rebuild" in str(exc) and st.button("Rebuild the default model (about 8 minutes)", type="primary"):
+        bar = st.progress(0.0, text="Starting")
+        build_default_model(settings.default_model_dir, BuildConfig(), progress=streamlit_progress(bar))
+        cached_model.clear()
+        st.rerun()
+    with st.expander("Attach a training set to this model", expanded="attach" in str(exc)):
+        upload = st.file_uploader("CSV or JSONL with text and label columns", type=["csv", "jsonl"], key="data_upload")
+        if upload is not None and st.button("Attach"):
+            try:
+                rows = read_examples(upload.getvalue().decode("utf-8", errors="replace"), upload.name, labels)
+                attach(db, loaded, rows, upload.name)
+                st.rerun()
+            except TrainingDataError as error:
+                st.error(md(str(error)))
+    st.stop()
+
+prepared = (preparation_dir(loaded, training) / "states.npz").is_file()
+st.caption(md(f"{training.name} ({training.source}): {len(training.examples):,} rows, "
+              f"{len(training.checkpoints)} checkpoint(s)"
+              + (f". Note: {training.checkpoint_note}." if training.checkpoint_note else ".")
+              + ("" if prepared else " Not prepared yet: the first query prepares every checkpoint's representations "
+                 "(stored, about a minute per checkpoint on 8,000 rows).")))
+
+if not text.strip():
+    st.info("Choose a snapshot or type some text.")
+    st.stop()
+if not methods:
+    st.info("Choose at least one method.")
+    st.stop()
+
+try:
+    results, complete = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
+                                            only_stored=True)
+except ExplainError as exc:
+    st.error(md(str(exc)))
+    st.stop()
+if not complete:
+    if st.button("Find the training examples", type="primary"):
+        bar = st.progress(0.0, text="Starting")
+        try:
+            results, _ = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
+                                             progress=streamlit_progress(bar))
+        except ExplainError as exc:
+            st.error(md(str(exc)))
+            st.stop()
+        bar.empty()
+    else:
+        st.info("Press the button to rank the training examples (stored: reopening this link costs no model work).")
+        st.stop()
+
+first = results[0]
+st.markdown(f"[Open this input in Compare]({compare_link(text, current.model)}) · share this view with its address.")
+left, right = st.columns(2)
+with left:
+    st.markdown(f"**The model's probabilities** (target: {md(first.target)})")
+    st.html(prediction_bars(first.probabilities))
+nearest = next((r for r in results if r.method == "nearest"), None)
+with right:
+    if nearest is not None:
+        votes = nearest.params["vote"]
+        agree = "agree with" if nearest.diagnostics["neighbours_agree"] else "disagree with"
+        st.markdown(f"**Labels of the {votes} nearest training examples** (they {agree} the prediction)")
+        st.html(prediction_bars(nearest.diagnostics["label_distribution"]))
+
+st.subheader("Proponents and opponents")
+columns = st.columns(len(results))
+for column, result in zip(columns, results, strict=True):
+    with column:
+        entry = data_method(result.method)
+        st.markdown(f"**{entry.title}**")
+        st.caption(md(f"{result.seconds:.2f} s, {result.forward_passes} model passes. {entry.summary}"))
+        if "note" in result.diagnostics:
+            st.caption(md(result.diagnostics["note"]))
+        scale = max([abs(e.score) for e in result.proponents + result.opponents] or [1.0])
+        st.markdown(f"Proponents (pushed towards {md(result.target)})")
+        st.html(training_examples(result.proponents, [compare_link(e.text, current.model) for e in result.proponents],
+                                  scale))
+        st.markdown(f"Opponents (pushed away from {md(result.target)})")
+        st.html(training_examples(result.opponents, [compare_link(e.text, current.model) for e in result.opponents],
+                                  scale))
+
+if len(results) > 1:
+    st.subheader("Do the methods agree?")
+    matrix = agreement(results, k)
+    left, right = st.columns(2)
+    left.altair_chart(charts.data_agreement(matrix, "overlap"), width="content")
+    right.altair_chart(charts.data_agreement(matrix, "rank"), width="content")
+    st.caption(f"Left: share of the top-{k} proponents two methods have in common. Right: Spearman rank correlation "
+               "of their scores over the union of both top-k lists (empty when one is constant there).")
+
+with st.expander("Suspicious training examples (possibly mislabelled)"):
+    capable = [m.name for m in data_methods().values() if m.self_influence is not None]
+    left, right = st.columns(2)
+    method = left.selectbox("Ranked by self-influence of", capable, format_func=lambda m: data_method(m).title,
+                            key="data_suspicious_method")
+    count = right.slider("Examples", 5, 200, 25, key="data_suspicious_k")
+    listed = suspicious(loaded, training, method, count)
+    rows = [{"self-influence": e.score, "gold": e.gold, "model says": e.predicted, "text": e.text, "id": e.id}
+            | ({"flipped on purpose": e.id in training.flipped} if listed.flipped_known else {}) for e in listed.examples]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if listed.flipped_known:
+        st.caption("Precision at k of finding the deliberately flipped rows: "
+                   + ", ".join(f"@{cut} {value:.2f}" for cut, value in listed.precision.items())
+                   + f"; a random ranking gets {listed.random_precision:.2f}.")

@@ -161,6 +161,10 @@ def fine_tune(model: Any, tokenizer: Any, train: pd.DataFrame, config: BuildConf
     checkpoints: list[dict[str, Any]] = []
     interval_rates: list[float] = []
 
+    if save_at:
+        # The starting weights, so a retraining check can rerun this exact training without some rows.
+        model.save_pretrained(output_dir / "checkpoints" / "start")
+    torch.manual_seed(config.seed)  # dropout masks depend on the seed alone, so a retraining can repeat them
     started = time.perf_counter()
     step = 0
     model.train()
@@ -191,9 +195,12 @@ def fine_tune(model: Any, tokenizer: Any, train: pd.DataFrame, config: BuildConf
                 progress(low + (high - low) * step / total_steps,
                          f"Epoch {epoch + 1}/{config.epochs}, step {step}/{total_steps}, loss {loss.item():.3f}")
     model.eval()
+    if not save_at:
+        return time.perf_counter() - started
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "checkpoints.json").write_text(json.dumps(
-        {"checkpoints": checkpoints, "optimizer": "AdamW", "batch_size": config.batch_size,
+        {"checkpoints": checkpoints, "start": "checkpoints/start" if save_at else None, "config": asdict(config),
+         "optimizer": "AdamW", "batch_size": config.batch_size,
          "note": "learning_rate is the mean rate of the steps since the previous checkpoint"}, indent=2))
     return time.perf_counter() - started
 

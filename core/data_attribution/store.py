@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from core.data_attribution.attribute import DEFAULT_METHODS, attribute
 from core.data_attribution.registry import data_method
+from core.data_attribution.retraining import LdsResult, RemovalResult
 from core.data_attribution.training_sets import TrainingSet
 from core.db import session_scope
 from core.explanation import TrainingAttribution
@@ -59,3 +60,28 @@ def stored_attributions(engine: Engine, loaded: LoadedModel, training: TrainingS
                                                            ensure_ascii=False)))
         found |= {r.method: r for r in computed}
     return [found[m] for m in methods], not missing
+
+
+RETRAINING_KINDS = ("datamodeling", "removal")
+
+
+def save_retraining(engine: Engine, loaded: LoadedModel, training: TrainingSet, result: LdsResult | RemovalResult) -> int:
+    kind = "datamodeling" if isinstance(result, LdsResult) else "removal"
+    with session_scope(engine) as session:
+        record = CheckRecord(kind=kind, model_name=loaded.name, model_fingerprint=loaded.fingerprint,
+                             payload=json.dumps({"training_sha256": training.sha256, "result": result.to_dict()},
+                                                ensure_ascii=False))
+        session.add(record)
+        session.flush()
+        return int(record.id)
+
+
+def retraining_checks(engine: Engine, loaded: LoadedModel, training: TrainingSet) -> list[LdsResult | RemovalResult]:
+    """Stored retraining checks of this model and training set, newest first."""
+    with session_scope(engine) as session:
+        records = session.exec(select(CheckRecord).where(
+            col(CheckRecord.kind).in_(RETRAINING_KINDS), CheckRecord.model_fingerprint == loaded.fingerprint)
+            .order_by(col(CheckRecord.id).desc())).all()
+        payloads = [(r.kind, json.loads(r.payload)) for r in records]
+    return [(LdsResult if kind == "datamodeling" else RemovalResult).from_dict(p["result"])
+            for kind, p in payloads if p["training_sha256"] == training.sha256]

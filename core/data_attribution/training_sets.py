@@ -55,6 +55,8 @@ class TrainingSet:
     checkpoints: tuple[Checkpoint, ...]
     checkpoint_note: str = ""
     flipped: frozenset[str] = field(default_factory=frozenset)  # ids of deliberately mislabelled rows
+    start: str | None = None  # the weights training started from (a retraining starts there too)
+    config: dict | None = None  # the training settings (core.default_model.BuildConfig)
 
     @property
     def sha256(self) -> str:
@@ -143,15 +145,18 @@ def _from_model_directory(loaded: LoadedModel) -> TrainingSet | None:
             if record.get("flipped"):
                 flipped.add(str(record["id"]))
     checkpoints: tuple[Checkpoint, ...] = ()
-    note = ""
-    plan = directory / "checkpoints.json"
-    if plan.is_file():
+    note, start, config = "", None, None
+    plan_file = directory / "checkpoints.json"
+    if plan_file.is_file():
+        plan = json.loads(plan_file.read_text())
         checkpoints = tuple(Checkpoint(str((directory / c["path"]).resolve()), float(c["learning_rate"]), c.get("step"))
-                            for c in json.loads(plan.read_text())["checkpoints"])
+                            for c in plan["checkpoints"])
+        if plan.get("start") and (directory / plan["start"]).is_dir():
+            start, config = str(directory / plan["start"]), plan.get("config")
     if not checkpoints:
         checkpoints, note = (Checkpoint(str(directory), 1.0),), FINAL_WEIGHTS_ONLY
     return TrainingSet(f"{loaded.name} training rows", "model directory", tuple(examples), checkpoints, note,
-                       frozenset(flipped))
+                       frozenset(flipped), start, config)
 
 
 def training_set_for(engine: Engine, loaded: LoadedModel) -> TrainingSet:

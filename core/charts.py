@@ -16,6 +16,7 @@ from core.attention_views import AttentionView
 from core.checks import RandomisationResult
 from core.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
 from core.data_attribution.attribute import DataAgreement
+from core.data_attribution.retraining import LdsResult
 from core.edit_checks import EditAgreement
 from core.evaluation import Evaluation
 from core.reports import Comparison, ComparisonReport
@@ -260,3 +261,17 @@ def reliability(result: Evaluation) -> alt.LayerChart:
     diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(color="#e45756", strokeDash=[4, 3]).encode(
         x="x:Q", y="y:Q")
     return (bars + counts + diagonal).properties(height=260)
+
+
+def datamodeling(result: LdsResult) -> alt.LayerChart:
+    """Each method's linear datamodeling score with its 95% interval (when there are several inputs), 0 marked."""
+    frame = pd.DataFrame([{"method": m.method, "LDS": m.lds, "low": m.low, "high": m.high} for m in result.methods])
+    order = frame.sort_values("LDS", ascending=False)["method"].tolist()
+    y = alt.Y("method:N", sort=order, title=None, axis=alt.Axis(labelLimit=0, labelFontSize=12))
+    bars = alt.Chart(frame).mark_bar().encode(x=alt.X("LDS:Q", scale=alt.Scale(domain=[-1, 1])), y=y,
+                                              tooltip=["method", alt.Tooltip("LDS:Q", format=".3f")])
+    values = alt.Chart(frame).mark_text(align="left", dx=4, fontSize=12).encode(
+        x=alt.value(310), y=y, text=alt.Text("LDS:Q", format="+.3f"))
+    rules = alt.Chart(frame.dropna(subset=["low"])).mark_rule(strokeWidth=2, color="black").encode(x="low:Q", x2="high:Q", y=y)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="x:Q")
+    return (bars + rules + zero + values).properties(width=300, height=alt.Step(28))

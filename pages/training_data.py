@@ -5,7 +5,8 @@ from core import charts
 from core.data_attribution.attribute import agreement, suspicious
 from core.data_attribution.features import preparation_dir
 from core.data_attribution.registry import data_method, data_methods
-from core.data_attribution.store import stored_attributions
+from core.data_attribution.retraining import LdsResult, RemovalResult, linear_datamodeling
+from core.data_attribution.store import retraining_checks, save_retraining, stored_attributions
 from core.data_attribution.training_sets import TrainingDataError, attach, read_examples, training_set_for
 from core.data_attribution.view import MAX_K, DataView, compare_link
 from core.default_model import BuildConfig, build_default_model
@@ -179,6 +180,41 @@ if len(results) > 1:
     right.altair_chart(charts.data_agreement(matrix, "rank"), width="content")
     st.caption(f"Left: share of the top-{k} proponents two methods have in common. Right: Spearman rank correlation "
                "of their scores over the union of both top-k lists (empty when one is constant there).")
+
+st.subheader("Which account does retraining support?")
+checks = retraining_checks(db, loaded, training)
+datamodeling = next((c for c in checks if isinstance(c, LdsResult) and text in c.inputs), None) or next(
+    (c for c in checks if isinstance(c, LdsResult)), None)
+if datamodeling is not None:
+    st.altair_chart(charts.datamodeling(datamodeling), width="content")
+    where = "this input" if datamodeling.inputs == [text] else f"{len(datamodeling.inputs)} inputs"
+    st.caption(md(f"Linear datamodeling score (Park et al. 2023) on {where}: Spearman correlation, over "
+                  f"{datamodeling.subsets} surrogates each retrained on a random {datamodeling.fraction:.0%} of the "
+                  f"training set, between the sum of a method's scores over that subset and the retrained output. "
+                  f"Retrained: {datamodeling.retrained}. 1 = the method predicts retraining perfectly, 0 = no better "
+                  f"than chance. {datamodeling.seconds:.0f} s."))
+if st.button("Run the datamodeling check on this input (20 retrained surrogates)"):
+    bar = st.progress(0.0, text="Starting")
+    try:
+        result = linear_datamodeling(loaded, training, [text], methods, target=target or None, subsets=20,
+                                     progress=streamlit_progress(bar))
+        save_retraining(db, loaded, training, result)
+        st.rerun()
+    except (TrainingDataError, ExplainError) as exc:
+        st.error(md(str(exc)))
+removal = next((c for c in checks if isinstance(c, RemovalResult) and c.text == text), None)
+if removal is not None:
+    st.markdown(md(f"**Removal and whole-model retraining** (target {removal.target}: probability "
+                   f"{removal.probability:.3f}; retrained on every row {removal.full_retrain_probability:.3f})"))
+    st.dataframe(pd.DataFrame([{"removed": f"{r['fraction']:.0%} ({r['removed']} rows)", "method": r["method"],
+                                "change of the target probability": r["change"],
+                                "range": "" if r["retrainings"] < 2 else f"{r['low']:+.3f} .. {r['high']:+.3f}"}
+                               for r in removal.summary()]), hide_index=True, width="stretch")
+    st.caption("A method whose top proponents matter lowers the target probability more than removing as many "
+               "random rows.")
+else:
+    st.caption("The removal check retrains the whole model once per method and share removed (minutes each): run "
+               "`rashomon data check removal --text \"...\"`; its result appears here.")
 
 with st.expander("Suspicious training examples (possibly mislabelled)"):
     capable = [m.name for m in data_methods().values() if m.self_influence is not None]

@@ -520,6 +520,9 @@ def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkey
     again = run_page("pages/training_data.py", text=text, k="3", methods="nearest,tracin")
     assert not again.exception and not any(b.label == "Find the training examples" for b in again.button)
     assert "**TracIn**" in " ".join(m.value for m in again.markdown)
+    next(b for b in again.button if b.label.startswith("Run the datamodeling check")).click().run()
+    assert not again.exception
+    assert any("Linear datamodeling score" in c.value and "this input" in c.value for c in again.caption)
     bad = run_page("pages/training_data.py", text=text, k="500", methods="tracin,knn")
     assert not bad.exception
     warnings = " ".join(w.value for w in bad.warning)

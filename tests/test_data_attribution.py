@@ -284,3 +284,47 @@ def test_cli_influence_data_and_suspicious(home, tiny_model_dir, trained_tiny_mo
     assert status == 0 and json.loads(out)["rows"] == 2
     assert json.loads(cli("data", "list", "--json")[1])[0]["rows"] == 2
     assert cli("influence", "--text", "a good day", "--methods", "tracin,nearest", "--k", "1")[0] == 0
+
+
+def test_lds_and_margins_on_hand_made_cases():
+    from core.data_attribution.retraining import bootstrap_interval, lds, margins
+
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    np.testing.assert_allclose(margins(logits, [0, 1]), [2.0 - np.log(2.0), 1.0 - np.logaddexp(0.0, 1.0)])
+    actual = np.array([[0.1, 3.0], [0.5, 2.0], [0.9, 1.0], [1.3, 0.0]])
+    assert lds(actual * 10, actual).tolist() == [1.0, 1.0]
+    assert lds(-actual, actual).tolist() == [-1.0, -1.0]
+    assert np.isnan(lds(np.ones_like(actual), actual)).all()  # a constant prediction ranks nothing
+    low, high = bootstrap_interval(np.array([0.2, 0.4, 0.6, 0.8]))
+    assert 0.2 <= low < 0.5 < high <= 0.8
+
+
+def test_a_retraining_on_every_row_repeats_the_model_exactly(trained_tiny_model, training):
+    from core.data_attribution.retraining import retrain_without
+
+    again = retrain_without(trained_tiny_model, training, [])
+    for (name, original), retrained in zip(trained_tiny_model.model.state_dict().items(),
+                                           again.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(retrained, original, msg=name)
+    without = retrain_without(trained_tiny_model, training, range(45))
+    assert not torch.equal(final_linear(without.model).weight, final_linear(trained_tiny_model.model).weight)
+
+
+def test_removal_and_datamodeling_checks_are_stored(engine, trained_tiny_model, training):
+    from core.data_attribution.retraining import linear_datamodeling, removal_check
+    from core.data_attribution.store import retraining_checks, save_retraining
+
+    removal = removal_check(trained_tiny_model, training, TEXT, ["tracin", "nearest"], fractions=(0.1,), random_repeats=2)
+    assert removal.full_retrain_probability == pytest.approx(removal.probability, abs=1e-6)
+    assert [(r.method, r.removed) for r in removal.removals] == [("tracin", 9), ("nearest", 9), ("random", 9), ("random", 9)]
+    summary = {row["method"]: row for row in removal.summary()}
+    assert summary["random"]["retrainings"] == 2 and summary["random"]["low"] <= summary["random"]["high"]
+    texts = [TEXT, "worst flight ever, delayed again", "my bag is lost"]
+    result = linear_datamodeling(trained_tiny_model, training, texts, ["tracin", "influence"], subsets=8)
+    assert result.subsets == 8 and len(result.targets) == 3 and 0.5 < result.surrogate_accuracy <= 1.0
+    for row in result.methods:
+        assert len(row.per_input) == 3 and all(-1 <= v <= 1 for v in row.per_input if not np.isnan(v))
+    save_retraining(engine, trained_tiny_model, training, removal)
+    save_retraining(engine, trained_tiny_model, training, result)
+    stored = retraining_checks(engine, trained_tiny_model, training)
+    assert stored == [result, removal] or [s.to_dict() for s in stored] == [result.to_dict(), removal.to_dict()]

@@ -176,6 +176,67 @@ def cmd_influence(args: argparse.Namespace) -> None:
         print(f"  {name:12} " + " ".join(f"{v:5.2f}" for v in row))
 
 
+def _check_texts(args: argparse.Namespace, loaded) -> list[str]:
+    if args.texts_file:
+        from core.cli.common import read_text_file
+
+        texts = [line.strip() for line in read_text_file(args.texts_file).split("\n") if line.strip()]
+        if not texts:
+            raise CliError(f"{args.texts_file} has no texts (one per line).")
+        return texts
+    if Path(loaded.path) == _default_model_dir():
+        from core.evaluation import heldout_inputs
+
+        return [i.text for i in heldout_inputs(args.inputs)]
+    raise CliError("Give the test inputs with --texts-file (one per line); only the default model has a held-out split.")
+
+
+def _default_model_dir() -> Path:
+    from core.settings import load_settings
+
+    return load_settings().default_model_dir.resolve()
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    from core.data_attribution.retraining import linear_datamodeling, removal_check
+    from core.data_attribution.store import save_retraining
+
+    methods = data_method_list(args.methods)
+    loaded, training = _training(args)
+    progress = quiet if args.json else progress_bar(args.kind)
+    with _errors():
+        if args.kind == "datamodeling":
+            texts = [require_text(args.text)] if args.text else _check_texts(args, loaded)
+            result = linear_datamodeling(loaded, training, texts, methods, target=args.target, subsets=args.subsets,
+                                         seed=args.seed, progress=progress)
+        else:
+            if not args.text:
+                raise CliError("The removal check retrains the whole model per method: give one input with --text.")
+            fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
+            if not fractions or not all(0 < f < 1 for f in fractions):
+                raise CliError("--fractions are shares of the training set between 0 and 1, e.g. 0.01,0.05.")
+            result = removal_check(loaded, training, require_text(args.text), methods, target=args.target,
+                                   fractions=fractions, random_repeats=args.random_repeats, seed=args.seed,
+                                   progress=progress)
+    check_id = save_retraining(engine(), loaded, training, result)
+    if args.json:
+        print_json({"id": check_id, "kind": args.kind, **result.to_dict()})
+        return
+    if args.kind == "datamodeling":
+        print(f"Linear datamodeling score over {result.subsets} retrained surrogates ({result.retrained}), "
+              f"{len(result.inputs)} input(s); {result.seconds:.0f} s:")
+        for row in sorted(result.methods, key=lambda r: -r.lds if r.lds == r.lds else 1):
+            print(f"  {row.method:12} {row.lds:+.3f}  (95% interval {row.low:+.3f} .. {row.high:+.3f})")
+    else:
+        print(f"Target {result.target}: probability {result.probability:.3f}; retrained on every row "
+              f"{result.full_retrain_probability:.3f}; {result.seconds:.0f} s:")
+        for row in result.summary():
+            extra = f" (range {row['low']:+.3f} .. {row['high']:+.3f}, {row['retrainings']} retrainings)" \
+                if row["retrainings"] > 1 else ""
+            print(f"  {row['fraction']:.0%} removed ({row['removed']} rows) {row['method']:12} "
+                  f"change {row['change']:+.3f}{extra}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="training sets for training-data attribution").add_subparsers(
         dest="data_command", required=True)
@@ -206,6 +267,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     suspicious.add_argument("--k", type=int, default=20)
     suspicious.add_argument("--json", action="store_true")
     suspicious.set_defaults(func=cmd_suspicious)
+
+    check = data.add_parser("check", help="which method's account does retraining support?")
+    check.add_argument("kind", choices=["datamodeling", "removal"])
+    check.add_argument("--model")
+    check.add_argument("--methods", help="comma-separated (default: all)")
+    check.add_argument("--text", help="one input (removal needs one; datamodeling may use one)")
+    check.add_argument("--texts-file", help="datamodeling: test inputs, one per line")
+    check.add_argument("--inputs", type=int, default=20, help="datamodeling on the default model: held-out inputs")
+    check.add_argument("--target", help="label (default: each input's predicted label)")
+    check.add_argument("--subsets", type=int, default=50, help="datamodeling: retrained random halves")
+    check.add_argument("--fractions", default="0.01,0.05", help="removal: shares of the training set removed")
+    check.add_argument("--random-repeats", type=int, default=2, help="removal: random removals per fraction")
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
 
     influence = sub.add_parser("influence", help="training examples that pushed the model towards this prediction")
     add_input_arguments(influence)

@@ -175,6 +175,8 @@ def test_results_carry_cost_lists_and_shared_words(trained_tiny_model, training)
     results = attribute(trained_tiny_model, training, TEXT, k=4)
     assert [r.method for r in results] == ["nearest", "tracin", "representer", "influence"]
     assert results[0].forward_passes == len(training.checkpoints)  # one pass per checkpoint, charged once
+    [alone] = attribute(trained_tiny_model, training, TEXT, ["nearest"])
+    assert alone.forward_passes == 1  # no method reads earlier checkpoints: the final weights only
     for result in results:
         assert result.seconds >= 0 and len(result.scores) == 90
         assert len(result.proponents) <= 4 and all(p.score > 0 for p in result.proponents)

@@ -86,7 +86,7 @@ def attribute(loaded: LoadedModel, training: TrainingSet, text: str, methods: Se
     report = progress or (lambda fraction, message: None)
     prepared = prepare(loaded, training, lambda f, m: report(0.5 * f, m))
     started = time.perf_counter()
-    seen = query(loaded, prepared, text)
+    seen = query(loaded, prepared, text, every_checkpoint=any(data_method(m).uses_checkpoints for m in methods))
     query_seconds = time.perf_counter() - started
     chosen = resolve_target(prepared.labels, target, seen.final_probabilities)
     results = []

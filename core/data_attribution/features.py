@@ -159,12 +159,14 @@ def prepare(loaded: LoadedModel, training: TrainingSet, progress: ProgressFn | N
     return Prepared(training, list(loaded.labels), targets, states, directory, time.perf_counter() - started, passes)
 
 
-def query(loaded: LoadedModel, prepared: Prepared, text: str) -> Query:
-    """The input's representation and probabilities at every checkpoint (one pass each)."""
+def query(loaded: LoadedModel, prepared: Prepared, text: str, every_checkpoint: bool = True) -> Query:
+    """The input's representation and probabilities at every checkpoint (one pass each), or at the final
+    weights only (one pass) when no method reads the earlier checkpoints."""
     activations, probabilities = [], []
-    for checkpoint in prepared.training.checkpoints:
+    checkpoints = prepared.training.checkpoints if every_checkpoint else prepared.training.checkpoints[-1:]
+    for checkpoint in checkpoints:
         runner = ModelRunner(checkpoint_model(loaded, checkpoint.path), first_token_shortcut=False)
         a, p = runner.head_inputs([text])
         activations.append(a[0])
         probabilities.append(p[0])
-    return Query(text, activations, probabilities, len(prepared.training.checkpoints))
+    return Query(text, activations, probabilities, len(checkpoints))

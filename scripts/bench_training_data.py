@@ -1,0 +1,202 @@
+"""Training-data attribution on the default model: preparation cost, query cost, how each grows with the
+training set, Arnoldi influence against the exact inverse Hessian, self-influence at finding flipped
+labels, and the linear datamodeling score.
+
+    .venv/bin/python scripts/bench_training_data.py [--sections prepare,query,exact,scale,suspicious,lds]
+
+Needs the default model built by this version (training rows and checkpoints recorded) and, for
+`suspicious`, the same build with 5% of labels flipped:
+    rashomon model build-default --flip-fraction 0.05 --output ~/.rashomon/models/default-flipped5
+Figures go to BENCHMARKS.md by hand; nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from core.data_attribution import influence, nearest, representer, tracin  # noqa: E402
+from core.data_attribution.attribute import DEFAULT_METHODS, attribute, suspicious  # noqa: E402
+from core.data_attribution.features import preparation_dir, prepare, query  # noqa: E402
+from core.data_attribution.registry import data_method  # noqa: E402
+from core.data_attribution.training_sets import training_set_for  # noqa: E402
+from core.db import get_engine  # noqa: E402
+from core.evaluation import heldout_inputs  # noqa: E402
+from core.modelling import load_model  # noqa: E402
+from core.settings import load_settings  # noqa: E402
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def section_prepare(loaded, training) -> None:
+    directory = preparation_dir(loaded, training)
+    shutil.rmtree(directory, ignore_errors=True)
+    print(f"## Preparation ({len(training.examples)} rows, {len(training.checkpoints)} checkpoints)")
+    prepared, seconds = timed(lambda: prepare(loaded, training))
+    print(f"representations at every checkpoint: {seconds:.1f} s ({prepared.passes} passes)")
+    total = seconds
+    for name, build in (("nearest (faiss index)", lambda: nearest.index_for(prepared, 100_000)),
+                        ("representer (refit)", lambda: representer._fitted(prepared, 0.003)),
+                        ("influence (Arnoldi + embeddings)", lambda: influence._stored(
+                            prepared, data_method("influence").resolve({}))),
+                        ("tracin self-influence", lambda: tracin.self_influence(prepared, {}))):
+        _, seconds = timed(build)
+        total += seconds
+        print(f"{name}: {seconds:.1f} s")
+    print(f"total preparation: {total:.1f} s; peak memory {peak_gib():.2f} GiB")
+
+
+def section_query(loaded, training, texts) -> None:
+    print(f"## Queries ({len(texts)} held-out inputs, k = 10)")
+    prepare(loaded, training)
+    attribute(loaded, training, texts[0], DEFAULT_METHODS)  # warm: checkpoint weights loaded once per process
+    all_times, nearest_times, per_method = [], [], {m: [] for m in DEFAULT_METHODS}
+    for text in texts:
+        results, seconds = timed(lambda text=text: attribute(loaded, training, text, DEFAULT_METHODS))
+        all_times.append(seconds)
+        for r in results:
+            per_method[r.method].append(r.seconds)
+        _, seconds = timed(lambda text=text: attribute(loaded, training, text, ["nearest"]))
+        nearest_times.append(seconds)
+    print(f"all four methods: median {statistics.median(all_times):.2f} s, max {max(all_times):.2f} s")
+    print(f"nearest alone: median {1000 * statistics.median(nearest_times):.0f} ms, max {1000 * max(nearest_times):.0f} ms")
+    for method, values in per_method.items():
+        print(f"  {method}: median {1000 * statistics.median(values):.0f} ms (first method carries the input's passes)")
+
+
+def section_exact(loaded, training, texts) -> None:
+    """Arnoldi (default options) against the exact inverse Hessian of the final layer (closed form)."""
+    import torch
+
+    print("## Influence: Captum Arnoldi (defaults) vs the exact inverse Hessian of the final layer")
+    prepared = prepare(loaded, training)
+    state = prepared.final
+    a = torch.tensor(state.activations, dtype=torch.float64)
+    p = torch.tensor(state.probabilities, dtype=torch.float64)
+    labels, d = state.weight.shape
+    # Hessian of the summed cross-entropy over (weight row-major, bias): sum_i (diag(p) - pp^T) kron [a;1][a;1]^T,
+    # reordered to Captum's layout (all weights, then biases).
+    ext = torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], dim=1)
+    curvature = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    full = torch.einsum("nij,nk,nl->ikjl", curvature, ext, ext).reshape(labels * (d + 1), labels * (d + 1))
+    order = [c * (d + 1) + j for c in range(labels) for j in range(d)] + [c * (d + 1) + d for c in range(labels)]
+    hessian = full[order][:, order] + 1e-3 * torch.eye(len(order), dtype=torch.float64)
+    inverse = torch.linalg.pinv(hessian, hermitian=True, rtol=1e-10)
+    gradients = prepared.final.loss_gradients(prepared.targets)
+    train = torch.tensor(influence.flat_head_gradients(gradients, state.activations.astype(np.float64)))
+    correlations, overlaps = [], []
+    for text in texts:
+        [result] = attribute(loaded, training, text, ["influence"])
+        seen = query(loaded, prepared, text, every_checkpoint=False)
+        g = seen.final_probabilities.astype(np.float64).copy()
+        g[loaded.labels.index(result.target)] -= 1.0
+        test = torch.tensor(influence.flat_head_gradients(g[None, :], seen.activations[-1][None, :].astype(np.float64))[0])
+        exact = (train @ (inverse @ test)).numpy()
+        scores = np.asarray(result.scores)
+        correlations.append(float(np.corrcoef(scores, exact)[0, 1]))
+        overlaps.append(len(set(np.argsort(-scores)[:10]) & set(np.argsort(-exact)[:10])) / 10)
+    print(f"Pearson with exact: median {statistics.median(correlations):.3f}, min {min(correlations):.3f}; "
+          f"top-10 proponent overlap: median {statistics.median(overlaps):.2f}, min {min(overlaps):.2f}")
+
+
+def section_scale() -> None:
+    import faiss
+
+    print("## Growth with the training set (synthetic 384-d representations, 3 labels, 4 checkpoints)")
+    rng = np.random.default_rng(0)
+    for rows in (8_000, 32_000, 200_000):
+        vectors = rng.standard_normal((rows, 384)).astype(np.float32)
+        queries = rng.standard_normal((20, 384)).astype(np.float32)
+        flat, build_flat = timed(lambda v=vectors: nearest.build_index(v, exact_up_to=10**9))
+        _, search_flat = timed(lambda f=flat, qs=queries: [nearest.search(f, q, 50) for q in qs])
+        line = (f"{rows:>7,} rows: flat index {build_flat:.2f} s, query {1000 * search_flat / 20:.1f} ms")
+        if rows >= 32_000:
+            graph, build_graph = timed(lambda v=vectors: nearest.build_index(v, exact_up_to=0))
+            found, search_graph = timed(lambda g=graph, qs=queries: [nearest.search(g, q, 50)[0] for q in qs])
+            truth = [nearest.search(flat, q, 50)[0] for q in queries]
+            recall = np.mean([len(set(f) & set(t)) / 50 for f, t in zip(found, truth, strict=True)])
+            line += f"; HNSW {build_graph:.1f} s, query {1000 * search_graph / 20:.2f} ms, recall@50 {recall:.2f}"
+        # TracIn's store: per checkpoint the representations (n x 384) and probabilities (n x 3), float32.
+        store_bytes = 4 * rows * (384 + 3) * 4
+        activations = [rng.standard_normal((rows, 384)).astype(np.float32) for _ in range(4)]
+        gradients = [rng.standard_normal((rows, 3)) for _ in range(4)]
+        a_t, g_t = queries[0].astype(np.float64), rng.standard_normal(3)
+
+        def tracin_query(activations=activations, gradients=gradients, a_t=a_t, g_t=g_t) -> np.ndarray:
+            return sum((g @ g_t) * (a.astype(np.float64) @ a_t + 1.0) for a, g in zip(activations, gradients, strict=True))
+
+        _, tracin_seconds = timed(tracin_query)
+        print(line + f"; TracIn store {store_bytes / 2**20:.0f} MiB, one query {1000 * tracin_seconds:.0f} ms")
+        del activations, gradients, flat
+        faiss.omp_set_num_threads(2)
+    print(f"peak memory {peak_gib():.2f} GiB")
+
+
+def section_suspicious(engine) -> None:
+    flipped_dir = load_settings().home / "models" / "default-flipped5"
+    loaded = load_model(str(flipped_dir))
+    training = training_set_for(engine, loaded)
+    print(f"## Self-influence at finding flipped labels ({len(training.flipped)} of {len(training.examples)} flipped)")
+    for method in ("tracin", "influence"):
+        result, seconds = timed(lambda method=method: suspicious(loaded, training, method, 10))
+        ranked = ", ".join(f"@{k} {v:.2f}" for k, v in result.precision.items())
+        print(f"{method}: precision {ranked} (random {result.random_precision:.2f}); {seconds:.1f} s incl. preparation")
+
+
+def section_lds(loaded, training, texts, subsets: int) -> None:
+    from core.data_attribution.retraining import linear_datamodeling
+
+    print(f"## Linear datamodeling score ({len(texts)} held-out inputs, {subsets} retrained surrogates)")
+    result = linear_datamodeling(loaded, training, texts, DEFAULT_METHODS, subsets=subsets)
+    for row in sorted(result.methods, key=lambda r: -r.lds):
+        print(f"{row.method}: {row.lds:+.3f} (95% CI {row.low:+.3f} .. {row.high:+.3f})")
+    print(f"{result.seconds:.0f} s; surrogate training accuracy {result.surrogate_accuracy:.3f}; retrained: {result.retrained}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sections", default="prepare,query,exact,scale,suspicious,lds")
+    parser.add_argument("--inputs", type=int, default=10)
+    parser.add_argument("--subsets", type=int, default=50)
+    args = parser.parse_args()
+    sections = args.sections.split(",")
+    engine = get_engine()
+    loaded = load_model(str(load_settings().default_model_dir))
+    training = training_set_for(engine, loaded)
+    texts = [i.text for i in heldout_inputs(args.inputs)]
+    if "prepare" in sections:
+        section_prepare(loaded, training)
+    if "query" in sections:
+        section_query(loaded, training, texts)
+    if "exact" in sections:
+        section_exact(loaded, training, texts)
+    if "scale" in sections:
+        section_scale()
+    if "suspicious" in sections:
+        section_suspicious(engine)
+    if "lds" in sections:
+        section_lds(loaded, training, [i.text for i in heldout_inputs(20)], args.subsets)
+
+
+if __name__ == "__main__":
+    main()

@@ -298,3 +298,35 @@ def slice_report(inputs: Sequence[EvaluatedInput], pattern: str, regex: bool = F
     rest = [i for i in inputs if not compiled.search(i.text)]
     errors = sorted((i for i in matching if i.gold != i.predicted), key=lambda e: -e.confidence)
     return SliceReport(pattern, _side(matching), _side(rest), errors)
+
+
+GROUPS_KIND = "error-groups"
+
+
+def stored_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: Sequence[str] = DEFAULT_METHODS,
+                  k: int = 3, reference: int = 300, fresh: bool = False, only_stored: bool = False,
+                  progress: ProgressFn | None = None) -> ErrorGroups | None:
+    """`error_groups` through the store (kind "error-groups"): a page reload or a CLI call reads it back."""
+    import json
+
+    from sqlmodel import col, select
+
+    from core.db import session_scope
+    from core.schema import CheckRecord
+
+    key = json.dumps({"job": job_id, "methods": list(methods), "k": k, "reference": reference})
+    if not fresh:
+        with session_scope(engine) as session:
+            record = session.exec(select(CheckRecord).where(
+                CheckRecord.kind == GROUPS_KIND, CheckRecord.model_fingerprint == runner.loaded.fingerprint,
+                col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
+                .order_by(col(CheckRecord.id).desc())).first()
+            if record is not None:
+                return ErrorGroups.from_dict(json.loads(record.payload)["result"])
+    if only_stored:
+        return None
+    result = error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, progress=progress)
+    with session_scope(engine) as session:
+        session.add(CheckRecord(kind=GROUPS_KIND, model_name=runner.loaded.name, model_fingerprint=runner.loaded.fingerprint,
+                                payload=json.dumps({"key": key, "result": result.to_dict()}, ensure_ascii=False)))
+    return result

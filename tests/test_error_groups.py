@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import numpy as np
 import pytest
@@ -55,9 +56,10 @@ def test_slices_with_wilson_intervals():
         slice_report(inputs, "  ")
 
 
-def test_error_groups_on_the_trained_tiny_model(engine, trained_tiny_model):
+def test_error_groups_on_the_trained_tiny_model(engine, trained_tiny_model, trained_tiny_model_dir, capsys, tmp_path):
     runner = ModelRunner(trained_tiny_model)
-    job_id = create_evaluation(engine, "held-out", heldout_inputs(80), trained_tiny_model.labels)
+    job_id = create_evaluation(engine, "held-out", heldout_inputs(80), trained_tiny_model.labels,
+                               model=str(trained_tiny_model_dir))
     assert corpus.run_job(engine, runner, job_id).status == "done"
     inputs = evaluated_inputs(engine, job_id)
     errors = [i for i in inputs if i.gold != i.predicted]
@@ -83,3 +85,31 @@ def test_error_groups_on_the_trained_tiny_model(engine, trained_tiny_model):
     with pytest.raises(EvaluationError, match="no error group 99"):
         group_csv(result, 99)
     assert np.isfinite(result.seconds) and result.forward_passes > 0
+
+    # The command line: groups (stored, so the second call reads them back), a slice, an export.
+    from core.cli import main
+
+    def cli(*args: str) -> tuple[int, str, str]:
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    status, out, err = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10", "--json")
+    assert status == 0, err
+    groups = json.loads(out)
+    assert groups["errors"] == len(errors) and groups["methods"] == ["saliency"]
+    status, out, _ = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10")
+    assert status == 0 and f"{len(errors)} errors" in out
+    status, out, _ = cli("errors", "slice", str(job_id), "the", "--json")
+    sliced = json.loads(out)
+    assert sliced["matching"]["inputs"] + sliced["rest"]["inputs"] == len(inputs)
+    if groups["groups"]:
+        target = tmp_path / "group.csv"
+        status, out, _ = cli("errors", "export", str(job_id), "--group", "1", "--methods", "saliency",
+                             "--reference", "10", "--output", str(target))
+        assert status == 0 and len(list(csv.DictReader(target.open()))) == len(groups["groups"][0]["members"])
+    for args, message in ((("errors", "groups", "999"), "no evaluation job 999"),
+                          (("errors", "slice", str(job_id), "(", "--regex"), "not a valid regular expression"),
+                          (("errors", "groups", str(job_id), "--methods", "nope"), "nope")):
+        status, _, err = cli(*args)
+        assert status == 1 and message in err and "Traceback" not in err

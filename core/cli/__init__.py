@@ -14,6 +14,7 @@ from core.cli import (
     demos,
     documents,
     edits,
+    errors,
     evaluate,
     explain,
     models,
@@ -27,7 +28,7 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, explain, attention, documents, edits, evaluate, data, snapshots, corpus, checks, demos):
+    for group in (models, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos):
         group.add_commands(sub)
     return parser
 

@@ -1,0 +1,110 @@
+"""`rashomon errors groups|slice|export JOB`: where an evaluated model is wrong, and whether the errors share a cause."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from core.cli.common import CliError, engine, one_line_errors, print_json, progress_bar, quiet, runner_for
+
+
+def _evaluation_runner(job_id: int, model: str | None):
+    from core.corpus import get_job
+    from core.corpus.inputs import CorpusError
+
+    with one_line_errors(CorpusError):
+        job = get_job(engine(), job_id)
+    if job is None or not job.is_evaluation:
+        raise CliError(f"There is no evaluation job {job_id} (`rashomon evaluate` starts one).")
+    return runner_for(model or job.model or None)
+
+
+def _groups(args: argparse.Namespace):
+    from core.error_groups import DEFAULT_METHODS, stored_groups
+    from core.evaluation import EvaluationError
+    from core.methods.base import ExplainError
+
+    runner = _evaluation_runner(args.job, args.model)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
+    with one_line_errors(EvaluationError, ExplainError):
+        return stored_groups(engine(), runner, args.job, methods=methods, k=args.k, reference=args.reference,
+                             fresh=args.fresh, progress=quiet if args.json else progress_bar("groups"))
+
+
+def cmd_groups(args: argparse.Namespace) -> None:
+    result = _groups(args)
+    if args.json:
+        print_json(result.to_dict())
+        return
+    print(f"{result.errors} errors: {len(result.groups)} groups, {len(result.scattered)} scattered; "
+          f"{result.clustering}; words from {', '.join(result.methods)} (top {result.k}) against "
+          f"{result.reference_inputs} correct inputs; {result.seconds:.0f} s, {result.forward_passes} passes.")
+    if result.note:
+        print(result.note)
+    for group in result.groups:
+        print(f"\nGroup {group.id}: {group.size} errors, mostly {group.confusion} ({group.confusion_share:.0%})")
+        if group.words:
+            print("  words: " + ", ".join(f"{w.word} (x{w.lift:.1f}, {w.members} members)" for w in group.words))
+        if group.neighbour_labels:
+            print("  training neighbours' labels: " + ", ".join(f"{k} {v:.0%}" for k, v in group.neighbour_labels.items()))
+        for n in group.neighbours[:3]:
+            print(f"    [{n.gold}] {n.text[:90]}")
+        for m in group.members[:3]:
+            print(f"  - {m.confidence:.2f} {m.gold} -> {m.predicted}: {m.text[:90]}")
+
+
+def cmd_slice(args: argparse.Namespace) -> None:
+    from core.error_groups import evaluated_inputs, slice_report
+    from core.evaluation import EvaluationError
+
+    _evaluation_runner(args.job, None)
+    with one_line_errors(EvaluationError):
+        report = slice_report(evaluated_inputs(engine(), args.job), args.pattern, regex=args.regex)
+    if args.json:
+        print_json(asdict(report))
+        return
+    for name, side in (("matching", report.matching), ("rest", report.rest)):
+        print(f"{name:9} {side.inputs:6} inputs, {side.errors:5} errors, accuracy {side.accuracy:.3f} "
+              f"(95% interval {side.low:.3f}-{side.high:.3f})")
+    for error in report.errors[:10]:
+        print(f"  {error.confidence:.2f} {error.gold} -> {error.predicted}: {error.text[:90]}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from core.error_groups import group_csv
+    from core.evaluation import EvaluationError
+
+    result = _groups(args)
+    with one_line_errors(EvaluationError):
+        content = group_csv(result, args.group)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as handle:
+            handle.write(content)
+        print(f"Wrote group {args.group} ({result.group(args.group).size} rows) to {args.output}")
+    else:
+        print(content, end="")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    errors = sub.add_parser("errors", help="group an evaluation's errors, slice it, export a group").add_subparsers(
+        dest="errors_command", required=True)
+    for name, func, help_text in (("groups", cmd_groups, "group the errors by shared cause"),
+                                  ("export", cmd_export, "one group as CSV (text, gold, predicted, confidence, top words)")):
+        command = errors.add_parser(name, help=help_text)
+        command.add_argument("job", type=int, help="an evaluation job (rashomon evaluate)")
+        if name == "export":
+            command.add_argument("--group", type=int, required=True)
+            command.add_argument("--output", help="a file (default: standard output)")
+        command.add_argument("--model", help="default: the job's model")
+        command.add_argument("--methods", help="fast word-level methods for the lifted words")
+        command.add_argument("--k", type=int, default=3)
+        command.add_argument("--reference", type=int, default=300, help="correctly classified inputs compared")
+        command.add_argument("--fresh", action="store_true")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(func=func)
+    slicing = errors.add_parser("slice", help="accuracy on the inputs containing a word or pattern")
+    slicing.add_argument("job", type=int)
+    slicing.add_argument("pattern")
+    slicing.add_argument("--regex", action="store_true", help="the pattern is a regular expression")
+    slicing.add_argument("--json", action="store_true")
+    slicing.set_defaults(func=cmd_slice)

@@ -3,10 +3,14 @@ import streamlit as st
 
 from core import charts, corpus
 from core.compare import ViewState
+from core.data_attribution.view import DataView
+from core.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
 from core.evaluation import EvaluationError, create_evaluation, evaluation, heldout_inputs, inputs_from_file
+from core.methods.base import ExplainError
 from core.methods.registry import fast_methods
 from core.render import md
 from pages.resources import engine, job_runner, runner_or_stop
+from pages.ui import streamlit_progress
 
 db = engine()
 jobs_runner = job_runner()
@@ -110,3 +114,60 @@ for error in errors[:10]:
     view = ViewState(text=error.text, model=job.model, methods=fast_methods())
     st.page_link("pages/compare.py", label=f"{error.confidence:.2f} · {md(error.gold)} → {md(error.predicted)} · "
                                            f"{md(error.text[:90])}", query_params=view.to_query())
+
+st.subheader("Do the errors share a cause?")
+st.caption("Errors grouped by how the model represents them (HDBSCAN over the input of its final layer); each "
+           "group's words are those the fast methods rank high in its members far more often than in correctly "
+           "classified inputs (lift), with the training examples nearest to its members.")
+job_model = runner_or_stop(job.model)  # the model this evaluation ran
+groups = stored_groups(db, job_model, job_id, only_stored=True)
+if groups is None and st.button("Group the errors", type="primary", disabled=job.status != "done"):
+    bar = st.progress(0.0, text="Starting")
+    try:
+        groups = stored_groups(db, job_model, job_id, progress=streamlit_progress(bar))
+    except (EvaluationError, ExplainError) as exc:
+        st.error(md(str(exc)))
+    bar.empty()
+if groups is not None:
+    st.caption(md(f"{groups.errors} errors: {len(groups.groups)} groups, {len(groups.scattered)} in no group. "
+                  f"Words from {', '.join(groups.methods)} (top {groups.k}) against {groups.reference_inputs} correct "
+                  f"inputs; {groups.seconds:.0f} s, {groups.forward_passes} model passes. {groups.note}"))
+    for group in groups.groups:
+        with st.expander(f"Group {group.id}: {group.size} errors, mostly {group.confusion} ({group.confusion_share:.0%})",
+                         expanded=group.id == 1):
+            if group.words:
+                st.dataframe(pd.DataFrame([{"word": w.word, "lift": w.lift, "members": w.members,
+                                            "share in group": w.group_share, "share when correct": w.reference_share}
+                                           for w in group.words]).round(3), hide_index=True, width="stretch")
+            else:
+                st.caption("No word is ranked high in at least two members.")
+            if group.neighbours:
+                st.markdown("**Nearest training examples** (labels: " + md(", ".join(
+                    f"{label} {share:.0%}" for label, share in group.neighbour_labels.items())) + ")")
+                st.dataframe(pd.DataFrame([{"gold": n.gold, "members near it": n.members, "text": n.text}
+                                           for n in group.neighbours]), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame([{"confidence": m.confidence, "gold": m.gold, "predicted": m.predicted,
+                                        "text": m.text} for m in group.members]).round(3),
+                         hide_index=True, width="stretch")
+            st.download_button("Export this group as CSV", group_csv(groups, group.id),
+                               file_name=f"evaluation-{job_id}-group-{group.id}.csv", mime="text/csv",
+                               key=f"evaluation_export_{group.id}")
+            for member in group.members[:3]:
+                st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",
+                             query_params=DataView(text=member.text, model=job.model).to_query())
+
+st.subheader("Slice")
+left, right = st.columns([3, 1])
+pattern = left.text_input("Inputs containing (a word, e.g. not)", key="evaluation_slice")
+regex = right.checkbox("Regular expression", key="evaluation_slice_regex")
+if pattern.strip():
+    try:
+        report = slice_report(evaluated_inputs(db, job_id), pattern, regex=regex)
+        st.dataframe(pd.DataFrame([{"inputs": name, "count": side.inputs, "errors": side.errors, "accuracy": side.accuracy,
+                                    "95% interval": f"{side.low:.3f}-{side.high:.3f}"}
+                                   for name, side in (("matching", report.matching), ("the rest", report.rest))]).round(3),
+                     hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame([{"confidence": e.confidence, "gold": e.gold, "predicted": e.predicted, "text": e.text}
+                                   for e in report.errors]).round(3), hide_index=True, width="stretch")
+    except EvaluationError as exc:
+        st.error(md(str(exc)))

@@ -498,6 +498,15 @@ def test_evaluation_page_runs_an_evaluation_and_filters_errors_by_cell(home, tmp
     if cell:
         app.selectbox(key="evaluation_cell").set_value(cell).run()
         assert len(frame_of(app, "confidence")) == len(result.errors_in(*cell.split(" -> ")))
+    next(b for b in app.button if b.label == "Group the errors").click().run()
+    assert not app.exception
+    assert any(c.value.startswith(f"{len(result.errors)} errors") and "groups" in c.value for c in app.caption)
+    assert not any(b.label == "Group the errors" for b in run_page("pages/evaluation.py", job=str(job.id)).button)
+    app.text_input(key="evaluation_slice").set_value("the").run()
+    assert not app.exception and any("count" in d.value.columns for d in app.dataframe)
+    app.checkbox(key="evaluation_slice_regex").check().run()
+    app.text_input(key="evaluation_slice").set_value("(").run()
+    assert any("not a valid regular expression" in e.value for e in app.error)
 
 
 def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkeypatch, trained_tiny_model_dir):

@@ -170,7 +170,8 @@ class ModelRunner:
                     mask[row, : len(encoded[i])] = 1
                 captured.clear()
                 with self.loaded.lock, torch.inference_mode():
-                    logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                    # The first-token view shares the head module, so the hook sees its input either way.
+                    logits = self.classifier(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
                 # A head that sees every position (token classification style) would give 3-D inputs.
                 features[batch] = captured[-1].reshape(len(batch), -1).float().cpu().numpy()
                 probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -13,6 +13,7 @@ import torch
 
 from core.data_attribution.attribute import agreement, attribute, suspicious
 from core.data_attribution.features import prepare, query
+from core.data_attribution.registry import data_method
 from core.data_attribution.training_sets import (
     FINAL_WEIGHTS_ONLY,
     TrainingDataError,
@@ -45,6 +46,10 @@ def test_training_rows_and_checkpoints_are_recorded(training, trained_tiny_model
 
 
 def test_preparation_is_stored_and_read_back(trained_tiny_model, training, prepared):
+    from core.data_attribution import features
+
+    assert prepare(trained_tiny_model, training) is prepared  # kept in memory within a process
+    features._PREPARED.clear()  # a new process reads the stored arrays back
     again = prepare(trained_tiny_model, training)
     assert again.seconds == 0 and again.passes == 0 and prepared.passes == 90 * 3
     for first, second in zip(prepared.states, again.states, strict=True):
@@ -144,10 +149,9 @@ def test_representer_values_sum_to_the_refitted_logit(trained_tiny_model, traini
 
 
 def test_influence_matches_the_exact_inverse_hessian(trained_tiny_model, training, prepared):
+    """Both solvers against an inverse Hessian built by autograd: the exact solver to rounding, Captum's
+    Arnoldi at full rank closely (it drops eigenvalues below its tolerance)."""
     state = prepared.final
-    params = {"projection_dim": 98, "arnoldi_dim": 99, "damping": 1e-3}
-    [result] = attribute(trained_tiny_model, training, TEXT, ["influence"], target="negative",
-                         params={"influence": params})
     a = torch.tensor(state.activations, dtype=torch.float64)
     y = torch.tensor(prepared.targets)
     w0 = torch.cat([torch.tensor(state.weight, dtype=torch.float64).flatten(), torch.tensor(state.bias, dtype=torch.float64)])
@@ -165,8 +169,20 @@ def test_influence_matches_the_exact_inverse_hessian(trained_tiny_model, trainin
                            for i in range(len(y))])
     # Exact influence on the Hessian's range (per-example gradients have no component in its null
     # space: softmax ignores a constant added to every logit).
-    exact = (g_train @ torch.linalg.pinv(hessian + 1e-3 * torch.eye(len(w0)), hermitian=True, rtol=1e-8) @ g_test).numpy()
-    scores = np.asarray(result.scores)
+    inverse = torch.linalg.pinv(hessian + 1e-3 * torch.eye(len(w0)), hermitian=True, rtol=1e-10)
+    exact = (g_train @ inverse @ g_test).numpy()
+    [solved] = attribute(trained_tiny_model, training, TEXT, ["influence"], target="negative")
+    assert solved.diagnostics["solver"] == "exact"  # auto: 99 parameters
+    np.testing.assert_allclose(solved.scores, exact, rtol=1e-5, atol=1e-8 * np.abs(exact).max())
+    from core.data_attribution.influence import self_influence
+
+    expected_self = torch.einsum("np,pq,nq->n", g_train, inverse, g_train).numpy()
+    np.testing.assert_allclose(self_influence(prepared, data_method("influence").resolve({})), expected_self, rtol=1e-5)
+    params = {"solver": "arnoldi", "projection_dim": 98, "arnoldi_dim": 99}
+    [approximate] = attribute(trained_tiny_model, training, TEXT, ["influence"], target="negative",
+                              params={"influence": params})
+    scores = np.asarray(approximate.scores)
+    assert approximate.diagnostics["solver"] == "arnoldi"
     assert np.corrcoef(scores, exact)[0, 1] > 0.99
     assert set(np.argsort(-scores)[:5]) == set(np.argsort(-exact)[:5])
 

@@ -54,6 +54,7 @@ class Prepared:
     seconds: float  # what preparing the representations cost (0 when read back)
     passes: int
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _extras: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def final(self) -> CheckpointState:
@@ -64,16 +65,20 @@ class Prepared:
         return self.final.probabilities.argmax(axis=1)
 
     def extra(self, name: str, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """A method's stored preparation (arrays), built on first use and read back afterwards."""
+        """A method's stored preparation (arrays): built on first use, stored, kept in memory afterwards."""
         path = self.directory / f"{name}.npz"
         with self._lock:
+            if name in self._extras:
+                return self._extras[name]
             if path.is_file():
                 with np.load(path) as stored:
-                    return {key: stored[key] for key in stored.files}
-            arrays = build()
-            temporary = path.with_suffix(".partial.npz")
-            np.savez(temporary, **arrays)
-            temporary.replace(path)
+                    arrays = {key: stored[key] for key in stored.files}
+            else:
+                arrays = build()
+                temporary = path.with_suffix(".partial.npz")
+                np.savez(temporary, **arrays)
+                temporary.replace(path)
+            self._extras[name] = arrays
             return arrays
 
 
@@ -116,10 +121,29 @@ def checkpoint_model(loaded: LoadedModel, path: str) -> LoadedModel:
         return _CHECKPOINTS[key]
 
 
+_PREPARED: dict[Path, Prepared] = {}
+_PREPARED_LOCK = threading.Lock()
+
+
 def prepare(loaded: LoadedModel, training: TrainingSet, progress: ProgressFn | None = None) -> Prepared:
-    """Representations of every training example at every checkpoint (read back when stored)."""
-    report = progress or (lambda fraction, message: None)
+    """Representations of every training example at every checkpoint: computed once, stored, read back
+    once per process and kept in memory (a query then reads no file)."""
     directory = preparation_dir(loaded, training)
+    with _PREPARED_LOCK:
+        kept = _PREPARED.get(directory)
+    if kept is not None and (directory / "states.npz").is_file():
+        (progress or (lambda fraction, message: None))(1.0, "Representations already prepared")
+        return kept
+    prepared = _prepare(loaded, training, directory, progress)
+    with _PREPARED_LOCK:
+        if len(_PREPARED) >= 4:
+            _PREPARED.pop(next(iter(_PREPARED)))
+        _PREPARED[directory] = prepared
+    return prepared
+
+
+def _prepare(loaded: LoadedModel, training: TrainingSet, directory: Path, progress: ProgressFn | None) -> Prepared:
+    report = progress or (lambda fraction, message: None)
     targets = np.array([loaded.labels.index(label) for label in training.labels], dtype=np.int64)
     stored = directory / "states.npz"
     if stored.is_file():
@@ -138,7 +162,7 @@ def prepare(loaded: LoadedModel, training: TrainingSet, progress: ProgressFn | N
             report((i + fraction) / count, f"Checkpoint {i + 1}/{count}: {message}")
 
         model = checkpoint_model(loaded, checkpoint.path)
-        runner = ModelRunner(model, batch_size=64, first_token_shortcut=False)
+        runner = ModelRunner(model, batch_size=64)
         activations, probabilities = runner.head_inputs(texts, step_progress)
         passes += runner.forward_passes
         head = final_linear(model.model)
@@ -165,7 +189,7 @@ def query(loaded: LoadedModel, prepared: Prepared, text: str, every_checkpoint: 
     activations, probabilities = [], []
     checkpoints = prepared.training.checkpoints if every_checkpoint else prepared.training.checkpoints[-1:]
     for checkpoint in checkpoints:
-        runner = ModelRunner(checkpoint_model(loaded, checkpoint.path), first_token_shortcut=False)
+        runner = ModelRunner(checkpoint_model(loaded, checkpoint.path))
         a, p = runner.head_inputs([text])
         activations.append(a[0])
         probabilities.append(p[0])

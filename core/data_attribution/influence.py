@@ -3,12 +3,21 @@ inverse-Hessian approximation (Schioppa et al. 2022).
 
     influence(z, x) = grad L(x)^T H^-1 grad L(z),   H = sum_i hessian of L(z_i) (+ damping)
 
-positive when up-weighting z lowers the loss of x on the target label (a proponent). Captum's
-`ArnoldiInfluenceFunction` finds the top eigenvectors of H by Arnoldi iteration over Hessian-vector
-products, so that H^-1 ~ R R^T; every training example gets an "influence embedding" grad L(z)^T R once
-(stored), and a query is one gradient and one matrix product. Why Arnoldi here and not EK-FAC
-(kronfluence): on the final layer the parameter count is small (labels x (d + 1)), so the
-eigendecomposition is cheap and exact enough to be checked against the exact inverse Hessian.
+positive when up-weighting z lowers the loss of x on the target label (a proponent). Two solvers:
+
+- `exact`: the final layer's Hessian in closed form, sum_i (diag(p_i) - p_i p_i^T) kron [a_i, 1][a_i, 1]^T,
+  pseudo-inverted once (its null direction, a constant added to every logit, carries no gradient);
+  labels x (d + 1) parameters (1,155 on the default model) make this cheaper than any approximation.
+- `arnoldi`: Captum's `ArnoldiInfluenceFunction` finds the top eigenvectors of H by Arnoldi iteration
+  over Hessian-vector products, so that H^-1 ~ R R^T; every training example gets an "influence
+  embedding" grad L(z)^T R once (stored), and a query is one gradient and one matrix product. It scales
+  to heads too large to invert, at a cost measured in BENCHMARKS.md: keeping the top 100 of 770
+  eigen-directions on the default model correlates only ~0.3 with exact influence, because H^-1 is
+  dominated by the small eigenvalues Arnoldi drops.
+
+`auto` (default) is exact up to 5,000 parameters. EK-FAC (kronfluence) was not adopted: it
+approximates large layers' Hessian blocks, which the final layer does not need, and it depends on
+torchvision and accelerate.
 """
 
 from __future__ import annotations
@@ -22,7 +31,11 @@ from core.data_attribution.features import Prepared, Query
 from core.data_attribution.registry import DataMethod
 from core.methods.base import Option
 
+EXACT_UP_TO = 5000
+
 OPTIONS = (
+    Option("solver", "str", "auto", "exact inverse Hessian, Captum's Arnoldi approximation, or exact up to "
+           f"{EXACT_UP_TO:,} parameters.", choices=("auto", "exact", "arnoldi")),
     Option("projection_dim", "int", 100, "Top Hessian eigenvectors kept (the rank of the inverse).", minimum=1,
            maximum=4096),
     Option("arnoldi_dim", "int", 200, "Arnoldi (Krylov) subspace size; at least projection_dim.", minimum=2,
@@ -48,7 +61,7 @@ def flat_head_gradients(loss_gradients: np.ndarray, activations: np.ndarray) -> 
     return np.concatenate([weight, loss_gradients], axis=1)
 
 
-def arnoldi(prepared: Prepared, params: dict[str, Any], batch_size: int = 512) -> dict[str, np.ndarray]:
+def arnoldi(prepared: Prepared, params: dict[str, Any], batch_size: int = 4096) -> dict[str, np.ndarray]:
     """Captum's Arnoldi influence on the final layer: R flattened (P, k) and every training embedding (n, k)."""
     import tempfile
     import warnings
@@ -77,28 +90,76 @@ def arnoldi(prepared: Prepared, params: dict[str, Any], batch_size: int = 512) -
     return {"projection": projection, "embeddings": embeddings.detach().cpu().numpy()}
 
 
+def exact_inverse(prepared: Prepared, damping: float) -> np.ndarray:
+    """The pseudo-inverse of the final layer's (damped) summed-loss Hessian, in Captum's parameter order."""
+    state = prepared.final
+    a = torch.tensor(state.activations, dtype=torch.float64)
+    p = torch.tensor(state.probabilities, dtype=torch.float64)
+    labels, d = state.weight.shape
+    extended = torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], dim=1)
+    curvature = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]
+    hessian = torch.zeros(labels, d + 1, labels, d + 1, dtype=torch.float64)
+    for start in range(0, len(a), 2048):  # chunks keep the (n, labels, labels, d+1, d+1) product small
+        rows = slice(start, start + 2048)
+        hessian += torch.einsum("nij,nk,nl->ikjl", curvature[rows], extended[rows], extended[rows])
+    hessian = hessian.reshape(labels * (d + 1), labels * (d + 1))
+    order = [c * (d + 1) + j for c in range(labels) for j in range(d)] + [c * (d + 1) + d for c in range(labels)]
+    hessian = hessian[order][:, order] + damping * torch.eye(len(order), dtype=torch.float64)
+    return torch.linalg.pinv(hessian, hermitian=True, rtol=1e-10).numpy()
+
+
+def solver_for(prepared: Prepared, params: dict[str, Any]) -> str:
+    size = prepared.final.weight.size + prepared.final.bias.size
+    return params["solver"] if params["solver"] != "auto" else ("exact" if size <= EXACT_UP_TO else "arnoldi")
+
+
 def _stored(prepared: Prepared, params: dict[str, Any]) -> dict[str, np.ndarray]:
-    name = "influence-" + "-".join(f"{params[o.name]:g}" for o in OPTIONS)
+    if solver_for(prepared, params) == "exact":
+        return prepared.extra(f"influence-exact-{params['damping']:g}",
+                              lambda: {"inverse": exact_inverse(prepared, params["damping"])})
+    name = "influence-arnoldi-" + "-".join(f"{params[o.name]:g}" for o in OPTIONS if o.name != "solver")
     return prepared.extra(name, lambda: arnoldi(prepared, params))
 
 
-def query_embedding(stored: dict[str, np.ndarray], probabilities: np.ndarray, activation: np.ndarray, target: int) -> np.ndarray:
+def _train_gradients(prepared: Prepared, rows: slice = slice(None)) -> np.ndarray:
+    """Per-example final-layer gradients of the training rows `rows` (Captum's parameter order)."""
+    return flat_head_gradients(_loss_gradients(prepared, rows), prepared.final.activations[rows].astype(np.float64))
+
+
+def _loss_gradients(prepared: Prepared, rows: slice) -> np.ndarray:
+    gradients = prepared.final.probabilities[rows].astype(np.float64).copy()
+    gradients[np.arange(len(gradients)), prepared.targets[rows]] -= 1.0
+    return gradients
+
+
+def query_gradient(probabilities: np.ndarray, activation: np.ndarray, target: int) -> np.ndarray:
     gradient = probabilities.astype(np.float64).copy()
     gradient[target] -= 1.0
-    return flat_head_gradients(gradient[None, :], activation.astype(np.float64)[None, :])[0] @ stored["projection"]
+    return flat_head_gradients(gradient[None, :], activation.astype(np.float64)[None, :])[0]
 
 
 def score(prepared: Prepared, query: Query, target: int, params: dict[str, Any]) -> tuple[np.ndarray, dict[str, Any]]:
     stored = _stored(prepared, params)
-    embedding = query_embedding(stored, query.final_probabilities, query.activations[-1], target)
-    return stored["embeddings"] @ embedding, {"rank": int(stored["projection"].shape[1]),
-                                              "parameters": int(stored["projection"].shape[0])}
+    gradient = query_gradient(query.final_probabilities, query.activations[-1], target)
+    if "inverse" in stored:
+        direction = stored["inverse"] @ gradient  # H^-1 grad L(x), then one product per training chunk
+        scores = np.concatenate([_train_gradients(prepared, slice(s, s + 8192)) @ direction
+                                 for s in range(0, len(prepared.targets), 8192)])
+        return scores, {"solver": "exact", "parameters": int(len(gradient))}
+    return stored["embeddings"] @ (gradient @ stored["projection"]), {
+        "solver": "arnoldi", "rank": int(stored["projection"].shape[1]), "parameters": int(stored["projection"].shape[0])}
 
 
 def self_influence(prepared: Prepared, params: dict[str, Any]) -> np.ndarray:
     """grad L(z)^T H^-1 grad L(z): how much the example fights the rest of the training set."""
-    embeddings = _stored(prepared, params)["embeddings"]
-    return (embeddings**2).sum(axis=1)
+    stored = _stored(prepared, params)
+    if "inverse" in stored:
+        parts = []
+        for start in range(0, len(prepared.targets), 4096):
+            gradients = _train_gradients(prepared, slice(start, start + 4096))
+            parts.append(np.einsum("np,pq,nq->n", gradients, stored["inverse"], gradients))
+        return np.concatenate(parts)
+    return (stored["embeddings"] ** 2).sum(axis=1)
 
 
 METHOD = DataMethod(
@@ -106,7 +167,8 @@ METHOD = DataMethod(
     title="Influence functions",
     citation="Koh and Liang 2017, Understanding Black-box Predictions via Influence Functions (ICML); "
              "Schioppa et al. 2022, Scaling Up Influence Functions (AAAI)",
-    summary="grad L(input)^T H^-1 grad L(example) on the final layer, H^-1 by Captum's Arnoldi approximation.",
+    summary="grad L(input)^T H^-1 grad L(example) on the final layer (exact inverse Hessian, or Captum's Arnoldi "
+            "approximation for large heads).",
     options=OPTIONS,
     score=score,
     self_influence=self_influence,

@@ -131,12 +131,12 @@ if not complete:
     if st.button("Find the training examples", type="primary"):
         bar = st.progress(0.0, text="Starting")
         try:
-            results, _ = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
-                                             progress=streamlit_progress(bar))
+            stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
+                                progress=streamlit_progress(bar))
         except ExplainError as exc:
             st.error(md(str(exc)))
             st.stop()
-        bar.empty()
+        st.rerun()  # show the stored result as any later visit will: no button, preparation done
     else:
         st.info("Press the button to rank the training examples (stored: reopening this link costs no model work).")
         st.stop()

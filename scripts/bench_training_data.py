@@ -57,7 +57,7 @@ def section_prepare(loaded, training) -> None:
     total = seconds
     for name, build in (("nearest (faiss index)", lambda: nearest.index_for(prepared, 100_000)),
                         ("representer (refit)", lambda: representer._fitted(prepared, 0.003)),
-                        ("influence (Arnoldi + embeddings)", lambda: influence._stored(
+                        ("influence (exact inverse Hessian)", lambda: influence._stored(
                             prepared, data_method("influence").resolve({}))),
                         ("tracin self-influence", lambda: tracin.self_influence(prepared, {}))):
         _, seconds = timed(build)
@@ -134,10 +134,10 @@ def section_scale(loaded, training) -> None:
         store_bytes = 4 * rows * (384 + 3) * 4
         activations = [rng.standard_normal((rows, 384)).astype(np.float32) for _ in range(4)]
         gradients = [rng.standard_normal((rows, 3)) for _ in range(4)]
-        a_t, g_t = queries[0].astype(np.float64), rng.standard_normal(3)
+        a_t, g_t = queries[0], rng.standard_normal(3)
 
         def tracin_query(activations=activations, gradients=gradients, a_t=a_t, g_t=g_t) -> np.ndarray:
-            return sum((g @ g_t) * (a.astype(np.float64) @ a_t + 1.0) for a, g in zip(activations, gradients, strict=True))
+            return sum((g @ g_t) * ((a @ a_t).astype(np.float64) + 1.0) for a, g in zip(activations, gradients, strict=True))
 
         _, tracin_seconds = timed(tracin_query)
         print(line + f"; TracIn store {store_bytes / 2**20:.0f} MiB, one query {1000 * tracin_seconds:.0f} ms")

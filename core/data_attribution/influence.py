@@ -157,7 +157,7 @@ def self_influence(prepared: Prepared, params: dict[str, Any]) -> np.ndarray:
         parts = []
         for start in range(0, len(prepared.targets), 4096):
             gradients = _train_gradients(prepared, slice(start, start + 4096))
-            parts.append(np.einsum("np,pq,nq->n", gradients, stored["inverse"], gradients))
+            parts.append(((gradients @ stored["inverse"]) * gradients).sum(axis=1))
         return np.concatenate(parts)
     return (stored["embeddings"] ** 2).sum(axis=1)
 

@@ -327,3 +327,30 @@ def test_10_edits_that_flip_the_prediction(page, journey):
     page.goto(address)  # a fresh session: the stored comparison and the stored search, no button to press
     expect(page.get_by_text(re.compile(r"stored result, no model work now"))).to_be_visible(timeout=LONG)
     expect(page.get_by_role("button", name="Search for edits")).to_have_count(0)
+
+
+def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_model_dir):
+    """The Training data page on a model trained with recorded rows: every method's proponents and opponents
+    written out with the gold label and a Compare link, the agreement matrices, and the stored result
+    reopened from the address with no button to press."""
+    from core.data_attribution.view import DataView
+
+    view = DataView(text="the crew was great and the flight left on time", model=str(trained_tiny_model_dir), k=3)
+    address = f"{journey['base']}{view.link()}"
+    page.goto(address)
+    page.get_by_role("button", name="Find the training examples").click()
+    expect(page.get_by_text("Proponents (pushed towards", exact=False).first).to_be_visible(timeout=LONG)
+    expect(page.get_by_test_id("stStatusWidget")).to_be_hidden(timeout=LONG)
+    for title in ("Nearest training examples", "TracIn", "Representer points", "Influence functions"):
+        expect(page.get_by_text(title, exact=True).first).to_be_visible()
+    compare_links = page.get_by_role("link", name="Open in Compare")
+    assert compare_links.count() >= 4
+    expect(page.get_by_text("gold ", exact=False).first).to_be_visible()  # labels written, not only coloured
+    expect(page.get_by_role("heading", name="Do the methods agree?")).to_be_visible()
+    keep_for_readme(screenshot(page, "11-training-data", height=2200), "training-data")
+    href = compare_links.first.get_attribute("href")
+    assert href.startswith("/Compare?") and "text=" in href
+
+    page.goto(address)  # a fresh session: the stored result, no button to press
+    expect(page.get_by_text("Proponents (pushed towards", exact=False).first).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("button", name="Find the training examples")).to_have_count(0)

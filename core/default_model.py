@@ -63,6 +63,8 @@ class BuildConfig:
     checkpoints: int = 4
     # A seeded share of training labels changed to another label: a known answer for finding mislabelled rows.
     flip_fraction: float = 0.0
+    extra_rows: int = 0  # rows added to the training split (`--extra-training`), e.g. an exported error group
+    extra_source: str = ""
 
 
 @dataclass
@@ -209,7 +211,8 @@ def write_training_rows(output_dir: Path, train: pd.DataFrame, labels: Sequence[
     """training.jsonl: exactly the rows the model was trained on, with the label it was trained with."""
     with (output_dir / "training.jsonl").open("w", encoding="utf-8") as handle:
         for row in train.itertuples(index=False):
-            record = {"id": f"tweet-{int(row.row_id)}", "text": row.text, "label": labels[int(row.label)]}
+            name = f"tweet-{int(row.row_id)}" if row.row_id >= 0 else f"extra-{-int(row.row_id)}"
+            record = {"id": name, "text": row.text, "label": labels[int(row.label)]}
             if bool(getattr(row, "flipped", False)):
                 record |= {"flipped": True, "original_label": labels[int(row.original_label)]}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -219,9 +222,11 @@ def build_default_model(
     output_dir: Path | str,
     config: BuildConfig | None = None,
     progress: ProgressFn | None = None,
+    extra: Sequence[tuple[str, str]] = (),
 ) -> BuildReport:
     """Fine-tune the encoder on the tweet corpus, evaluate on the held-out split, save with a card,
-    the training rows (training.jsonl) and the training checkpoints (checkpoints.json)."""
+    the training rows (training.jsonl) and the training checkpoints (checkpoints.json). `extra`
+    (text, label) rows are added to the training split (a new version of the model)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     config = config or BuildConfig()
@@ -232,6 +237,11 @@ def build_default_model(
     report_progress(0.0, "Reading the tweet corpus")
     train, heldout = split_corpus(load_corpus(), config)
     train = flip_labels(train, config.flip_fraction, config.seed, LABELS)
+    if extra:
+        added = pd.DataFrame({"text": [t for t, _ in extra], "label": [LABELS.index(label) for _, label in extra],
+                              "row_id": [-(n + 1) for n in range(len(extra))]})
+        added["original_label"], added["flipped"] = added["label"], False
+        train = pd.concat([train, added], ignore_index=True)
 
     report_progress(0.02, "Loading the MiniLM encoder")
     transformers_logging.set_verbosity_error()
@@ -311,6 +321,7 @@ Rashomon's offline default model: a 3-class sentiment classifier ({", ".join(LAB
   linear schedule with {c.warmup_fraction:.0%} warm-up, gradient clipping at 1.0.
 - **Training-data attribution**: `training.jsonl` lists the {train_size} training rows (corpus row ids,
   text, label trained on); {c.checkpoints} checkpoints (`checkpoints.json`, the last is this model).
+{f"- **Extra training rows**: {c.extra_rows} from {c.extra_source}." if c.extra_rows else ""}
 {f"- **Flipped labels**: {c.flip_fraction:.0%} of training labels changed (seeded), marked in training.jsonl." if c.flip_fraction else ""}
 
 ## Held-out scores

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -246,12 +247,37 @@ def test_demo_commands(home):
     assert shown["view"]["text"] == "hello there" and shown["view"]["methods"] == ["attention"]
 
 
-def test_build_default_says_the_new_head_is_expected(home, tmp_path):
-    result = rashomon("model", "build-default", "--output", str(tmp_path / "m"), "--train-rows", "60",
-                      "--heldout-rows", "30")
+def test_build_default_versions_and_compare_models(home, tmp_path, capsys):
+    """A small default build, a second version with extra training rows beside it, both listed, then
+    model vs model on held-out rows and on one input."""
+    small = ("--train-rows", "60", "--heldout-rows", "30", "--checkpoints", "0")
+    result = rashomon("model", "build-default", *small)
     assert result.returncode == 0, result.stderr
     assert "MISSING" not in result.stdout + result.stderr and "LOAD REPORT" not in result.stdout + result.stderr
     assert "a fresh head is expected" in result.stdout
+    from core.cli import main
+
+    extra = tmp_path / "extra.csv"
+    extra.write_text("text,label\nthe flight was fine,neutral\nlovely crew,awful\n")
+    assert main(["model", "build-default", "--extra-training", str(extra), *small]) == 1
+    assert "'awful' (1)" in capsys.readouterr().err
+    extra.write_text("text,label\nthe flight was fine,neutral\nlovely crew,positive\n")
+    result = rashomon("model", "build-default", "--extra-training", str(extra), *small, "--json")
+    assert result.returncode == 0, result.stderr
+    version = Path(json.loads(result.stdout)["output_dir"])
+    first = home / "models" / "default-sentiment"
+    assert version == first.parent / "default-sentiment-v2"
+    rows = [json.loads(line) for line in (version / "training.jsonl").read_text().split("\n") if line]
+    assert len(rows) == 62 and [r["id"] for r in rows[-2:]] == ["extra-1", "extra-2"]
+    assert main(["model", "list", "--json"]) == 0
+    listed = {Path(r["path"]).name: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["default-sentiment"]["extra_rows"] == 0 and listed["default-sentiment-v2"]["extra_rows"] == 2
+    assert main(["compare-models", "--a", str(first), "--b", str(version), "--heldout", "--limit", "12",
+                 "--text", "lovely crew, late flight", "--methods", "saliency", "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["evaluation"]["inputs"] == 12 and compared["input"][0]["method"] == "saliency"
+    assert main(["compare-models", "--a", str(first), "--b", str(version)]) == 1
+    assert "Give a labelled set" in capsys.readouterr().err
 
 
 def test_heads_and_document_commands(home, tmp_path):

@@ -17,6 +17,7 @@ from core.cli import (
     errors,
     evaluate,
     explain,
+    model_compare,
     models,
     snapshots,
 )
@@ -28,7 +29,7 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos):
+    for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos):
         group.add_commands(sub)
     return parser
 

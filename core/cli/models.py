@@ -5,14 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli.common import CliError, load, print_json, progress_bar, quiet
+from core.cli.common import CliError, load, one_line_errors, print_json, progress_bar, quiet
 
 
 def cmd_build_default(args: argparse.Namespace) -> None:
     from core.default_model import BuildConfig, build_default_model
     from core.settings import load_settings
 
-    output = Path(args.output) if args.output else load_settings().default_model_dir
+    extra: list[tuple[str, str]] = []
+    if args.extra_training:
+        from core.cli.common import read_text_file
+        from core.data_attribution.training_sets import TrainingDataError, read_examples
+        from core.default_model import LABELS
+
+        with one_line_errors(TrainingDataError):
+            rows = read_examples(read_text_file(args.extra_training), Path(args.extra_training).name, LABELS,
+                                 args.text_column, args.label_column)
+        extra = [(row.text, row.label) for row in rows]
+    output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
     if args.if_missing and (output / "config.json").exists():
         if args.json:
             print_json({"output_dir": str(output), "built": False})
@@ -22,8 +32,9 @@ def cmd_build_default(args: argparse.Namespace) -> None:
     if not 0 <= args.flip_fraction < 1:
         raise CliError("--flip-fraction must be at least 0 and below 1.")
     config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
-                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction)
-    report = build_default_model(output, config, progress=quiet if args.json else progress_bar("build"))
+                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
+                         extra_source=Path(args.extra_training).name if extra else "")
+    report = build_default_model(output, config, progress=quiet if args.json else progress_bar("build"), extra=extra)
     if args.json:
         print_json({"output_dir": report.output_dir, "built": True, "accuracy": report.accuracy,
                     "macro_f1": report.macro_f1, "train_seconds": report.train_seconds,
@@ -33,6 +44,48 @@ def cmd_build_default(args: argparse.Namespace) -> None:
         print(f"Saved to {report.output_dir}")
         print(f"Held-out accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} "
               f"({report.config.heldout_rows} rows); build took {report.total_seconds:.0f} s")
+
+
+def next_version_dir() -> Path:
+    """A new directory beside the default model (default-sentiment-v2, -v3, ...): the old version stays usable."""
+    from core.settings import load_settings
+
+    base = load_settings().default_model_dir
+    version = 2
+    while (base.parent / f"{base.name}-v{version}").exists():
+        version += 1
+    return base.parent / f"{base.name}-v{version}"
+
+
+def model_versions() -> list[dict]:
+    """Models built by Rashomon under RASHOMON_HOME/models, with their held-out scores."""
+    import json
+
+    from core.settings import load_settings
+
+    rows = []
+    for card in sorted(load_settings().default_model_dir.parent.glob("*/rashomon.json")):
+        data = json.loads(card.read_text())
+        config = data.get("config", {})
+        rows.append({"path": str(card.parent), "name": data.get("name", card.parent.name),
+                     "accuracy": data.get("accuracy"), "macro_f1": data.get("macro_f1"),
+                     "extra_rows": config.get("extra_rows", 0), "flip_fraction": config.get("flip_fraction", 0.0),
+                     "built": card.stat().st_mtime})
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    rows = model_versions()
+    if args.json:
+        print_json(rows)
+        return
+    if not rows:
+        print("No models built yet: `rashomon model build-default`.")
+    for row in rows:
+        extra = f", +{row['extra_rows']} extra rows" if row["extra_rows"] else ""
+        flipped = f", {row['flip_fraction']:.0%} labels flipped" if row["flip_fraction"] else ""
+        scores = f"accuracy {row['accuracy']:.3f}, macro-F1 {row['macro_f1']:.3f}" if row["accuracy"] is not None else ""
+        print(f"{row['path']}: {scores}{extra}{flipped}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -58,9 +111,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--checkpoints", type=int, default=4, help="training checkpoints kept for TracIn (default 4)")
     build.add_argument("--flip-fraction", type=float, default=0.0,
                        help="share of training labels flipped (seeded), to test finding mislabelled rows")
+    build.add_argument("--extra-training", help="CSV or JSONL (text, label) added to the training rows: builds a new "
+                                                "version beside the default model unless --output is given")
+    build.add_argument("--text-column", default="text")
+    build.add_argument("--label-column", default="label")
     build.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     build.add_argument("--json", action="store_true")
     build.set_defaults(func=cmd_build_default)
+    listing = model.add_parser("list", help="models built by Rashomon (versions) with their held-out scores")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_list)
     info = model.add_parser("info", help="load a model and describe it")
     info.add_argument("--model")
     info.add_argument("--json", action="store_true")

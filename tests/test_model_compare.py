@@ -1,0 +1,67 @@
+"""Model vs model on a constructed pair: model B is model A with its head pushed towards "positive", so what
+B fixes and breaks is known exactly; per-class deltas and both models' explanations on one input."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from core.corpus.inputs import Input
+from core.evaluation import EvaluationError
+from core.model_compare import compare_models, explain_both
+from core.modelling import final_linear
+from core.runner import ModelRunner
+
+TEXTS = ["The staff were lovely.", "Cold food and a rude waiter.", "It was a room.", "Wonderful view, awful bed.",
+         "Never again.", "Fine, I suppose.", "Best stay ever!", "The lift was broken for days.", "A quiet week.",
+         "Loved the breakfast."]
+GOLD = ["positive", "negative", "neutral", "neutral", "negative", "neutral", "positive", "negative", "neutral", "positive"]
+
+
+@pytest.fixture
+def pair(tiny_model):
+    model = copy.deepcopy(tiny_model.model)
+    with torch.no_grad():
+        final_linear(model).bias[tiny_model.labels.index("positive")] += 100.0  # B says positive, always
+    return ModelRunner(tiny_model), ModelRunner(tiny_model.with_model(model))
+
+
+def test_flip_counts_on_a_constructed_pair(pair):
+    a, b = pair
+    inputs = [Input(f"row {i}", t, g) for i, (t, g) in enumerate(zip(TEXTS, GOLD, strict=True))]
+    diff = compare_models(a, b, inputs, draws=200)
+    predicted_a = [a.loaded.labels[int(i)] for i in a.probabilities_for_texts(TEXTS).argmax(1)]
+    fixed = [i for i, (g, p) in enumerate(zip(GOLD, predicted_a, strict=True)) if g == "positive" and p != g]
+    broken = [i for i, (g, p) in enumerate(zip(GOLD, predicted_a, strict=True)) if p == g and g != "positive"]
+    changed = [i for i, (g, p) in enumerate(zip(GOLD, predicted_a, strict=True))
+               if p != g and g != "positive" and p != "positive"]
+    assert [c.position for c in diff.fixed] == fixed and [c.position for c in diff.broken] == broken
+    assert [c.position for c in diff.changed_errors] == changed
+    assert all(c.b == "positive" for c in diff.fixed + diff.broken + diff.changed_errors)
+    deltas = {d.name: d for d in diff.deltas}
+    accuracy_a = np.mean([g == p for g, p in zip(GOLD, predicted_a, strict=True)])
+    assert deltas["accuracy"].a == pytest.approx(accuracy_a) and deltas["accuracy"].b == pytest.approx(0.3)
+    assert deltas["accuracy"].low <= deltas["accuracy"].delta <= deltas["accuracy"].high
+    assert deltas["F1 negative"].b == 0.0 and set(deltas) == {"accuracy", "macro-F1", "F1 negative", "F1 neutral",
+                                                               "F1 positive"}
+
+
+def test_both_explanations_and_their_agreement(pair):
+    a, b = pair
+    same = explain_both(a, a, TEXTS[3], ["occlusion", "saliency"], k=3)
+    assert all(p.spearman == pytest.approx(1.0) and p.top_k_overlap == 1.0 for p in same)
+    pairs = explain_both(a, b, TEXTS[3], ["occlusion"], target="neutral", k=3)
+    assert pairs[0].a.target == pairs[0].b.target == "neutral" and pairs[0].a.words == pairs[0].b.words
+    assert -1.0 <= pairs[0].spearman <= 1.0
+
+
+def test_models_with_other_labels_are_refused(pair, tmp_path):
+    from core.modelling import load_model
+    from core.tiny_model import build_tiny_model
+
+    other = ModelRunner(load_model(str(build_tiny_model(tmp_path / "two", labels=("bad", "good")))))
+    with pytest.raises(EvaluationError, match="different labels"):
+        compare_models(pair[0], other, [Input("r", "x", "bad")])

@@ -14,6 +14,7 @@ page = st.navigation([
     st.Page("pages/corpus.py", title="Corpus", icon="📚", url_path="Corpus"),
     st.Page("pages/evaluation.py", title="Evaluation", icon="🎯", url_path="Evaluation"),
     st.Page("pages/training_data.py", title="Training data", icon="🧬", url_path="Training_data"),
+    st.Page("pages/models.py", title="Model vs model", icon="🆚", url_path="Models"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
 ])
 show_flashes()

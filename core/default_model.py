@@ -292,6 +292,32 @@ def build_default_model(
     return report
 
 
+def next_version_dir() -> Path:
+    """A new directory beside the default model (default-sentiment-v2, -v3, ...): the old version stays usable."""
+    from core.settings import load_settings
+
+    base = load_settings().default_model_dir
+    version = 2
+    while (base.parent / f"{base.name}-v{version}").exists():
+        version += 1
+    return base.parent / f"{base.name}-v{version}"
+
+
+def model_versions() -> list[dict]:
+    """Models built by Rashomon under RASHOMON_HOME/models, with their held-out scores."""
+    from core.settings import load_settings
+
+    rows = []
+    for card in sorted(load_settings().default_model_dir.parent.glob("*/rashomon.json")):
+        data = json.loads(card.read_text())
+        config = data.get("config", {})
+        rows.append({"path": str(card.parent), "name": data.get("name", card.parent.name),
+                     "accuracy": data.get("accuracy"), "macro_f1": data.get("macro_f1"),
+                     "extra_rows": config.get("extra_rows", 0), "flip_fraction": config.get("flip_fraction", 0.0),
+                     "built": card.stat().st_mtime})
+    return rows
+
+
 def _versions() -> dict[str, str]:
     import sklearn
     import transformers

@@ -536,3 +536,20 @@ def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkey
     assert not bad.exception
     warnings = " ".join(w.value for w in bad.warning)
     assert "not a number from 1 to 50" in warnings and "unknown training-data methods" in warnings and "knn" in warnings
+
+
+def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_model_dir, tiny_model_dir):
+    query = {"a": str(tiny_model_dir), "b": str(trained_tiny_model_dir), "limit": "15", "text": "the crew was great"}
+    app = run_page("pages/models.py", **query)
+    assert not app.exception
+    next(b for b in app.button if b.label == "Compare on the held-out rows").click().run()
+    assert not app.exception
+    table = next(d.value for d in app.dataframe if "measure" in d.value.columns)
+    assert list(table["measure"])[:2] == ["accuracy", "macro-F1"]
+    markdown = " ".join(m.value for m in app.markdown)
+    assert "fixed** (A wrong, B right)" in markdown and "15 inputs" in markdown
+    assert "Spearman between the models" in markdown
+    again = run_page("pages/models.py", **query)  # stored: no button, same table
+    assert not again.exception and not any(b.label == "Compare on the held-out rows" for b in again.button)
+    bad = run_page("pages/models.py", a=str(tiny_model_dir), b="/no/such/model")
+    assert not bad.exception and any("No model directory" in e.value for e in bad.error)

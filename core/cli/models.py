@@ -22,6 +22,8 @@ def cmd_build_default(args: argparse.Namespace) -> None:
             rows = read_examples(read_text_file(args.extra_training), Path(args.extra_training).name, LABELS,
                                  args.text_column, args.label_column)
         extra = [(row.text, row.label) for row in rows]
+    from core.default_model import next_version_dir
+
     output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
     if args.if_missing and (output / "config.json").exists():
         if args.json:
@@ -46,35 +48,9 @@ def cmd_build_default(args: argparse.Namespace) -> None:
               f"({report.config.heldout_rows} rows); build took {report.total_seconds:.0f} s")
 
 
-def next_version_dir() -> Path:
-    """A new directory beside the default model (default-sentiment-v2, -v3, ...): the old version stays usable."""
-    from core.settings import load_settings
-
-    base = load_settings().default_model_dir
-    version = 2
-    while (base.parent / f"{base.name}-v{version}").exists():
-        version += 1
-    return base.parent / f"{base.name}-v{version}"
-
-
-def model_versions() -> list[dict]:
-    """Models built by Rashomon under RASHOMON_HOME/models, with their held-out scores."""
-    import json
-
-    from core.settings import load_settings
-
-    rows = []
-    for card in sorted(load_settings().default_model_dir.parent.glob("*/rashomon.json")):
-        data = json.loads(card.read_text())
-        config = data.get("config", {})
-        rows.append({"path": str(card.parent), "name": data.get("name", card.parent.name),
-                     "accuracy": data.get("accuracy"), "macro_f1": data.get("macro_f1"),
-                     "extra_rows": config.get("extra_rows", 0), "flip_fraction": config.get("flip_fraction", 0.0),
-                     "built": card.stat().st_mtime})
-    return rows
-
-
 def cmd_list(args: argparse.Namespace) -> None:
+    from core.default_model import model_versions
+
     rows = model_versions()
     if args.json:
         print_json(rows)

@@ -245,7 +245,8 @@ def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
 def test_8_every_page_is_reachable_from_the_sidebar(page, journey):
     page.goto(f"{journey['base']}/")
     nav = page.get_by_test_id("stSidebarNav")
-    for title in ("Home", "Snapshots", "Compare", "Whole document", "Corpus", "Checks"):
+    for title in ("Home", "Snapshots", "Compare", "Whole document", "Corpus", "Evaluation", "Training data",
+                  "Model vs model", "Checks"):
         expect(nav.get_by_role("link", name=title)).to_be_visible()
     nav.get_by_role("link", name="Checks").click()
     expect(page.get_by_role("heading", name="Checks", exact=True)).to_be_visible()

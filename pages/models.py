@@ -1,0 +1,80 @@
+import pandas as pd
+import streamlit as st
+
+from core.default_model import model_versions
+from core.evaluation import EvaluationError, heldout_inputs
+from core.explanation import Explanation
+from core.methods.base import ExplainError
+from core.methods.registry import METHODS, fast_methods
+from core.model_compare import explain_both, stored_diff
+from core.render import highlighted_text, md
+from core.store import explain_stored
+from pages.resources import engine, runner_or_stop
+from pages.ui import streamlit_progress
+
+db = engine()
+st.title("Model vs model")
+st.caption("Did the fix work? Two classifiers with the same labels on the same labelled texts: what each fixed "
+           "and broke, per-class changes with intervals, and on one input both models' explanations side by side.")
+
+query = st.query_params.to_dict()
+versions = [v["path"] for v in model_versions()]
+for key, value in (("models_a", query.get("a", versions[0] if versions else "")),
+                   ("models_b", query.get("b", versions[-1] if versions else "")),
+                   ("models_limit", int(query["limit"]) if query.get("limit", "").isdigit() else 2000),
+                   ("models_text", query.get("text", ""))):
+    if key not in st.session_state:
+        st.session_state[key] = value
+left, right = st.columns(2)
+spec_a = left.text_input("Model A (before; path or hub id)", key="models_a")
+spec_b = right.text_input("Model B (after)", key="models_b")
+if versions:
+    st.caption("Built here: " + md(", ".join(versions)))
+limit = int(st.number_input("Held-out rows of the default model (of 2,000)", 1, 2000, key="models_limit"))
+text = st.text_input("One input to explain with both models (optional)", key="models_text")
+st.query_params.from_dict({"a": spec_a, "b": spec_b, "limit": str(limit), **({"text": text} if text else {})})
+if not spec_a.strip() or not spec_b.strip():
+    st.info("Name two models: for example the default model and a version rebuilt with extra training rows.")
+    st.stop()
+a, b = runner_or_stop(spec_a), runner_or_stop(spec_b)
+inputs = heldout_inputs(limit)
+try:
+    diff = stored_diff(db, a, b, inputs, only_stored=True)
+    if diff is None and st.button("Compare on the held-out rows", type="primary"):
+        bar = st.progress(0.0, text="Starting")
+        diff = stored_diff(db, a, b, inputs, progress=streamlit_progress(bar))
+        bar.empty()
+except EvaluationError as exc:
+    st.error(md(str(exc)))
+    st.stop()
+if diff is not None:
+    st.dataframe(pd.DataFrame([{"measure": d.name, "A": d.a, "B": d.b, "change": d.delta,
+                                "95% interval": f"{d.low:+.3f} .. {d.high:+.3f}"} for d in diff.deltas]).round(3),
+                 hide_index=True, width="stretch")
+    st.markdown(f"**{len(diff.fixed)} fixed** (A wrong, B right) · **{len(diff.broken)} broken** (A right, B wrong) · "
+                f"**{len(diff.changed_errors)}** errors that changed label · {diff.inputs} inputs")
+    for title, rows in (("Fixed", diff.fixed), ("Broken", diff.broken)):
+        with st.expander(f"{title} ({len(rows)})"):
+            st.dataframe(pd.DataFrame([{"gold": r.gold, "A": r.a, "B": r.b, "text": r.text} for r in rows]),
+                         hide_index=True, width="stretch")
+
+if text.strip():
+    st.subheader("One input, both models")
+    methods = st.multiselect("Methods", list(METHODS), default=["saliency", "input_x_gradient", "occlusion"],
+                             format_func=lambda m: METHODS[m].title, key="models_methods")
+
+    def stored(runner, words: str, method: str, target: str) -> Explanation:
+        return explain_stored(db, runner, words, method, target).explanation
+
+    try:
+        pairs = explain_both(a, b, text, methods or fast_methods()[:2], explain=stored)
+    except (ExplainError, EvaluationError) as exc:
+        st.error(md(str(exc)))
+        st.stop()
+    for pair in pairs:
+        st.markdown(f"**{md(METHODS[pair.method].title)}**: Spearman between the models {pair.spearman:+.2f}, "
+                    f"top-5 overlap {pair.top_k_overlap:.2f} (label {md(pair.a.target)})")
+        for name, result in (("A", pair.a), ("B", pair.b)):
+            peak = max([abs(s) for s in result.scores] or [1.0]) or 1.0
+            st.html(f"<div><b>{name}</b> (p = {result.probabilities[result.target]:.3f})</div>" + highlighted_text(
+                result.text, result.offsets, [s / peak for s in result.scores], result.signed))

@@ -36,7 +36,7 @@ from core.corpus.jobs import items_of, require_job
 from core.evaluation import EvaluatedInput, EvaluationError
 from core.runner import ModelRunner, ProgressFn
 
-DEFAULT_METHODS = ("saliency", "input_x_gradient", "deeplift")  # one backward pass each: grouping stays cheap
+DEFAULT_METHODS = ("saliency", "input_x_gradient", "attention")  # a backward or a forward pass each: grouping stays cheap
 WORD = re.compile(r"\w+(?:['’]\w+)*")
 
 

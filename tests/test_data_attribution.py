@@ -346,3 +346,17 @@ def test_removal_and_datamodeling_checks_are_stored(engine, trained_tiny_model, 
     save_retraining(engine, trained_tiny_model, training, result)
     stored = retraining_checks(engine, trained_tiny_model, training)
     assert stored == [result, removal] or [s.to_dict() for s in stored] == [result.to_dict(), removal.to_dict()]
+
+
+def test_training_example_cards_escape_everything_an_example_contributes():
+    from core.explanation import TrainingExampleScore
+    from core.render import training_examples
+
+    hostile = TrainingExampleScore(id='x"><img src=x onerror=alert(1)>', position=0, gold="<b>neg</b>",
+                                   predicted="pos", score=0.5, shared_words=("script",),
+                                   text="<script>alert('script')</script> & friends")
+    html = training_examples([hostile], ['/Compare?text="><script>'], scale=1.0)
+    assert "<script>" not in html and "<img" not in html and "<b>neg</b>" not in html
+    assert "&lt;script&gt;" in html and "&amp; friends" in html and "&lt;b&gt;neg&lt;/b&gt;" in html
+    assert "<b>script</b>" in html  # the shared word is bold, its text still escaped
+    assert 'href="/Compare?text=&quot;&gt;&lt;script&gt;"' in html

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -34,6 +34,38 @@ def heldout_inputs(limit: int | None = None) -> list[Input]:
     _, heldout = split_corpus(load_corpus(), BuildConfig())
     rows = list(zip(heldout["text"].astype(str), heldout["sentiment"].astype(str), strict=True))[:limit]
     return [Input(f"held-out row {i + 1}", text, label) for i, (text, label) in enumerate(rows)]
+
+
+LABEL_TAG = "label:"
+
+
+def labelled_snapshot_inputs(engine: Engine, labels: Sequence[str], fits: Callable[[str], bool]) -> list[Input]:
+    """Passages of the snapshots whose links carry a label tag (`label:negative`), labelled with it (matched to
+    the model's labels regardless of case: tags are stored in lower case)."""
+    from core.corpus.inputs import split_into_passages
+    from core.snapshots import latest_good_snapshot, list_links
+
+    by_lower = {label.lower(): label for label in labels}
+    inputs, conflicts = [], []
+    for view in list_links(engine):
+        tagged = sorted({t[len(LABEL_TAG):] for t in view.tags if t.startswith(LABEL_TAG)})
+        if not tagged:
+            continue
+        if len(tagged) > 1:
+            conflicts.append(f"{view.url} ({', '.join(tagged)})")
+            continue
+        snap = latest_good_snapshot(engine, view.id)
+        if snap is None:
+            continue
+        gold = by_lower.get(tagged[0], tagged[0])
+        inputs += [Input(f"snapshot {snap.id}, passage {n + 1}", passage, gold)
+                   for n, passage in enumerate(split_into_passages(snap.text, fits))]
+    if conflicts:
+        raise EvaluationError(f"Links tagged with two labels: {'; '.join(conflicts)}.")
+    if not inputs:
+        raise EvaluationError(f"No snapshot carries a label tag: tag links with {LABEL_TAG}LABEL "
+                              f"(e.g. {LABEL_TAG}{labels[0].lower() if labels else 'negative'}).")
+    return inputs
 
 
 def inputs_from_file(content: str, name: str, text_column: str = "text", label_column: str = "label") -> list[Input]:

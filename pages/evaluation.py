@@ -5,7 +5,14 @@ from core import charts, corpus
 from core.compare import ViewState
 from core.data_attribution.view import DataView
 from core.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
-from core.evaluation import EvaluationError, create_evaluation, evaluation, heldout_inputs, inputs_from_file
+from core.evaluation import (
+    EvaluationError,
+    create_evaluation,
+    evaluation,
+    heldout_inputs,
+    inputs_from_file,
+    labelled_snapshot_inputs,
+)
 from core.methods.base import ExplainError
 from core.methods.registry import fast_methods
 from core.render import md
@@ -24,13 +31,16 @@ runner = runner_or_stop(model_spec)
 labels = list(runner.loaded.labels)
 
 with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in corpus.list_jobs(db))):
-    source = st.radio("Labelled texts", ["The default model's held-out split", "Upload CSV or JSONL"],
-                      horizontal=True, key="evaluation_source")
+    source = st.radio("Labelled texts", ["The default model's held-out split", "Upload CSV or JSONL",
+                                         "Snapshots tagged label:…"], horizontal=True, key="evaluation_source")
     inputs, source_label = [], ""
     try:
         if source.startswith("The default"):
             limit = int(st.number_input("Rows (of 2,000)", 1, 2000, 2000, key="evaluation_limit"))
             inputs, source_label = heldout_inputs(limit), "the default model's held-out split"
+        elif source.startswith("Snapshots"):
+            inputs = labelled_snapshot_inputs(db, labels, lambda t: runner.prepare(t).truncated_words == 0)
+            source_label = "snapshots tagged label:..."
         else:
             upload = st.file_uploader("File with text and label columns", type=["csv", "jsonl"], key="evaluation_file")
             left, right = st.columns(2)

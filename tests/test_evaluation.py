@@ -115,3 +115,38 @@ def test_the_default_models_heldout_split_is_labelled_with_its_label_names():
     assert len(rows) == 2000
     check_labels(rows, DEFAULT_LABELS)  # names, not class indices
     assert {r.gold_label for r in rows} == set(DEFAULT_LABELS)
+
+
+def test_snapshots_tagged_with_a_label_are_a_labelled_set(engine, runner):
+    from core.evaluation import labelled_snapshot_inputs
+    from core.fetch import FetchResult
+    from core.snapshots import add_tags, list_links, remove_tags, snapshot_url
+
+    pages = {"https://l.example/a": "The staff were lovely and the view was wonderful.",
+             "https://l.example/b": "Cold food and a rude waiter.",
+             "https://l.example/c": "No label on this one."}
+
+    def fetcher(url: str) -> FetchResult:
+        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
+                           body=pages[url].encode(), text=pages[url])
+
+    fits = lambda text: runner.prepare(text).truncated_words == 0  # noqa: E731
+    with pytest.raises(EvaluationError, match="No snapshot carries a label tag"):
+        labelled_snapshot_inputs(engine, LABELS, fits)
+    snapshot_url(engine, "https://l.example/a", ["label:Positive", "travel"], fetcher)
+    snapshot_url(engine, "https://l.example/b", ["label:negative"], fetcher)
+    snapshot_url(engine, "https://l.example/c", ["travel"], fetcher)
+    inputs = labelled_snapshot_inputs(engine, LABELS, fits)
+    assert sorted((i.text, i.gold_label) for i in inputs) == [(pages["https://l.example/b"], "negative"),
+                                                             (pages["https://l.example/a"], "positive")]
+    job_id = create_evaluation(engine, "tagged", inputs, LABELS)
+    assert corpus.run_job(engine, runner, job_id).status == "done"
+    assert evaluation(engine, job_id, LABELS).inputs == 2
+    link = next(v for v in list_links(engine) if v.url.endswith("/b"))
+    add_tags(engine, [link.id], ["label:positive"])
+    with pytest.raises(EvaluationError, match="tagged with two labels: https://l.example/b"):
+        labelled_snapshot_inputs(engine, LABELS, fits)
+    remove_tags(engine, [link.id], ["label:positive", "label:negative"])
+    add_tags(engine, [link.id], ["label:sarcastic"])  # a label the model lacks: refused like any labelled set
+    with pytest.raises(EvaluationError, match="'sarcastic' \\(1\\)"):
+        create_evaluation(engine, "tagged", labelled_snapshot_inputs(engine, LABELS, fits), LABELS)

@@ -16,16 +16,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         evaluation,
         heldout_inputs,
         inputs_from_file,
+        labelled_snapshot_inputs,
     )
 
     with one_line_errors(EvaluationError):
         if args.heldout:
             inputs, source = heldout_inputs(args.limit), "the default model's held-out split"
+        elif args.tagged:
+            runner = runner_for(args.model)
+            inputs = labelled_snapshot_inputs(engine(), runner.loaded.labels,
+                                              lambda t: runner.prepare(t).truncated_words == 0)
+            source = "snapshots tagged label:..."
         elif args.file:
             inputs = inputs_from_file(read_text_file(args.file), args.file, args.text_column, args.label_column)
             source = f"file {args.file}"
         else:
-            raise CliError("Give a labelled set: --heldout or --file FILE (CSV or JSONL).")
+            raise CliError("Give a labelled set: --heldout, --tagged or --file FILE (CSV or JSONL).")
     labels = runner_for(args.model).loaded.labels
     db = engine()
     with one_line_errors(EvaluationError):
@@ -60,6 +66,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     source = command.add_mutually_exclusive_group()
     source.add_argument("--heldout", action="store_true", help="the default model's held-out split")
     source.add_argument("--file", help="a CSV or JSONL file with text and label columns")
+    source.add_argument("--tagged", action="store_true", help="snapshots whose links are tagged label:LABEL")
     command.add_argument("--limit", type=int, help="with --heldout: the first N rows")
     command.add_argument("--text-column", default="text")
     command.add_argument("--label-column", default="label")

@@ -151,8 +151,11 @@ nearest = next((r for r in results if r.method == "nearest"), None)
 with right:
     if nearest is not None:
         votes = nearest.params["vote"]
-        agree = "agree with" if nearest.diagnostics["neighbours_agree"] else "disagree with"
-        st.markdown(f"**Labels of the {votes} nearest training examples** (they {agree} the prediction)")
+        leaders = nearest.diagnostics["majority_labels"]
+        verdict = ("most are labelled with the prediction" if nearest.diagnostics["neighbours_agree"] else
+                   f"split between {md(' and '.join(leaders))}" if len(leaders) > 1 else
+                   f"most are labelled {md(leaders[0])}, not the prediction")
+        st.markdown(f"**Labels of the {votes} nearest training examples** ({verdict})")
         st.html(prediction_bars(nearest.diagnostics["label_distribution"]))
 
 st.subheader("Proponents and opponents")

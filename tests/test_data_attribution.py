@@ -70,6 +70,9 @@ def test_nearest_equals_brute_force_cosine(trained_tiny_model, training, prepare
     assert all((scores[r] > 0) == (prepared.targets[r] == target) for r in brute)
     votes = result.diagnostics["label_distribution"]
     assert sum(votes.values()) == pytest.approx(1.0)
+    leaders = [label for label, share in votes.items() if share == max(votes.values())]
+    assert result.diagnostics["majority_labels"] == leaders  # a tie is reported as a tie, never as agreement
+    assert result.diagnostics["neighbours_agree"] == (leaders == [result.predicted_label])
     # The approximate (HNSW) index finds the same neighbours on a set this small.
     [approximate] = attribute(trained_tiny_model, training, TEXT, ["nearest"],
                               params={"nearest": {"neighbours": 20, "exact_up_to": 10}})

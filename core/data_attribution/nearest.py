@@ -76,9 +76,10 @@ def score(prepared: Prepared, query: Query, target: int, params: dict[str, Any])
     voters = prepared.targets[rows[: params["vote"]]]
     distribution = {label: float(np.mean(voters == i)) if len(voters) else 0.0 for i, label in enumerate(prepared.labels)}
     predicted = prepared.labels[int(np.argmax(query.final_probabilities))]
-    majority = max(distribution, key=distribution.get)
-    return scores, {"label_distribution": distribution, "neighbours_agree": majority == predicted,
-                    "majority_label": majority, "search_seconds": search_seconds,
+    top = max(distribution.values())
+    leaders = [label for label, share in distribution.items() if share == top]  # a tie names every leader
+    return scores, {"label_distribution": distribution, "neighbours_agree": leaders == [predicted],
+                    "majority_labels": leaders, "search_seconds": search_seconds,
                     "index": "exact (faiss flat)" if len(prepared.targets) <= params["exact_up_to"] else "HNSW (faiss)"}
 
 

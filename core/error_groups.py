@@ -24,7 +24,7 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -217,7 +217,8 @@ def error_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: S
                        time.perf_counter() - started, runner.forward_passes - passes_before, member_words, note)
 
 
-def _training_neighbours(engine: Engine, runner: ModelRunner, vectors: np.ndarray, per_member: int = 5):
+def _training_neighbours(engine: Engine, runner: ModelRunner, vectors: np.ndarray, per_member: int = 5,
+                         ) -> Callable[[Sequence[int]], tuple[list[Neighbour], dict[str, float]]] | None:
     """A function from member rows to (most frequent nearest training examples, their label shares), or None."""
     from core.data_attribution.features import prepare
     from core.data_attribution.nearest import index_for, search

@@ -13,7 +13,7 @@ and on one input, both models' explanations side by side.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -120,7 +120,8 @@ class MethodPair:
 
 
 def explain_both(a: ModelRunner, b: ModelRunner, text: str, methods: Sequence[str], *, target: str | None = None,
-                 k: int = 5, explain=None) -> list[MethodPair]:
+                 k: int = 5, explain: Callable[[ModelRunner, str, str, str], Explanation] | None = None,
+                 ) -> list[MethodPair]:
     """Both models' explanations of the same label (default: model A's prediction) on one input, per method."""
     from core.explain import explain as direct
 

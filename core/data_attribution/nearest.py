@@ -12,13 +12,16 @@ neighbours: a prediction its neighbours disagree with deserves less trust).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.data_attribution.features import Prepared, Query
 from core.data_attribution.registry import DataMethod
 from core.methods.base import Option
+
+if TYPE_CHECKING:
+    import faiss
 
 OPTIONS = (
     Option("neighbours", "int", 50, "Training examples retrieved (scored); the rest score 0.", minimum=1, maximum=5000),
@@ -33,7 +36,7 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
-def build_index(vectors: np.ndarray, exact_up_to: int = 100_000):
+def build_index(vectors: np.ndarray, exact_up_to: int = 100_000) -> faiss.Index:
     """A faiss inner-product index over unit rows: flat (exact) or HNSW (approximate) for large sets."""
     import faiss
 
@@ -48,7 +51,7 @@ def build_index(vectors: np.ndarray, exact_up_to: int = 100_000):
     return index
 
 
-def index_for(prepared: Prepared, exact_up_to: int):
+def index_for(prepared: Prepared, exact_up_to: int) -> faiss.Index:
     import faiss
 
     def build() -> dict[str, np.ndarray]:
@@ -58,7 +61,7 @@ def index_for(prepared: Prepared, exact_up_to: int):
     return faiss.deserialize_index(stored["index"])
 
 
-def search(index, vector: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+def search(index: faiss.Index, vector: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     similarities, rows = index.search(unit_rows(vector[None, :]), count)
     keep = rows[0] >= 0
     return rows[0][keep], similarities[0][keep]

@@ -130,7 +130,8 @@ if not text.strip():
     st.info("Choose a snapshot or type some text, then press Run.")
     st.stop()
 training_view = DataView(snapshot=snapshot_id, text=view.text, passage=passage, model=view.model, target=target)
-st.markdown(f"[Which training examples made the model say this? →]({training_view.link()})")
+st.page_link("pages/training_data.py", label="Which training examples made the model say this? →",
+             query_params=training_view.to_query())
 if not methods:
     st.warning("Choose at least one method.")
     st.stop()

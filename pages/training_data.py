@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
+from core.compare import ViewState
 from core.data_attribution.attribute import agreement, suspicious
 from core.data_attribution.features import preparation_dir
 from core.data_attribution.registry import data_method, data_methods
@@ -142,7 +143,8 @@ if not complete:
         st.stop()
 
 first = results[0]
-st.markdown(f"[Open this input in Compare]({compare_link(text, current.model)}) · share this view with its address.")
+st.page_link("pages/compare.py", label="Open this input in Compare (the address of this page is its share link)",
+             query_params=ViewState(text=text, model=current.model).to_query())
 left, right = st.columns(2)
 with left:
     st.markdown(f"**The model's probabilities** (target: {md(first.target)})")

@@ -356,6 +356,8 @@ def test_markdown_and_html_from_pages_never_render_on_any_page(home, web_server)
         "corpus": run_page("pages/corpus.py"),
         "checks": run_page("pages/checks.py"),
         "home": run_page("app.py"),
+        "training data": run_page("pages/training_data.py", snapshot=str(outcome.snapshot.id)),
+        "evaluation": run_page("pages/evaluation.py"),
     }
     for name, app in pages.items():
         assert not app.exception, name
@@ -523,7 +525,7 @@ def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkey
     assert not app.exception
     markdown = " ".join(m.value for m in app.markdown)
     assert "**Nearest training examples**" in markdown and "**TracIn**" in markdown
-    assert "Labels of the 10 nearest training examples" in markdown and "/Compare?" in markdown
+    assert "Labels of the 10 nearest training examples" in markdown
     assert app.query_params["methods"] == "nearest,tracin" and app.query_params["k"] == "3"
     # Reopening the address shows the stored result at once: no button to press.
     again = run_page("pages/training_data.py", text=text, k="3", methods="nearest,tracin")

@@ -25,16 +25,14 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlmodel import col, select
 
 from core import agreement
 from core.counterfactuals import SEARCH, SearchProgress, SearchResult, Variant, random_touch_share, search
-from core.db import session_scope
 from core.explanation import Explanation
 from core.methods.base import ExplainError
+from core.records import find_keyed, save_keyed
 from core.reports import explain_all, view_requests
 from core.runner import ModelRunner
-from core.schema import CheckRecord
 from core.store import explain_stored
 
 KIND = "counterfactual"
@@ -119,23 +117,15 @@ def stored_search(engine: Engine, runner: ModelRunner, text: str, target: str | 
 
     resolved = resolve_options(params)
     key = _search_key(runner, text, target, order, resolved)
-    if not fresh:
-        with session_scope(engine) as session:
-            # The key leads the stored JSON, so a prefix match finds the record without parsing the others.
-            record = session.exec(select(CheckRecord).where(
-                CheckRecord.kind == KIND, CheckRecord.model_fingerprint == runner.loaded.fingerprint,
-                col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))).first()
-            if record is not None:
-                return SearchResult.from_dict(json.loads(record.payload)["result"]), True
+    if not fresh and (stored := find_keyed(engine, KIND, runner.loaded.fingerprint, key)) is not None:
+        return SearchResult.from_dict(stored), True
     if only_stored:
         return None, False
     scores = None
     if order != SEARCH:
         scores = explain_stored(engine, runner, text, order).explanation.scores
     result = search(runner, text, target, order=order, ranking_scores=scores, params=resolved, progress=progress)
-    with session_scope(engine) as session:
-        session.add(CheckRecord(kind=KIND, model_name=runner.loaded.name, model_fingerprint=runner.loaded.fingerprint,
-                                payload=json.dumps({"key": key, "result": result.to_dict()}, ensure_ascii=False)))
+    save_keyed(engine, KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
     return result, False
 
 

@@ -310,24 +310,13 @@ def stored_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: 
     """`error_groups` through the store (kind "error-groups"): a page reload or a CLI call reads it back."""
     import json
 
-    from sqlmodel import col, select
-
-    from core.db import session_scope
-    from core.schema import CheckRecord
+    from core.records import find_keyed, save_keyed
 
     key = json.dumps({"job": job_id, "methods": list(methods), "k": k, "reference": reference})
-    if not fresh:
-        with session_scope(engine) as session:
-            record = session.exec(select(CheckRecord).where(
-                CheckRecord.kind == GROUPS_KIND, CheckRecord.model_fingerprint == runner.loaded.fingerprint,
-                col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
-                .order_by(col(CheckRecord.id).desc())).first()
-            if record is not None:
-                return ErrorGroups.from_dict(json.loads(record.payload)["result"])
+    if not fresh and (stored := find_keyed(engine, GROUPS_KIND, runner.loaded.fingerprint, key)) is not None:
+        return ErrorGroups.from_dict(stored)
     if only_stored:
         return None
     result = error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, progress=progress)
-    with session_scope(engine) as session:
-        session.add(CheckRecord(kind=GROUPS_KIND, model_name=runner.loaded.name, model_fingerprint=runner.loaded.fingerprint,
-                                payload=json.dumps({"key": key, "result": result.to_dict()}, ensure_ascii=False)))
+    save_keyed(engine, GROUPS_KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
     return result

@@ -147,26 +147,15 @@ def stored_diff(engine, a: ModelRunner, b: ModelRunner, inputs: Sequence[Input],
     import hashlib
     import json
 
-    from sqlmodel import col, select
-
-    from core.db import session_scope
-    from core.schema import CheckRecord
+    from core.records import find_keyed, save_keyed
 
     digest = hashlib.sha256(json.dumps([[i.text, i.gold_label] for i in inputs], ensure_ascii=False).encode()).hexdigest()
     key = json.dumps({"a": a.loaded.fingerprint, "b": b.loaded.fingerprint, "inputs": digest})
-    if not fresh:
-        with session_scope(engine) as session:
-            record = session.exec(select(CheckRecord).where(
-                CheckRecord.kind == DIFF_KIND, CheckRecord.model_fingerprint == a.loaded.fingerprint,
-                col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))).first()
-            if record is not None:
-                data = json.loads(record.payload)["result"]
-                return ModelDiff(**{**data, "deltas": [Delta(**d) for d in data["deltas"]],
-                                    **{name: [Changed(**c) for c in data[name]] for name in ("fixed", "broken", "changed_errors")}})
+    if not fresh and (data := find_keyed(engine, DIFF_KIND, a.loaded.fingerprint, key)) is not None:
+        return ModelDiff(**{**data, "deltas": [Delta(**d) for d in data["deltas"]],
+                            **{name: [Changed(**c) for c in data[name]] for name in ("fixed", "broken", "changed_errors")}})
     if only_stored:
         return None
     diff = compare_models(a, b, inputs, progress=progress)
-    with session_scope(engine) as session:
-        session.add(CheckRecord(kind=DIFF_KIND, model_name=a.loaded.name, model_fingerprint=a.loaded.fingerprint,
-                                payload=json.dumps({"key": key, "result": diff.to_dict()}, ensure_ascii=False)))
+    save_keyed(engine, DIFF_KIND, a.loaded.name, a.loaded.fingerprint, key, diff.to_dict())
     return diff

@@ -123,13 +123,8 @@ def _stored(prepared: Prepared, params: dict[str, Any]) -> dict[str, np.ndarray]
 
 def _train_gradients(prepared: Prepared, rows: slice = slice(None)) -> np.ndarray:
     """Per-example final-layer gradients of the training rows `rows` (Captum's parameter order)."""
-    return flat_head_gradients(_loss_gradients(prepared, rows), prepared.final.activations[rows].astype(np.float64))
-
-
-def _loss_gradients(prepared: Prepared, rows: slice) -> np.ndarray:
-    gradients = prepared.final.probabilities[rows].astype(np.float64).copy()
-    gradients[np.arange(len(gradients)), prepared.targets[rows]] -= 1.0
-    return gradients
+    state = prepared.final
+    return flat_head_gradients(state.loss_gradients(prepared.targets)[rows], state.activations[rows].astype(np.float64))
 
 
 def query_gradient(probabilities: np.ndarray, activation: np.ndarray, target: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from core.data_attribution.training_sets import TrainingSet
 from core.db import session_scope
 from core.explanation import TrainingAttribution
 from core.modelling import LoadedModel
+from core.records import find_keyed, save_keyed
 from core.runner import ProgressFn
 from core.schema import CheckRecord
 
@@ -30,15 +31,6 @@ def _key(loaded: LoadedModel, training: TrainingSet, text: str, target: str | No
     return hashlib.sha256(plan.encode()).hexdigest()
 
 
-def _lookup(engine: Engine, loaded: LoadedModel, key: str) -> TrainingAttribution | None:
-    with session_scope(engine) as session:
-        # The key leads the stored JSON, so a prefix match finds the record without parsing the others.
-        record = session.exec(select(CheckRecord).where(
-            CheckRecord.kind == KIND, CheckRecord.model_fingerprint == loaded.fingerprint,
-            col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))).first()
-        return TrainingAttribution.from_dict(json.loads(record.payload)["result"]) if record else None
-
-
 def stored_attributions(engine: Engine, loaded: LoadedModel, training: TrainingSet, text: str,
                         methods: Sequence[str] = DEFAULT_METHODS, *, target: str | None = None, k: int = 10,
                         params: dict[str, dict[str, Any]] | None = None, fresh: bool = False, only_stored: bool = False,
@@ -46,18 +38,16 @@ def stored_attributions(engine: Engine, loaded: LoadedModel, training: TrainingS
     """(results in `methods` order, whether all came from the store). Missing ones are computed together."""
     params = params or {}
     keys = {m: _key(loaded, training, text, target, k, m, data_method(m).resolve(params.get(m))) for m in methods}
-    found = {} if fresh else {m: r for m in methods if (r := _lookup(engine, loaded, keys[m])) is not None}
+    found = {} if fresh else {m: TrainingAttribution.from_dict(r) for m in methods
+                              if (r := find_keyed(engine, KIND, loaded.fingerprint, keys[m])) is not None}
     missing = [m for m in methods if m not in found]
     if missing and only_stored:
         return [found[m] for m in methods if m in found], False
     if missing:
         computed = attribute(loaded, training, text, missing, target=target, k=k,
                              params={m: params[m] for m in missing if m in params}, progress=progress)
-        with session_scope(engine) as session:
-            for result in computed:
-                session.add(CheckRecord(kind=KIND, model_name=loaded.name, model_fingerprint=loaded.fingerprint,
-                                        payload=json.dumps({"key": keys[result.method], "result": result.to_dict()},
-                                                           ensure_ascii=False)))
+        for result in computed:
+            save_keyed(engine, KIND, loaded.name, loaded.fingerprint, keys[result.method], result.to_dict())
         found |= {r.method: r for r in computed}
     return [found[m] for m in methods], not missing
 

@@ -1,0 +1,29 @@
+"""Results stored as `CheckRecord`s under a key (searches, training-data attributions, error groups, model
+diffs): the key leads the stored JSON, so a prefix match finds a record without parsing the others."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from core.db import session_scope
+from core.schema import CheckRecord
+
+
+def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str) -> dict[str, Any] | None:
+    """The newest stored result of `kind` for this model and key, or None."""
+    with session_scope(engine) as session:
+        record = session.exec(select(CheckRecord).where(
+            CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
+            col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
+            .order_by(col(CheckRecord.id).desc())).first()
+        return json.loads(record.payload)["result"] if record is not None else None
+
+
+def save_keyed(engine: Engine, kind: str, model_name: str, fingerprint: str, key: str, result: dict[str, Any]) -> None:
+    with session_scope(engine) as session:
+        session.add(CheckRecord(kind=kind, model_name=model_name, model_fingerprint=fingerprint,
+                                payload=json.dumps({"key": key, "result": result}, ensure_ascii=False)))

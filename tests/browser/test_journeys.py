@@ -345,6 +345,7 @@ def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_mo
     for title in ("Nearest training examples", "TracIn", "Representer points", "Influence functions"):
         expect(page.get_by_text(title, exact=True).first).to_be_visible()
     compare_links = page.get_by_role("link", name="Open in Compare", exact=True)  # the cards, not the page link
+    expect(compare_links.first).to_be_visible(timeout=LONG)  # the page reruns once after computing
     assert compare_links.count() >= 4
     expect(page.get_by_text("gold ", exact=False).first).to_be_visible()  # labels written, not only coloured
     expect(page.get_by_role("heading", name="Do the methods agree?")).to_be_visible()

@@ -5,6 +5,8 @@ and on one input, both models' explanations side by side.
 - What changed: inputs fixed (A wrong, B right), broken (A right, B wrong) and changed among errors
   (both wrong, differently); accuracy, macro-F1 and per-class F1 deltas with 95% paired bootstrap
   intervals (inputs resampled together for both models).
+- Rows either model records training on (a rebuild with an exported error group trains on some
+  held-out rows) are left out, and counted, so the change is measured on rows neither model saw.
 - One input: every chosen method explains both models' prediction of the same label; agreement between
   the two models' word scores per method (Spearman over words, top-k overlap), so a fix that changed the
   prediction's reasons shows even where the label did not change.
@@ -57,6 +59,7 @@ class ModelDiff:
     broken: list[Changed]  # A right, B wrong
     changed_errors: list[Changed]  # both wrong, differently
     seconds: float
+    left_out: int = 0  # inputs left out because model A or B trained on them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,9 +81,17 @@ def _scores(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[int]) -> n
 
 def compare_models(a: ModelRunner, b: ModelRunner, inputs: Sequence[Input], *, draws: int = 1000, seed: int = 0,
                    progress: ProgressFn | None = None) -> ModelDiff:
-    """What changed from model A to model B on the same labelled inputs."""
+    """What changed from model A to model B on the same labelled inputs, less those either trained on."""
+    from core.data_attribution.training_sets import recorded_training_texts
+
     labels = _same_labels(a, b)
     check_labels(inputs, labels)
+    seen = recorded_training_texts(a.loaded) | recorded_training_texts(b.loaded)
+    kept = [i for i in inputs if i.text not in seen]
+    if not kept:
+        raise EvaluationError(f"Every one of the {len(inputs)} inputs is a training row of model A or B: "
+                              "compare on rows neither model was trained on.")
+    left_out, inputs = len(inputs) - len(kept), kept
     report = progress or (lambda fraction, message: None)
     started = time.perf_counter()
     texts = [i.text for i in inputs]
@@ -107,7 +118,7 @@ def compare_models(a: ModelRunner, b: ModelRunner, inputs: Sequence[Input], *, d
     report(1.0, "Done")
     return ModelDiff(a.loaded.name, b.loaded.name, labels, len(inputs), deltas, changed(~right_a & right_b),
                      changed(right_a & ~right_b), changed(~right_a & ~right_b & (predicted_a != predicted_b)),
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, left_out)
 
 
 @dataclass(frozen=True)

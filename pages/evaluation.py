@@ -2,8 +2,10 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, corpus
+from core.builds import start_rebuild
 from core.compare import ViewState
 from core.data_attribution.view import DataView
+from core.default_model import LABELS
 from core.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
 from core.evaluation import (
     EvaluationError,
@@ -162,6 +164,13 @@ if groups is not None:
             st.download_button("Export this group as CSV", group_csv(groups, group.id),
                                file_name=f"evaluation-{job_id}-group-{group.id}.csv", mime="text/csv",
                                key=f"evaluation_export_{group.id}")
+            if list(job_model.loaded.labels) == list(LABELS) and st.button(
+                    "Rebuild the default model with this group as extra training rows (their gold labels)",
+                    key=f"evaluation_rebuild_{group.id}"):
+                started = start_rebuild(group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
+                st.success(f"Build {started.id} started in a process of its own (about 9 minutes on 2 cores); "
+                           "the old model stays as it is.")
+                st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:
                 st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",
                              query_params=DataView(text=member.text, model=job.model).to_query())

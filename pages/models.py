@@ -1,6 +1,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.builds import Build, list_builds
 from core.default_model import model_versions
 from core.evaluation import EvaluationError, heldout_inputs
 from core.explanation import Explanation
@@ -16,6 +17,32 @@ db = engine()
 st.title("Model vs model")
 st.caption("Did the fix work? Two classifiers with the same labels on the same labelled texts: what each fixed "
            "and broke, per-class changes with intervals, and on one input both models' explanations side by side.")
+
+
+
+def show_build(build: Build) -> None:
+    title = f"Build {build.id} ({build.extra_rows} extra rows from {build.source})"
+    if build.error:
+        st.error(md(f"{title}: {build.error}"))
+    elif build.finished:
+        scores = f"held-out accuracy {build.accuracy:.3f}, macro-F1 {build.macro_f1:.3f}" if build.accuracy is not None else ""
+        st.success(md(f"{title}: built {build.output_dir}; {scores}. Compare it below as model B."))
+    else:
+        st.progress(max(0.0, min(1.0, build.fraction)), text=md(f"{title}: {build.message}"))
+
+
+builds = list_builds()
+
+
+@st.fragment(run_every=3 if any(b.running for b in builds) else None)
+def builds_section() -> None:
+    for build in list_builds()[:5]:
+        show_build(build)
+
+
+if builds:
+    st.subheader("Builds started here")
+    builds_section()
 
 query = st.query_params.to_dict()
 versions = [v["path"] for v in model_versions()]
@@ -52,7 +79,8 @@ if diff is not None:
                                 "95% interval": f"{d.low:+.3f} .. {d.high:+.3f}"} for d in diff.deltas]).round(3),
                  hide_index=True, width="stretch")
     st.markdown(f"**{len(diff.fixed)} fixed** (A wrong, B right) · **{len(diff.broken)} broken** (A right, B wrong) · "
-                f"**{len(diff.changed_errors)}** errors that changed label · {diff.inputs} inputs")
+                f"**{len(diff.changed_errors)}** errors that changed label · {diff.inputs} inputs"
+                + (f" ({diff.left_out} left out: a model trained on them)" if diff.left_out else ""))
     for title, rows in (("Fixed", diff.fixed), ("Broken", diff.broken)):
         with st.expander(f"{title} ({len(rows)})"):
             st.dataframe(pd.DataFrame([{"gold": r.gold, "A": r.a, "B": r.b, "text": r.text} for r in rows]),

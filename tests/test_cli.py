@@ -54,7 +54,7 @@ def test_explain_json_then_stored(home):
     assert not any(e["cached"] for e in fresh["explanations"])
 
 
-@pytest.mark.parametrize(("args", "message"), [
+BAD_INVOCATIONS = [
     (("explain", "--text", "  "), "empty"),
     (("explain", "--text", "ok", "--methods", "tarot"), "Unknown method"),
     (("explain", "--text", "ok", "--target", "furious"), "Unknown label"),
@@ -75,12 +75,48 @@ def test_explain_json_then_stored(home):
     (("counterfactual", "--text", "ok", "--order", "tarot"), "Unknown method"),
     (("counterfactual", "--text", "ok", "--target", "furious"), "Unknown target label"),
     (("counterfactual", "--text", "?!"), "no words to edit"),
-])
-def test_errors_exit_nonzero_with_one_line(home, args, message):
-    result = rashomon(*args)
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0]
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_INVOCATIONS)
+def test_errors_exit_nonzero_with_one_line(bad_invocations, args, message):
+    returncode, stderr = bad_invocations[json.dumps(args)]
+    assert returncode != 0
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], stderr
+
+
+# Every bad invocation above in one real process (one interpreter start instead of twenty): `main` runs
+# each in turn with its own stderr; anything escaping `main` is written out as its traceback, and fails.
+ONE_PROCESS_DRIVER = """
+import contextlib, io, json, sys, traceback
+from core.cli import main
+results = {}
+for args in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = exc.code
+        except BaseException:
+            traceback.print_exc(file=err)
+            code = "raised"
+    results[json.dumps(args)] = [code, err.getvalue()]
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def bad_invocations(tmp_path_factory, tiny_model_dir):
+    home = tmp_path_factory.mktemp("bad-invocations")
+    cases = [list(args) for args, _ in BAD_INVOCATIONS]
+    env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_MODEL": str(tiny_model_dir)}
+    env.pop("RASHOMON_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-c", ONE_PROCESS_DRIVER, json.dumps(cases)], capture_output=True,
+                            text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr
+    return {json.dumps(tuple(json.loads(k))): v for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
 
 
 def test_snapshot_commands(home, web_server, tmp_path):

@@ -65,3 +65,17 @@ def test_models_with_other_labels_are_refused(pair, tmp_path):
     other = ModelRunner(load_model(str(build_tiny_model(tmp_path / "two", labels=("bad", "good")))))
     with pytest.raises(EvaluationError, match="different labels"):
         compare_models(pair[0], other, [Input("r", "x", "bad")])
+
+
+def test_rows_either_model_trained_on_are_left_out(trained_tiny_model):
+    """A rebuild with an exported error group trains on some held-out rows: those do not count."""
+    from core.data_attribution.training_sets import recorded_training_texts
+
+    trained = sorted(recorded_training_texts(trained_tiny_model))[:3]
+    runner = ModelRunner(trained_tiny_model)
+    label = trained_tiny_model.labels[0]
+    inputs = [Input(f"row {i}", t, label) for i, t in enumerate(trained + TEXTS)]
+    diff = compare_models(runner, runner, inputs, draws=50)
+    assert diff.left_out == 3 and diff.inputs == len(TEXTS)
+    with pytest.raises(EvaluationError, match="training row"):
+        compare_models(runner, runner, inputs[:3], draws=50)

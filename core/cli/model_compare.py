@@ -40,7 +40,8 @@ def cmd_compare_models(args: argparse.Namespace) -> None:
         print_json(output)
         return
     if "evaluation" in output:
-        print(f"{diff.inputs} labelled inputs; A = {diff.model_a}, B = {diff.model_b} (95% paired bootstrap intervals):")
+        skipped = f" ({diff.left_out} left out: a model trained on them)" if diff.left_out else ""
+        print(f"{diff.inputs} labelled inputs{skipped}; A = {diff.model_a}, B = {diff.model_b} (95% paired bootstrap intervals):")
         for d in diff.deltas:
             print(f"  {d.name:14} A {d.a:.3f}  B {d.b:.3f}  change {d.delta:+.3f} ({d.low:+.3f} .. {d.high:+.3f})")
         print(f"fixed (A wrong, B right): {len(diff.fixed)}; broken (A right, B wrong): {len(diff.broken)}; "

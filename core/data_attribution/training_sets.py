@@ -160,6 +160,12 @@ def _from_model_directory(loaded: LoadedModel) -> TrainingSet | None:
                        frozenset(flipped), start, config)
 
 
+def recorded_training_texts(loaded: LoadedModel) -> frozenset[str]:
+    """The texts a model directory records training on (empty when it records none)."""
+    own = _from_model_directory(loaded)
+    return frozenset(e.text for e in own.examples) if own else frozenset()
+
+
 def training_set_for(engine: Engine, loaded: LoadedModel) -> TrainingSet:
     """The training set of `loaded`: its own recorded rows, else the newest attached set, else a clear error."""
     own = _from_model_directory(loaded)

@@ -1,0 +1,45 @@
+"""Builds started from a page run in a process of their own and report through a status file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from core.builds import build, list_builds, start_rebuild
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASHOMON_HOME", str(tmp_path))
+    return tmp_path
+
+
+def wait(build_id: str, seconds: float = 240):
+    deadline = time.monotonic() + seconds
+    while (current := build(build_id)).running:
+        assert time.monotonic() < deadline, f"build still running: {current.message}"
+        time.sleep(0.5)
+    return current
+
+
+def test_a_bad_row_ends_the_build_with_one_line_and_no_model(home):
+    started = start_rebuild("text,gold\nThe lift was broken,furious\n", "a hand-made file")
+    assert started.extra_rows == 1 and started.running
+    ended = wait(started.id, 60)
+    assert "furious" in ended.error and "\n" not in ended.error and "Traceback" not in ended.error
+    assert not ended.finished and not (home / "models").exists()
+    assert [b.id for b in list_builds()] == [started.id]
+
+
+@pytest.mark.slow
+def test_a_small_rebuild_records_its_extra_rows_and_scores(home):
+    rows = "text,gold,predicted\nDeflategate again. Not this.,neutral,negative\nThe deflategate hearing is today.,neutral,negative\n"
+    started = start_rebuild(rows, "evaluation 1, group 1", extra_arguments=[
+        "--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])
+    ended = wait(started.id)
+    assert ended.finished and not ended.error, ended.error
+    assert ended.output_dir.endswith("default-sentiment-v2") and 0.0 <= ended.accuracy <= 1.0
+    text = (home / "models" / "default-sentiment-v2" / "training.jsonl").read_text(encoding="utf-8")
+    lines = [line for line in text.split("\n") if line]  # not splitlines: tweets hold U+2028
+    assert len(lines) == 26 and "Deflategate again" in lines[-2] + lines[-1]

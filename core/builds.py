@@ -8,8 +8,11 @@ last line of its log.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -58,7 +61,9 @@ def write_status(path: Path, **fields: object) -> None:
 def start_rebuild(extra_csv: str, source: str, *, label_column: str = "gold",
                   extra_arguments: Sequence[str] = ()) -> Build:
     """Build a new version of the default model with the rows of `extra_csv` added to its training rows,
-    in a process of its own; returns at once. `extra_arguments` go to `build-default` as they are."""
+    in a process of its own; returns at once. `extra_arguments`, after those in RASHOMON_BUILD_OPTIONS (for
+    example `--train-rows 2000` for a quicker, weaker build), go to `build-default` as they are."""
+    arguments = [*shlex.split(os.environ.get("RASHOMON_BUILD_OPTIONS", "")), *extra_arguments]
     stamp, suffix = time.strftime("%Y%m%d-%H%M%S"), 1
     directory = builds_dir() / stamp
     while directory.exists():  # two builds in the same second
@@ -67,14 +72,14 @@ def start_rebuild(extra_csv: str, source: str, *, label_column: str = "gold",
     directory.mkdir(parents=True)
     rows_file = directory / "extra.csv"
     rows_file.write_text(extra_csv, encoding="utf-8")
-    extra_rows = max(0, len([line for line in extra_csv.splitlines() if line.strip()]) - 1)
+    extra_rows = max(0, sum(1 for row in csv.reader(io.StringIO(extra_csv)) if row) - 1)  # quoted newlines too
     status = directory / "status.json"
     write_status(status, source=source, extra_rows=extra_rows, started=time.time(), fraction=0.0,
                  message="Starting", finished=False)
     log = (directory / "build.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "core", "model", "build-default", "--extra-training", str(rows_file),
-         "--label-column", label_column, "--status-file", str(status), *extra_arguments],
+         "--label-column", label_column, "--status-file", str(status), *arguments],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     write_status(status, pid=process.pid)

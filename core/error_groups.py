@@ -129,7 +129,7 @@ def cluster(vectors: np.ndarray, min_size: int | None = None) -> np.ndarray:
     if len(vectors) < 4:
         return np.full(len(vectors), -1)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    size = min_size or max(5, len(vectors) // 40)
+    size = max(2, min_size or max(5, len(vectors) // 40))  # HDBSCAN needs two points to a group
     return HDBSCAN(min_cluster_size=min(size, len(vectors)), copy=True).fit_predict(unit)
 
 
@@ -305,18 +305,20 @@ GROUPS_KIND = "error-groups"
 
 
 def stored_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: Sequence[str] = DEFAULT_METHODS,
-                  k: int = 3, reference: int = 300, fresh: bool = False, only_stored: bool = False,
-                  progress: ProgressFn | None = None) -> ErrorGroups | None:
+                  k: int = 3, reference: int = 300, min_size: int | None = None, fresh: bool = False,
+                  only_stored: bool = False, progress: ProgressFn | None = None) -> ErrorGroups | None:
     """`error_groups` through the store (kind "error-groups"): a page reload or a CLI call reads it back."""
     import json
 
     from core.records import find_keyed, save_keyed
 
-    key = json.dumps({"job": job_id, "methods": list(methods), "k": k, "reference": reference})
+    key = json.dumps({"job": job_id, "methods": list(methods), "k": k, "reference": reference,
+                      **({"min_size": min_size} if min_size else {})})  # automatic size: the keys stored before
     if not fresh and (stored := find_keyed(engine, GROUPS_KIND, runner.loaded.fingerprint, key)) is not None:
         return ErrorGroups.from_dict(stored)
     if only_stored:
         return None
-    result = error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, progress=progress)
+    result = error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, min_size=min_size,
+                          progress=progress)
     save_keyed(engine, GROUPS_KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
     return result

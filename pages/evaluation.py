@@ -132,11 +132,13 @@ st.caption("Errors grouped by how the model represents them (HDBSCAN over the in
            "group's words are those the fast methods rank high in its members far more often than in correctly "
            "classified inputs (lift), with the training examples nearest to its members.")
 job_model = runner_or_stop(job.model)  # the model this evaluation ran
-groups = stored_groups(db, job_model, job_id, only_stored=True)
+min_size = int(st.number_input("Smallest group (0: automatic, 5 or one in 40 errors)", 0, 500, 0,
+                               key="evaluation_min_size")) or None
+groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
 if groups is None and st.button("Group the errors", type="primary", disabled=job.status != "done"):
     bar = st.progress(0.0, text="Starting")
     try:
-        groups = stored_groups(db, job_model, job_id, progress=streamlit_progress(bar))
+        groups = stored_groups(db, job_model, job_id, min_size=min_size, progress=streamlit_progress(bar))
     except (EvaluationError, ExplainError) as exc:
         st.error(md(str(exc)))
     bar.empty()

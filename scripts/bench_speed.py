@@ -3,14 +3,17 @@
 Per method: seconds, forward passes, samples (or IG steps) used, converged or not, and for LIME, SHAP and
 KernelSHAP the top-5 feature agreement with a 5,000-sample fixed run of the same method (the reference).
 Then the whole default comparison (every method + agreement + faithfulness), adaptive against the
-pre-adaptive fixed settings, side by side in one run, as a ratio. And the first-SHAP-call cold start.
+pre-adaptive fixed settings and against ferret 0.4.2's explain + evaluate (installed on first use in a
+virtual environment of its own, since it pins older transformers and numpy), side by side in one run, as
+ratios. And the first-SHAP-call cold start.
 
-    python scripts/bench_speed.py [--inputs 20] [--model PATH] [--out BENCHMARKS.md]
+    python scripts/bench_speed.py [--inputs 20] [--skip 10] [--model PATH] [--no-ferret] [--out BENCHMARKS.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -46,10 +49,47 @@ def top5(scores) -> set[int]:
     return set(np.argsort(-np.abs(np.asarray(scores)), kind="stable")[:5].tolist())
 
 
-def heldout_inputs(runner: ModelRunner, n: int) -> list[str]:
+def heldout_inputs(runner: ModelRunner, n: int, skip: int) -> list[str]:
     _, heldout = split_corpus(load_corpus(), BuildConfig())
     chosen = [t for t in heldout["text"].tolist() if 40 <= len(runner.prepare(t).input_ids) <= 128]
-    return chosen[:n]
+    return chosen[skip:skip + n]
+
+
+FERRET_PACKAGES = ["torch==2.13.0", "ferret-xai==0.4.2", "pyarrow<21"]  # ferret's numpy<2 needs a pyarrow built for it
+
+
+def ferret_python(venv: Path) -> Path:
+    """ferret 0.4.2 in a virtual environment of its own (it pins older transformers and numpy), made once."""
+    python = venv / "bin" / "python"
+    if not (venv / ".ferret-ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", FERRET_PACKAGES[0]], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *FERRET_PACKAGES[1:]], check=True)
+        (venv / ".ferret-ready").touch()
+    return python
+
+
+def ferret_seconds(python: Path, model: str, texts: list[str]) -> list[dict]:
+    """ferret's Benchmark.explain + evaluate_explanations per input, in its own environment."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
+        json.dump({"model": model, "texts": texts}, spec)
+    out = subprocess.run([str(python), str(ROOT / "scripts" / "ferret_timing.py"), spec.name], capture_output=True,
+                         text=True, cwd=ROOT, timeout=7200, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if out.returncode != 0:
+        raise SystemExit(f"ferret failed: {out.stderr[-2000:]}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def comparison_seconds(loaded, texts: list[str], options: dict) -> list[float]:
+    """The whole default comparison (every method + agreement + faithfulness + attention checks) per input,
+    from a fresh database and a fresh runner each time (no stored or cached results)."""
+    seconds = []
+    for text in texts:
+        engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/speed.db")
+        started = time.perf_counter()
+        run_report(engine, ModelRunner(loaded), text, list(METHODS), options)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def cold_start(model: str) -> str:
@@ -71,14 +111,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=str(load_settings().default_model_dir))
     parser.add_argument("--inputs", type=int, default=20)
+    parser.add_argument("--skip", type=int, default=10, help="held-out inputs to pass over first (the first 10 "
+                        "chose SHAP's first round; these are measured on others)")
+    parser.add_argument("--ferret-venv", default=str(load_settings().home / "ferret-venv"))
+    parser.add_argument("--no-ferret", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     loaded = load_model(args.model)
-    texts = heldout_inputs(ModelRunner(loaded), args.inputs)
-    lines = [f"\n## Adaptive sampling against fixed budgets (`python scripts/bench_speed.py --inputs {args.inputs}`)\n",
-             f"{len(texts)} held-out inputs of 40-128 tokens; {os.cpu_count()} cores; model {loaded.name}.\n",
+    texts = heldout_inputs(ModelRunner(loaded), args.inputs, args.skip)
+    lines = [f"\n## Adaptive sampling against fixed budgets and ferret (`python scripts/bench_speed.py --inputs {args.inputs}`)\n",
+             f"{len(texts)} held-out inputs of 40-128 tokens (held-out inputs {args.skip + 1}-{args.skip + len(texts)} of "
+             f"that length); {os.cpu_count()} cores; model {loaded.name}.\n",
              "| method | seconds (mean) | passes (mean) | samples / steps used (median) | converged | top-5 agreement with 5,000-sample reference |",
              "| --- | --- | --- | --- | --- | --- |"]
+    # One 5,000-sample reference per sampled method and input; LIME's and KernelSHAP's share one runner
+    # (KernelSHAP reads LIME's neighbourhood, so its reference costs no new passes).
+    references: dict[tuple[str, str], list[float]] = {}
+    for text in texts:
+        shared = ModelRunner(loaded)
+        for name in SAMPLED:
+            runner = shared if name != "shap" else ModelRunner(loaded)
+            references[name, text] = explain(runner, text, name, params={BUDGET[name]: 5000, "adaptive": False}).scores
+    print("references done", flush=True)
     for name in METHODS:
         seconds, passes, used, converged, agreement = [], [], [], [], []
         for text in texts:
@@ -93,8 +147,7 @@ def main() -> None:
                 used.append(d["steps"])
                 converged.append(d["converged"])
             if name in SAMPLED:
-                reference = explain(ModelRunner(loaded), text, name, params={BUDGET[name]: 5000, "adaptive": False})
-                agreement.append(len(top5(e.scores) & top5(reference.scores)) / 5)
+                agreement.append(len(top5(e.scores) & top5(references[name, text])) / 5)
         lines.append(f"| {name} | {np.mean(seconds):.3f} | {np.mean(passes):.0f} | "
                      f"{statistics.median(used) if used else '-'} | "
                      f"{f'{sum(converged)}/{len(converged)}' if converged else '-'} | "
@@ -102,26 +155,36 @@ def main() -> None:
         print(lines[-1], flush=True)
     # Fixed budgets of the same methods, for comparison (their agreement with the same references).
     for name in SAMPLED:
-        agreement, seconds = [], []
+        agreement, seconds, passes = [], [], []
         for text in texts:
             e = explain(ModelRunner(loaded), text, name, params=FIXED[name])
-            reference = explain(ModelRunner(loaded), text, name, params={BUDGET[name]: 5000, "adaptive": False})
-            agreement.append(len(top5(e.scores) & top5(reference.scores)) / 5)
+            agreement.append(len(top5(e.scores) & top5(references[name, text])) / 5)
             seconds.append(e.seconds)
-        lines.append(f"| {name} (fixed 500) | {np.mean(seconds):.3f} | | 500 | | {np.mean(agreement):.0%} |")
+            passes.append(e.forward_passes)
+        lines.append(f"| {name} (fixed 500) | {np.mean(seconds):.3f} | {np.mean(passes):.0f} | 500 | | {np.mean(agreement):.0%} |")
         print(lines[-1], flush=True)
 
-    totals = {}
-    for label, options in (("adaptive (defaults)", {}), ("fixed (previous defaults)", FIXED)):
-        engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/speed.db")
-        started = time.perf_counter()
-        for text in texts:
-            run_report(engine, ModelRunner(loaded), text, list(METHODS), options)
-        totals[label] = time.perf_counter() - started
-    lines.append(f"\nWhole default comparison ({len(METHODS)} methods + agreement + faithfulness + attention checks) "
-                 f"over the {len(texts)} inputs, one after the other in this run: "
-                 + "; ".join(f"{k} {v:.1f} s" for k, v in totals.items())
-                 + f"; ratio adaptive / fixed {totals['adaptive (defaults)'] / totals['fixed (previous defaults)']:.2f}.\n")
+    # The whole comparison against ferret, side by side: ours before and after ferret's run, so a change of
+    # the machine's speed during the run shows as a difference between the two.
+    adaptive_before = comparison_seconds(loaded, texts, {})
+    fixed = comparison_seconds(loaded, texts, FIXED)
+    ferret = [] if args.no_ferret else ferret_seconds(ferret_python(Path(args.ferret_venv)), args.model, texts)
+    adaptive_after = comparison_seconds(loaded, texts, {})
+    ours = (sum(adaptive_before) + sum(adaptive_after)) / 2
+    lines.append(f"\nWhole default comparison ({len(METHODS)} methods + agreement + faithfulness + attention checks), "
+                 f"{len(texts)} inputs, total seconds in this run: adaptive (defaults) {sum(adaptive_before):.1f} before "
+                 f"ferret's run and {sum(adaptive_after):.1f} after (mean {ours:.1f}, {ours / len(texts):.2f} s per input); "
+                 f"fixed 500-sample budgets (the previous defaults) {sum(fixed):.1f}; "
+                 f"ratio adaptive / fixed {ours / sum(fixed):.2f}.")
+    if ferret:
+        explain_s = sum(r["explain"] for r in ferret)
+        evaluate_s = sum(r["evaluate"] for r in ferret)
+        total = explain_s + evaluate_s
+        lines.append(f"ferret 0.4.2 (`Benchmark.explain` + `evaluate_explanations`, its {ferret[0]['explainers']} default "
+                     f"explainers and default evaluators, same inputs and predicted labels, its own environment): "
+                     f"explain {explain_s:.1f} s + evaluate {evaluate_s:.1f} s = {total:.1f} s "
+                     f"({total / len(texts):.2f} s per input). **Ratio ferret / Rashomon: {total / ours:.1f}x** "
+                     f"(per input, median {statistics.median(f['explain'] + f['evaluate'] for f in ferret) / statistics.median(adaptive_before + adaptive_after):.1f}x).\n")
     lines.append(cold_start(args.model))
     report = "\n".join(lines) + "\n"
     print(report)

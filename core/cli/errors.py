@@ -27,8 +27,10 @@ def _groups(args: argparse.Namespace):
     runner = _evaluation_runner(args.job, args.model)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     with one_line_errors(EvaluationError, ExplainError):
+        if args.min_size is not None and args.min_size < 2:
+            raise CliError("--min-size must be at least 2.")
         return stored_groups(engine(), runner, args.job, methods=methods, k=args.k, reference=args.reference,
-                             fresh=args.fresh, progress=quiet if args.json else progress_bar("groups"))
+                             min_size=args.min_size, fresh=args.fresh, progress=quiet if args.json else progress_bar("groups"))
 
 
 def cmd_groups(args: argparse.Namespace) -> None:
@@ -99,6 +101,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         command.add_argument("--methods", help="fast word-level methods for the lifted words")
         command.add_argument("--k", type=int, default=3)
         command.add_argument("--reference", type=int, default=300, help="correctly classified inputs compared")
+        command.add_argument("--min-size", type=int, help="smallest group (HDBSCAN's min_cluster_size; default: "
+                             "5 or one in 40 errors, whichever is larger)")
         command.add_argument("--fresh", action="store_true")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)

@@ -48,7 +48,7 @@ def keep_for_readme(path: Path, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def journey(app_server, _web_server):
-    return {"base": app_server["url"], "pages": _web_server, "state": {}}  # one server for the whole journey
+    return {"base": app_server["url"], "pages": _web_server, "state": {}, "home": app_server["home"]}  # one server for the whole journey
 
 
 def test_1_snapshot_tag_filter_and_refresh(page, journey):
@@ -356,3 +356,40 @@ def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_mo
     page.goto(address)  # a fresh session: the stored result, no button to press
     expect(page.get_by_text("Proponents (pushed towards", exact=False).first).to_be_visible(timeout=LONG)
     expect(page.get_by_role("button", name="Find the training examples")).to_have_count(0)
+
+
+def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_tiny_model_dir):
+    """The README's bad-cases walk-through: evaluate on the held-out split, group the errors, read the largest
+    group's words and training neighbours, export it, rebuild with it as extra rows, compare the two models."""
+    base = journey["base"]
+    page.goto(f"{base}/Evaluation")
+    page.get_by_label("Model (empty: the configured default)").fill(str(trained_tiny_model_dir))
+    page.keyboard.press("Enter")
+    rows = page.get_by_label("Rows (of 2,000)")
+    rows.fill("200")
+    rows.press("Enter")
+    expect(page.get_by_text("200 labelled texts; one model pass each.")).to_be_visible()
+    page.get_by_role("button", name="Start evaluation").click()
+    expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
+    smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
+    smallest.fill("3")  # the tiny model's errors are few and loosely packed
+    smallest.press("Enter")
+    page.get_by_role("button", name="Group the errors").click()
+    largest = page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))
+    expect(largest).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("Nearest training examples", exact=False).first).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export this group as CSV").first.click()
+    exported = Path(download.value.path()).read_text(encoding="utf-8")
+    assert exported.startswith("text,gold,predicted,confidence,top_words")
+    keep_for_readme(screenshot(page, "12-error-groups", height=3000), "error-groups")
+
+    page.get_by_role("button", name=re.compile("Rebuild the default model with this group")).first.click()
+    page.get_by_role("link", name="Follow the build on Model vs model").click()
+    expect(page.get_by_text(re.compile(r"built .*default-sentiment-v2"))).to_be_visible(timeout=LONG)
+    built = str(journey["home"] / "models" / "default-sentiment-v2")
+    page.goto(f"{base}/Models?a={trained_tiny_model_dir}&b={built}&limit=200")
+    page.get_by_role("button", name="Compare on the held-out rows").click()
+    expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(re.compile(r"left out: a model trained on them"))).to_be_visible()
+    keep_for_readme(screenshot(page, "12-model-vs-model", height=1800), "model-vs-model")

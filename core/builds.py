@@ -82,7 +82,7 @@ def start_rebuild(extra_csv: str, source: str, *, label_column: str = "gold",
          "--label-column", label_column, "--status-file", str(status), *arguments],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    write_status(status, pid=process.pid)
+    (directory / "pid").write_text(str(process.pid))  # its own file: the build writes status.json meanwhile
     # Reap it when it ends (no zombie left behind by the server); the status file holds the outcome.
     threading.Thread(target=process.wait, daemon=True).start()
     log.close()
@@ -117,7 +117,10 @@ def build(build_id: str) -> Build:
         raise FileNotFoundError(f"No build {build_id!r} under {builds_dir()}.")
     status = json.loads(status_file.read_text())
     error = status.get("error", "")
-    if not status.get("finished") and not error and not _alive(status.get("pid")):
+    pid_file = directory / "pid"
+    pid = int(pid_file.read_text()) if pid_file.is_file() and pid_file.read_text().strip().isdigit() else None
+    starting = pid is None and time.time() - float(status.get("started", 0)) < 30  # Popen not yet returned
+    if not status.get("finished") and not error and not starting and not _alive(pid):
         error = _last_line(directory / "build.log")
     return Build(build_id, status.get("source", ""), int(status.get("extra_rows", 0)), float(status.get("started", 0)),
                  float(status.get("fraction", 0.0)), status.get("message", ""), bool(status.get("finished")), error,

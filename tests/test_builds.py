@@ -32,14 +32,4 @@ def test_a_bad_row_ends_the_build_with_one_line_and_no_model(home):
     assert [b.id for b in list_builds()] == [started.id]
 
 
-@pytest.mark.slow
-def test_a_small_rebuild_records_its_extra_rows_and_scores(home):
-    rows = "text,gold,predicted\nDeflategate again. Not this.,neutral,negative\nThe deflategate hearing is today.,neutral,negative\n"
-    started = start_rebuild(rows, "evaluation 1, group 1", extra_arguments=[
-        "--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])
-    ended = wait(started.id)
-    assert ended.finished and not ended.error, ended.error
-    assert ended.output_dir.endswith("default-sentiment-v2") and 0.0 <= ended.accuracy <= 1.0
-    text = (home / "models" / "default-sentiment-v2" / "training.jsonl").read_text(encoding="utf-8")
-    lines = [line for line in text.split("\n") if line]  # not splitlines: tweets hold U+2028
-    assert len(lines) == 26 and "Deflategate again" in lines[-2] + lines[-1]
+# The success path (a real rebuild with extra rows, its status and its training rows) is browser journey 12.

@@ -5,6 +5,8 @@ Every wait is on a visible element or text, never a fixed sleep.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -388,6 +390,9 @@ def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_
     page.get_by_role("link", name="Follow the build on Model vs model").click()
     expect(page.get_by_text(re.compile(r"built .*default-sentiment-v2"))).to_be_visible(timeout=LONG)
     built = str(journey["home"] / "models" / "default-sentiment-v2")
+    trained = [line for line in (Path(built) / "training.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    exported_rows = len(list(csv.DictReader(io.StringIO(exported))))
+    assert sum('"id": "extra-' in line for line in trained) == exported_rows  # the group's rows, recorded
     page.goto(f"{base}/Models?a={trained_tiny_model_dir}&b={built}&limit=200")
     page.get_by_role("button", name="Compare on the held-out rows").click()
     expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)

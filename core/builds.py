@@ -117,8 +117,8 @@ def build(build_id: str) -> Build:
         raise FileNotFoundError(f"No build {build_id!r} under {builds_dir()}.")
     status = json.loads(status_file.read_text())
     error = status.get("error", "")
-    pid_file = directory / "pid"
-    pid = int(pid_file.read_text()) if pid_file.is_file() and pid_file.read_text().strip().isdigit() else None
+    pid_text = (directory / "pid").read_text().strip() if (directory / "pid").is_file() else ""
+    pid = int(pid_text) if pid_text.isdigit() else None
     starting = pid is None and time.time() - float(status.get("started", 0)) < 30  # Popen not yet returned
     if not status.get("finished") and not error and not starting and not _alive(pid):
         error = _last_line(directory / "build.log")

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.leases import process_alive
 from core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,22 +90,6 @@ def start_rebuild(extra_csv: str, source: str, *, label_column: str = "gold",
     return build(directory.name)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-
 def _last_line(log: Path) -> str:
     lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.is_file() else []
     return lines[-1] if lines else "the build stopped without a message"
@@ -120,7 +105,7 @@ def build(build_id: str) -> Build:
     pid_text = (directory / "pid").read_text().strip() if (directory / "pid").is_file() else ""
     pid = int(pid_text) if pid_text.isdigit() else None
     starting = pid is None and time.time() - float(status.get("started", 0)) < 30  # Popen not yet returned
-    if not status.get("finished") and not error and not starting and not _alive(pid):
+    if not status.get("finished") and not error and not starting and not process_alive(pid):
         error = _last_line(directory / "build.log")
     return Build(build_id, status.get("source", ""), int(status.get("extra_rows", 0)), float(status.get("started", 0)),
                  float(status.get("fraction", 0.0)), status.get("message", ""), bool(status.get("finished")), error,

@@ -11,14 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from sqlalchemy import Engine, update
@@ -30,6 +26,7 @@ from core.corpus.results import EditScores, FaithfulnessScores, Item, ItemResult
 from core.counterfactuals import ANY_OTHER, resolve_options
 from core.db import session_scope
 from core.edit_checks import edit_report
+from core.leases import lease_expired, new_owner
 from core.methods.base import ExplainError
 from core.methods.registry import corpus_options, get_method
 from core.reports import Comparison, StopRequested, explain_all, view_requests
@@ -47,7 +44,6 @@ HEARTBEAT_SECONDS = 5.0  # a running job renews its heartbeat this often, whatev
 # counterfactuals, and measure fragility on one kept swap per input.
 CORPUS_EDIT_OPTIONS = {"positions": 64, "count": 3, "budget": 3000}
 FRAGILITY_VARIANTS = 1
-STALE_AFTER = timedelta(seconds=20)  # a "running" job without a heartbeat this long is considered crashed
 JobProgress = Callable[[int, int, str], None]  # (finished, total, origin of the item just finished)
 
 
@@ -133,36 +129,9 @@ def request_stop(engine: Engine, job_id: int) -> bool:
         return False
 
 
-def new_owner() -> str:
-    """A run's lease token: host, process and a random part (two runners in one process differ too)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    """True when the owner ran on this host and its process is gone (a restarted server, a killed CLI)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine's process: only its heartbeat can tell
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 def is_stale(job: Job) -> bool:
     """A "running" job whose runner is gone: its process on this host is dead, or its heartbeat stopped."""
-    if job.status != "running":
-        return False
-    if job.owner and _owner_is_dead(job.owner):
-        return True
-    beat = job.heartbeat_at
-    if beat is not None and beat.tzinfo is None:
-        beat = beat.replace(tzinfo=UTC)
-    return beat is None or datetime.now(UTC) - beat > STALE_AFTER
+    return job.status == "running" and lease_expired(job.owner, job.heartbeat_at)
 
 
 def claim(engine: Engine, job_id: int) -> tuple[Job, str]:

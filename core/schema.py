@@ -170,3 +170,27 @@ class TrainingExampleRecord(SQLModel, table=True):
     example_id: str
     text: str = Field(sa_column=Column(Text, nullable=False))
     label: str
+
+
+class TaskRecord(SQLModel, table=True):
+    """One piece of page work (a comparison, a check) run by a worker process; the page shows its progress."""
+
+    __tablename__ = "task"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # a name in core.tasks.KINDS
+    model: str = ""  # model spec as the worker loads it
+    params: str = Field(sa_column=Column(Text, nullable=False))  # JSON
+    key: str = Field(index=True)  # what the task computes (kind, model, params that matter): one live task per key
+    status: str = "queued"  # queued | running | done | failed | stopped
+    stop_requested: bool = False
+    progress: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))  # JSON: part -> [fraction, message]
+    result: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # JSON the kind returns
+    error: str = ""
+    owner: str = ""
+    heartbeat_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    attempts: int = 0  # claims so far: a task taken over from a dead worker counts twice
+    seconds: float = 0.0  # wall time of the last attempt
+    forward_passes: int = 0

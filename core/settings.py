@@ -8,6 +8,7 @@
 | RASHOMON_ALLOWED_INTERNAL_HOSTS | host names, IPs or CIDRs the fetcher may reach although internal | none |
 | RASHOMON_JOB_WORKERS | worker processes a server's corpus runs use (0: a thread of the server) | 0 |
 | RASHOMON_RAY_ADDRESS | a Ray cluster for corpus runs ("local": a private instance) | none |
+| RASHOMON_TASK_WORKERS | worker processes a server starts for page tasks (0: in the page's own run) | 2 |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Settings:
     allowed_internal_hosts: tuple[str, ...]
     job_workers: int = 0
     ray_address: str = ""
+    task_workers: int = 2
 
     @property
     def default_model_dir(self) -> Path:
@@ -47,9 +49,15 @@ def load_settings() -> Settings:
     hosts = tuple(
         h.strip() for h in os.environ.get("RASHOMON_ALLOWED_INTERNAL_HOSTS", "").split(",") if h.strip()
     )
-    try:
-        job_workers = max(0, int(os.environ.get("RASHOMON_JOB_WORKERS") or 0))
-    except ValueError:
-        job_workers = 0  # a bad value falls back to the in-process default rather than failing every page
     return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts,
-                    job_workers=job_workers, ray_address=os.environ.get("RASHOMON_RAY_ADDRESS", "").strip())
+                    job_workers=_count("RASHOMON_JOB_WORKERS", 0),
+                    ray_address=os.environ.get("RASHOMON_RAY_ADDRESS", "").strip(),
+                    task_workers=_count("RASHOMON_TASK_WORKERS", 2))
+
+
+def _count(variable: str, default: int) -> int:
+    """A worker count; a bad value falls back to the default rather than failing every page."""
+    try:
+        return max(0, int(os.environ.get(variable) or default))
+    except ValueError:
+        return default

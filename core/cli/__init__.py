@@ -20,6 +20,7 @@ from core.cli import (
     model_compare,
     models,
     snapshots,
+    worker,
 )
 from core.cli.common import CliError
 
@@ -29,7 +30,8 @@ __all__ = ["CliError", "build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos):
+    for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos,
+                  worker):
         group.add_commands(sub)
     return parser
 

@@ -153,26 +153,6 @@ def cmd_resume(args: argparse.Namespace) -> None:
     work_through(job.id, job.model, args.json, args.workers)
 
 
-def cmd_worker(args: argparse.Namespace) -> None:
-    """Work through queued (and interrupted) corpus jobs of the shared database, then wait for more."""
-    import time
-
-    from core import corpus
-
-    db = engine()
-    while True:
-        waiting = [j for j in reversed(corpus.list_jobs(db))
-                   if (j.status == "queued" or corpus.is_stale(j)) and j.finished < j.total]
-        for job in waiting:
-            try:
-                work_through(job.id, job.model, args.json, args.workers)
-            except CliError as exc:  # another worker claimed it first: fine, look for the next
-                print(f"rashomon worker: {exc}", file=sys.stderr)
-        if args.once:
-            return
-        time.sleep(args.poll)
-
-
 def cmd_status(args: argparse.Namespace) -> None:
     from core import corpus
     from core.corpus import CorpusError
@@ -249,12 +229,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     resume.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process)")
     resume.add_argument("--json", action="store_true")
     resume.set_defaults(func=cmd_resume)
-    worker = sub.add_parser("worker", help="run queued corpus jobs from the shared database (a team's worker)")
-    worker.add_argument("--workers", type=int, default=0, help="local worker processes per job (0: this process)")
-    worker.add_argument("--once", action="store_true", help="run what is queued, then exit")
-    worker.add_argument("--poll", type=float, default=2.0, help="seconds between looks for new jobs")
-    worker.add_argument("--json", action="store_true")
-    worker.set_defaults(func=cmd_worker)
     export = group.add_parser("export", help="a run's results as JSON or CSV")
     export.add_argument("job", type=int)
     export.add_argument("--format", choices=("json", "csv"), default="json")

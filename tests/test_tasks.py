@@ -1,0 +1,172 @@
+"""Page tasks: submitted, claimed under a lease, run by worker processes, stoppable, taken over after a crash."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from core import checks, tasks
+from core.db import session_scope
+from core.reports import open_report, run_report
+from core.schema import ExplanationRecord
+
+ROOT = Path(__file__).resolve().parent.parent
+TEXT = "The staff were lovely but the food was cold and bland."
+# Long enough that LIME and SHAP at their largest fixed sample counts take seconds on the tiny model.
+LONG_TEXT = " ".join(["The staff were lovely but the food was cold, the room was loud and the bill was wrong."] * 4)
+SLOW = {"methods": ["occlusion", "lime", "shap"], "text": LONG_TEXT, "target": "",
+        "options": {"lime": {"num_samples": 20000, "adaptive": False}, "shap": {"max_evals": 4000, "adaptive": False}}}
+
+
+def comparison(text: str = TEXT, methods=("occlusion", "attention"), **extra) -> dict:
+    return {"text": text, "methods": list(methods), "options": {}, "target": "", **extra}
+
+
+def worker(*arguments: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", *arguments],
+                            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def wait_for(condition, timeout: float = 120.0, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def explanation_rows(engine, method: str) -> list[tuple[int, object]]:
+    with session_scope(engine) as session:
+        rows = session.exec(select(ExplanationRecord).where(ExplanationRecord.method == method)).all()
+        return [(r.id, r.created_at) for r in rows]
+
+
+def test_one_live_task_per_key_and_recompute_does_not_change_the_key(engine):
+    first = tasks.submit(engine, "comparison", "m", comparison())
+    assert first.status == "queued" and first.attempts == 0
+    assert tasks.submit(engine, "comparison", "m", comparison()).id == first.id  # a reload, a second tab
+    assert tasks.submit(engine, "comparison", "m", comparison(fresh=True)).id == first.id
+    assert tasks.submit(engine, "comparison", "other", comparison()).id != first.id
+    assert tasks.submit(engine, "comparison", "m", comparison(methods=["occlusion"])).id != first.id
+    assert tasks.request_stop(engine, first.id)  # queued: stopped at once, nothing ran
+    stopped = tasks.get_task(engine, first.id)
+    assert stopped.status == "stopped" and not stopped.active
+    assert tasks.submit(engine, "comparison", "m", comparison()).id != first.id  # an ended task is not reused
+    with pytest.raises(tasks.TaskError, match="Unknown task kind 'nonsense'"):
+        tasks.submit(engine, "nonsense", "m", {})
+
+
+def test_a_comparison_task_stores_the_same_report_as_running_it_directly(engine, runner, tiny_model_dir):
+    task = tasks.submit(engine, "comparison", str(tiny_model_dir), comparison())
+    done = tasks.run_here(engine, runner, task.id)
+    assert done.status == "done" and done.error == "" and done.attempts == 1
+    assert done.result == {"methods": ["occlusion", "attention"], "target": done.result["target"]}
+    assert done.forward_passes > 0 and done.seconds > 0  # the cost is recorded
+    assert set(done.progress) >= {"occlusion", "attention", "measures"} and done.fraction == 1.0
+    stored = open_report(engine, runner, TEXT, ["occlusion", "attention"])
+    direct = run_report(engine, runner, TEXT, ["occlusion", "attention"], fresh=True)
+    assert [e.scores for e in stored.comparison.explanations] == [e.scores for e in direct.comparison.explanations]
+    assert tasks.run_here(engine, runner, task.id).status == "done"  # an ended task is not run twice
+
+
+def test_failures_end_the_task_in_one_line(engine, runner, tmp_path):
+    bad_model = tasks.submit(engine, "comparison", str(tmp_path / "no-model"), comparison())
+    ran = tasks.work(engine, tasks.model_runners(), once=True)
+    assert ran == 1
+    failed = tasks.get_task(engine, bad_model.id)
+    assert failed.status == "failed" and "\n" not in failed.error and "Traceback" not in failed.error
+    assert str(tmp_path / "no-model") in failed.error
+    bad_method = tasks.submit(engine, "comparison", "", comparison(methods=["occlusion", "nonsense"]))
+    assert tasks.run_here(engine, runner, bad_method.id).error.startswith("Unknown method 'nonsense'")
+
+
+def test_check_tasks_store_checks_that_reopen(engine, runner, tiny_model_dir):
+    model = str(tiny_model_dir)
+    stability = tasks.submit(engine, "stability", model, {"texts": [TEXT], "methods": ["integrated_gradients"],
+                                                           "quick": True, "k": 5})
+    randomisation = tasks.submit(engine, "randomisation", model, {"texts": [TEXT], "methods": ["saliency"]})
+    assert tasks.work(engine, tasks.model_runners(), once=True) == 2
+    stored = checks.load_check(engine, tasks.get_task(engine, stability.id).result["check"])
+    assert stored.kind == "stability" and [r.method for r in stored.stability] == ["integrated_gradients"]
+    again = checks.stability_over(runner, [TEXT], {"integrated_gradients":
+                                                   checks.stability_variants(quick=True)["integrated_gradients"]}, 5)
+    assert [r.mean_spearman for r in stored.stability] == pytest.approx([r.mean_spearman for r in again])
+    random_check = checks.load_check(engine, tasks.get_task(engine, randomisation.id).result["check"])
+    assert random_check.kind == "randomisation" and "saliency" in random_check.randomisation.verdicts
+
+
+def test_two_worker_processes_share_the_queue_and_run_each_task_once(any_engine, tiny_model_dir):
+    submitted = [tasks.submit(any_engine, "comparison", str(tiny_model_dir), comparison(f"{TEXT} Take {i}."))
+                 for i in range(4)]
+    workers = [worker(), worker()]
+    try:
+        finished = wait_for(lambda: all(not t.active for t in [tasks.get_task(any_engine, s.id) for s in submitted]))
+        assert finished
+        ended = [tasks.get_task(any_engine, s.id) for s in submitted]
+        assert [t.status for t in ended] == ["done"] * 4 and [t.attempts for t in ended] == [1] * 4
+        assert len({t.owner.split(":")[1] for t in ended}) == 2  # both workers took some
+    finally:
+        for process in workers:
+            process.kill()
+            process.wait()
+
+
+def test_a_killed_workers_task_is_taken_over_without_recomputing_what_finished(engine, tiny_model_dir):
+    task = tasks.submit(engine, "comparison", str(tiny_model_dir), SLOW)
+    first = worker()
+    try:
+        wait_for(lambda: explanation_rows(engine, "occlusion"))  # the cheapest method finished and is stored
+        kept = explanation_rows(engine, "occlusion")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        assert tasks.is_stale(tasks.get_task(engine, task.id))  # its process is gone: no need to wait out the lease
+    finally:
+        first.kill()
+    second = worker("--once")
+    output = second.communicate(timeout=300)[0]
+    ended = tasks.get_task(engine, task.id)
+    assert ended.status == "done", output
+    assert ended.attempts == 2
+    assert explanation_rows(engine, "occlusion") == kept  # reused, not recomputed
+    assert len(explanation_rows(engine, "lime")) == 1 and len(explanation_rows(engine, "shap")) == 1
+
+
+def test_a_running_task_stops_when_asked_and_keeps_the_finished_methods(engine, tiny_model_dir):
+    task = tasks.submit(engine, "comparison", str(tiny_model_dir), SLOW)
+    process = worker()
+    try:
+        wait_for(lambda: explanation_rows(engine, "occlusion"))
+        assert tasks.request_stop(engine, task.id)
+        ended = wait_for(lambda: (t := tasks.get_task(engine, task.id)) and not t.active and t)
+    finally:
+        process.kill()
+        process.wait()
+    assert ended.status == "stopped" and "kept" in ended.error
+    assert explanation_rows(engine, "occlusion") and not explanation_rows(engine, "shap")
+    assert not tasks.request_stop(engine, task.id)  # ended: nothing to stop
+
+
+def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
+    """A stand-in server starts two local workers, then is killed; its workers notice and exit."""
+    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
+              "workers = LocalWorkers(2, Path(sys.argv[1])); workers.ensure()\n"
+              "print(' '.join(map(str, workers.pids())), flush=True); time.sleep(600)\n")
+    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs")], cwd=ROOT, env=os.environ.copy(),
+                              stdout=subprocess.PIPE, text=True)
+    pids = [int(p) for p in server.stdout.readline().split()]
+    assert len(pids) == 2
+    wait_for(lambda: all("waiting for work" in (tmp_path / "logs" / f"worker-{i}.log").read_text()
+                         for i in range(2) if (tmp_path / "logs" / f"worker-{i}.log").exists()) and
+             len(list((tmp_path / "logs").glob("*.log"))) == 2, timeout=120, every=0.2)
+    server.kill()
+    server.wait()
+    from core.leases import process_alive
+
+    wait_for(lambda: not any(process_alive(p) for p in pids), timeout=30, every=0.2)

@@ -160,23 +160,26 @@ def _save_report(engine: Engine, runner: ModelRunner, requests: Sequence[Explain
 # -- opening and running a view ----------------------------------------------------------------------------
 def open_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
                 options: dict[str, dict] | None = None, target: str | None = None, *,
-                partial: bool = False) -> ComparisonReport | None:
+                partial: bool = False, measure: bool = True) -> ComparisonReport | None:
     """The view from the store, computing no explanation.
 
     A stored report comes back with no model pass. If only the explanations are stored (a corpus
-    run made them, say), the measures are computed now and the report stored. With `partial=True`,
+    run made them, say), the measures are computed now and the report stored (with `measure=False`,
+    it comes back unmeasured instead: a page leaves model work to the workers). With `partial=True`,
     a view whose explanations are only partly stored (a stopped run) comes back with the finished
     ones and the rest listed as missing, unmeasured. Otherwise None.
     """
     requests = view_requests(runner, text, methods, options, target)
-    return _from_store(engine, runner, requests, partial=partial)
+    return _from_store(engine, runner, requests, partial=partial, measure=measure)
 
 
-def _from_store(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainRequest], *,
-                partial: bool) -> ComparisonReport | None:
-    started, passes = time.perf_counter(), runner.forward_passes
-    if (report := _lookup_report(engine, requests, requests[0].target)) is not None:
-        return report
+def stored_so_far(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
+                  options: dict[str, dict] | None = None, target: str | None = None) -> Comparison | None:
+    """The stored explanations of a view, whatever is missing (a run in progress shows them): no model pass."""
+    return _stored_explanations(engine, view_requests(runner, text, methods, options, target))
+
+
+def _stored_explanations(engine: Engine, requests: Sequence[ExplainRequest]) -> Comparison | None:
     found: dict[str, Explanation] = {}
     target = requests[0].target
     for _ in range(2):  # once a stored result names the label, methods stored under it are found too
@@ -189,9 +192,21 @@ def _from_store(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainR
         return None
     explanations = tuple(found[r.method.name] for r in requests if r.method.name in found)
     missing = tuple(r.method.name for r in requests if r.method.name not in found)
-    comparison = Comparison(explanations[0].text, explanations, {m: True for m in found}, missing)
-    if missing:
+    return Comparison(explanations[0].text, explanations, {m: True for m in found}, missing)
+
+
+def _from_store(engine: Engine, runner: ModelRunner, requests: Sequence[ExplainRequest], *,
+                partial: bool, measure: bool = True) -> ComparisonReport | None:
+    started, passes = time.perf_counter(), runner.forward_passes
+    if (report := _lookup_report(engine, requests, requests[0].target)) is not None:
+        return report
+    comparison = _stored_explanations(engine, requests)
+    if comparison is None:
+        return None
+    if comparison.missing:
         return ComparisonReport(comparison) if partial else None
+    if not measure:
+        return ComparisonReport(comparison)
     report = _measured(runner, comparison)
     _save_report(engine, runner, requests, report)
     return replace(report, cost_now=Cost(runner.forward_passes - passes, time.perf_counter() - started))

@@ -3,18 +3,19 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import agreement, charts, compare
+from core import agreement, charts, compare, tasks
 from core.corpus.estimate import seconds_per_pass
 from core.data_attribution.view import DataView
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
-from core.reports import MEASURES, StopRequested, estimate_view, open_report, run_report
+from core.reports import MEASURES, estimate_view, open_report, stored_so_far
+from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
-from pages.resources import engine, runner_or_stop
-from pages.ui import option_widgets
+from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.ui import option_widgets, task_progress
 
 db = engine()
 st.title("Compare")
@@ -145,18 +146,16 @@ def pass_seconds(_runner, fingerprint: str, text: str) -> float:
     return seconds_per_pass(_runner, [text])
 
 
-def request_stop() -> None:
-    st.session_state["compare_stop"] = True
-
-
 def keep_first_window(window: str) -> None:
     st.session_state["free_text"] = window
 
 
+model = view.model or load_settings().resolved_model
+task_params = {"text": text, "methods": methods, "options": options, "target": target}
 try:
-    stopped = st.session_state.pop("compare_stop", False)
-    stored = None if fresh else open_report(db, runner, text, methods, options, target or None, partial=stopped)
     estimate = estimate_view(runner, text, methods, options)
+    # Whatever the store holds, never computed here: explanations and measures are the workers' job.
+    report = open_report(db, runner, text, methods, options, target or None, partial=True, measure=False)
 except ExplainError as exc:
     st.error(md(str(exc)))
     st.stop()
@@ -167,55 +166,53 @@ if estimate.truncated_words:
                   if snapshot_id is not None else "Explain only the first window, or shorten the text."))
     if snapshot_id is None:
         st.button("Keep only the first window", on_click=keep_first_window, args=(runner.prepare(text).text,))
-if stored is None:
+if report is None or not report.measured:
     seconds = estimate.forward_passes * pass_seconds(runner, runner.loaded.fingerprint, text)
     st.caption(f"Run will cost about {estimate.forward_passes:,.0f} model passes, roughly "
                f"{seconds:,.0f} s on this machine (stored results and repeated inputs make it cheaper).")
 
-run_col, stop_col = st.columns([1, 5])
-run = run_col.button("Run", type="primary")
-stop_col.button("Stop", on_click=request_stop,
-                help="Stops the run now. Methods that already finished are stored and kept; the one in "
-                     "progress is dropped and runs again on the next Run.")
+last = tasks.latest_for(db, "comparison", model, task_params)
+if st.button("Run", type="primary", disabled=last is not None and last.active,
+             help="Runs on a worker process: you can leave the page and come back to this address."):
+    last = start_task("comparison", model, {**task_params, "fresh": fresh}, runner)
+    if not last.active:
+        st.rerun()  # ran here (no workers configured): show the stored view
+if last is not None and last.active:
+    ensure_task_workers()  # a server restarted since the task was queued starts its workers again
+    titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
-report = stored
-try:
-    if run or fresh:
-        bars = {name: st.progress(0.0, text=f"{METHODS[name].title}: waiting") for name in methods}
-        bars[MEASURES] = st.progress(0.0, text="Faithfulness and attention checks: waiting")
+    @st.fragment(run_every=1.0)
+    def follow(task_id: int) -> None:
+        task = tasks.get_task(db, task_id)
+        if task is None or not task.active:
+            st.rerun()  # the whole page: the stored view, or why the task ended
+        task_progress(task, titles)
+        st.button("Stop", key="compare_stop", on_click=tasks.request_stop, args=(db, task_id),
+                  disabled=task.stop_requested,
+                  help="Stops the run now. Methods that already finished are stored and kept; the one in "
+                       "progress is dropped and runs again on the next Run.")
+        so_far = stored_so_far(db, runner, text, methods, options, target or None)
+        if so_far is not None:
+            st.markdown(f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**")
+            st.html(comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
 
-        def progress(name: str, fraction: float, message: str) -> None:
-            title = METHODS[name].title if name in METHODS else "Faithfulness and attention checks"
-            bars[name].progress(min(1.0, max(0.0, fraction)), text=f"{title}: {message}")
-
-        live = st.empty()
-
-        def show_so_far(partial) -> None:  # each method's row as soon as it finishes, cheapest first
-            with live.container():
-                st.markdown(f"**Finished so far: {len(partial.explanations)} of {len(methods)} methods**")
-                st.html(comparison_grid(compare.grid_rows(partial, k),
-                                        scroll=len(partial.words) > compare.LONG_INPUT_WORDS))
-
-        report = run_report(db, runner, text, methods, options, target or None, fresh=fresh, progress=progress,
-                            should_stop=lambda: st.session_state.get("compare_stop", False),
-                            on_explanation=show_so_far)
-        for bar in [*bars.values(), live]:
-            bar.empty()
-except StopRequested as exc:
-    st.warning(md(str(exc)))
+    follow(last.id)
     st.stop()
-except ExplainError as exc:
-    st.error(md(str(exc)))
-    st.stop()
+if last is not None and last.status in ("failed", "stopped"):
+    (st.error if last.status == "failed" else st.warning)(
+        f"The last run of this view {last.status}: {md(last.error)}")
 
 if report is None:
     st.info("Press **Run** to explain this input with the chosen methods. Stored results appear at once.")
     st.stop()
 comparison = report.comparison
 if report.stopped:
-    st.warning(f"Stopped: {', '.join(comparison.methods)} finished and are kept; "
+    st.warning(f"Partly computed: {', '.join(comparison.methods)} finished and are kept; "
                f"{', '.join(comparison.missing)} did not run. Press **Run** to compute the rest "
                "(finished methods come from the store).")
+elif not report.measured:
+    st.info("Every method's explanation is stored (a corpus run or another view made them); faithfulness and "
+            "the attention checks are not measured yet. Press **Run** to measure them.")
 
 # -- prediction ----------------------------------------------------------------------------------------
 probs = comparison.probabilities
@@ -247,6 +244,9 @@ right.caption(f"Model passes to show this view now: {passes_now}"
               + (" (everything came from the store)." if passes_now == 0 else ".")
               + " Adaptive methods sample (LIME, SHAP, KernelSHAP) or add steps (Integrated Gradients) until their "
                 "top words, or completeness gap, are stable; 'no (cap)' means they stopped at the cap unsettled.")
+if last is not None and last.status == "done":
+    right.caption(f"Its last run (task {last.id}, attempt {last.attempts}): {last.forward_passes:,} model passes "
+                  f"in {last.seconds:.1f} s.")
 
 # -- agreement -------------------------------------------------------------------------------------------
 st.subheader("Agreement")
@@ -271,7 +271,7 @@ if spots:
                                      for i in range(len(first.words))], outlined=[s.index for s in spots]))
 
 if not report.measured:
-    st.stop()  # a stopped run: faithfulness and the attention checks need every method
+    st.stop()  # faithfulness and the attention checks need every method, measured by a worker
 
 # -- faithfulness ------------------------------------------------------------------------------------------
 faith = report.faithfulness

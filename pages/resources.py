@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.db import DatabaseUnavailable, get_engine
@@ -73,3 +75,34 @@ def _job_runner(database_url: str, workers: int, ray_address: str):
     # Jobs get their own runner (own cache and counters) over the shared, cached model.
     return JobRunner(cached_engine(database_url), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)),
                      workers=workers, ray_address=ray_address)
+
+
+@st.cache_resource(show_spinner=False)
+def _local_workers(count: int, home: str):
+    from core.tasks import LocalWorkers
+
+    return LocalWorkers(count, Path(home) / "workers")
+
+
+def ensure_task_workers() -> None:
+    """Start this server's local worker processes if they are not running (cheap when they are)."""
+    settings = load_settings()
+    if settings.task_workers:
+        _local_workers(settings.task_workers, str(settings.home)).ensure()
+
+
+def start_task(kind: str, model_spec: str, params: dict, runner: ModelRunner):
+    """Submit page work for the workers (or run it here and now when RASHOMON_TASK_WORKERS=0); the task as
+    it stands, or after a one-line error the page stops."""
+    from core import tasks
+
+    spec = model_spec.strip() or load_settings().resolved_model
+    try:
+        task = tasks.submit(engine(), kind, spec, params)
+        if load_settings().task_workers == 0:
+            return tasks.run_here(engine(), runner, task.id)
+    except tasks.TaskError as exc:
+        st.error(md(str(exc)))
+        st.stop()
+    ensure_task_workers()
+    return task

@@ -47,3 +47,18 @@ def flash(kind: str, message: str) -> None:
 def show_flashes() -> None:
     for kind, message in st.session_state.pop("_flashes", []):
         getattr(st, kind)(message)
+
+
+def task_progress(task, titles: dict[str, str]) -> None:
+    """A task's state and one bar per part (`titles`: part -> what to call it), from the database."""
+    if task.status == "queued":
+        st.info("Waiting for a free worker (other work is ahead of it)…")
+    elif task.stop_requested:
+        st.warning("Stopping after the step in progress…")
+    else:
+        host = task.owner.split(":")[0]
+        st.caption(f"Running on a worker ({host}), attempt {task.attempts}. You can leave this page: "
+                   "the work goes on, and reopening this address shows it.")
+    for part, title in titles.items():
+        fraction, message = task.progress.get(part, (0.0, "waiting"))
+        st.progress(fraction, text=f"{title}: {message}")

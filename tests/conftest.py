@@ -61,6 +61,9 @@ def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
     monkeypatch.delenv("RASHOMON_DATABASE_URL", raising=False)
     monkeypatch.setenv("RASHOMON_MODEL", str(tiny_model_dir))
     monkeypatch.setenv("RASHOMON_ALLOWED_INTERNAL_HOSTS", "127.0.0.1")
+    # Page tasks run in the page's own run (AppTest has no server to start workers for); the worker
+    # processes are tested in test_tasks.py and, behind a real server, in the browser journeys.
+    monkeypatch.setenv("RASHOMON_TASK_WORKERS", "0")
     return tmp_path / "home"
 
 

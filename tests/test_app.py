@@ -1,6 +1,8 @@
 """AppTest smoke tests: every page renders without an exception, headless."""
 
+import os
 import re
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -226,8 +228,8 @@ def test_checks_page_gives_verdicts_that_survive_a_reload(home):
     assert any("no stored randomisation check '999'" in e.value for e in missing.error)
 
 
-def test_compare_stop_keeps_the_methods_that_finished(home):
-    """Stop interrupts a run; the page then shows the finished (stored) methods and names the rest."""
+def test_compare_shows_a_partly_stored_view_and_names_what_is_missing(home):
+    """A stopped run leaves some methods stored: the page shows them, names the rest and claims no faithfulness."""
     from core.db import get_engine
     from core.modelling import load_model
     from core.runner import ModelRunner
@@ -238,13 +240,44 @@ def test_compare_stop_keeps_the_methods_that_finished(home):
     runner = ModelRunner(load_model(load_settings().resolved_model))
     explain_stored(get_engine(), runner, text, "occlusion")  # what a stopped run had finished
     app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
-    assert any("Press **Run**" in i.value for i in app.info)
-    next(b for b in app.button if b.label == "Stop").click().run()
     assert not app.exception
-    warning = next(w.value for w in app.warning if w.value.startswith("Stopped:"))
+    warning = next(w.value for w in app.warning if w.value.startswith("Partly computed:"))
     assert "occlusion finished and are kept" in warning and "attention, attention_rollout" in warning
     headers = [s.value for s in app.subheader]
     assert "Side by side" in headers and "Summary" not in headers  # no faithfulness claims on half a view
+
+
+def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monkeypatch):
+    """With local workers, Run only submits: the page shows the task's progress and a Stop button, a reload
+    finds the same task, and once the worker is done the stored view appears."""
+    from core import tasks
+    from pages.resources import _local_workers
+
+    monkeypatch.setenv("RASHOMON_TASK_WORKERS", "1")
+    text = "The staff were lovely but the food was cold and bland."
+    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    try:
+        next(b for b in app.button if b.label == "Run").click().run()
+        assert not app.exception
+        assert "Prediction:" not in " ".join(s.value for s in app.subheader)  # nothing computed in the page
+        submitted = tasks.list_tasks(get_engine())
+        assert len(submitted) == 1 and submitted[0].kind == "comparison"
+        reloaded = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+        assert [b for b in reloaded.button if b.label == "Stop"]  # the same task, followed again
+        assert any(b.label == "Run" and b.disabled for b in reloaded.button)
+        deadline = time.monotonic() + 120
+        while tasks.get_task(get_engine(), submitted[0].id).active and time.monotonic() < deadline:
+            time.sleep(0.2)
+        done = tasks.get_task(get_engine(), submitted[0].id)
+        assert done.status == "done" and done.owner.split(":")[1] != str(os.getpid())  # another process ran it
+        finished = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+        assert any(s.value.startswith("Prediction:") for s in finished.subheader)
+        assert any(f"Its last run (task {done.id}, attempt 1)" in c.value for c in finished.caption)
+        assert len(tasks.list_tasks(get_engine())) == 1  # reloads submitted nothing new
+    finally:
+        from core.settings import load_settings
+
+        _local_workers(1, str(load_settings().home)).stop()
 
 
 def test_compare_target_label_control_is_honoured_in_links_and_stored_results(home):

@@ -1,20 +1,21 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts, checks, corpus
+from core import charts, checks, corpus, tasks
 from core.methods.registry import METHODS
 from core.passages import paragraphs
 from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
-from pages.resources import engine, runner_or_stop
-from pages.ui import streamlit_progress
+from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.ui import task_progress
 
 db = engine()
 st.title("Checks")
 st.caption("Before trusting a method's account: does it agree with itself, and does it notice when the model "
            "is destroyed? Each check ends in a one-line verdict from the thresholds stated with it.")
 
-runner = runner_or_stop(st.text_input("Model (empty: the configured default)", key="checks_model"))
+model_spec = st.text_input("Model (empty: the configured default)", key="checks_model")
+runner = runner_or_stop(model_spec)
 
 scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=True, key="checks_scope")
 texts: list[str] = []
@@ -78,6 +79,36 @@ def stored_from_address(name: str) -> checks.StoredCheck | None:
     return stored
 
 
+def follow_task(name: str) -> None:
+    """The check's task named in the address (`{name}_task`): its progress while it runs (the page can be
+    closed meanwhile), then the stored check in the address, or why it ended without one."""
+    value = st.query_params.get(f"{name}_task", "")
+    task = tasks.get_task(db, int(value)) if value.isdigit() else None
+    if task is None:
+        if value:
+            st.error(f"There is no {name} check task '{md(value)}'.")
+        return
+    if task.status == "done":
+        st.query_params[name] = str(task.result["check"])
+        del st.query_params[f"{name}_task"]
+        return
+    if not task.active:
+        st.error(f"The {name} check {task.status}: {md(task.error)}")
+        return
+    ensure_task_workers()
+
+    @st.fragment(run_every=1.0)
+    def follow() -> None:
+        current = tasks.get_task(db, task.id)
+        if current is None or not current.active:
+            st.rerun()
+        task_progress(current, {part: part.capitalize() for part in (current.progress or {name: ""})})
+        st.button("Stop", key=f"{name}_stop", on_click=tasks.request_stop, args=(db, task.id),
+                  disabled=current.stop_requested)
+
+    follow()
+
+
 st.subheader("Stability: does each method agree with itself?")
 st.caption(f"Verdict: stable when mean pairwise Spearman of |scores| ≥ {checks.STABLE_SPEARMAN} and mean top-k "
            f"agreement ≥ {checks.STABLE_TOPK} across settings that should not matter (seeds, sample and step "
@@ -91,11 +122,9 @@ chosen = st.multiselect("Methods", list(variants), default=[m for m in variants 
                         help="Methods with settings that should not matter are rerun under each; the others "
                              "are rerun with the same settings, which only a nondeterministic method fails.")
 if st.button("Run stability check", disabled=not texts or not chosen):
-    bar = st.progress(0.0, text="Starting")
-    results = checks.stability_over(runner, texts, {m: variants[m] for m in chosen}, k, progress=streamlit_progress(bar))
-    sensitive = checks.sensitivity_over(runner, texts, chosen, k)
-    st.query_params["stability"] = str(checks.save_check(db, runner, "stability", texts, stability=results,
-                                                         sensitivity=sensitive))
+    task = start_task("stability", model_spec, {"texts": texts, "methods": chosen, "quick": quick, "k": k}, runner)
+    st.query_params["stability_task"] = str(task.id)
+follow_task("stability")
 if stored := stored_from_address("stability"):
     show_stability(stored)
 
@@ -107,9 +136,8 @@ st.caption(f"The model is re-initialised from the top on a copy: classifier head
 methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in METHODS.items() if not spec.random],
                          format_func=lambda m: METHODS[m].title, key="checks_random_methods")
 if st.button("Run randomisation check", disabled=not texts or not methods):
-    bar = st.progress(0.0, text="Starting")
-    result = checks.randomisation_over(runner, texts, methods, progress=streamlit_progress(bar))
-    st.query_params["randomisation"] = str(checks.save_check(db, runner, "randomisation", texts,
-                                                             randomisation=result))
+    task = start_task("randomisation", model_spec, {"texts": texts, "methods": methods}, runner)
+    st.query_params["randomisation_task"] = str(task.id)
+follow_task("randomisation")
 if stored := stored_from_address("randomisation"):
     show_randomisation(stored)

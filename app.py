@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.resources import ensure_task_workers
 from pages.ui import show_flashes
 
 st.set_page_config(page_title="Rashomon", page_icon="🎭", layout="wide")
@@ -17,5 +18,6 @@ page = st.navigation([
     st.Page("pages/models.py", title="Model vs model", icon="🆚", url_path="Models"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
 ])
+ensure_task_workers()  # this server's worker processes: page work runs there, not in the page
 show_flashes()
 page.run()

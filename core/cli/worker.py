@@ -8,6 +8,7 @@ its own local workers with `--tasks-only --parent-pid` (they end when the server
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -43,6 +44,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         line = f"task {task.id} ({task.kind}): {task.status} in {task.seconds:.1f} s, {task.forward_passes} passes"
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
+    with contextlib.suppress(Exception):  # the configured model, loaded before the first task needs it
+        runners("")
     print(f"rashomon worker {os.getpid()}: waiting for work", flush=True)
     while True:
         ran = tasks.work(db, runners, once=True, on_task=report)

@@ -33,7 +33,7 @@ def app_server(tmp_path_factory, tiny_model_dir):
     home = tmp_path_factory.mktemp("browser-home")
     port = free_port()
     env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_MODEL": str(tiny_model_dir),
-           "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1", "HF_HUB_OFFLINE": "1",
+           "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1", "HF_HUB_OFFLINE": "1", "RASHOMON_TASK_WORKERS": "2",
            # a page's rebuild button builds a tiny default model (the real one takes 9 minutes)
            "RASHOMON_BUILD_OPTIONS": "--train-rows 24 --heldout-rows 12 --checkpoints 1"}
     env.pop("RASHOMON_DATABASE_URL", None)

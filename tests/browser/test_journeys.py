@@ -401,3 +401,48 @@ def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_
     expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)
     expect(page.get_by_text(re.compile(r"left out: a model trained on them"))).to_be_visible()
     keep_for_readme(screenshot(page, "12-model-vs-model", height=1800), "model-vs-model")
+
+
+def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey):
+    """Two people press Run at the same time: both comparisons run on the server's worker processes (one each)
+    and finish, while a third person opens a page. Its load time is printed here, not asserted; the figures
+    in BENCHMARKS.md come from scripts/bench_concurrent_pages.py."""
+    import time
+    from urllib.parse import urlencode
+
+    from core import tasks
+    from core.compare import ViewState
+    from core.db import get_engine
+
+    base = journey["base"]
+    slow = {"lime": {"num_samples": 20000, "adaptive": False}, "shap": {"max_evals": 8000, "adaptive": False}}
+    people = []
+    for visit in range(2):
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        view = ViewState(text=f"{THIRTY_WORDS} Visit {visit}.", methods=["occlusion", "lime", "shap"], options=slow)
+        page.goto(f"{base}/Compare?" + urlencode(view.to_query()))
+        expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
+        people.append((context, page))
+    for _, page in people:
+        page.get_by_role("button", name="Run", exact=True).click()
+    for _, page in people:
+        expect(page.get_by_role("button", name="Stop")).to_be_visible()  # the page follows its task
+    third = browser.new_context(viewport={"width": 1500, "height": 1000})
+    reader = third.new_page()
+    started = time.monotonic()
+    reader.goto(f"{base}/Snapshots")
+    expect(reader.get_by_role("heading", name="Links (")).to_be_visible()
+    seconds = time.monotonic() - started
+    db = get_engine(f"sqlite:///{journey['home'] / 'rashomon.db'}")
+    running = [t for t in tasks.list_tasks(db) if t.kind == "comparison" and t.status == "running"]
+    print(f"\nthird page loaded in {seconds:.2f} s with {len(running)} comparison(s) running")
+    third.close()
+    for context, page in people:
+        expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
+        expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+        context.close()
+    ran = [t for t in tasks.list_tasks(db) if t.kind == "comparison" and "Visit" in t.params["text"]]
+    assert [t.status for t in ran] == ["done", "done"]
+    assert len({t.owner.split(":")[1] for t in ran}) == 2  # one worker process each, side by side

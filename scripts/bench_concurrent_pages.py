@@ -1,0 +1,150 @@
+"""A third person's page load while two people run comparisons, in a real browser against a real server.
+
+For each setting of RASHOMON_TASK_WORKERS (2: the default, comparisons on two local worker processes;
+0: comparisons in the pages' own script threads, as before tasks), a fresh server on the default model:
+the Snapshots page is loaded idle, then two browser sessions press Run on two different inputs (every
+method) and a third session loads the Snapshots page again and again until both comparisons finish.
+Printed: page load times (idle and while both run), each comparison's wall time from Run to its
+Summary, and the ratios between the two settings (measured side by side in one run of this script).
+
+    python scripts/bench_concurrent_pages.py [--model PATH] [--modes 2,0] [--out BENCHMARKS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from core.compare import ViewState  # noqa: E402
+from core.settings import load_settings  # noqa: E402
+
+CHROMIUM = os.environ.get("RASHOMON_CHROMIUM", "/usr/bin/chromium")
+TEXTS = ["The hotel staff were friendly and the room was spotless, but breakfast was cold, the wifi kept dropping "
+         "and checkout took forty minutes, so I would not stay again.",
+         "The first half of the film drags badly, yet the final act is so tense and beautifully shot that I left "
+         "the cinema grinning and already planning to see it again."]
+
+
+def start_server(model: str, workers: int, home: str, port: int) -> subprocess.Popen:
+    env = {**os.environ, "RASHOMON_HOME": home, "RASHOMON_MODEL": model, "RASHOMON_TASK_WORKERS": str(workers),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("RASHOMON_DATABASE_URL", None)
+    process = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
+                                "--server.address", "127.0.0.1", "--server.headless", "true",
+                                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2):
+                return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("the server did not start")
+
+
+def load_time(browser, url: str) -> float:
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    started = time.monotonic()
+    page.goto(url)
+    expect(page.get_by_role("heading", name="Links (")).to_be_visible(timeout=120_000)
+    seconds = time.monotonic() - started
+    context.close()
+    return seconds
+
+
+def one_setting(browser, model: str, workers: int, idle_loads: int) -> dict:
+    with tempfile.TemporaryDirectory() as home:
+        port = 8600 + workers
+        server = start_server(model, workers, home, port)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            load_time(browser, f"{base}/Snapshots")  # the server loads the model; workers start
+            if workers:
+                logs = Path(home) / "workers"
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline and sum(
+                        "waiting for work" in p.read_text() for p in logs.glob("*.log")) < workers:
+                    time.sleep(0.5)
+            idle = [load_time(browser, f"{base}/Snapshots") for _ in range(idle_loads)]
+            people, finished = [], {}
+            for i, text in enumerate(TEXTS):
+                context = browser.new_context(viewport={"width": 1500, "height": 1000})
+                page = context.new_page()
+                page.goto(f"{base}/Compare?" + urlencode(ViewState(text=text).to_query()))
+                expect(page.get_by_text("Press Run to explain this input")).to_be_visible(timeout=120_000)
+                people.append((i, context, page))
+            clicked = time.monotonic()
+            for _, _, page in people:
+                page.get_by_role("button", name="Run", exact=True).click()
+            # Playwright's sync API is single-threaded: the two Run pages are polled between the third's loads.
+            busy = []
+            while len(finished) < len(people) and time.monotonic() - clicked < 900:
+                busy.append(load_time(browser, f"{base}/Snapshots"))
+                for i, _, page in people:
+                    if i not in finished and page.get_by_role("heading", name="Summary").count():
+                        finished[i] = time.monotonic() - clicked
+            for i, context, page in people:
+                if i not in finished:
+                    expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=900_000)
+                    finished[i] = time.monotonic() - clicked
+                context.close()
+        finally:
+            server.terminate()
+            server.wait(30)
+    return {"workers": workers, "idle": idle, "busy": busy, "comparisons": [finished[i] for i in sorted(finished)]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(load_settings().default_model_dir))
+    parser.add_argument("--modes", default="2,0", help="RASHOMON_TASK_WORKERS values to compare")
+    parser.add_argument("--idle-loads", type=int, default=5)
+    parser.add_argument("--out", help="append the table to this Markdown file")
+    args = parser.parse_args()
+    if not Path(args.model).exists():
+        raise SystemExit(f"No model at {args.model}: build it with `rashomon model build-default`.")
+    results = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        for workers in (int(m) for m in args.modes.split(",")):
+            results.append(one_setting(browser, args.model, workers, args.idle_loads))
+            print(results[-1], flush=True)
+        browser.close()
+    lines = [f"### Third page load while two comparisons run ({time.strftime('%Y-%m-%d')}, "
+             f"`scripts/bench_concurrent_pages.py`, {Path(args.model).name}, every method, {os.cpu_count()} cores)", "",
+             "| page work runs in | idle load, median | load while both run: median / max (n) | comparisons, Run to Summary |",
+             "| --- | --- | --- | --- |"]
+    for r in results:
+        where = f"{r['workers']} worker processes" if r["workers"] else "the pages' script threads"
+        busy = f"{statistics.median(r['busy']):.2f} s / {max(r['busy']):.2f} s ({len(r['busy'])})" if r["busy"] else "-"
+        lines.append(f"| {where} | {statistics.median(r['idle']):.2f} s | {busy} | "
+                     f"{', '.join(f'{s:.0f} s' for s in r['comparisons'])} |")
+    if len(results) == 2 and results[0]["busy"] and results[1]["busy"]:
+        ratio = statistics.median(results[1]["busy"]) / statistics.median(results[0]["busy"])
+        lines += ["", f"Median busy load, {results[1]['workers']} vs {results[0]['workers']} workers: {ratio:.1f}x."]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write("\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

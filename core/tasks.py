@@ -41,6 +41,7 @@ ACTIVE = ("queued", "running")
 HEARTBEAT_SECONDS = 3.0
 PROGRESS_EVERY = 0.3  # seconds between progress writes (the page polls about once a second)
 STOP_CHECK_EVERY = 0.5  # seconds between reads of the stop flag
+WORKER_NICENESS = 10  # a server's own workers yield the CPU to the server: a page stays quick while they work
 MAX_ATTEMPTS = 3  # a task whose worker died this often fails instead of killing the next worker too
 
 
@@ -368,7 +369,8 @@ def work(engine: Engine, runner_for: Callable[[str], ModelRunner], *, once: bool
 class LocalWorkers:
     """The worker processes a server starts for itself (the embedded default needs no other service):
     `count` of them, restarted when one dies, each ending when the server does. Their logs are in
-    `log_dir`. Torch threads are shared out so that the workers together use the machine's cores."""
+    `log_dir`. Torch threads are shared out so that the workers together use the machine's cores, and the
+    workers run at a lower CPU priority than the server."""
 
     count: int
     log_dir: Path
@@ -389,7 +391,7 @@ class LocalWorkers:
         with open(self.log_dir / f"worker-{slot}.log", "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "core", "worker", "--tasks-only", "--parent-pid", str(os.getpid()),
-                 "--threads", str(threads)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                 "--threads", str(threads), "--nice", str(WORKER_NICENESS)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 cwd=Path(__file__).resolve().parent.parent)
 
     def pids(self) -> list[int]:

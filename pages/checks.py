@@ -7,7 +7,7 @@ from core.passages import paragraphs
 from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
 from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
-from pages.ui import task_progress
+from pages.ui import TASK_POLL_SECONDS, task_progress
 
 db = engine()
 st.title("Checks")
@@ -97,7 +97,7 @@ def follow_task(name: str) -> None:
         return
     ensure_task_workers()
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=TASK_POLL_SECONDS)
     def follow() -> None:
         current = tasks.get_task(db, task.id)
         if current is None or not current.active:

@@ -15,7 +15,7 @@ from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
 from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
-from pages.ui import option_widgets, task_progress
+from pages.ui import TASK_POLL_SECONDS, option_widgets, task_progress
 
 db = engine()
 st.title("Compare")
@@ -181,7 +181,7 @@ if last is not None and last.active:
     ensure_task_workers()  # a server restarted since the task was queued starts its workers again
     titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=TASK_POLL_SECONDS)
     def follow(task_id: int) -> None:
         task = tasks.get_task(db, task_id)
         if task is None or not task.active:
@@ -191,10 +191,18 @@ if last is not None and last.active:
                   disabled=task.stop_requested,
                   help="Stops the run now. Methods that already finished are stored and kept; the one in "
                        "progress is dropped and runs again on the next Run.")
-        so_far = stored_so_far(db, runner, text, methods, options, target or None)
-        if so_far is not None:
-            st.markdown(f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**")
-            st.html(comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
+        # The methods finished so far, drawn again only when another one finishes (polling stays cheap).
+        finished = tuple(sorted(part for part, (fraction, _) in task.progress.items() if fraction >= 1.0))
+        cached = st.session_state.get("_compare_so_far")
+        if cached is None or cached[0] != (task_id, finished):
+            so_far = stored_so_far(db, runner, text, methods, options, target or None)
+            grid = "" if so_far is None else (
+                f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**",
+                comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
+            cached = st.session_state["_compare_so_far"] = ((task_id, finished), grid)
+        if cached[1]:
+            st.markdown(cached[1][0])
+            st.html(cached[1][1])
 
     follow(last.id)
     st.stop()

@@ -8,6 +8,8 @@ import streamlit as st
 
 from core.methods.base import Method
 
+TASK_POLL_SECONDS = 2.0  # how often a page following a task reads its progress
+
 
 def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
     """One widget per declared option (keys `{prefix}_{method}_{option}`); returns the options that

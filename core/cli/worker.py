@@ -35,6 +35,8 @@ def cmd_worker(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.nice:
+        os.nice(args.nice)
     if args.parent_pid:
         _exit_with(args.parent_pid)
     db = engine()
@@ -71,6 +73,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--once", action="store_true", help="run what is queued, then exit")
     worker.add_argument("--poll", type=float, default=0.5, help="seconds between looks for new work")
     worker.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    worker.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much "
+                                                           "(a server's own workers use 10: pages come first)")
     worker.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     worker.add_argument("--json", action="store_true")
     worker.set_defaults(func=cmd_worker)

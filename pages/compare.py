@@ -181,30 +181,26 @@ if last is not None and last.active:
     ensure_task_workers()  # a server restarted since the task was queued starts its workers again
     titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
+    so_far = stored_so_far(db, runner, text, methods, options, target or None)
+
+    def finished_methods(task) -> int:
+        return sum(task.progress.get(m, (0.0, ""))[0] >= 1.0 for m in methods)
+
     @st.fragment(run_every=TASK_POLL_SECONDS)
-    def follow(task_id: int) -> None:
+    def follow(task_id: int, finished_when_drawn: int) -> None:
         task = tasks.get_task(db, task_id)
-        if task is None or not task.active:
-            st.rerun()  # the whole page: the stored view, or why the task ended
+        if task is None or not task.active or finished_methods(task) > finished_when_drawn:
+            st.rerun()  # the whole page: the stored view, why the task ended, or the methods finished so far
         task_progress(task, titles)
         st.button("Stop", key="compare_stop", on_click=tasks.request_stop, args=(db, task_id),
                   disabled=task.stop_requested,
                   help="Stops the run now. Methods that already finished are stored and kept; the one in "
                        "progress is dropped and runs again on the next Run.")
-        # The methods finished so far, drawn again only when another one finishes (polling stays cheap).
-        finished = tuple(sorted(part for part, (fraction, _) in task.progress.items() if fraction >= 1.0))
-        cached = st.session_state.get("_compare_so_far")
-        if cached is None or cached[0] != (task_id, finished):
-            so_far = stored_so_far(db, runner, text, methods, options, target or None)
-            grid = "" if so_far is None else (
-                f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**",
-                comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
-            cached = st.session_state["_compare_so_far"] = ((task_id, finished), grid)
-        if cached[1]:
-            st.markdown(cached[1][0])
-            st.html(cached[1][1])
 
-    follow(last.id)
+    follow(last.id, finished_methods(last))
+    if so_far is not None:  # outside the poll: drawn once per finished method, not every few seconds
+        st.markdown(f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**")
+        st.html(comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
     st.stop()
 if last is not None and last.status in ("failed", "stopped"):
     (st.error if last.status == "failed" else st.warning)(

@@ -52,15 +52,19 @@ def show_flashes() -> None:
 
 
 def task_progress(task, titles: dict[str, str]) -> None:
-    """A task's state and one bar per part (`titles`: part -> what to call it), from the database."""
+    """A task's state and one bar for its parts (`titles`: part -> what to call it), from the database. One
+    bar and one line, not one per part: a page following a task redraws them every poll."""
     if task.status == "queued":
         st.info("Waiting for a free worker (other work is ahead of it)…")
     elif task.stop_requested:
         st.warning("Stopping after the step in progress…")
     else:
-        host = task.owner.split(":")[0]
-        st.caption(f"Running on a worker ({host}), attempt {task.attempts}. You can leave this page: "
-                   "the work goes on, and reopening this address shows it.")
-    for part, title in titles.items():
-        fraction, message = task.progress.get(part, (0.0, "waiting"))
-        st.progress(fraction, text=f"{title}: {message}")
+        st.caption(f"Running on a worker ({task.owner.split(':')[0]}), attempt {task.attempts}. You can leave this "
+                   "page: the work goes on, and reopening this address shows it.")
+    fractions = {part: task.progress.get(part, (0.0, ""))[0] for part in titles}
+    done = sum(f >= 1.0 for f in fractions.values())
+    current = next((part for part in titles if part in task.progress and fractions[part] < 1.0), None)
+    text = f"{done} of {len(titles)} steps finished"
+    if current is not None:
+        text += f"; now {titles[current]}: {task.progress[current][1]}"
+    st.progress(sum(fractions.values()) / max(1, len(titles)), text=text)

@@ -5,7 +5,8 @@ For each setting of RASHOMON_TASK_WORKERS (2: the default, comparisons on two lo
 the Snapshots page is loaded idle, then two browser sessions press Run on two different inputs (every
 method) and a third session loads the Snapshots page again and again until both comparisons finish.
 Printed: page load times (idle and while both run), each comparison's wall time from Run to its
-Summary, and the ratios between the two settings (measured side by side in one run of this script).
+Summary, and how much slower the busy loads are than the idle ones (settings measured side by side in one
+run of this script).
 
     python scripts/bench_concurrent_pages.py [--model PATH] [--modes 2,0] [--out BENCHMARKS.md]
 """
@@ -28,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+from core import tasks  # noqa: E402
 from core.compare import ViewState  # noqa: E402
+from core.db import make_engine  # noqa: E402
 from core.settings import load_settings  # noqa: E402
 
 CHROMIUM = os.environ.get("RASHOMON_CHROMIUM", "/usr/bin/chromium")
@@ -68,7 +71,8 @@ def load_time(browser, url: str) -> float:
     return seconds
 
 
-def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds: float) -> dict:
+def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds: float,
+                close: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as home:
         port = 8600 + workers
         server = start_server(model, workers, home, port)
@@ -82,7 +86,7 @@ def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds:
                         "waiting for work" in p.read_text() for p in logs.glob("*.log")) < workers:
                     time.sleep(0.5)
             idle = [load_time(browser, f"{base}/Snapshots") for _ in range(idle_loads)]
-            people, finished = [], {}
+            people, finished, busy = [], {}, []
             for i, text in enumerate(TEXTS):
                 context = browser.new_context(viewport={"width": 1500, "height": 1000})
                 page = context.new_page()
@@ -92,8 +96,19 @@ def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds:
             clicked = time.monotonic()
             for _, _, page in people:
                 page.get_by_role("button", name="Run", exact=True).click()
+            if close and workers:  # both people leave once their task is submitted (it goes on without them)
+                for _, context, page in people:
+                    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=120_000)
+                    context.close()
+                db = make_engine(f"sqlite:///{home}/rashomon.db", run_migrations=False)
+                while time.monotonic() - clicked < max_seconds:
+                    busy.append(load_time(browser, f"{base}/Snapshots"))
+                    ended = [t for t in tasks.list_tasks(db) if not t.active]
+                    if len(ended) == len(people):
+                        finished = {i: (t.finished_at - t.created_at).total_seconds() for i, t in enumerate(ended)}
+                        break
+                people = []
             # Playwright's sync API is single-threaded: the two Run pages are polled between the third's loads.
-            busy = []
             while len(finished) < len(people) and time.monotonic() - clicked < max_seconds:
                 busy.append(load_time(browser, f"{base}/Snapshots"))
                 print(f"  {workers} workers: a page load took {busy[-1]:.2f} s, {time.monotonic() - clicked:.0f} s "
@@ -111,13 +126,14 @@ def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds:
         finally:
             server.terminate()
             server.wait(30)
-    return {"workers": workers, "idle": idle, "busy": busy, "comparisons": [finished[i] for i in sorted(finished)]}
+    return {"workers": workers, "close": close, "idle": idle, "busy": busy, "comparisons": [finished[i] for i in sorted(finished)]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(load_settings().default_model_dir))
-    parser.add_argument("--modes", default="2,0", help="RASHOMON_TASK_WORKERS values to compare")
+    parser.add_argument("--modes", default="2,2c,0", help="RASHOMON_TASK_WORKERS values to compare; a trailing c: "
+                                                           "the two people close their tab once Run is pressed")
     parser.add_argument("--idle-loads", type=int, default=5)
     parser.add_argument("--max-seconds", type=float, default=600, help="give up on the comparisons after this long")
     parser.add_argument("--out", help="append the table to this Markdown file")
@@ -128,22 +144,22 @@ def main() -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        for workers in (int(m) for m in args.modes.split(",")):
-            results.append(one_setting(browser, args.model, workers, args.idle_loads, args.max_seconds))
+        for mode in args.modes.split(","):
+            workers, close = int(mode.rstrip("c")), mode.endswith("c")
+            results.append(one_setting(browser, args.model, workers, args.idle_loads, args.max_seconds, close))
             print(results[-1], flush=True)
         browser.close()
     lines = [f"### Third page load while two comparisons run ({time.strftime('%Y-%m-%d')}, "
              f"`scripts/bench_concurrent_pages.py`, {Path(args.model).name}, every method, {os.cpu_count()} cores)", "",
-             "| page work runs in | idle load, median | load while both run: median / max (n) | comparisons, Run to Summary |",
-             "| --- | --- | --- | --- |"]
+             "| page work runs in | idle load, median | load while both run: median / max (n) | busy / idle | "
+             "comparisons, Run to done |", "| --- | --- | --- | --- | --- |"]
     for r in results:
         where = f"{r['workers']} worker processes" if r["workers"] else "the pages' script threads"
+        where += ", both tabs closed after Run" if r["close"] else (", both tabs following" if r["workers"] else "")
         busy = f"{statistics.median(r['busy']):.2f} s / {max(r['busy']):.2f} s ({len(r['busy'])})" if r["busy"] else "-"
-        lines.append(f"| {where} | {statistics.median(r['idle']):.2f} s | {busy} | "
+        slower = f"{statistics.median(r['busy']) / statistics.median(r['idle']):.1f}x" if r["busy"] else "-"
+        lines.append(f"| {where} | {statistics.median(r['idle']):.2f} s | {busy} | {slower} | "
                      f"{', '.join(f'{s:.0f} s' for s in r['comparisons'])} |")
-    if len(results) == 2 and results[0]["busy"] and results[1]["busy"]:
-        ratio = statistics.median(results[1]["busy"]) / statistics.median(results[0]["busy"])
-        lines += ["", f"Median busy load, {results[1]['workers']} vs {results[0]['workers']} workers: {ratio:.1f}x."]
     table = "\n".join(lines)
     print(table)
     if args.out:

@@ -170,3 +170,22 @@ def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
     from core.leases import process_alive
 
     wait_for(lambda: not any(process_alive(p) for p in pids), timeout=30, every=0.2)
+
+
+def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
+    import json
+
+    from core.cli import main
+
+    task = tasks.submit(engine, "comparison", "m", comparison())
+    assert main(["tasks", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["id"], r["kind"], r["status"]) for r in rows] == [(task.id, "comparison", "queued")]
+    assert main(["tasks", "stop", str(task.id)]) == 0
+    assert f"Asked task {task.id} to stop." in capsys.readouterr().out
+    assert main(["tasks", "stop", str(task.id)]) == 1
+    assert capsys.readouterr().err.strip() == f"rashomon: Task {task.id} has already ended."
+    assert main(["tasks", "stop", "999"]) == 1
+    assert capsys.readouterr().err.strip() == "rashomon: There is no task 999."
+    assert main(["tasks"]) == 0
+    assert "stopped" in capsys.readouterr().out

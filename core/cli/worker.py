@@ -1,4 +1,5 @@
-"""`rashomon worker`: run the shared database's queued work, here, until stopped.
+"""`rashomon worker`: run the shared database's queued work, here, until stopped; `rashomon tasks`: see and
+stop that work.
 
 A team runs this on any machine that reaches the database: it takes page tasks (comparisons, checks)
 first, since someone is waiting on a page, then queued or interrupted corpus jobs. A server starts
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 
-from core.cli.common import CliError, engine
+from core.cli.common import CliError, engine, print_json
 
 
 def _exit_with(parent_pid: int) -> None:
@@ -66,7 +67,47 @@ def cmd_worker(args: argparse.Namespace) -> None:
             time.sleep(args.poll)
 
 
+def _task_row(task) -> dict:
+    return {"id": task.id, "kind": task.kind, "status": task.status, "progress": round(task.fraction, 3),
+            "attempts": task.attempts, "seconds": round(task.seconds, 1), "forward_passes": task.forward_passes,
+            "worker": task.owner, "created": str(task.created_at), "error": task.error, "result": task.result}
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from core import tasks
+
+    rows = [_task_row(t) for t in tasks.list_tasks(engine(), limit=args.limit)]
+    if args.json:
+        print_json(rows)
+        return
+    if not rows:
+        print("No tasks yet: comparisons and checks started on a page appear here.")
+    for row in rows:
+        line = (f"#{row['id']:<5} {row['kind']:<14} {row['status']:<8} {row['progress']:>4.0%}  "
+                f"{row['seconds']:>7.1f} s  {row['forward_passes']:>7} passes  {row['worker']}")
+        print(line + (f"  {row['error']}" if row["error"] else ""))
+
+
+def cmd_task_stop(args: argparse.Namespace) -> None:
+    from core import tasks
+
+    db = engine()
+    if tasks.get_task(db, args.task) is None:
+        raise CliError(f"There is no task {args.task}.")
+    if not tasks.request_stop(db, args.task):
+        raise CliError(f"Task {args.task} has already ended.")
+    print(f"Asked task {args.task} to stop.")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
+    listing = sub.add_parser("tasks", help="page work (comparisons, checks): the newest first, or stop one")
+    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_tasks)
+    task_commands = listing.add_subparsers(dest="tasks_command")
+    stop = task_commands.add_parser("stop", help="stop a queued or running task (finished parts are kept)")
+    stop.add_argument("task", type=int)
+    stop.set_defaults(func=cmd_task_stop)
     worker = sub.add_parser("worker", help="run queued page tasks and corpus jobs from the shared database")
     worker.add_argument("--workers", type=int, default=0, help="local worker processes per corpus job (0: this process)")
     worker.add_argument("--tasks-only", action="store_true", help="page tasks only, no corpus jobs")

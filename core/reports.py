@@ -173,12 +173,6 @@ def open_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequenc
     return _from_store(engine, runner, requests, partial=partial, measure=measure)
 
 
-def stored_so_far(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
-                  options: dict[str, dict] | None = None, target: str | None = None) -> Comparison | None:
-    """The stored explanations of a view, whatever is missing (a run in progress shows them): no model pass."""
-    return _stored_explanations(engine, view_requests(runner, text, methods, options, target))
-
-
 def _stored_explanations(engine: Engine, requests: Sequence[ExplainRequest]) -> Comparison | None:
     found: dict[str, Explanation] = {}
     target = requests[0].target

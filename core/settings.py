@@ -6,7 +6,7 @@
 | RASHOMON_DATABASE_URL | SQLAlchemy URL | sqlite file rashomon.db in RASHOMON_HOME |
 | RASHOMON_MODEL | model id or local path | the offline default model in RASHOMON_HOME |
 | RASHOMON_ALLOWED_INTERNAL_HOSTS | host names, IPs or CIDRs the fetcher may reach although internal | none |
-| RASHOMON_JOB_WORKERS | worker processes a server's corpus runs use (0: a thread of the server) | 0 |
+| RASHOMON_JOB_WORKERS | worker processes each corpus run or evaluation of a server uses (0: a thread of the server) | 1 |
 | RASHOMON_RAY_ADDRESS | a Ray cluster for corpus runs ("local": a private instance) | none |
 | RASHOMON_TASK_WORKERS | worker processes a server starts for page tasks (0: in the page's own run) | 2 |
 """
@@ -26,7 +26,7 @@ class Settings:
     database_url: str
     model: str
     allowed_internal_hosts: tuple[str, ...]
-    job_workers: int = 0
+    job_workers: int = 1
     ray_address: str = ""
     task_workers: int = 2
 
@@ -50,7 +50,7 @@ def load_settings() -> Settings:
         h.strip() for h in os.environ.get("RASHOMON_ALLOWED_INTERNAL_HOSTS", "").split(",") if h.strip()
     )
     return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts,
-                    job_workers=_count("RASHOMON_JOB_WORKERS", 0),
+                    job_workers=_count("RASHOMON_JOB_WORKERS", 1),
                     ray_address=os.environ.get("RASHOMON_RAY_ADDRESS", "").strip(),
                     task_workers=_count("RASHOMON_TASK_WORKERS", 2))
 

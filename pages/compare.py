@@ -10,7 +10,7 @@ from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
-from core.reports import MEASURES, estimate_view, open_report, stored_so_far
+from core.reports import MEASURES, estimate_view, open_report
 from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
@@ -181,26 +181,20 @@ if last is not None and last.active:
     ensure_task_workers()  # a server restarted since the task was queued starts its workers again
     titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
-    so_far = stored_so_far(db, runner, text, methods, options, target or None)
-
-    def finished_methods(task) -> int:
-        return sum(task.progress.get(m, (0.0, ""))[0] >= 1.0 for m in methods)
-
     @st.fragment(run_every=TASK_POLL_SECONDS)
-    def follow(task_id: int, finished_when_drawn: int) -> None:
+    def follow(task_id: int) -> None:
+        # One bar and a button, redrawn every poll; the view itself is drawn once, when the task ends, so
+        # that following a task stays light for the server and the browser.
         task = tasks.get_task(db, task_id)
-        if task is None or not task.active or finished_methods(task) > finished_when_drawn:
-            st.rerun()  # the whole page: the stored view, why the task ended, or the methods finished so far
+        if task is None or not task.active:
+            st.rerun()  # the whole page: the stored view, or why the task ended
         task_progress(task, titles)
         st.button("Stop", key="compare_stop", on_click=tasks.request_stop, args=(db, task_id),
                   disabled=task.stop_requested,
-                  help="Stops the run now. Methods that already finished are stored and kept; the one in "
-                       "progress is dropped and runs again on the next Run.")
+                  help="Stops the run now. Methods that already finished are stored and kept (the page then "
+                       "shows them); the one in progress is dropped and runs again on the next Run.")
 
-    follow(last.id, finished_methods(last))
-    if so_far is not None:  # outside the poll: drawn once per finished method, not every few seconds
-        st.markdown(f"**Finished so far: {len(so_far.explanations)} of {len(methods)} methods**")
-        st.html(comparison_grid(compare.grid_rows(so_far, k), scroll=len(so_far.words) > compare.LONG_INPUT_WORDS))
+    follow(last.id)
     st.stop()
 if last is not None and last.status in ("failed", "stopped"):
     (st.error if last.status == "failed" else st.warning)(

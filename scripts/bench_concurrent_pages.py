@@ -60,6 +60,26 @@ def start_server(model: str, workers: int, home: str, port: int) -> subprocess.P
     raise SystemExit("the server did not start")
 
 
+def cpu_seconds(match) -> float:
+    """User + system CPU seconds of this machine's processes whose command line satisfies `match`."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if match(command):
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def cpu_by_role(port: int) -> dict[str, float]:
+    return {"server": cpu_seconds(lambda c: "serve.py" in c and f"--server.port {port}" in c),
+            "workers": cpu_seconds(lambda c: "core worker" in c),
+            "browser": cpu_seconds(lambda c: "chromium" in c)}
+
+
 def load_time(browser, url: str) -> float:
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     page = context.new_page()
@@ -93,7 +113,7 @@ def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds:
                 page.goto(f"{base}/Compare?" + urlencode(ViewState(text=text).to_query()))
                 expect(page.get_by_text("Press Run to explain this input")).to_be_visible(timeout=120_000)
                 people.append((i, context, page))
-            clicked = time.monotonic()
+            clicked, cpu_before = time.monotonic(), cpu_by_role(port)
             for _, _, page in people:
                 page.get_by_role("button", name="Run", exact=True).click()
             if close and workers:  # both people leave once their task is submitted (it goes on without them)
@@ -123,10 +143,12 @@ def one_setting(browser, model: str, workers: int, idle_loads: int, max_seconds:
                     print(f"  comparison {i} shows no Summary after {max_seconds:.0f} s; see {shot}", flush=True)
                     finished[i] = float("nan")
                 context.close()
+            cpu_after = cpu_by_role(port)
         finally:
             server.terminate()
             server.wait(30)
-    return {"workers": workers, "close": close, "idle": idle, "busy": busy, "comparisons": [finished[i] for i in sorted(finished)]}
+    return {"workers": workers, "close": close, "idle": idle, "busy": busy, "comparisons": [finished[i] for i in sorted(finished)],
+            "cpu": {role: round(cpu_after[role] - cpu_before[role], 1) for role in cpu_after}}
 
 
 def main() -> None:
@@ -152,14 +174,16 @@ def main() -> None:
     lines = [f"### Third page load while two comparisons run ({time.strftime('%Y-%m-%d')}, "
              f"`scripts/bench_concurrent_pages.py`, {Path(args.model).name}, every method, {os.cpu_count()} cores)", "",
              "| page work runs in | idle load, median | load while both run: median / max (n) | busy / idle | "
-             "comparisons, Run to done |", "| --- | --- | --- | --- | --- |"]
+             "comparisons, Run to done | CPU s meanwhile: server / workers / browser |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         where = f"{r['workers']} worker processes" if r["workers"] else "the pages' script threads"
         where += ", both tabs closed after Run" if r["close"] else (", both tabs following" if r["workers"] else "")
         busy = f"{statistics.median(r['busy']):.2f} s / {max(r['busy']):.2f} s ({len(r['busy'])})" if r["busy"] else "-"
         slower = f"{statistics.median(r['busy']) / statistics.median(r['idle']):.1f}x" if r["busy"] else "-"
         lines.append(f"| {where} | {statistics.median(r['idle']):.2f} s | {busy} | {slower} | "
-                     f"{', '.join(f'{s:.0f} s' for s in r['comparisons'])} |")
+                     f"{', '.join(f'{s:.0f} s' for s in r['comparisons'])} | "
+                     f"{r['cpu']['server']:.0f} / {r['cpu']['workers']:.0f} / {r['cpu']['browser']:.0f} |")
     table = "\n".join(lines)
     print(table)
     if args.out:

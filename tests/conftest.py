@@ -64,6 +64,7 @@ def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
     # Page tasks run in the page's own run (AppTest has no server to start workers for); the worker
     # processes are tested in test_tasks.py and, behind a real server, in the browser journeys.
     monkeypatch.setenv("RASHOMON_TASK_WORKERS", "0")
+    monkeypatch.setenv("RASHOMON_JOB_WORKERS", "0")
     return tmp_path / "home"
 
 

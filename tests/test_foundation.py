@@ -12,9 +12,11 @@ from core.settings import load_settings
 
 
 def test_settings_defaults_and_environment(monkeypatch, tmp_path):
-    for name in ("RASHOMON_HOME", "RASHOMON_DATABASE_URL", "RASHOMON_MODEL", "RASHOMON_ALLOWED_INTERNAL_HOSTS"):
+    for name in ("RASHOMON_HOME", "RASHOMON_DATABASE_URL", "RASHOMON_MODEL", "RASHOMON_ALLOWED_INTERNAL_HOSTS",
+                 "RASHOMON_TASK_WORKERS", "RASHOMON_JOB_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     defaults = load_settings()
+    assert (defaults.task_workers, defaults.job_workers) == (2, 1)  # a server's heavy work leaves its process
     assert defaults.home == Path.home() / ".rashomon"
     assert defaults.database_url == f"sqlite:///{Path.home() / '.rashomon' / 'rashomon.db'}"
     assert defaults.resolved_model == str(defaults.default_model_dir)
@@ -25,6 +27,9 @@ def test_settings_defaults_and_environment(monkeypatch, tmp_path):
     assert custom.database_url == f"sqlite:///{tmp_path / 'rashomon.db'}"
     assert custom.resolved_model == "org/some-model"
     assert custom.allowed_internal_hosts == ("127.0.0.1", "intranet.local", "10.0.0.0/8")
+    monkeypatch.setenv("RASHOMON_TASK_WORKERS", "0")
+    monkeypatch.setenv("RASHOMON_JOB_WORKERS", "lots")
+    assert (load_settings().task_workers, load_settings().job_workers) == (0, 1)  # a bad count: the default
 
 
 def test_sqlite_engine_uses_wal_and_foreign_keys(tmp_path):

@@ -3,8 +3,9 @@
 Measured on the default model (2-core CPU, scripts/bench_speed.py): the first SHAP explanation in a
 process costs about 4 s more than later ones: importing shap (about 2 s) and numba compiling shap's
 Partition tree routines on first call (shap's `@njit` functions are not cached to disk, so every new
-process compiles them again). A server warms up in a daemon thread right after loading a model, so a
-person's first comparison does not pay it; a CLI process still does (there is no later call to save).
+process compiles them again). A worker process (`rashomon worker`) warms up before it takes its first
+task, and a server that runs explanations itself (RASHOMON_TASK_WORKERS=0) in a daemon thread right after
+loading a model, so a person's first comparison does not pay it; a CLI process still does.
 """
 
 from __future__ import annotations

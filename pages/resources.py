@@ -31,7 +31,8 @@ def engine():
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def cached_model(spec: str) -> LoadedModel:
     loaded = load_model(spec)
-    warm_up_in_background(loaded)  # the first SHAP call's import and compilation, paid off the page
+    if load_settings().task_workers == 0:  # explanations run here: pay the first SHAP call's compilation now
+        warm_up_in_background(loaded)
     return loaded
 
 

@@ -47,8 +47,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
         line = f"task {task.id} ({task.kind}): {task.status} in {task.seconds:.1f} s, {task.forward_passes} passes"
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
-    with contextlib.suppress(Exception):  # the configured model, loaded before the first task needs it
-        runners("")
+    with contextlib.suppress(Exception):  # the configured model, loaded and warmed up before the first task
+        from core.warmup import warm_up
+
+        warm_up(runners("").loaded)
     print(f"rashomon worker {os.getpid()}: waiting for work", flush=True)
     while True:
         ran = tasks.work(db, runners, once=True, on_task=report)

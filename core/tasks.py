@@ -1,4 +1,4 @@
-"""Tasks: page work (comparisons, checks) run by worker processes, with progress in the database.
+"""Tasks: page work (comparisons, checks, whole documents) run by worker processes, with progress in the database.
 
 A page submits a task (a kind from `KINDS` and its parameters) and only shows it: progress, then the
 stored result. A worker (a local process the app starts, or `rashomon worker` on another machine)
@@ -139,11 +139,32 @@ def _run_randomisation(engine: Engine, runner: ModelRunner, params: dict[str, An
     return {"check": checks.save_check(engine, runner, "randomisation", params["texts"], randomisation=result)}
 
 
+def _run_document(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                  should_stop: ShouldStop) -> dict[str, Any]:
+    from core.documents import explain_document
+    from core.snapshots import get_snapshot
+
+    snapshot = get_snapshot(engine, int(params["snapshot"]))
+    if snapshot is None or snapshot.error:
+        raise TaskError(f"Snapshot {params['snapshot']} has no text (deleted, or a failed fetch).")
+    methods = params["methods"]
+
+    def report(window: int, windows: int, method: str, fraction: float, message: str) -> None:
+        done = (window + (methods.index(method) + fraction) / len(methods)) / windows
+        progress("document", min(1.0, done), f"window {window + 1} of {windows}, {method}: {message}")
+
+    document = explain_document(engine, runner, snapshot.text, methods, params.get("target") or None,
+                                overlap=float(params["overlap"]), window_tokens=int(params["window_tokens"]),
+                                progress=report)
+    return {"windows": len(document.windows)}
+
+
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("comparison", "Comparison", _run_comparison,
              identity=lambda p: {k: v for k, v in p.items() if k != "fresh"}),
     TaskKind("stability", "Stability check", _run_stability),
     TaskKind("randomisation", "Randomisation check", _run_randomisation),
+    TaskKind("document", "Whole document", _run_document),
 )}
 
 

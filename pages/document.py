@@ -3,14 +3,17 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
+from core import tasks
 from core.compare import ViewState
 from core.documents import STITCHING, explain_document, normalised, paragraph_text
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.passages import PassageChoice
 from core.render import highlighted_text, md
+from core.settings import load_settings
 from core.snapshots import get_snapshot
-from pages.resources import engine, runner_or_stop
+from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.ui import TASK_POLL_SECONDS, task_progress
 
 db = engine()
 st.title("Whole document")
@@ -58,19 +61,31 @@ st.markdown(f"**{md(snapshot.title or snapshot.final_url)}** · {len(snapshot.te
 st.caption(STITCHING)
 
 settings = dict(target=target or None, overlap=overlap, window_tokens=window_tokens)
-run = st.button("Explain the whole document", type="primary", disabled=not methods)
+task_params = {"snapshot": int(snapshot.id), "methods": methods, "target": target, "overlap": overlap,
+               "window_tokens": window_tokens}
+model = model_spec.strip() or load_settings().resolved_model
+last = tasks.latest_for(db, "document", model, task_params) if methods else None
+if st.button("Explain the whole document", type="primary", disabled=not methods or (last is not None and last.active),
+             help="Runs on a worker process: you can leave the page and come back to this address."):
+    last = start_task("document", model, task_params, runner)
+if last is not None and last.active:
+    ensure_task_workers()
+
+    @st.fragment(run_every=TASK_POLL_SECONDS)
+    def follow(task_id: int) -> None:
+        task = tasks.get_task(db, task_id)
+        if task is None or not task.active:
+            st.rerun()
+        task_progress(task, {"document": "Every window"})
+        st.button("Stop", key="doc_stop", on_click=tasks.request_stop, args=(db, task_id),
+                  disabled=task.stop_requested, help="Finished windows are stored and kept.")
+
+    follow(last.id)
+    st.stop()
+if last is not None and last.status in ("failed", "stopped"):
+    (st.error if last.status == "failed" else st.warning)(f"The last run {last.status}: {md(last.error)}")
 try:
-    if run:
-        bar = st.progress(0.0, text="Starting")
-
-        def progress(window: int, windows: int, method: str, fraction: float, message: str) -> None:
-            done = (window + (methods.index(method) + fraction) / len(methods)) / windows
-            bar.progress(min(1.0, done), text=f"Window {window + 1} of {windows} · {METHODS[method].title}: {message}")
-
-        doc = explain_document(db, runner, snapshot.text, methods, progress=progress, **settings)
-        bar.empty()
-    else:
-        doc = explain_document(db, runner, snapshot.text, methods, only_stored=True, **settings) if methods else None
+    doc = explain_document(db, runner, snapshot.text, methods, only_stored=True, **settings) if methods else None
 except ExplainError as exc:
     st.error(md(str(exc)))
     st.stop()

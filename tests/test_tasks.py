@@ -103,9 +103,12 @@ def test_check_tasks_store_checks_that_reopen(engine, runner, tiny_model_dir):
 
 
 def test_two_worker_processes_share_the_queue_and_run_each_task_once(any_engine, tiny_model_dir):
-    submitted = [tasks.submit(any_engine, "comparison", str(tiny_model_dir), comparison(f"{TEXT} Take {i}."))
-                 for i in range(4)]
     workers = [worker(), worker()]
+    for process in workers:  # both have loaded and warmed up the model
+        wait_for(lambda p=process: "waiting for work" in p.stdout.readline(), every=0)
+    lime = {"lime": {"num_samples": 4000, "adaptive": False}}
+    submitted = [tasks.submit(any_engine, "comparison", str(tiny_model_dir),
+                              comparison(f"{TEXT} Take {i}.", ["occlusion", "lime"], options=lime)) for i in range(4)]
     try:
         finished = wait_for(lambda: all(not t.active for t in [tasks.get_task(any_engine, s.id) for s in submitted]))
         assert finished

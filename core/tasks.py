@@ -1,4 +1,4 @@
-"""Tasks: page work (comparisons, checks, whole documents) run by worker processes, with progress in the database.
+"""Tasks: page work (comparisons, checks, whole documents, edit searches, training examples) run by workers, with progress in the database.
 
 A page submits a task (a kind from `KINDS` and its parameters) and only shows it: progress, then the
 stored result. A worker (a local process the app starts, or `rashomon worker` on another machine)
@@ -159,12 +159,36 @@ def _run_document(engine: Engine, runner: ModelRunner, params: dict[str, Any], p
     return {"windows": len(document.windows)}
 
 
+def _run_edits(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+               should_stop: ShouldStop) -> dict[str, Any]:
+    from core.edit_checks import edit_report
+
+    report = edit_report(engine, runner, params["text"], params["methods"], target=params["target"],
+                         order=params["order"], params=params["params"], options=params.get("options") or {},
+                         k=int(params["k"]), progress=lambda f, m: progress("edits", f, m))
+    return {"counterfactuals": len(report.search.counterfactuals)}
+
+
+def _run_training_examples(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                           should_stop: ShouldStop) -> dict[str, Any]:
+    from core.data_attribution.store import stored_attributions
+    from core.data_attribution.training_sets import training_set_for
+
+    training = training_set_for(engine, runner.loaded)
+    stored_attributions(engine, runner.loaded, training, params["text"], params["methods"],
+                        target=params.get("target") or None, k=int(params["k"]),
+                        progress=lambda f, m: progress("training", f, m))
+    return {"methods": params["methods"]}
+
+
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("comparison", "Comparison", _run_comparison,
              identity=lambda p: {k: v for k, v in p.items() if k != "fresh"}),
     TaskKind("stability", "Stability check", _run_stability),
     TaskKind("randomisation", "Randomisation check", _run_randomisation),
     TaskKind("document", "Whole document", _run_document),
+    TaskKind("edits", "Edits that flip the prediction", _run_edits),
+    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples),
 )}
 
 
@@ -302,11 +326,13 @@ def _keep_beating(engine: Engine, task_id: int, owner: str, done: threading.Even
 
 def one_line(exc: BaseException) -> str:
     """What a page shows for a failed task: the message of errors meant for people, else the type too."""
+    from core.data_attribution.training_sets import TrainingDataError
     from core.methods.base import ExplainError
     from core.modelling import ModelLoadError
 
     message = " ".join(str(exc).split()) or type(exc).__name__
-    return message if isinstance(exc, ExplainError | ModelLoadError | TaskError) else f"{type(exc).__name__}: {message}"
+    meant_for_people = ExplainError | ModelLoadError | TaskError | TrainingDataError
+    return message if isinstance(exc, meant_for_people) else f"{type(exc).__name__}: {message}"
 
 
 def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: Task, owner: str) -> Task:

@@ -7,7 +7,7 @@ from core.passages import paragraphs
 from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
 from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
-from pages.ui import TASK_POLL_SECONDS, task_progress
+from pages.ui import follow_task
 
 db = engine()
 st.title("Checks")
@@ -79,7 +79,7 @@ def stored_from_address(name: str) -> checks.StoredCheck | None:
     return stored
 
 
-def follow_task(name: str) -> None:
+def follow_check(name: str) -> None:
     """The check's task named in the address (`{name}_task`): its progress while it runs (the page can be
     closed meanwhile), then the stored check in the address, or why it ended without one."""
     value = st.query_params.get(f"{name}_task", "")
@@ -96,17 +96,7 @@ def follow_task(name: str) -> None:
         st.error(f"The {name} check {task.status}: {md(task.error)}")
         return
     ensure_task_workers()
-
-    @st.fragment(run_every=TASK_POLL_SECONDS)
-    def follow() -> None:
-        current = tasks.get_task(db, task.id)
-        if current is None or not current.active:
-            st.rerun()
-        task_progress(current, {part: part.capitalize() for part in (current.progress or {name: ""})})
-        st.button("Stop", key=f"{name}_stop", on_click=tasks.request_stop, args=(db, task.id),
-                  disabled=current.stop_requested)
-
-    follow()
+    follow_task(db, task.id, None, key=f"{name}_stop")
 
 
 st.subheader("Stability: does each method agree with itself?")
@@ -124,7 +114,7 @@ chosen = st.multiselect("Methods", list(variants), default=[m for m in variants 
 if st.button("Run stability check", disabled=not texts or not chosen):
     task = start_task("stability", model_spec, {"texts": texts, "methods": chosen, "quick": quick, "k": k}, runner)
     st.query_params["stability_task"] = str(task.id)
-follow_task("stability")
+follow_check("stability")
 if stored := stored_from_address("stability"):
     show_stability(stored)
 
@@ -138,6 +128,6 @@ methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in MET
 if st.button("Run randomisation check", disabled=not texts or not methods):
     task = start_task("randomisation", model_spec, {"texts": texts, "methods": methods}, runner)
     st.query_params["randomisation_task"] = str(task.id)
-follow_task("randomisation")
+follow_check("randomisation")
 if stored := stored_from_address("randomisation"):
     show_randomisation(stored)

@@ -15,7 +15,7 @@ from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
 from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
-from pages.ui import TASK_POLL_SECONDS, option_widgets, task_progress
+from pages.ui import follow_task, option_widgets
 
 db = engine()
 st.title("Compare")
@@ -181,20 +181,9 @@ if last is not None and last.active:
     ensure_task_workers()  # a server restarted since the task was queued starts its workers again
     titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
-    @st.fragment(run_every=TASK_POLL_SECONDS)
-    def follow(task_id: int) -> None:
-        # One bar and a button, redrawn every poll; the view itself is drawn once, when the task ends, so
-        # that following a task stays light for the server and the browser.
-        task = tasks.get_task(db, task_id)
-        if task is None or not task.active:
-            st.rerun()  # the whole page: the stored view, or why the task ended
-        task_progress(task, titles)
-        st.button("Stop", key="compare_stop", on_click=tasks.request_stop, args=(db, task_id),
-                  disabled=task.stop_requested,
-                  help="Stops the run now. Methods that already finished are stored and kept (the page then "
-                       "shows them); the one in progress is dropped and runs again on the next Run.")
-
-    follow(last.id)
+    follow_task(db, last.id, titles, key="compare_stop",
+                stop_help="Stops the run now. Methods that already finished are stored and kept (the page then "
+                          "shows them); the one in progress is dropped and runs again on the next Run.")
     st.stop()
 if last is not None and last.status in ("failed", "stopped"):
     (st.error if last.status == "failed" else st.warning)(

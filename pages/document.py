@@ -13,7 +13,7 @@ from core.render import highlighted_text, md
 from core.settings import load_settings
 from core.snapshots import get_snapshot
 from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
-from pages.ui import TASK_POLL_SECONDS, task_progress
+from pages.ui import follow_task
 
 db = engine()
 st.title("Whole document")
@@ -70,17 +70,8 @@ if st.button("Explain the whole document", type="primary", disabled=not methods 
     last = start_task("document", model, task_params, runner)
 if last is not None and last.active:
     ensure_task_workers()
-
-    @st.fragment(run_every=TASK_POLL_SECONDS)
-    def follow(task_id: int) -> None:
-        task = tasks.get_task(db, task_id)
-        if task is None or not task.active:
-            st.rerun()
-        task_progress(task, {"document": "Every window"})
-        st.button("Stop", key="doc_stop", on_click=tasks.request_stop, args=(db, task_id),
-                  disabled=task.stop_requested, help="Finished windows are stored and kept.")
-
-    follow(last.id)
+    follow_task(db, last.id, {"document": "Every window"}, key="doc_stop",
+                stop_help="Finished windows are stored and kept.")
     st.stop()
 if last is not None and last.status in ("failed", "stopped"):
     (st.error if last.status == "failed" else st.warning)(f"The last run {last.status}: {md(last.error)}")

@@ -3,11 +3,13 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core import charts, tasks
 from core.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
 from core.edit_checks import EditReport, edit_report
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
+from pages.resources import ensure_task_workers, start_task
+from pages.ui import follow_task
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 
@@ -48,20 +50,30 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
         st.error(md(str(exc)))
         return None
     if report is None:
-        if st.button("Search for edits", key="edits_run",
-                     help="Usually a few hundred to a few thousand model passes; the result is stored."):
-            bar = st.progress(0.0, text="Searching")
-            try:
-                edit_report(db, runner, text, methods, progress=lambda f, m: bar.progress(min(1.0, f), text=m),
-                            **request)
-            except ExplainError as exc:
-                st.error(md(str(exc)))
-                return None
-            st.session_state["edits_just_ran"] = True  # its cost was paid now, not read from the store
-            st.rerun()  # the whole page, so the summary below includes the result
+        model = runner.loaded.path
+        task_params = {"text": text, "methods": list(methods), **request}
+        last = tasks.latest_for(db, "edits", model, task_params)
+        if st.button("Search for edits", key="edits_run", disabled=last is not None and last.active,
+                     help="Usually a few hundred to a few thousand model passes, on a worker process; the result "
+                          "is stored."):
+            last = start_task("edits", model, task_params, runner)
+            if not last.active:  # ran here (no workers configured)
+                finished(last)
+        if last is not None and last.active:
+            ensure_task_workers()
+            follow_task(db, last.id, {"edits": "Search"}, key="edits_stop", on_end=finished)
+        elif last is not None and last.status in ("failed", "stopped"):
+            st.error(f"The last search {last.status}: {md(last.error)}")
         return None
     show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
     return report
+
+
+def finished(task) -> None:
+    """A search ended: rerun the whole page, so that the summary below includes its result."""
+    if task is not None and task.status == "done":
+        st.session_state["edits_just_ran"] = True  # its cost was paid now, not read from the store
+    st.rerun()
 
 
 def show_report(report: EditReport, just_ran: bool = False) -> None:

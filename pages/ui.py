@@ -68,3 +68,24 @@ def task_progress(task, titles: dict[str, str]) -> None:
     if current is not None:
         text += f"; now {titles[current]}: {task.progress[current][1]}"
     st.progress(sum(fractions.values()) / max(1, len(titles)), text=text)
+
+
+def follow_task(db, task_id: int, titles: dict[str, str] | None, *, key: str, stop_help: str = "",
+                on_end=None) -> None:
+    """Follow a task from the database: one bar and a Stop button, polled every TASK_POLL_SECONDS; when it
+    ends, `on_end(task)` (if given) and a rerun of the whole page, which then reads the stored result.
+    `titles`: part -> what to call it (None: the parts the task has reported)."""
+    from core import tasks
+
+    @st.fragment(run_every=TASK_POLL_SECONDS)
+    def follow() -> None:
+        task = tasks.get_task(db, task_id)
+        if task is None or not task.active:
+            if on_end is not None:
+                on_end(task)
+            st.rerun()
+        task_progress(task, titles or {part: part.capitalize() for part in task.progress} or {"": "Starting"})
+        st.button("Stop", key=key, on_click=tasks.request_stop, args=(db, task_id), disabled=task.stop_requested,
+                  help=stop_help or None)
+
+    follow()

@@ -192,3 +192,50 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
     assert capsys.readouterr().err.strip() == "rashomon: There is no task 999."
     assert main(["tasks"]) == 0
     assert "stopped" in capsys.readouterr().out
+
+
+def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, trained_tiny_model_dir):
+    """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
+    from core.counterfactuals import ANY_OTHER, SEARCH
+    from core.data_attribution.store import stored_attributions
+    from core.data_attribution.training_sets import training_set_for
+    from core.documents import explain_document
+    from core.edit_checks import edit_report
+    from core.modelling import load_model
+    from core.runner import ModelRunner
+    from core.schema import Link, Snapshot
+
+    model = str(trained_tiny_model_dir)
+    runner = ModelRunner(load_model(model))
+    with session_scope(engine) as session:
+        link = Link(url="https://example.com/review", normalized_url="https://example.com/review")
+        session.add(link)
+        session.flush()
+        snapshot = Snapshot(link_id=link.id, text=LONG_TEXT, title="A long review")
+        session.add(snapshot)
+        session.flush()
+        snapshot_id = snapshot.id
+    edits = {"text": TEXT, "methods": ["occlusion"], "target": ANY_OTHER, "order": SEARCH,
+             "params": {"max_edits": 2, "similarity": 0.5}, "options": {}, "k": 3}
+    document = {"snapshot": snapshot_id, "methods": ["occlusion"], "target": "", "overlap": 0.25, "window_tokens": 16}
+    cases = {"comparison": comparison(),
+             "stability": {"texts": [TEXT], "methods": ["saliency"], "quick": True, "k": 5},
+             "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
+             "document": document, "edits": edits,
+             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3}}
+    assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
+    for kind, params in cases.items():
+        task = tasks.run_here(engine, runner, tasks.submit(engine, kind, model, params).id)
+        assert task.status == "done", (kind, task.error)
+        assert task.seconds > 0 and task.attempts == 1
+        if kind in ("comparison", "document", "edits"):  # their passes all go through the worker's runner
+            assert task.forward_passes > 0
+
+    assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
+    assert explain_document(engine, runner, LONG_TEXT, ["occlusion"], overlap=0.25, window_tokens=16,
+                            only_stored=True) is not None
+    assert edit_report(engine, runner, TEXT, ["occlusion"], only_stored=True, target=ANY_OTHER, order=SEARCH,
+                       params=edits["params"], options={}, k=3) is not None
+    training = training_set_for(engine, runner.loaded)
+    assert stored_attributions(engine, runner.loaded, training, TEXT, ["nearest", "tracin"], k=3,
+                               only_stored=True)[1]

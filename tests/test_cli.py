@@ -14,6 +14,21 @@ def rashomon(*args, env=None):
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+@pytest.fixture
+def here(capsys):
+    """`rashomon ...` run in this process: the same `main` as `python -m core` (whose start-up the other tests
+    cover) without an interpreter start per command; the result looks like `rashomon(...)`'s."""
+    from core.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+    return run
+
+
 def test_methods_lists_every_method_with_options(home):
     from core.methods import METHODS
 
@@ -28,16 +43,16 @@ def test_methods_lists_every_method_with_options(home):
     assert {o["name"]: o["default"] for o in methods["integrated_gradients"]["options"]}["n_steps"] == 256
 
 
-def test_model_info_reports_the_first_token_shortcut(home):
-    result = rashomon("model", "info", "--json")
+def test_model_info_reports_the_first_token_shortcut(home, here):
+    result = here("model", "info", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["first_token_shortcut"] is True and info["labels"] == ["negative", "neutral", "positive"]
 
 
-def test_explain_json_then_stored(home):
+def test_explain_json_then_stored(home, here):
     args = ("explain", "--text", "A lovely, thoughtful film.", "--methods", "attention,occlusion,lime", "--json")
-    first = rashomon(*args)
+    first = here(*args)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     assert data["model"]["labels"] == ["negative", "neutral", "positive"]
@@ -47,10 +62,10 @@ def test_explain_json_then_stored(home):
         assert {"words", "offsets", "scores", "signed", "target", "seconds", "forward_passes", "params",
                 "diagnostics"} <= set(e)
         assert e["words"] == ["A", "lovely", ",", "thoughtful", "film", "."] and not e["cached"]
-    second = json.loads(rashomon(*args).stdout)
+    second = json.loads(here(*args).stdout)
     assert all(e["cached"] for e in second["explanations"])
     assert [e["scores"] for e in second["explanations"]] == [e["scores"] for e in data["explanations"]]
-    fresh = json.loads(rashomon(*args, "--fresh").stdout)
+    fresh = json.loads(here(*args, "--fresh").stdout)
     assert not any(e["cached"] for e in fresh["explanations"])
 
 
@@ -119,58 +134,58 @@ def bad_invocations(tmp_path_factory, tiny_model_dir):
     return {json.dumps(tuple(json.loads(k))): v for k, v in json.loads(result.stdout.splitlines()[-1]).items()}
 
 
-def test_snapshot_commands(home, web_server, tmp_path):
-    added = rashomon("snapshot", "add", f"{web_server}/article", "--tag", "news", "--json")
+def test_snapshot_commands(home, web_server, tmp_path, here):
+    added = here("snapshot", "add", f"{web_server}/article", "--tag", "news", "--json")
     assert added.returncode == 0, added.stderr
     data = json.loads(added.stdout)
     assert {"link_id", "snapshot_id", "url", "normalized_url", "final_url", "status", "title", "text",
             "extractor", "tags", "error"} <= set(data)
     assert data["tags"] == ["news"] and data["status"] == 200 and not data["error"]
-    failed = rashomon("snapshot", "add", f"{web_server}/doc.pdf")
+    failed = here("snapshot", "add", f"{web_server}/doc.pdf")
     assert failed.returncode == 1 and "PDF" in failed.stderr
-    listed = json.loads(rashomon("snapshot", "list", "--tag", "news", "--json").stdout)
+    listed = json.loads(here("snapshot", "list", "--tag", "news", "--json").stdout)
     assert [v["id"] for v in listed] == [data["link_id"]]
-    assert rashomon("snapshot", "refresh", str(data["link_id"])).returncode == 0
-    assert "riverside" in rashomon("snapshot", "show", str(data["snapshot_id"])).stdout
-    assert rashomon("tag", "rename", "news", "press").returncode == 0
-    assert rashomon("tag", "merge", "press", "media").returncode == 0
-    exported = rashomon("export", "--format", "html").stdout
+    assert here("snapshot", "refresh", str(data["link_id"])).returncode == 0
+    assert "riverside" in here("snapshot", "show", str(data["snapshot_id"])).stdout
+    assert here("tag", "rename", "news", "press").returncode == 0
+    assert here("tag", "merge", "press", "media").returncode == 0
+    exported = here("export", "--format", "html").stdout
     assert 'TAGS="media"' in exported
     (tmp_path / "b.html").write_text(exported)
-    assert "0 links added, 2 already present" in rashomon("import", str(tmp_path / "b.html")).stdout
-    explained = rashomon("explain", "--snapshot", str(data["snapshot_id"]), "--methods", "attention", "--json")
+    assert "0 links added, 2 already present" in here("import", str(tmp_path / "b.html")).stdout
+    explained = here("explain", "--snapshot", str(data["snapshot_id"]), "--methods", "attention", "--json")
     assert json.loads(explained.stdout)["explanations"][0]["words"][:2] == ["City", "council"]
 
 
-def test_explain_file_decodes_like_pages_and_refuses_binary(home, tmp_path):
+def test_explain_file_decodes_like_pages_and_refuses_binary(home, tmp_path, here):
     legacy = tmp_path / "review.txt"
     legacy.write_bytes(("Le café était délicieux et le thé très agréable. Nous y retournerons sûrement l'été "
                         "prochain, après les vacances, pour goûter à nouveau leurs crêpes à la crème fraîche.")
                        .encode("cp1252"))
-    result = rashomon("explain", "--file", str(legacy), "--methods", "attention", "--json")
+    result = here("explain", "--file", str(legacy), "--methods", "attention", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["explanations"][0]["words"][:3] == ["Le", "café", "était"]
     binary = tmp_path / "photo.png"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
-    refused = rashomon("explain", "--file", str(binary), "--methods", "attention")
+    refused = here("explain", "--file", str(binary), "--methods", "attention")
     assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1
     assert "binary" in refused.stderr and "Traceback" not in refused.stderr
 
 
-def test_snapshot_add_takes_several_urls_and_a_file(home, web_server, tmp_path):
-    many = rashomon("snapshot", "add", f"{web_server}/article", f"{web_server}/doc.pdf", "--tag", "batch")
+def test_snapshot_add_takes_several_urls_and_a_file(home, web_server, tmp_path, here):
+    many = here("snapshot", "add", f"{web_server}/article", f"{web_server}/doc.pdf", "--tag", "batch")
     assert many.returncode == 1
     assert f"ok      {web_server}/article" in many.stderr and f"failed  {web_server}/doc.pdf" in many.stderr
     assert "1 snapshotted, 1 failed" in many.stdout and "1 of 2 link(s) failed" in many.stderr
     (tmp_path / "urls.txt").write_text(f"# reading list\n{web_server}/legacy\n{web_server}/plain\n")
-    listed = rashomon("snapshot", "add", "--file", str(tmp_path / "urls.txt"), "--json")
+    listed = here("snapshot", "add", "--file", str(tmp_path / "urls.txt"), "--json")
     assert listed.returncode == 0, listed.stderr
     assert [r["error"] for r in json.loads(listed.stdout)] == ["", ""]
-    refreshed = rashomon("snapshot", "refresh", str(json.loads(listed.stdout)[0]["link_id"]), "--json")
+    refreshed = here("snapshot", "refresh", str(json.loads(listed.stdout)[0]["link_id"]), "--json")
     assert refreshed.returncode == 0 and json.loads(refreshed.stdout)["snapshot_id"] > 0
 
 
-def test_compare_json_is_the_pages_view(home):
+def test_compare_json_is_the_pages_view(home, here):
     """`rashomon compare --json` and the Compare page show the same numbers for the same view."""
     from streamlit.testing.v1 import AppTest
 
@@ -178,12 +193,12 @@ def test_compare_json_is_the_pages_view(home):
 
     text = "The staff were lovely but the food was cold and bland."
     methods = "occlusion,attention,saliency"
-    result = rashomon("compare", "--text", text, "--methods", methods, "--k", "3", "--json")
+    result = here("compare", "--text", text, "--methods", methods, "--k", "3", "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert [e["method"] for e in data["explanations"]] == methods.split(",")
     assert {"agreement", "faithfulness", "attention_correlations", "attention_interventions", "summary"} <= set(data)
-    again = json.loads(rashomon("compare", "--text", text, "--methods", methods, "--k", "3", "--json").stdout)
+    again = json.loads(here("compare", "--text", text, "--methods", methods, "--k", "3", "--json").stdout)
     assert again["cost"]["from_store"] and again["cost"]["forward_passes_now"] == 0
     assert again["faithfulness"] == data["faithfulness"]
 
@@ -214,10 +229,10 @@ def test_compare_json_is_the_pages_view(home):
     assert summary == data["summary"]
 
 
-def test_corpus_commands(home, tmp_path):
+def test_corpus_commands(home, tmp_path, here):
     (tmp_path / "reviews.csv").write_text("text,label\nLovely staff.,positive\nCold food.,negative\n"
                                           "Nothing special.,neutral\n")
-    run = rashomon("corpus", "run", "--csv", str(tmp_path / "reviews.csv"), "--methods", "attention,occlusion",
+    run = here("corpus", "run", "--csv", str(tmp_path / "reviews.csv"), "--methods", "attention,occlusion",
                    "--k", "3", "--edits", "--edit-max", "1", "--edit-similarity", "0.3", "--json")
     assert run.returncode == 0, run.stderr
     status = json.loads(run.stdout)
@@ -226,14 +241,14 @@ def test_corpus_commands(home, tmp_path):
     assert status["job"]["edits"]["max_edits"] == 1 and status["job"]["edits"]["positions"] == 64
     assert status["attack"][-1]["label"] == "all" and status["attack"][-1]["inputs"] == 3
     job = status["job"]["id"]
-    listed = json.loads(rashomon("corpus", "status", "--json").stdout)
+    listed = json.loads(here("corpus", "status", "--json").stdout)
     assert [j["id"] for j in listed] == [job]
-    exported = json.loads(rashomon("corpus", "export", str(job)).stdout)
+    exported = json.loads(here("corpus", "export", str(job)).stdout)
     assert len(exported["items"]) == 3 and exported["job"]["methods"] == ["attention", "occlusion"]
-    assert rashomon("corpus", "export", str(job), "--format", "csv").stdout.startswith("position,origin")
-    stopped = rashomon("corpus", "stop", str(job))
+    assert here("corpus", "export", str(job), "--format", "csv").stdout.startswith("position,origin")
+    stopped = here("corpus", "stop", str(job))
     assert stopped.returncode == 1 and "not running" in stopped.stderr
-    resumed = rashomon("corpus", "resume", str(job))
+    resumed = here("corpus", "resume", str(job))
     assert resumed.returncode == 1 and "already done" in resumed.stderr
 
 
@@ -255,8 +270,8 @@ def test_corpus_stop_and_resume_from_the_command_line(home, tmp_path):
     assert resumed.returncode == 0, resumed.stderr and json.loads(resumed.stdout)["job"]["done"] == 3
 
 
-def test_check_commands(home):
-    stability = rashomon("check", "stability", "--text", "Lovely staff, cold food.", "--methods",
+def test_check_commands(home, here):
+    stability = here("check", "stability", "--text", "Lovely staff, cold food.", "--methods",
                          "integrated_gradients,saliency", "--quick", "--json")
     assert stability.returncode == 0, stability.stderr
     results = {r["method"]: r for r in json.loads(stability.stdout)}
@@ -264,22 +279,22 @@ def test_check_commands(home):
     assert len(results["integrated_gradients"]["variants"]) == 2  # the registry's quick variants
     args = ("check", "randomisation", "--text", "Lovely staff, cold food.", "--methods", "attention,saliency",
             "--max-layers", "1")
-    verdicts = json.loads(rashomon(*args, "--json").stdout)["verdicts"]
-    strict = rashomon(*args, "--strict")
+    verdicts = json.loads(here(*args, "--json").stdout)["verdicts"]
+    strict = here(*args, "--strict")
     all_passed = all(v["passed"] for v in verdicts.values())
     assert strict.returncode == (0 if all_passed else 1)
     assert all(v["sentence"] in strict.stdout for v in verdicts.values())
     assert all_passed or "failed the randomisation check" in strict.stderr
 
 
-def test_demo_commands(home):
+def test_demo_commands(home, here):
     from core.compare import ViewState, save_demo
     from core.db import get_engine
 
     demo = save_demo(get_engine(), "walkthrough", "for the team", ViewState(text="hello there", methods=["attention"]))
-    listed = json.loads(rashomon("demo", "list", "--json").stdout)
+    listed = json.loads(here("demo", "list", "--json").stdout)
     assert [d["name"] for d in listed] == ["walkthrough"]
-    shown = json.loads(rashomon("demo", "show", str(demo.id), "--json").stdout)
+    shown = json.loads(here("demo", "show", str(demo.id), "--json").stdout)
     assert shown["view"]["text"] == "hello there" and shown["view"]["methods"] == ["attention"]
 
 
@@ -316,36 +331,36 @@ def test_build_default_versions_and_compare_models(home, tmp_path, capsys):
     assert "Give a labelled set" in capsys.readouterr().err
 
 
-def test_heads_and_document_commands(home, tmp_path):
-    heads = rashomon("heads", "--text", "A lovely, thoughtful film.", "--json")
+def test_heads_and_document_commands(home, tmp_path, here):
+    heads = here("heads", "--text", "A lovely, thoughtful film.", "--json")
     assert heads.returncode == 0, heads.stderr
     result = json.loads(heads.stdout)
     assert len(result["effects"]) == 2 and len(result["effects"][0]) == 2  # the tiny model's layers x heads
     assert result["forward_passes"] == 5
-    bad = rashomon("heads", "--text", "A film.", "--target", "nope")
+    bad = here("heads", "--text", "A film.", "--target", "nope")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Unknown label" in bad.stderr
 
     from tests.conftest import REVIEW_PARAGRAPHS
 
     document = tmp_path / "review.txt"
     document.write_text("\n\n".join(p.strip() for p in REVIEW_PARAGRAPHS), encoding="utf-8")
-    first = rashomon("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
+    first = here("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
                      "--window", "64", "--json")
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
     assert len(doc["windows"]) > 3 and doc["forward_passes"] > 0 and len(doc["paragraphs"]) == 3
-    again = rashomon("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
+    again = here("document", "--file", str(document), "--methods", "occlusion,attention", "--target", "positive",
                      "--window", "64")
     assert again.returncode == 0, again.stderr
     assert "0 model passes" in again.stdout and again.stdout.count("disagreement") == 3
-    too_big = rashomon("document", "--file", str(document), "--window", "100000")
+    too_big = here("document", "--file", str(document), "--window", "100000")
     assert too_big.returncode == 1 and too_big.stderr.count("\n") == 1 and "tokens" in too_big.stderr
 
 
-def test_counterfactual_command(home):
+def test_counterfactual_command(home, here):
     args = ("counterfactual", "--text", "The staff were friendly but the room was noisy and cold",
             "--attack", "--max-edits", "2", "--similarity", "0.5", "--methods", "occlusion,saliency", "--json")
-    first = rashomon(*args)
+    first = here(*args)
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     search = data["search"]
@@ -355,7 +370,7 @@ def test_counterfactual_command(home):
         assert counterfactual["label"] != search["predicted"] and len(counterfactual["edits"]) <= 2
     assert {row["method"] for row in data["counterfactual_agreement"]} == (
         {"occlusion", "saliency"} if search["counterfactuals"] else set())
-    again = json.loads(rashomon(*args).stdout)
+    again = json.loads(here(*args).stdout)
     assert again["from_store"] and again["search"] == search
-    text = rashomon(*args[:-1])
+    text = here(*args[:-1])
     assert text.returncode == 0 and "counterfactual(s)" in text.stdout

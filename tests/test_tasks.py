@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from core import checks, tasks
 from core.db import session_scope
+from core.leases import process_alive
 from core.reports import open_report, run_report
 from core.schema import ExplanationRecord
 
@@ -28,7 +29,8 @@ def comparison(text: str = TEXT, methods=("occlusion", "attention"), **extra) ->
 
 
 def worker(*arguments: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", *arguments],
+    return subprocess.Popen([sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", "--no-warm-up",
+                             *arguments],
                             cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -164,14 +166,9 @@ def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
     server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs")], cwd=ROOT, env=os.environ.copy(),
                               stdout=subprocess.PIPE, text=True)
     pids = [int(p) for p in server.stdout.readline().split()]
-    assert len(pids) == 2
-    wait_for(lambda: all("waiting for work" in (tmp_path / "logs" / f"worker-{i}.log").read_text()
-                         for i in range(2) if (tmp_path / "logs" / f"worker-{i}.log").exists()) and
-             len(list((tmp_path / "logs").glob("*.log"))) == 2, timeout=120, every=0.2)
+    assert len(pids) == 2 and all(process_alive(p) for p in pids)
     server.kill()
     server.wait()
-    from core.leases import process_alive
-
     wait_for(lambda: not any(process_alive(p) for p in pids), timeout=30, every=0.2)
 
 

@@ -48,9 +48,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
     with contextlib.suppress(Exception):  # the configured model, loaded and warmed up before the first task
-        from core.warmup import warm_up
+        loaded = runners("").loaded
+        if not args.no_warm_up:
+            from core.warmup import warm_up
 
-        warm_up(runners("").loaded)
+            warm_up(loaded)
     print(f"rashomon worker {os.getpid()}: waiting for work", flush=True)
     while True:
         ran = tasks.work(db, runners, once=True, on_task=report)
@@ -118,6 +120,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     worker.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     worker.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much "
                                                            "(a server's own workers use 10: pages come first)")
+    worker.add_argument("--no-warm-up", action="store_true", help="skip the first SHAP call's compilation at start")
     worker.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
     worker.add_argument("--json", action="store_true")
     worker.set_defaults(func=cmd_worker)

@@ -6,7 +6,7 @@ from core.methods.registry import METHODS
 from core.passages import paragraphs
 from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
-from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.resources import engine, runner_or_stop, start_task
 from pages.ui import follow_task
 
 db = engine()
@@ -95,7 +95,6 @@ def follow_check(name: str) -> None:
     if not task.active:
         st.error(f"The {name} check {task.status}: {md(task.error)}")
         return
-    ensure_task_workers()
     follow_task(db, task.id, None, key=f"{name}_stop")
 
 

@@ -14,7 +14,7 @@ from core.reports import MEASURES, estimate_view, open_report
 from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
-from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.resources import engine, runner_or_stop, start_task
 from pages.ui import follow_task, option_widgets
 
 db = engine()
@@ -178,7 +178,6 @@ if st.button("Run", type="primary", disabled=last is not None and last.active,
     if not last.active:
         st.rerun()  # ran here (no workers configured): show the stored view
 if last is not None and last.active:
-    ensure_task_workers()  # a server restarted since the task was queued starts its workers again
     titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 
     follow_task(db, last.id, titles, key="compare_stop",

@@ -12,7 +12,7 @@ from core.passages import PassageChoice
 from core.render import highlighted_text, md
 from core.settings import load_settings
 from core.snapshots import get_snapshot
-from pages.resources import engine, ensure_task_workers, runner_or_stop, start_task
+from pages.resources import engine, runner_or_stop, start_task
 from pages.ui import follow_task
 
 db = engine()
@@ -69,7 +69,6 @@ if st.button("Explain the whole document", type="primary", disabled=not methods 
              help="Runs on a worker process: you can leave the page and come back to this address."):
     last = start_task("document", model, task_params, runner)
 if last is not None and last.active:
-    ensure_task_workers()
     follow_task(db, last.id, {"document": "Every window"}, key="doc_stop",
                 stop_help="Finished windows are stored and kept.")
     st.stop()

@@ -8,7 +8,7 @@ from core.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
 from core.edit_checks import EditReport, edit_report
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
-from pages.resources import ensure_task_workers, start_task
+from pages.resources import start_task
 from pages.ui import follow_task
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
@@ -60,7 +60,6 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
             if not last.active:  # ran here (no workers configured)
                 finished(last)
         if last is not None and last.active:
-            ensure_task_workers()
             follow_task(db, last.id, {"edits": "Search"}, key="edits_stop", on_end=finished)
         elif last is not None and last.status in ("failed", "stopped"):
             st.error(f"The last search {last.status}: {md(last.error)}")

@@ -1,5 +1,6 @@
 import streamlit as st
 
+from core import tasks
 from core.db import masked_url
 from core.default_model import BuildConfig, build_default_model
 from core.first_token import first_token_model
@@ -7,7 +8,7 @@ from core.render import md
 from core.settings import load_settings
 from core.snapshots import counts
 from core.store import stored_count
-from pages.resources import cached_model, engine, model_or_message
+from pages.resources import cached_model, engine, model_or_message, task_worker_pids
 from pages.ui import streamlit_progress
 
 settings = load_settings()
@@ -48,5 +49,13 @@ with right:
     b.metric("Snapshots", numbers["snapshots"])
     c.metric("Tags", numbers["tags"])
     d.metric("Stored explanations", stored_count(engine()))
+    st.subheader("Work")
+    active = tasks.list_tasks(engine(), limit=500, status=tasks.ACTIVE)
+    running = sum(t.status == "running" for t in active)
+    pids = task_worker_pids()
+    st.text(f"Tasks (comparisons, checks, searches): {running} running, {len(active) - running} queued\n"
+            + (f"This server's workers: {len(pids)} (process {', '.join(map(str, pids))})" if pids else
+               "This server's workers: none (RASHOMON_TASK_WORKERS=0: tasks run in the page)")
+            + "\nOther machines: run `rashomon worker` against the same database")
 
 st.markdown("Start on **Snapshots** to keep the pages you want to explain, then open **Compare**.")

@@ -86,10 +86,16 @@ def _local_workers(count: int, home: str):
 
 
 def ensure_task_workers() -> None:
-    """Start this server's local worker processes if they are not running (cheap when they are)."""
+    """Start this server's local worker processes if they are not running (cheap when they are): app.py
+    calls it on every page run, so a worker that died, or a restarted server, is back at the next click."""
     settings = load_settings()
     if settings.task_workers:
         _local_workers(settings.task_workers, str(settings.home)).ensure()
+
+
+def task_worker_pids() -> list[int]:
+    settings = load_settings()
+    return _local_workers(settings.task_workers, str(settings.home)).pids() if settings.task_workers else []
 
 
 def start_task(kind: str, model_spec: str, params: dict, runner: ModelRunner):

@@ -16,7 +16,7 @@ from core.passages import PassageChoice, paragraphs, select_passage
 from core.render import md, prediction_bars, training_examples
 from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links
-from pages.resources import cached_model, engine, ensure_task_workers, runner_or_stop, start_task
+from pages.resources import cached_model, engine, runner_or_stop, start_task
 from pages.ui import follow_task, streamlit_progress
 
 db = engine()
@@ -137,7 +137,6 @@ if not complete:
         if not last.active:
             st.rerun()  # ran here: show the stored result as any later visit will (no button, preparation done)
     if last is not None and last.active:
-        ensure_task_workers()
         follow_task(db, last.id, {"training": "Ranking the training examples"}, key="data_stop")
     elif last is not None and last.status in ("failed", "stopped"):
         st.error(f"The last run {last.status}: {md(last.error)}")

@@ -55,7 +55,7 @@ def task_progress(task, titles: dict[str, str]) -> None:
     """A task's state and one bar for its parts (`titles`: part -> what to call it), from the database. One
     bar and one line, not one per part: a page following a task redraws them every poll."""
     if task.status == "queued":
-        st.info("Waiting for a free worker (other work is ahead of it)…")
+        st.info("Waiting for a free worker…")
     elif task.stop_requested:
         st.warning("Stopping after the step in progress…")
     else:

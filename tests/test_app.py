@@ -28,6 +28,8 @@ def test_home_page_shows_model_and_counts(home):
     texts = " ".join(t.value for t in app.text)
     assert "negative, neutral, positive" in texts and str(home) in texts
     assert "First-token shortcut: on" in texts  # the tiny model is a BERT classifier
+    assert "Tasks (comparisons, checks, searches): 0 running, 0 queued" in texts
+    assert "none (RASHOMON_TASK_WORKERS=0: tasks run in the page)" in texts
     assert [m.label for m in app.metric][:3] == ["Links", "Snapshots", "Tags"]
 
 

@@ -14,8 +14,7 @@ st.title("Checks")
 st.caption("Before trusting a method's account: does it agree with itself, and does it notice when the model "
            "is destroyed? Each check ends in a one-line verdict from the thresholds stated with it.")
 
-model_spec = st.text_input("Model (empty: the configured default)", key="checks_model")
-runner = runner_or_stop(model_spec)
+runner = runner_or_stop(st.text_input("Model (empty: the configured default)", key="checks_model"))
 
 scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=True, key="checks_scope")
 texts: list[str] = []
@@ -111,7 +110,7 @@ chosen = st.multiselect("Methods", list(variants), default=[m for m in variants 
                         help="Methods with settings that should not matter are rerun under each; the others "
                              "are rerun with the same settings, which only a nondeterministic method fails.")
 if st.button("Run stability check", disabled=not texts or not chosen):
-    task = start_task("stability", model_spec, {"texts": texts, "methods": chosen, "quick": quick, "k": k}, runner)
+    task = start_task("stability", {"texts": texts, "methods": chosen, "quick": quick, "k": k}, runner)
     st.query_params["stability_task"] = str(task.id)
 follow_check("stability")
 if stored := stored_from_address("stability"):
@@ -125,7 +124,7 @@ st.caption(f"The model is re-initialised from the top on a copy: classifier head
 methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in METHODS.items() if not spec.random],
                          format_func=lambda m: METHODS[m].title, key="checks_random_methods")
 if st.button("Run randomisation check", disabled=not texts or not methods):
-    task = start_task("randomisation", model_spec, {"texts": texts, "methods": methods}, runner)
+    task = start_task("randomisation", {"texts": texts, "methods": methods}, runner)
     st.query_params["randomisation_task"] = str(task.id)
 follow_check("randomisation")
 if stored := stored_from_address("randomisation"):

@@ -3,7 +3,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import agreement, charts, compare, tasks
+from core import agreement, charts, compare
 from core.corpus.estimate import seconds_per_pass
 from core.data_attribution.view import DataView
 from core.methods.base import ExplainError
@@ -11,11 +11,10 @@ from core.methods.registry import METHODS
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, estimate_view, open_report
-from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links, list_tags
 from pages import attention_whole, edits
-from pages.resources import engine, runner_or_stop, start_task
-from pages.ui import follow_task, option_widgets
+from pages.resources import engine, runner_or_stop, task_button
+from pages.ui import option_widgets
 
 db = engine()
 st.title("Compare")
@@ -150,7 +149,6 @@ def keep_first_window(window: str) -> None:
     st.session_state["free_text"] = window
 
 
-model = view.model or load_settings().resolved_model
 task_params = {"text": text, "methods": methods, "options": options, "target": target}
 try:
     estimate = estimate_view(runner, text, methods, options)
@@ -171,22 +169,12 @@ if report is None or not report.measured:
     st.caption(f"Run will cost about {estimate.forward_passes:,.0f} model passes, roughly "
                f"{seconds:,.0f} s on this machine (stored results and repeated inputs make it cheaper).")
 
-last = tasks.latest_for(db, "comparison", model, task_params)
-if st.button("Run", type="primary", disabled=last is not None and last.active,
-             help="Runs on a worker process: you can leave the page and come back to this address."):
-    last = start_task("comparison", model, {**task_params, "fresh": fresh}, runner)
-    if not last.active:
-        st.rerun()  # ran here (no workers configured): show the stored view
+titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
+last = task_button("Run", "comparison", task_params, runner, titles=titles, key="compare", extra={"fresh": fresh},
+                   stop_help="Stops the run now. Methods that already finished are stored and kept (the page then "
+                             "shows them); the one in progress is dropped and runs again on the next Run.")
 if last is not None and last.active:
-    titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
-
-    follow_task(db, last.id, titles, key="compare_stop",
-                stop_help="Stops the run now. Methods that already finished are stored and kept (the page then "
-                          "shows them); the one in progress is dropped and runs again on the next Run.")
     st.stop()
-if last is not None and last.status in ("failed", "stopped"):
-    (st.error if last.status == "failed" else st.warning)(
-        f"The last run of this view {last.status}: {md(last.error)}")
 
 if report is None:
     st.info("Press **Run** to explain this input with the chosen methods. Stored results appear at once.")

@@ -3,17 +3,14 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from core import tasks
 from core.compare import ViewState
 from core.documents import STITCHING, explain_document, normalised, paragraph_text
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.passages import PassageChoice
 from core.render import highlighted_text, md
-from core.settings import load_settings
 from core.snapshots import get_snapshot
-from pages.resources import engine, runner_or_stop, start_task
-from pages.ui import follow_task
+from pages.resources import engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Whole document")
@@ -63,17 +60,10 @@ st.caption(STITCHING)
 settings = dict(target=target or None, overlap=overlap, window_tokens=window_tokens)
 task_params = {"snapshot": int(snapshot.id), "methods": methods, "target": target, "overlap": overlap,
                "window_tokens": window_tokens}
-model = model_spec.strip() or load_settings().resolved_model
-last = tasks.latest_for(db, "document", model, task_params) if methods else None
-if st.button("Explain the whole document", type="primary", disabled=not methods or (last is not None and last.active),
-             help="Runs on a worker process: you can leave the page and come back to this address."):
-    last = start_task("document", model, task_params, runner)
+last = task_button("Explain the whole document", "document", task_params, runner, titles={"document": "Every window"},
+                   key="doc", disabled=not methods, stop_help="Finished windows are stored and kept.")
 if last is not None and last.active:
-    follow_task(db, last.id, {"document": "Every window"}, key="doc_stop",
-                stop_help="Finished windows are stored and kept.")
     st.stop()
-if last is not None and last.status in ("failed", "stopped"):
-    (st.error if last.status == "failed" else st.warning)(f"The last run {last.status}: {md(last.error)}")
 try:
     doc = explain_document(db, runner, snapshot.text, methods, only_stored=True, **settings) if methods else None
 except ExplainError as exc:

@@ -3,13 +3,12 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts, tasks
+from core import charts
 from core.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
 from core.edit_checks import EditReport, edit_report
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
-from pages.resources import start_task
-from pages.ui import follow_task
+from pages.resources import task_button
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 
@@ -50,19 +49,8 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
         st.error(md(str(exc)))
         return None
     if report is None:
-        model = runner.loaded.path
-        task_params = {"text": text, "methods": list(methods), **request}
-        last = tasks.latest_for(db, "edits", model, task_params)
-        if st.button("Search for edits", key="edits_run", disabled=last is not None and last.active,
-                     help="Usually a few hundred to a few thousand model passes, on a worker process; the result "
-                          "is stored."):
-            last = start_task("edits", model, task_params, runner)
-            if not last.active:  # ran here (no workers configured)
-                finished(last)
-        if last is not None and last.active:
-            follow_task(db, last.id, {"edits": "Search"}, key="edits_stop", on_end=finished)
-        elif last is not None and last.status in ("failed", "stopped"):
-            st.error(f"The last search {last.status}: {md(last.error)}")
+        task_button("Search for edits", "edits", {"text": text, "methods": list(methods), **request}, runner,
+                    titles={"edits": "Search"}, key="edits", primary=False, on_end=finished)
         return None
     show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
     return report

@@ -98,14 +98,13 @@ def task_worker_pids() -> list[int]:
     return _local_workers(settings.task_workers, str(settings.home)).pids() if settings.task_workers else []
 
 
-def start_task(kind: str, model_spec: str, params: dict, runner: ModelRunner):
-    """Submit page work for the workers (or run it here and now when RASHOMON_TASK_WORKERS=0); the task as
-    it stands, or after a one-line error the page stops."""
+def start_task(kind: str, params: dict, runner: ModelRunner):
+    """Submit page work on `runner`'s model for the workers (or run it here and now when
+    RASHOMON_TASK_WORKERS=0); the task as it stands, or after a one-line error the page stops."""
     from core import tasks
 
-    spec = model_spec.strip() or load_settings().resolved_model
     try:
-        task = tasks.submit(engine(), kind, spec, params)
+        task = tasks.submit(engine(), kind, runner.loaded.path, params)
         if load_settings().task_workers == 0:
             return tasks.run_here(engine(), runner, task.id)
     except tasks.TaskError as exc:
@@ -113,3 +112,29 @@ def start_task(kind: str, model_spec: str, params: dict, runner: ModelRunner):
         st.stop()
     ensure_task_workers()
     return task
+
+
+def task_button(label: str, kind: str, params: dict, runner: ModelRunner, *, titles: dict[str, str] | None,
+                key: str, extra: dict | None = None, disabled: bool = False, primary: bool = True,
+                stop_help: str = "", on_end=None):
+    """A page's button for one task, and that task as it stands: while it runs, its progress and Stop (the
+    caller draws nothing more); when it failed or was stopped, why. `extra`: parameters submitted that do
+    not change what is computed (a recompute flag). `on_end(task)` runs when it ends (default: rerun the page,
+    which then reads the stored result). Returns the newest task for `params` (None: never run)."""
+    from core import tasks
+    from pages.ui import follow_task
+
+    db = engine()
+    on_end = on_end or (lambda _task: st.rerun())
+    last = tasks.latest_for(db, kind, runner.loaded.path, params)
+    if st.button(label, key=f"{key}_run", type="primary" if primary else "secondary",
+                 disabled=disabled or (last is not None and last.active),
+                 help="Runs on a worker process: you can leave the page and come back to this address."):
+        last = start_task(kind, {**params, **(extra or {})}, runner)
+        if not last.active:  # ran here (no workers configured)
+            on_end(last)
+    if last is not None and last.active:
+        follow_task(db, last.id, titles, key=f"{key}_stop", stop_help=stop_help, on_end=on_end)
+    elif last is not None and last.status in ("failed", "stopped"):
+        (st.error if last.status == "failed" else st.warning)(f"The last run {last.status}: {md(last.error)}")
+    return last

@@ -1,7 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts, tasks
+from core import charts
 from core.compare import ViewState
 from core.data_attribution.attribute import agreement, suspicious
 from core.data_attribution.features import preparation_dir
@@ -16,8 +16,8 @@ from core.passages import PassageChoice, paragraphs, select_passage
 from core.render import md, prediction_bars, training_examples
 from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links
-from pages.resources import cached_model, engine, runner_or_stop, start_task
-from pages.ui import follow_task, streamlit_progress
+from pages.resources import cached_model, engine, runner_or_stop, task_button
+from pages.ui import streamlit_progress
 
 db = engine()
 st.title("Training data")
@@ -129,18 +129,10 @@ except ExplainError as exc:
     st.error(md(str(exc)))
     st.stop()
 if not complete:
-    task_params = {"text": text, "methods": methods, "target": target, "k": k}
-    last = tasks.latest_for(db, "training_examples", loaded.path, task_params)
-    if st.button("Find the training examples", type="primary", disabled=last is not None and last.active,
-                 help="Runs on a worker process: you can leave the page and come back to this address."):
-        last = start_task("training_examples", loaded.path, task_params, runner)
-        if not last.active:
-            st.rerun()  # ran here: show the stored result as any later visit will (no button, preparation done)
-    if last is not None and last.active:
-        follow_task(db, last.id, {"training": "Ranking the training examples"}, key="data_stop")
-    elif last is not None and last.status in ("failed", "stopped"):
-        st.error(f"The last run {last.status}: {md(last.error)}")
-    else:
+    last = task_button("Find the training examples", "training_examples",
+                       {"text": text, "methods": methods, "target": target, "k": k}, runner,
+                       titles={"training": "Ranking the training examples"}, key="data")
+    if last is None or last.status == "done":
         st.info("Press the button to rank the training examples (stored: reopening this link costs no model work).")
     st.stop()
 

@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test lint bench browser-deps db-deps clean
+.PHONY: install run test test-fast lint bench browser-deps db-deps clean
 
 $(STAMP): pyproject.toml requirements-extra.txt
 	python3 -m venv $(VENV)
@@ -37,8 +37,15 @@ db-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql)
 
+# The whole suite, in file order (tests/README.md names the tiers, markers and time limits).
 test: install browser-deps db-deps lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -p no:randomly
+
+# The fast tier: no chromium, no PostgreSQL, no subprocesses or pools, no builds, no lint; random order
+# (the seed is printed; rerun one order with -p randomly -p "randomly_seed=N" or --randomly-seed=N).
+FAST := not slow and not browser and not postgres and not processes
+test-fast: install
+	$(VENV)/bin/pytest -q -p randomly -m "$(FAST)"
 
 bench: install
 	$(PY) scripts/bench_methods.py

@@ -121,7 +121,7 @@ def make_engine(url: str, *, run_migrations: bool = True) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, pool_pre_ping=True, connect_args=_postgres_bounds(url))
         if run_migrations:
             migrate(engine)
         return engine
@@ -129,6 +129,21 @@ def make_engine(url: str, *, run_migrations: bool = True) -> Engine:
         raise
     except Exception as exc:
         raise DatabaseUnavailable(f"The database {masked_url(url)} cannot be used: {_cause(exc)}") from exc
+
+
+# An unreachable server, or a lock held by a stuck process, ends in an error within these bounds
+# instead of a wait without end. A URL that sets its own (e.g. ?connect_timeout=3) keeps it.
+POSTGRES_CONNECT_TIMEOUT_S = 10
+POSTGRES_LOCK_TIMEOUT = "60s"
+
+
+def _postgres_bounds(url: str) -> dict[str, object]:
+    bounds: dict[str, object] = {}
+    if "connect_timeout=" not in url:
+        bounds["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    if "options=" not in url:
+        bounds["options"] = f"-c lock_timeout={POSTGRES_LOCK_TIMEOUT}"
+    return bounds
 
 
 def _cause(exc: BaseException) -> str:

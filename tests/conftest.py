@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,31 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray must not report usage over the network
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Per-test limits (pyproject's `timeout` is the default for the rest): a browser journey drives a real
+# server and its workers; a build trains a model. Past its limit a test dumps its threads and fails.
+LONG_TIMEOUT = 900
+# Fixtures that say what a test needs; its tier markers are derived from them (tests/README.md).
+BROWSER_FIXTURES = {"app_server", "browser", "page"}
+SLOW_FIXTURES = {"default_model_dir", "real_encoder"}
+PROCESS_FIXTURES = {"gate", "postgres_server"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if names & BROWSER_FIXTURES or "tests/browser/" in item.nodeid:
+            item.add_marker(pytest.mark.browser)
+        if "postgres_server" in names or params.get("backend_url") == "postgresql":
+            item.add_marker(pytest.mark.postgres)
+        if names & PROCESS_FIXTURES:
+            item.add_marker(pytest.mark.processes)
+        if names & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        if (item.get_closest_marker("browser") or item.get_closest_marker("slow")) \
+                and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +108,7 @@ def postgres_server():
 
     try:
         server = Server()
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         if os.environ.get("CI"):
             pytest.fail(str(exc))  # CI must test both backends; never skip there
         pytest.skip(str(exc))
@@ -183,6 +209,13 @@ LONG_REVIEW = ("<html><head><title>A long stay by the harbour</title></head><bod
                + "".join(f"<p>{p.strip()}</p>" for p in REVIEW_PARAGRAPHS) + "</article></body></html>").encode()
 
 
+# A page of its own for the browser suite's comparison, so no journey shares a link with another.
+COMPARED_REVIEW = (b"<html><head><title>A weekend at the riverside hotel</title></head><body><article>"
+                   b"<p>The riverside hotel was calm and the staff were kind, and our room looked over the water. "
+                   b"Breakfast was generous and fresh.</p><p>The bar was loud until late and the lift was broken "
+                   b"for two days, which spoiled an otherwise lovely weekend.</p></article></body></html>")
+
+
 def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
     article = (FIXTURES / "extraction" / "01-council.html").read_bytes()
     legacy = (FIXTURES / "legacy_cp1252.html").read_bytes()
@@ -190,6 +223,7 @@ def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
     return {
         "/article": (200, html, article),
         "/long-review": (200, html, LONG_REVIEW),
+        "/compared-review": (200, html, COMPARED_REVIEW),
         "/redirect1": (302, {"Location": "/redirect2"}, b""),
         "/redirect2": (301, {"Location": "/article"}, b""),
         "/loop-a": (302, {"Location": "/loop-b"}, b""),

@@ -30,6 +30,14 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Nothing here waits forever: each server command, connection and statement has a bound.
+COMMAND_TIMEOUT = 120  # initdb, pg_ctl start (which itself waits up to -t seconds) and stop
+CONNECT_TIMEOUT = 10
+# The server's own bounds for every session, tests and product code alike: a lock held by a stuck
+# process, or a statement that never ends, fails with an error instead of hanging the suite.
+SESSION_LIMITS = "-c lock_timeout=60s -c statement_timeout=120s -c idle_in_transaction_session_timeout=300s"
+
+
 def _as_server_user(command: list[str]) -> list[str]:
     """PostgreSQL refuses to run as root: run it as the package's `postgres` user then."""
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
@@ -49,10 +57,11 @@ class Server:
             shutil.chown(root, "postgres")
         subprocess.run(_as_server_user([str(binaries / "initdb"), "-D", str(self.data), "-U", "postgres",
                                         "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"]),
-                       check=True, capture_output=True)
-        subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-o",
-                                        f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                                        "-c max_connections=200", "start"]), check=True, capture_output=True)
+                       check=True, capture_output=True, timeout=COMMAND_TIMEOUT)
+        subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-w", "-t", "90",
+                                        "-o", f"-p {self.port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off "
+                                        f"-c max_connections=200 {SESSION_LIMITS}", "start"]),
+                       check=True, capture_output=True, timeout=COMMAND_TIMEOUT)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -60,7 +69,7 @@ class Server:
     def _admin(self, statement: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.url(), autocommit=True) as connection:
+        with psycopg.connect(self.url(), autocommit=True, connect_timeout=CONNECT_TIMEOUT) as connection:
             connection.execute(statement)
 
     def new_database(self) -> str:
@@ -73,5 +82,5 @@ class Server:
 
     def stop(self) -> None:
         subprocess.run(_as_server_user([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"]),
-                       capture_output=True)
+                       capture_output=True, timeout=COMMAND_TIMEOUT)
         shutil.rmtree(self.root, ignore_errors=True)

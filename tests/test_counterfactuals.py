@@ -97,6 +97,9 @@ def test_every_counterfactual_on_a_three_label_model_is_verified(runner):
     for target in (None, cf.ANY_OTHER):
         result = cf.search(runner, text, target, params={"max_edits": 2, "similarity": 0.5, "budget": 800})
         assert result.queries <= 800 + len(result.counterfactuals) + 1
+        # The tiny model (fixed seed) flips on this text: a search that finds nothing fails here rather
+        # than verifying an empty list.
+        assert result.counterfactuals, result.stopped
         for counterfactual in result.counterfactuals:
             _check_counterfactual(runner, result, counterfactual)
         positions = [c.positions for c in result.counterfactuals]

@@ -47,9 +47,12 @@ def test_integrated_gradients_completeness_minilm(minilm_runner):
     e = explain(minilm_runner, TEXT, "integrated_gradients", target="LABEL_0")
     gap = e.diagnostics["f_input"] - e.diagnostics["f_baseline"]
     assert abs(sum(e.scores) - gap) <= 0.01 * abs(gap)
-    # The prediction, each try's steps (16, then doubled until the gap is under 1%), f(baseline).
+    # The prediction, each try's steps (IG_FIRST_STEPS, then doubled until the gap is under 1%), f(baseline).
+    from core.methods.gradient import IG_FIRST_STEPS
+
     steps = e.diagnostics["steps"]
-    assert e.forward_passes == 1 + sum(16 * 2 ** i for i in range(e.diagnostics["tries"])) + 1 and steps >= 16
+    assert e.forward_passes == 1 + sum(IG_FIRST_STEPS * 2 ** i for i in range(e.diagnostics["tries"])) + 1
+    assert steps >= IG_FIRST_STEPS
     attention = explain(ModelRunner(minilm_runner.loaded), TEXT, "attention")
     assert attention.forward_passes == 1  # the prediction comes from the same pass
 

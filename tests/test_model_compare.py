@@ -55,7 +55,11 @@ def test_both_explanations_and_their_agreement(pair):
     assert all(p.spearman == pytest.approx(1.0) and p.top_k_overlap == 1.0 for p in same)
     pairs = explain_both(a, b, TEXTS[3], ["occlusion"], target="neutral", k=3)
     assert pairs[0].a.target == pairs[0].b.target == "neutral" and pairs[0].a.words == pairs[0].b.words
-    assert -1.0 <= pairs[0].spearman <= 1.0
+    from scipy.stats import spearmanr
+
+    x, y = pairs[0].a.scores, pairs[0].b.scores
+    assert pairs[0].spearman == pytest.approx(spearmanr(x, y).statistic)  # recomputed from the two explanations
+    assert list(x) != list(y)  # two different models give two different accounts
 
 
 def test_models_with_other_labels_are_refused(pair, tmp_path):

@@ -16,7 +16,7 @@ from core.methods.deeplift import TargetProbability, deeplift_scores
 from core.methods.gradient import baseline_ids
 from core.methods.kernel_shap import constrained_shapley_regression
 from core.methods.perturbation import lime_explainer
-from core.methods.registry import methods_passes
+from core.methods.registry import METHODS, methods_passes
 from core.runner import ModelRunner
 
 TEXT = "The food was not great, but the staff were lovely and the view was wonderful!"
@@ -54,7 +54,7 @@ def test_deeplift_matches_captum_and_reports_its_true_gap(runner):
     f_x = runner.probabilities([prepared.input_ids])[0, t]
     f_b = runner.probabilities([baseline_ids(runner, prepared, "pad")])[0, t]
     assert e.diagnostics["convergence_delta"] == pytest.approx(sum(e.token_scores) - (f_x - f_b), abs=1e-5)
-    assert e.forward_passes == 1 + 4
+    assert e.forward_passes == 1 + METHODS["deeplift"].estimated_passes({}, len(e.words))  # the cost model holds
 
 
 # -- GradientSHAP -----------------------------------------------------------------------------------
@@ -187,7 +187,7 @@ def test_attention_x_gradient_and_gradient_rollout_match_autograd(runner):
     np.testing.assert_allclose(e.token_scores, (weights[0, 1] * grads[0, 1])[0], atol=1e-7)
     rollout = explain(ModelRunner(runner.loaded), TEXT, "gradient_rollout")
     np.testing.assert_allclose(rollout.token_scores, gradient_weighted_rollout(weights, grads)[0], atol=1e-6)
-    assert rollout.forward_passes == 1 + 2
+    assert rollout.forward_passes == 1 + METHODS["gradient_rollout"].estimated_passes({}, len(rollout.words))
 
 
 def test_gradient_weighted_rollout_by_hand():

@@ -15,7 +15,9 @@ from core import corpus
 from core.corpus.inputs import Input
 from core.corpus.parallel import LOCAL_RAY, run_job_parallel
 from core.db import make_engine
+from core.leases import process_alive
 from core.runner import ModelRunner
+from tests.support.processes import kill_own_descendant
 
 METHODS = ["occlusion", "saliency", "attention"]
 TEXTS = [f"Review {i}: the staff were {word} and the room was {other}." for i, (word, other) in enumerate(
@@ -28,10 +30,11 @@ def make_job(engine, texts=TEXTS) -> int:
                              k=3, faithfulness_inputs=0)
 
 
-@pytest.fixture
-def reference(tmp_path, tiny_model):
-    """The single-process run of the same job, in its own database (so nothing is reused from a store)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_model):
+    """The single-process run of the same job, in its own database (so nothing is reused from a store);
+    computed once for the module."""
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('reference') / 'reference.db'}")
     job_id = make_job(engine)
     corpus.run_job(engine, ModelRunner(tiny_model), job_id)
     return {item.position: item for item in corpus.items_of(engine, job_id)}
@@ -57,19 +60,6 @@ def assert_same_results(engine, job_id, reference) -> None:
             assert scores.sufficiency == pytest.approx(reference_scores.sufficiency, abs=1e-5)
 
 
-def _kill_one(pattern: str, deadline: float = 120.0) -> int:
-    """SIGKILL the first process whose command line matches `pattern` (a worker mid-task); its pid."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
-        pids = [int(p) for p in found if int(p) != os.getpid()]
-        if pids:
-            os.kill(pids[0], signal.SIGKILL)
-            return pids[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no process matching {pattern!r} appeared")
-
-
 def test_local_processes_give_the_single_process_results(any_engine, reference):
     job_id = make_job(any_engine)
     seen = []
@@ -83,11 +73,18 @@ def test_local_processes_give_the_single_process_results(any_engine, reference):
 def test_a_killed_local_worker_leaves_the_rest_pending_and_a_resume_finishes(home, tmp_path, reference):
     engine = make_engine(f"sqlite:///{tmp_path / 'killed.db'}")
     job_id = make_job(engine)
-    killer = threading.Thread(target=_kill_one, args=("multiprocessing.spawn",), daemon=True)
-    killer.start()
-    job = run_job_parallel(engine, job_id, workers=2, ray_address="")
-    killer.join()
-    assert job.status == "failed" and "resume continues" in job.error
+    killed = []
+
+    def kill_the_first_to_start(item_id: int, pid: int) -> None:
+        """The driver's own worker, killed once it has signalled that it holds an input."""
+        if not killed:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    job = run_job_parallel(engine, job_id, workers=2, ray_address="", started=kill_the_first_to_start)
+    assert killed, "no worker reported starting an input"
+    assert not process_alive(killed[0])
+    assert job.status == "failed" and "died" in job.error and "resume continues" in job.error
     finished = {i.id: i.result for i in corpus.items_of(engine, job_id, "done")}
     assert len(finished) < len(TEXTS)
     resumed = run_job_parallel(engine, job_id, workers=2, ray_address="")
@@ -106,13 +103,14 @@ def test_ray_gives_the_same_results_even_when_a_worker_is_killed(home, tmp_path,
     engine = make_engine(f"sqlite:///{tmp_path / 'ray.db'}")
     job_id = make_job(engine)
     killed = []
-    killer = threading.Thread(target=lambda: killed.append(_kill_one("ray::work_item")), daemon=True)
+    # Ray titles a worker process `ray::work_item` while it runs that task: the sign it is mid-task.
+    killer = threading.Thread(target=lambda: killed.append(kill_own_descendant(r"^ray::work_item")), daemon=True)
     killer.start()
     try:
         job = run_job_parallel(engine, job_id, workers=2, ray_address=LOCAL_RAY)
     finally:
         ray.shutdown()
-    killer.join()
+    killer.join(timeout=130)
     assert killed, "no Ray worker was killed"
     assert job.status == "done"
     assert_same_results(engine, job_id, reference)
@@ -130,7 +128,9 @@ def test_a_killed_driver_is_resumed_without_losing_or_repeating_inputs(home, tmp
     driver = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "RASHOMON_MODEL": str(tiny_model_dir)},
                               start_new_session=True)
     deadline = time.monotonic() + 180
-    while corpus.get_job(engine, job_id).done < 2 and time.monotonic() < deadline:
+    while corpus.get_job(engine, job_id).done < 2:
+        assert driver.poll() is None, "the driver ended before it was killed"
+        assert time.monotonic() < deadline, "the driver stored fewer than 2 inputs in 180 s"
         time.sleep(0.1)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and its worker, at once
     driver.wait()

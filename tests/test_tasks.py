@@ -1,9 +1,11 @@
 """Page tasks: submitted, claimed under a lease, run by worker processes, stoppable, taken over after a crash."""
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,33 +17,71 @@ from core.db import session_scope
 from core.leases import process_alive
 from core.reports import open_report, run_report
 from core.schema import ExplanationRecord
+from tests.support.gate import GATE_ENV, entered, open_gate
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The staff were lovely but the food was cold and bland."
-# Long enough that LIME and SHAP at their largest fixed sample counts take seconds on the tiny model.
 LONG_TEXT = " ".join(["The staff were lovely but the food was cold, the room was loud and the bill was wrong."] * 4)
-SLOW = {"methods": ["occlusion", "lime", "shap"], "text": LONG_TEXT, "target": "",
-        "options": {"lime": {"num_samples": 20000, "adaptive": False}, "shap": {"max_evals": 4000, "adaptive": False}}}
+# The gate (tests/support/gate.py) holds a worker mid-comparison until the test opens it: occlusion
+# (cheapest) is stored before it, LIME (dearest) would run after it.
+GATED = {"methods": ["occlusion", "gate", "lime"], "text": LONG_TEXT, "target": "",
+         "options": {"lime": {"num_samples": 5000, "adaptive": False}}}
+
+
+@pytest.fixture
+def gate(tmp_path, monkeypatch) -> Path:
+    """The gate's folder; worker processes started by this test load the gate method."""
+    folder = tmp_path / "gate"
+    monkeypatch.setenv(GATE_ENV, str(folder))
+    monkeypatch.setenv("RASHOMON_PLUGINS", "tests.support.gate")
+    return folder
 
 
 def comparison(text: str = TEXT, methods=("occlusion", "attention"), **extra) -> dict:
     return {"text": text, "methods": list(methods), "options": {}, "target": "", **extra}
 
 
-def worker(*arguments: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", "--no-warm-up",
-                             *arguments],
-                            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+class Worker:
+    """A `rashomon worker --tasks-only` process whose output is read by a thread (never a blocking read
+    in the test), so the test can wait for a line with a deadline."""
 
+    def __init__(self, *arguments: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", "--no-warm-up", *arguments],
+            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
 
-def wait_for(condition, timeout: float = 120.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for_line(self, text: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the worker never printed {text!r}: {''.join(self.output)[-1500:]}")
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+
+    def finish(self, timeout: float = 300.0) -> str:
+        """Wait for the process to end by itself; everything it printed."""
+        self.process.wait(timeout=timeout)
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=30)
 
 
 def explanation_rows(engine, method: str) -> list[tuple[int, object]]:
@@ -104,57 +144,63 @@ def test_check_tasks_store_checks_that_reopen(engine, runner, tiny_model_dir):
     assert random_check.kind == "randomisation" and "saliency" in random_check.randomisation.verdicts
 
 
-def test_two_worker_processes_share_the_queue_and_run_each_task_once(any_engine, tiny_model_dir):
-    workers = [worker(), worker()]
-    for process in workers:  # both have loaded and warmed up the model
-        wait_for(lambda p=process: "waiting for work" in p.stdout.readline(), every=0)
-    lime = {"lime": {"num_samples": 4000, "adaptive": False}}
-    submitted = [tasks.submit(any_engine, "comparison", str(tiny_model_dir),
-                              comparison(f"{TEXT} Take {i}.", ["occlusion", "lime"], options=lime)) for i in range(4)]
+def test_two_worker_processes_share_the_queue_and_run_each_task_once(any_engine, tiny_model_dir, gate):
+    workers = [Worker(), Worker()]
     try:
-        finished = wait_for(lambda: all(not t.active for t in [tasks.get_task(any_engine, s.id) for s in submitted]))
-        assert finished
+        for process in workers:  # both have loaded the model and are polling
+            process.wait_for_line("waiting for work")
+        gated = {**comparison(), "methods": ["occlusion", "gate"]}
+        submitted = [tasks.submit(any_engine, "comparison", str(tiny_model_dir), {**gated, "text": f"{TEXT} Take {i}."})
+                     for i in range(4)]
+        # Each worker holds a task at the gate: two tasks are running at once, on two processes.
+        holders = wait_until(lambda: len(entered(gate)) == 2 and entered(gate), what="both workers at the gate")
+        assert set(holders) == {w.process.pid for w in workers}
+        open_gate(gate)
+        wait_until(lambda: all(not tasks.get_task(any_engine, s.id).active for s in submitted), what="all four tasks")
         ended = [tasks.get_task(any_engine, s.id) for s in submitted]
         assert [t.status for t in ended] == ["done"] * 4 and [t.attempts for t in ended] == [1] * 4
-        assert len({t.owner.split(":")[1] for t in ended}) == 2  # both workers took some
+        assert {int(t.owner.split(":")[1]) for t in ended} == set(holders)  # both workers took some
     finally:
         for process in workers:
             process.kill()
-            process.wait()
 
 
-def test_a_killed_workers_task_is_taken_over_without_recomputing_what_finished(engine, tiny_model_dir):
-    task = tasks.submit(engine, "comparison", str(tiny_model_dir), SLOW)
-    first = worker()
+def test_a_killed_workers_task_is_taken_over_without_recomputing_what_finished(engine, tiny_model_dir, gate):
+    task = tasks.submit(engine, "comparison", str(tiny_model_dir), GATED)
+    first = Worker()
     try:
-        wait_for(lambda: explanation_rows(engine, "occlusion"))  # the cheapest method finished and is stored
-        kept = explanation_rows(engine, "occlusion")
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        held = wait_until(lambda: entered(gate), what="the worker at the gate")
+        assert held == [first.process.pid]
+        kept = explanation_rows(engine, "occlusion")  # the cheaper method finished before the gate
+        assert kept
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(timeout=30)
         assert tasks.is_stale(tasks.get_task(engine, task.id))  # its process is gone: no need to wait out the lease
     finally:
         first.kill()
-    second = worker("--once")
-    output = second.communicate(timeout=300)[0]
+    open_gate(gate)
+    second = Worker("--once")
+    output = second.finish()
     ended = tasks.get_task(engine, task.id)
     assert ended.status == "done", output
     assert ended.attempts == 2
     assert explanation_rows(engine, "occlusion") == kept  # reused, not recomputed
-    assert len(explanation_rows(engine, "lime")) == 1 and len(explanation_rows(engine, "shap")) == 1
+    assert len(explanation_rows(engine, "gate")) == 1 and len(explanation_rows(engine, "lime")) == 1
 
 
-def test_a_running_task_stops_when_asked_and_keeps_the_finished_methods(engine, tiny_model_dir):
-    task = tasks.submit(engine, "comparison", str(tiny_model_dir), SLOW)
-    process = worker()
+def test_a_running_task_stops_when_asked_and_keeps_the_finished_methods(engine, tiny_model_dir, gate):
+    task = tasks.submit(engine, "comparison", str(tiny_model_dir), GATED)
+    process = Worker()
     try:
-        wait_for(lambda: explanation_rows(engine, "occlusion"))
+        wait_until(lambda: entered(gate), what="the worker at the gate")
+        assert explanation_rows(engine, "occlusion")
         assert tasks.request_stop(engine, task.id)
-        ended = wait_for(lambda: (t := tasks.get_task(engine, task.id)) and not t.active and t)
+        ended = wait_until(lambda: (t := tasks.get_task(engine, task.id)) and not t.active and t, what="the stop")
     finally:
         process.kill()
-        process.wait()
     assert ended.status == "stopped" and "kept" in ended.error
-    assert explanation_rows(engine, "occlusion") and not explanation_rows(engine, "shap")
+    assert explanation_rows(engine, "occlusion")
+    assert not explanation_rows(engine, "gate") and not explanation_rows(engine, "lime")
     assert not tasks.request_stop(engine, task.id)  # ended: nothing to stop
 
 
@@ -162,14 +208,18 @@ def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
     """A stand-in server starts two local workers, then is killed; its workers notice and exit."""
     script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
               "workers = LocalWorkers(2, Path(sys.argv[1])); workers.ensure()\n"
-              "print(' '.join(map(str, workers.pids())), flush=True); time.sleep(600)\n")
-    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs")], cwd=ROOT, env=os.environ.copy(),
-                              stdout=subprocess.PIPE, text=True)
-    pids = [int(p) for p in server.stdout.readline().split()]
-    assert len(pids) == 2 and all(process_alive(p) for p in pids)
-    server.kill()
-    server.wait()
-    wait_for(lambda: not any(process_alive(p) for p in pids), timeout=30, every=0.2)
+              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
+    pid_file = tmp_path / "pids"
+    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file)], cwd=ROOT,
+                              env=os.environ.copy())
+    try:
+        wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the stand-in server's workers")
+        pids = [int(p) for p in pid_file.read_text().split()]
+        assert len(pids) == 2 and all(process_alive(p) for p in pids)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    wait_until(lambda: not any(process_alive(p) for p in pids), timeout=30, every=0.2, what="the workers to exit")
 
 
 def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):

@@ -9,8 +9,10 @@ stored again), so results reach the shared database as they finish.
   "local" starts a private instance). Ray reruns a task whose worker died (up to 3 times); the input
   is simply computed again, since nothing was stored for it. A worker with a GPU gets the model on it
   (`load_model` picks the GPU when one is present).
-- Without it, the same function runs in local processes (`ProcessPoolExecutor`, spawned). If one
-  dies the run ends as "failed" with the inputs left pending, and a resume continues with them.
+- Without it, the same function runs in local spawned processes fed from a queue. If one dies, the
+  others are killed at once (never waited for: a pool whose worker died can block forever in its
+  shutdown, as Python 3.11's `ProcessPoolExecutor` did here), the run ends as "failed" with the
+  inputs left pending, and a resume continues with them.
 - If the driver is killed, its lease goes stale (dead process or silent heartbeat) and `resume`
   continues with the pending inputs; finished inputs are never lost or computed twice.
 
@@ -20,11 +22,10 @@ Each of n local workers gets cores / n torch threads, so n workers never oversub
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any
 
@@ -50,6 +51,12 @@ RAY_ADDRESS_ENV = "RASHOMON_RAY_ADDRESS"
 LOCAL_RAY = "local"  # start a private Ray instance with as many CPUs as workers (tests, one machine)
 RAY_TASK_RETRIES = 3
 _process_state: dict[str, Any] = {}  # per worker process: engines and model runners, loaded once
+# Called with (item id, worker pid) when a local worker process starts an input.
+StartedFn = Callable[[int, int], None]
+
+
+class WorkerDied(RuntimeError):
+    """A local worker process ended while inputs were still to be done."""
 
 
 def database_url(engine: Engine) -> str:
@@ -88,9 +95,10 @@ def work_item(url: str, model_spec: str, job_id: int, item_id: int, owner: str, 
 
 
 def run_job_parallel(engine: Engine, job_id: int, *, workers: int = 2, ray_address: str | None = None,
-                     progress: JobProgress | None = None) -> Job:
+                     progress: JobProgress | None = None, started: StartedFn | None = None) -> Job:
     """Process the job's pending inputs on `workers` local processes, or as Ray tasks when `ray_address`
-    (default: $RASHOMON_RAY_ADDRESS) is set; returns the job as it ends (done, stopped or failed)."""
+    (default: $RASHOMON_RAY_ADDRESS) is set; returns the job as it ends (done, stopped or failed).
+    `started` hears which local worker process took which input (not called on Ray)."""
     ray_address = ray_address if ray_address is not None else os.environ.get(RAY_ADDRESS_ENV, "")
     job, owner = claim(engine, job_id)
     done_beating = start_heartbeat(engine, job_id, owner)
@@ -108,11 +116,11 @@ def run_job_parallel(engine: Engine, job_id: int, *, workers: int = 2, ray_addre
         if ray_address:
             stopped = _run_on_ray(ray_address, workers, arguments, report, lambda: stop_requested(engine, job_id))
         else:
-            stopped = _run_on_processes(workers, arguments, report, lambda: stop_requested(engine, job_id))
-    except BrokenProcessPool:
+            stopped = _run_on_processes(workers, arguments, report, lambda: stop_requested(engine, job_id), started)
+    except WorkerDied as exc:
         left = len(items_of(engine, job_id, "pending"))
-        return finish(engine, job_id, "failed", f"A worker process died; {left} inputs are still pending and a "
-                                                "resume continues with them.")
+        return finish(engine, job_id, "failed", f"{exc}; {left} inputs are still pending and a resume continues "
+                                                "with them.")
     except BaseException as exc:
         finish(engine, job_id, "failed", f"{type(exc).__name__}: {exc}")
         raise
@@ -125,22 +133,72 @@ def run_job_parallel(engine: Engine, job_id: int, *, workers: int = 2, ray_addre
         engine, job_id, "failed", f"{len(left)} inputs were not stored (the lease was lost); resume to finish them.")
 
 
+def _local_worker(inputs: Any, outcomes: Any, stop: Any) -> None:
+    """A local worker process: take inputs until the queue's end marker (or a stop), report each."""
+    _ignore_interrupts()
+    while not stop.is_set():
+        arguments = inputs.get()
+        if arguments is None:
+            return
+        outcomes.put(("started", arguments[3], os.getpid()))
+        try:
+            outcomes.put(("done", work_item(*arguments), os.getpid()))
+        except BaseException as exc:  # reported to the driver, which fails the job with it
+            outcomes.put(("error", f"{type(exc).__name__}: {exc}", os.getpid()))
+            return
+
+
 def _run_on_processes(workers: int, arguments: list[tuple], report: Callable[[dict], None],
-                      should_stop: Callable[[], bool]) -> bool:
+                      should_stop: Callable[[], bool], started: StartedFn | None = None) -> bool:
     """True if stopped early. Spawned processes: a forked copy of a process holding torch threads and
-    database connections is not safe."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_interrupts) as pool:
-        futures = {pool.submit(work_item, *args) for args in arguments}
-        while futures:
-            finished, futures = wait(futures, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in finished:
-                report(future.result())
-            if futures and should_stop():
-                for future in futures:
-                    future.cancel()  # those not started; the ones in flight finish and are stored
-                wait(futures)
-                return True
-    return False
+    database connections is not safe. Raises `WorkerDied` as soon as a worker ends before its work
+    does; the others are killed, never waited for."""
+    if not arguments:
+        return False
+    context = get_context("spawn")
+    inputs, outcomes, stop = context.Queue(), context.Queue(), context.Event()
+    for item in arguments:
+        inputs.put(item)
+    count = max(1, min(workers, len(arguments)))
+    for _ in range(count):
+        inputs.put(None)
+    processes = [context.Process(target=_local_worker, args=(inputs, outcomes, stop), daemon=True)
+                 for _ in range(count)]
+    for process in processes:
+        process.start()
+    remaining, stopping = len(arguments), False
+    try:
+        while (remaining and any(p.is_alive() for p in processes)) or not outcomes.empty():
+            try:
+                kind, payload, pid = outcomes.get(timeout=0.5)
+            except queue.Empty:
+                dead = [p for p in processes if not p.is_alive() and p.exitcode != 0]
+                if dead:
+                    raise WorkerDied(f"A worker process died (exit code {dead[0].exitcode})") from None
+                if not stopping and should_stop():
+                    stopping = True
+                    stop.set()  # each worker finishes (and stores) the input in hand, then exits
+                continue
+            if kind == "started" and started:
+                started(payload, pid)
+            elif kind == "done":
+                remaining -= 1
+                report(payload)
+            elif kind == "error":
+                raise RuntimeError(payload)
+        if remaining and not stopping:
+            dead = [p for p in processes if p.exitcode != 0]
+            raise WorkerDied(f"A worker process died (exit code {dead[0].exitcode if dead else 0})")
+        return stopping
+    finally:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(timeout=10)
+        for channel in (inputs, outcomes):
+            channel.cancel_join_thread()  # never block on a pipe whose reader is gone
+            channel.close()
 
 
 def _ignore_interrupts() -> None:

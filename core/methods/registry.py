@@ -6,6 +6,9 @@ stability variants, the attention check's references) is derived from this regis
 
 from __future__ import annotations
 
+import importlib
+import os
+
 from core.methods import (
     attention,
     attention_gradient,
@@ -34,6 +37,31 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     attention_gradient.GRADIENT_ROLLOUT,
     attention_norm.ATTENTION_NORM,
 )}
+
+
+# Modules (comma-separated) imported when the registry loads, each adding methods with `register`:
+# a method of one's own without editing Rashomon. Worker processes inherit the variable, so they know
+# the same methods as the server that submitted the work.
+PLUGINS_ENV = "RASHOMON_PLUGINS"
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (from a plugin module); every list and widget then offers it."""
+    if method.name in METHODS and METHODS[method.name] is not method:
+        raise ExplainError(f"A method named '{method.name}' is already registered.")
+    METHODS[method.name] = method
+    return method
+
+
+def load_plugins(names: str | None = None) -> list[str]:
+    """Import each module named in `names` (default: $RASHOMON_PLUGINS); the modules imported."""
+    modules = [n.strip() for n in (os.environ.get(PLUGINS_ENV, "") if names is None else names).split(",") if n.strip()]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ExplainError(f"{PLUGINS_ENV} names '{module}', which cannot be imported: {exc}") from exc
+    return modules
 
 
 def get_method(name: str) -> Method:
@@ -75,3 +103,6 @@ def methods_passes(methods: list[str] | tuple[str, ...], options: dict[str, dict
 def corpus_options(methods: list[str] | tuple[str, ...]) -> dict[str, dict]:
     """The settings corpus runs use for these methods (where they differ from the defaults)."""
     return {name: dict(METHODS[name].corpus_params) for name in methods if METHODS[name].corpus_params}
+
+
+load_plugins()

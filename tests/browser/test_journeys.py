@@ -50,7 +50,7 @@ def keep_for_readme(path: Path, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def journey(app_server, _web_server):
-    return {"base": app_server["url"], "pages": _web_server, "state": {}, "home": app_server["home"]}  # one server for the whole journey
+    return {"base": app_server["url"], "pages": _web_server, "home": app_server["home"]}  # one server for the whole journey
 
 
 def test_1_snapshot_tag_filter_and_refresh(page, journey):
@@ -79,14 +79,26 @@ def test_1_snapshot_tag_filter_and_refresh(page, journey):
     expect(page.get_by_text("2 snapshot(s)")).to_be_visible()
     link = page.get_by_role("link", name="Explain this snapshot on Compare")
     expect(link).to_be_visible()
-    journey["state"]["compare_link"] = link.get_attribute("href")
+    assert "snapshot=" in link.get_attribute("href")
     keep_for_readme(screenshot(page, "1-snapshots", height=1700), "snapshots")
 
 
-def test_2_compare_a_snapshot_with_every_method(page, journey):
-    href = journey["state"].get("compare_link")
-    assert href, "journey 1 must run first"
-    page.goto(href if href.startswith("http") else journey["base"] + "/" + href.lstrip("/"))
+@pytest.fixture(scope="module")
+def compared(browser, journey, app_server):
+    """A snapshot compared with every method in the browser, made once for the module by whichever
+    journey asks first (2 or 3): no journey relies on another having run."""
+    from core.db import make_engine
+    from core.fetch import AddressPolicy, fetch
+    from core.snapshots import snapshot_url
+
+    engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
+    outcome = snapshot_url(engine, f"{journey['pages']}/compared-review",
+                           fetcher=lambda url: fetch(url, policy=AddressPolicy(("127.0.0.1",))))
+    assert outcome.snapshot is not None and not outcome.error, outcome.error
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    page.goto(f"{journey['base']}/Compare?snapshot={outcome.snapshot.id}")
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()  # the first run has finished
     page.locator('[data-testid="stRadio"]').filter(has_text="Passage").get_by_text("all", exact=True).click()
     # The page writes the address after every sidebar widget has rendered, so this waits for the rerun
@@ -95,6 +107,16 @@ def test_2_compare_a_snapshot_with_every_method(page, journey):
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
+    summary = page.locator("li").filter(has_text="Removing its top words")
+    expect(summary).to_be_visible(timeout=LONG)
+    yield {"page": page, "share_url": page.url,
+           "prediction": page.get_by_role("heading", name="Prediction:").inner_text(),
+           "summary": summary.inner_text()}
+    context.close()
+
+
+def test_2_compare_a_snapshot_with_every_method(compared):
+    page = compared["page"]
     for heading in ("Side by side", "Agreement", "Faithfulness: which account does the model support?",
                     "Is attention explanation, here?", "Summary"):
         expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=LONG)
@@ -102,15 +124,12 @@ def test_2_compare_a_snapshot_with_every_method(page, journey):
     expect(page.locator(".vega-embed").first).to_be_visible()
     # Four charts (cost, agreement, two curves); they render one by one.
     expect(page.locator(".vega-embed").nth(3)).to_be_attached()
-    journey["state"]["share_url"] = page.url
-    journey["state"]["prediction"] = page.get_by_role("heading", name="Prediction:").inner_text()
-    journey["state"]["summary"] = page.locator("li").filter(has_text="Removing its top words").inner_text()
     screenshot(page, "2-compare", height=5200)
 
 
-def test_3_share_link_reopens_without_recomputing(browser, journey):
-    url = journey["state"].get("share_url")
-    assert url and "snapshot=" in url and "methods=" in url
+def test_3_share_link_reopens_without_recomputing(browser, compared):
+    url = compared["share_url"]
+    assert "snapshot=" in url and "methods=" in url
     teammate = browser.new_context(viewport={"width": 1500, "height": 1000})
     teammate.set_default_timeout(60_000)
     page = teammate.new_page()
@@ -120,8 +139,8 @@ def test_3_share_link_reopens_without_recomputing(browser, journey):
     from core.methods import METHODS
 
     expect(page.get_by_text(f"Stored results reused for: {', '.join(METHODS)}.")).to_be_visible()
-    assert page.get_by_role("heading", name="Prediction:").inner_text() == journey["state"]["prediction"]
-    expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(journey["state"]["summary"])
+    assert page.get_by_role("heading", name="Prediction:").inner_text() == compared["prediction"]
+    expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(compared["summary"])
     # Faithfulness and the attention checks come from the stored report too: the model never ran.
     expect(page.get_by_text("Model passes to show this view now: 0 (everything came from the store).")).to_be_visible()
     screenshot(page, "3-shared-link")
@@ -237,7 +256,7 @@ def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
     link = next(v for v in list_links(engine) if v.url.endswith("/markdown-title"))
     page.goto(f"{journey['base']}/Snapshots?link={link.id}")
     expect(page.get_by_role("heading", name="![p](")).to_be_visible()
-    page.wait_for_timeout(1500)
+    page.wait_for_load_state("networkidle")  # whatever the rendered title would have loaded has been asked for
     assert not [url for url in requested if url.endswith("/t.png") or url.endswith("/clicked")], requested
     live = page.locator("a[href$='/clicked']")
     assert live.count() == 0, live.first.evaluate("a => a.closest('[data-testid]').outerHTML.slice(0, 600)")

@@ -1,0 +1,1 @@
+"""Test-only helpers and tiny-model builders: never shipped in the `core` package."""

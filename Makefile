@@ -45,7 +45,7 @@ test: install browser-deps db-deps lint
 # (the seed is printed; rerun one order with -p randomly -p "randomly_seed=N" or --randomly-seed=N).
 FAST := not slow and not browser and not postgres and not processes
 test-fast: install
-	$(VENV)/bin/pytest -q -p randomly -m "$(FAST)"
+	$(VENV)/bin/pytest -p randomly -m "$(FAST)"
 
 bench: install
 	$(PY) scripts/bench_methods.py

@@ -23,8 +23,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 LONG_TIMEOUT = 900
 # Fixtures that say what a test needs; its tier markers are derived from them (tests/README.md).
 BROWSER_FIXTURES = {"app_server", "browser", "page"}
-SLOW_FIXTURES = {"default_model_dir", "real_encoder"}
-PROCESS_FIXTURES = {"gate", "postgres_server"}
+SLOW_FIXTURES = {"minilm_runner"}
+# (module fixtures that start processes run before the guard below can see them: listed here)
+PROCESS_FIXTURES = {"gate", "postgres_server", "bad_invocations"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -44,9 +45,24 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.timeout(LONG_TIMEOUT))
 
 
+@pytest.fixture(autouse=True)
+def _processes_are_marked(request, monkeypatch):
+    """A test that starts a process (a subprocess, a multiprocessing worker, Ray) must be marked
+    `processes` (or `browser`), so the fast tier, which leaves those out, never starts one."""
+    if request.node.get_closest_marker("processes") or request.node.get_closest_marker("browser"):
+        return
+    import multiprocessing.process
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.processes")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from core.tiny_model import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
@@ -61,7 +77,7 @@ def tiny_model(tiny_model_dir):
 @pytest.fixture(scope="session")
 def trained_tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny BERT fine-tuned on 90 tweets with its training rows and 3 checkpoints (about 5 s)."""
-    from core.tiny_model import build_trained_tiny_model
+    from tests.support.tiny_model import build_trained_tiny_model
 
     return build_trained_tiny_model(tmp_path_factory.mktemp("models") / "trained")
 
@@ -92,6 +108,20 @@ def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
     monkeypatch.setenv("RASHOMON_TASK_WORKERS", "0")
     monkeypatch.setenv("RASHOMON_JOB_WORKERS", "0")
     return tmp_path / "home"
+
+
+@pytest.fixture
+def gate(tmp_path, monkeypatch) -> Path:
+    """The gate method's folder (tests/support/gate.py): worker processes this test starts load the
+    method, and this process's registry has it for this test only."""
+    from core.methods.registry import METHODS
+    from tests.support.gate import GATE, GATE_ENV
+
+    folder = tmp_path / "gate"
+    monkeypatch.setenv(GATE_ENV, str(folder))
+    monkeypatch.setenv("RASHOMON_PLUGINS", "tests.support.gate")
+    monkeypatch.setitem(METHODS, GATE.name, GATE)
+    return folder
 
 
 @pytest.fixture

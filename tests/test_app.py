@@ -4,6 +4,7 @@ import os
 import re
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.db import get_engine
@@ -246,28 +247,35 @@ def test_compare_shows_a_partly_stored_view_and_names_what_is_missing(home):
     assert "Side by side" in headers and "Summary" not in headers  # no faithfulness claims on half a view
 
 
-def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monkeypatch):
+@pytest.mark.processes
+def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monkeypatch, gate):
     """With local workers, Run only submits: the page shows the task's progress and a Stop button, a reload
-    finds the same task, and once the worker is done the stored view appears."""
+    finds the same task (held at the gate, so it is certainly still running), and once the worker is done
+    the stored view appears."""
     from core import tasks
     from pages.resources import _local_workers
+    from tests.support.gate import entered, open_gate
 
     monkeypatch.setenv("RASHOMON_TASK_WORKERS", "1")
     text = "The staff were lovely but the food was cold and bland."
-    app = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+    methods = f"{FAST},gate"
+    app = run_page("pages/compare.py", text=text, methods=methods, k="3")
     try:
         next(b for b in app.button if b.label == "Run").click().run()
         assert not app.exception
         assert "Prediction:" not in " ".join(s.value for s in app.subheader)  # nothing computed in the page
         submitted = tasks.list_tasks(get_engine())
         assert len(submitted) == 1 and submitted[0].kind == "comparison"
-        reloaded = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+        [holder] = wait_until(lambda: entered(gate), what="the worker at the gate")
+        assert holder != os.getpid()  # another process runs it
+        reloaded = run_page("pages/compare.py", text=text, methods=methods, k="3")
         assert [b for b in reloaded.button if b.label == "Stop"]  # the same task, followed again
         assert any(b.label == "Run" and b.disabled for b in reloaded.button)
+        open_gate(gate)
         wait_until(lambda: not tasks.get_task(get_engine(), submitted[0].id).active, what="the worker's task")
         done = tasks.get_task(get_engine(), submitted[0].id)
-        assert done.status == "done" and done.owner.split(":")[1] != str(os.getpid())  # another process ran it
-        finished = run_page("pages/compare.py", text=text, methods=FAST, k="3")
+        assert done.status == "done" and done.owner.split(":")[1] == str(holder)
+        finished = run_page("pages/compare.py", text=text, methods=methods, k="3")
         assert any(s.value.startswith("Prediction:") for s in finished.subheader)
         assert any(f"Its last run (task {done.id}, attempt 1)" in c.value for c in finished.caption)
         assert len(tasks.list_tasks(get_engine())) == 1  # reloads submitted nothing new

@@ -8,6 +8,8 @@ import pytest
 
 from core.builds import build, list_builds, start_rebuild
 
+pytestmark = [pytest.mark.processes, pytest.mark.slow]  # a build process of its own
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):

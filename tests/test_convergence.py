@@ -4,6 +4,7 @@ and says so where it is not; Integrated Gradients adds steps until its completen
 import math
 
 import numpy as np
+import pytest
 
 from core.explain import explain
 from core.methods.convergence import ROUND
@@ -70,6 +71,7 @@ def test_integrated_gradients_adds_steps_until_complete(tiny_model):
     assert capped.forward_passes == 1 + 16 + 1  # the prediction, 16 interpolation steps, f(baseline)
 
 
+@pytest.mark.processes
 def test_warm_up_imports_and_compiles_shap_before_the_first_request(tiny_model):
     import subprocess
     import sys

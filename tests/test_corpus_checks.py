@@ -300,6 +300,7 @@ def test_stop_is_honoured_between_methods_and_keeps_what_finished(engine, runner
     assert explain_stored(engine, runner, TEXTS[0], "occlusion", only_stored=True) is None
 
 
+@pytest.mark.processes
 def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(any_engine):
     engine = any_engine
     import os

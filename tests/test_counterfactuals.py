@@ -24,7 +24,7 @@ KEYWORD = "wonderful"
 @pytest.fixture(scope="session")
 def keyword_model(tmp_path_factory):
     from core.modelling import load_model
-    from core.tiny_model import build_keyword_model
+    from tests.support.tiny_model import build_keyword_model
 
     return load_model(str(build_keyword_model(tmp_path_factory.mktemp("models") / "keyword", keyword=KEYWORD)))
 

@@ -270,6 +270,7 @@ def test_attached_training_set_for_a_model_without_rows(engine, tiny_model):
     assert result.diagnostics["note"] == FINAL_WEIGHTS_ONLY and len(result.scores) == 3
 
 
+@pytest.mark.processes
 def test_cli_influence_data_and_suspicious(home, tiny_model_dir, trained_tiny_model_dir, tmp_path, monkeypatch, capsys):
     from core.cli import main
     from tests.test_cli import rashomon

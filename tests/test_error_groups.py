@@ -93,11 +93,12 @@ def test_error_groups_on_the_trained_tiny_model(engine, trained_tiny_model, trai
         captured = capsys.readouterr()
         return status, captured.out, captured.err
 
-    status, out, err = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10", "--json")
+    status, out, err = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10",
+                           "--min-size", "3", "--json")
     assert status == 0, err
     groups = json.loads(out)
     assert groups["errors"] == len(errors) and groups["methods"] == ["saliency"]
-    status, out, _ = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10")
+    status, out, _ = cli("errors", "groups", str(job_id), "--methods", "saliency", "--reference", "10", "--min-size", "3")
     assert status == 0 and f"{len(errors)} errors" in out
     status, out, _ = cli("errors", "slice", str(job_id), "the", "--json")
     sliced = json.loads(out)
@@ -106,7 +107,7 @@ def test_error_groups_on_the_trained_tiny_model(engine, trained_tiny_model, trai
     assert len(groups["groups"]) == len(result.groups)
     target = tmp_path / "group.csv"
     status, out, _ = cli("errors", "export", str(job_id), "--group", "1", "--methods", "saliency",
-                         "--reference", "10", "--output", str(target))
+                         "--reference", "10", "--min-size", "3", "--output", str(target))
     assert status == 0 and len(list(csv.DictReader(target.open()))) == len(groups["groups"][0]["members"])
     for args, message in ((("errors", "groups", "999"), "no evaluation job 999"),
                           (("errors", "slice", str(job_id), "(", "--regex"), "not a valid regular expression"),

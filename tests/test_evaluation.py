@@ -88,6 +88,7 @@ def test_labelled_files_csv_and_jsonl(tmp_path):
         inputs_from_file('{"text": "a", "label": "positive"}\n{oops\n', "set.jsonl")
 
 
+@pytest.mark.processes
 def test_evaluate_command(home, tmp_path):
     from tests.test_cli import rashomon
 

@@ -116,7 +116,7 @@ def test_tiny_model_loads_with_labels_and_attention(tiny_model):
 
 
 def test_fingerprint_depends_on_weights(tmp_path, tiny_model):
-    from core.tiny_model import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     other = load_model(str(build_tiny_model(tmp_path / "other", seed=1)))
     assert other.fingerprint != tiny_model.fingerprint
@@ -146,6 +146,7 @@ def test_corrupt_directory_gives_clear_message(tmp_path):
         load_model(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_default_model_build_on_a_small_slice(tmp_path):
     """The whole build path (data, split, training, scoring, saving, card) on a few rows."""
     from core.default_model import BuildConfig, build_default_model

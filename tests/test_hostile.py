@@ -216,6 +216,7 @@ def test_untitled_links_stay_untitled_through_export_and_import(engine, tmp_path
     ("this is not a url", "not a database URL"),
     ("sqlite:////proc/no/such/dir/x.db", "cannot be used"),
 ])
+@pytest.mark.processes
 def test_database_problems_are_one_line_in_the_cli_and_a_message_on_pages(home, monkeypatch, url, words):
     from streamlit.testing.v1 import AppTest
 
@@ -265,6 +266,7 @@ def test_the_home_page_masks_the_database_password(home, monkeypatch, tmp_path):
     assert not app.exception and any("x.db" in t.value for t in app.text)
 
 
+@pytest.mark.processes
 def test_more_bad_inputs_get_one_line(home, tmp_path):
     from tests.test_cli import rashomon
 
@@ -291,6 +293,7 @@ def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers
     assert view.latest_error and view.latest_good_snapshot_id == good.snapshot.id
 
 
+@pytest.mark.processes
 def test_several_processes_adding_the_same_new_url_and_tag(backend_url, web_server):
     """Real processes (the CLI), not threads: every one succeeds and no snapshot is lost, on both backends."""
     import os
@@ -311,6 +314,7 @@ def test_several_processes_adding_the_same_new_url_and_tag(backend_url, web_serv
     assert len(snapshots_of(get_engine(), view.id)) == 6 and dict(list_tags(get_engine())) == {"shared-new-tag": 1}
 
 
+@pytest.mark.processes
 def test_processes_adding_refreshing_tagging_and_searching_at_once(backend_url, web_server):
     """Four processes each add links, refresh one shared link, tag and search, all at once, on SQLite and
     on PostgreSQL: every process succeeds, every link, snapshot and tag is there, and no error reaches a user."""

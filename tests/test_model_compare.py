@@ -64,7 +64,7 @@ def test_both_explanations_and_their_agreement(pair):
 
 def test_models_with_other_labels_are_refused(pair, tmp_path):
     from core.modelling import load_model
-    from core.tiny_model import build_tiny_model
+    from tests.support.tiny_model import build_tiny_model
 
     other = ModelRunner(load_model(str(build_tiny_model(tmp_path / "two", labels=("bad", "good")))))
     with pytest.raises(EvaluationError, match="different labels"):

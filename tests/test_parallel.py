@@ -19,6 +19,7 @@ from core.leases import process_alive
 from core.runner import ModelRunner
 from tests.support.processes import kill_own_descendant
 
+pytestmark = pytest.mark.processes  # local worker processes, Ray, subprocess drivers
 METHODS = ["occlusion", "saliency", "attention"]
 TEXTS = [f"Review {i}: the staff were {word} and the room was {other}." for i, (word, other) in enumerate(
     [("lovely", "quiet"), ("rude", "cold"), ("fine", "small"), ("kind", "noisy"), ("slow", "clean"),

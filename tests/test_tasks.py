@@ -17,7 +17,7 @@ from core.db import session_scope
 from core.leases import process_alive
 from core.reports import open_report, run_report
 from core.schema import ExplanationRecord
-from tests.support.gate import GATE_ENV, entered, open_gate
+from tests.support.gate import entered, open_gate
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,15 +27,6 @@ LONG_TEXT = " ".join(["The staff were lovely but the food was cold, the room was
 # (cheapest) is stored before it, LIME (dearest) would run after it.
 GATED = {"methods": ["occlusion", "gate", "lime"], "text": LONG_TEXT, "target": "",
          "options": {"lime": {"num_samples": 5000, "adaptive": False}}}
-
-
-@pytest.fixture
-def gate(tmp_path, monkeypatch) -> Path:
-    """The gate's folder; worker processes started by this test load the gate method."""
-    folder = tmp_path / "gate"
-    monkeypatch.setenv(GATE_ENV, str(folder))
-    monkeypatch.setenv("RASHOMON_PLUGINS", "tests.support.gate")
-    return folder
 
 
 def comparison(text: str = TEXT, methods=("occlusion", "attention"), **extra) -> dict:
@@ -204,6 +195,7 @@ def test_a_running_task_stops_when_asked_and_keeps_the_finished_methods(engine, 
     assert not tasks.request_stop(engine, task.id)  # ended: nothing to stop
 
 
+@pytest.mark.processes
 def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
     """A stand-in server starts two local workers, then is killed; its workers notice and exit."""
     script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"

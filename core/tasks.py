@@ -181,14 +181,51 @@ def _run_training_examples(engine: Engine, runner: ModelRunner, params: dict[str
     return {"methods": params["methods"]}
 
 
+def _run_head_importance(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                         should_stop: ShouldStop) -> dict[str, Any]:
+    from core.attention_checks import stored_head_importance
+
+    result = stored_head_importance(engine, runner, params["text"], params.get("target") or None,
+                                    fresh=bool(params.get("fresh")), progress=lambda f, m: progress("heads", f, m))
+    return {"target": result.target, "forward_passes": result.forward_passes}
+
+
+def _run_error_groups(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    from core.error_groups import stored_groups
+
+    groups = stored_groups(engine, runner, int(params["job"]), min_size=params.get("min_size") or None,
+                           fresh=bool(params.get("fresh")), progress=lambda f, m: progress("groups", f, m))
+    return {"groups": len(groups.groups), "errors": groups.errors}
+
+
+def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                       should_stop: ShouldStop) -> dict[str, Any]:
+    """Model A is the task's model (the worker's runner); model B is loaded here."""
+    from core.evaluation import heldout_inputs
+    from core.model_compare import stored_diff
+    from core.modelling import load_model
+
+    other = ModelRunner(load_model(params["b"]))
+    diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"])), fresh=bool(params.get("fresh")),
+                       progress=lambda f, m: progress("diff", f, m))
+    return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
+
+
+def _without_fresh(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "fresh"}
+
+
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
-    TaskKind("comparison", "Comparison", _run_comparison,
-             identity=lambda p: {k: v for k, v in p.items() if k != "fresh"}),
+    TaskKind("comparison", "Comparison", _run_comparison, identity=_without_fresh),
     TaskKind("stability", "Stability check", _run_stability),
     TaskKind("randomisation", "Randomisation check", _run_randomisation),
     TaskKind("document", "Whole document", _run_document),
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
     TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples),
+    TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
+    TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
+    TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
 )}
 
 
@@ -327,11 +364,12 @@ def _keep_beating(engine: Engine, task_id: int, owner: str, done: threading.Even
 def one_line(exc: BaseException) -> str:
     """What a page shows for a failed task: the message of errors meant for people, else the type too."""
     from core.data_attribution.training_sets import TrainingDataError
+    from core.evaluation import EvaluationError
     from core.methods.base import ExplainError
     from core.modelling import ModelLoadError
 
     message = " ".join(str(exc).split()) or type(exc).__name__
-    meant_for_people = ExplainError | ModelLoadError | TaskError | TrainingDataError
+    meant_for_people = ExplainError | ModelLoadError | TaskError | TrainingDataError | EvaluationError
     return message if isinstance(exc, meant_for_people) else f"{type(exc).__name__}: {message}"
 
 

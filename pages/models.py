@@ -10,8 +10,7 @@ from core.methods.registry import METHODS, fast_methods
 from core.model_compare import explain_both, stored_diff
 from core.render import highlighted_text, md
 from core.store import explain_stored
-from pages.resources import engine, runner_or_stop
-from pages.ui import streamlit_progress
+from pages.resources import engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Model vs model")
@@ -67,13 +66,13 @@ a, b = runner_or_stop(spec_a), runner_or_stop(spec_b)
 inputs = heldout_inputs(limit)
 try:
     diff = stored_diff(db, a, b, inputs, only_stored=True)
-    if diff is None and st.button("Compare on the held-out rows", type="primary"):
-        bar = st.progress(0.0, text="Starting")
-        diff = stored_diff(db, a, b, inputs, progress=streamlit_progress(bar))
-        bar.empty()
 except EvaluationError as exc:
     st.error(md(str(exc)))
     st.stop()
+if diff is None:  # the diff over up to 2,000 rows runs on a worker; the page follows it, then reads the store
+    task_button("Compare on the held-out rows", "model_compare", {"b": b.loaded.path, "limit": limit}, a,
+                titles={"diff": "Both models on the held-out rows"}, key="models_diff")
+    diff = stored_diff(db, a, b, inputs, only_stored=True)
 if diff is not None:
     st.dataframe(pd.DataFrame([{"measure": d.name, "A": d.a, "B": d.b, "change": d.delta,
                                 "95% interval": f"{d.low:+.3f} .. {d.high:+.3f}"} for d in diff.deltas]).round(3),

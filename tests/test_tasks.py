@@ -233,7 +233,8 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
     assert "stopped" in capsys.readouterr().out
 
 
-def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, trained_tiny_model_dir):
+def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, trained_tiny_model_dir,
+                                                                                   tiny_model_dir):
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
     from core.counterfactuals import ANY_OTHER, SEARCH
     from core.data_attribution.store import stored_attributions
@@ -257,17 +258,29 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     edits = {"text": TEXT, "methods": ["occlusion"], "target": ANY_OTHER, "order": SEARCH,
              "params": {"max_edits": 2, "similarity": 0.5}, "options": {}, "k": 3}
     document = {"snapshot": snapshot_id, "methods": ["occlusion"], "target": "", "overlap": 0.25, "window_tokens": 16}
+    from core import corpus
+    from core.attention_checks import stored_head_importance
+    from core.error_groups import stored_groups
+    from core.evaluation import create_evaluation, heldout_inputs
+    from core.model_compare import stored_diff
+
+    evaluation = create_evaluation(engine, "held-out", heldout_inputs(40), runner.loaded.labels, model=model)
+    assert corpus.run_job(engine, runner, evaluation).status == "done"
+    other = str(tiny_model_dir)  # model B of the diff: the untrained tiny model, same labels
     cases = {"comparison": comparison(),
              "stability": {"texts": [TEXT], "methods": ["saliency"], "quick": True, "k": 5},
              "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
              "document": document, "edits": edits,
-             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3}}
+             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
+             "head_importance": {"text": TEXT, "target": ""},
+             "error_groups": {"job": evaluation, "min_size": 3},
+             "model_compare": {"b": other, "limit": 12}}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     for kind, params in cases.items():
         task = tasks.run_here(engine, runner, tasks.submit(engine, kind, model, params).id)
         assert task.status == "done", (kind, task.error)
         assert task.seconds > 0 and task.attempts == 1
-        if kind in ("comparison", "document", "edits"):  # their passes all go through the worker's runner
+        if kind in ("comparison", "document", "edits", "head_importance", "error_groups"):  # through its runner
             assert task.forward_passes > 0
 
     assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
@@ -275,6 +288,9 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
                             only_stored=True) is not None
     assert edit_report(engine, runner, TEXT, ["occlusion"], only_stored=True, target=ANY_OTHER, order=SEARCH,
                        params=edits["params"], options={}, k=3) is not None
+    assert stored_head_importance(engine, runner, TEXT, only_stored=True) is not None
+    assert stored_groups(engine, runner, evaluation, min_size=3, only_stored=True) is not None
+    assert stored_diff(engine, runner, ModelRunner(load_model(other)), heldout_inputs(12), only_stored=True) is not None
     training = training_set_for(engine, runner.loaded)
     assert stored_attributions(engine, runner.loaded, training, TEXT, ["nearest", "tracin"], k=3,
                                only_stored=True)[1]

@@ -57,8 +57,9 @@ class TaskKind:
 
     name: str
     title: str
-    run: Callable[[Engine, ModelRunner, dict[str, Any], Progress, ShouldStop], dict[str, Any]]
+    run: Callable[[Engine, ModelRunner | None, dict[str, Any], Progress, ShouldStop], dict[str, Any]]
     identity: Callable[[dict[str, Any]], dict[str, Any]] = lambda params: params
+    needs_model: bool = True  # False: the worker loads no model for it (a build makes one)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,28 @@ def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, An
     return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
 
 
+def _run_datamodeling(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    """The linear datamodeling check (surrogates retrained on random subsets), stored for the page."""
+    from core.data_attribution.retraining import linear_datamodeling
+    from core.data_attribution.store import save_retraining
+    from core.data_attribution.training_sets import training_set_for
+
+    training = training_set_for(engine, runner.loaded)
+    result = linear_datamodeling(runner.loaded, training, [params["text"]], params["methods"],
+                                 target=params.get("target") or None, subsets=int(params.get("subsets", 20)),
+                                 progress=lambda f, m: progress("datamodeling", f, m))
+    save_retraining(engine, runner.loaded, training, result)
+    return {"subsets": result.subsets, "retrained": result.retrained}
+
+
+def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any], progress: Progress,
+               should_stop: ShouldStop) -> dict[str, Any]:
+    from core.builds import run_build
+
+    return run_build(engine, runner, params, progress, should_stop)
+
+
 def _without_fresh(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "fresh"}
 
@@ -226,6 +249,8 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
+    TaskKind("datamodeling", "Datamodeling check", _run_datamodeling),
+    TaskKind("build", "Model build", _run_build, needs_model=False),
 )}
 
 
@@ -267,12 +292,26 @@ def latest_for(engine: Engine, kind: str, model: str, params: dict[str, Any]) ->
     return latest(engine, task_key(kind, model, params))
 
 
-def list_tasks(engine: Engine, limit: int = 50, status: tuple[str, ...] = ()) -> list[Task]:
+def list_tasks(engine: Engine, limit: int = 50, status: tuple[str, ...] = (), kind: str = "") -> list[Task]:
     with session_scope(engine) as session:
         statement = select(TaskRecord).order_by(col(TaskRecord.id).desc()).limit(limit)
         if status:
             statement = statement.where(col(TaskRecord.status).in_(status))
+        if kind:
+            statement = statement.where(TaskRecord.kind == kind)
         return [Task.from_row(r) for r in session.exec(statement).all()]
+
+
+def record_ended(engine: Engine, kind: str, model: str, params: dict[str, Any], status: str,
+                 result: dict[str, Any], error: str = "") -> Task:
+    """Store work that ended outside the queue (imported from before it existed) as an ended task."""
+    with session_scope(engine) as session:
+        row = TaskRecord(kind=kind, model=model, params=json.dumps(params, ensure_ascii=False),
+                         key=task_key(kind, model, params), status=status, result=json.dumps(result), error=error,
+                         finished_at=utcnow())
+        session.add(row)
+        session.flush()
+        return Task.from_row(row)
 
 
 def request_stop(engine: Engine, task_id: int) -> bool:
@@ -382,9 +421,11 @@ def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: 
     reporter = _Reporter(engine, task, owner)
     status, result, error = "done", {}, ""
     try:
-        runner = runner_for(task.model)
-        passes = runner.forward_passes
-        result = KINDS[task.kind].run(engine, runner, task.params, reporter, reporter.should_stop)
+        kind = KINDS[task.kind]
+        if kind.needs_model:
+            runner = runner_for(task.model)
+            passes = runner.forward_passes
+        result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
     except StopRequested as exc:
         status, error = "stopped", str(exc)
     except Exception as exc:  # the page shows one line; the worker's log keeps the traceback

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, corpus
-from core.builds import start_rebuild
+from core.builds import submit_build
 from core.compare import ViewState
 from core.data_attribution.view import DataView
 from core.default_model import LABELS
@@ -17,7 +17,8 @@ from core.evaluation import (
 )
 from core.methods.registry import fast_methods
 from core.render import md
-from pages.resources import engine, job_runner, runner_or_stop, task_button
+from core.tasks import TaskError
+from pages.resources import engine, ensure_task_workers, job_runner, runner_or_stop, task_button
 
 db = engine()
 jobs_runner = job_runner()
@@ -164,8 +165,13 @@ if groups is not None:
             if list(job_model.loaded.labels) == list(LABELS) and st.button(
                     "Rebuild the default model with this group as extra training rows (their gold labels)",
                     key=f"evaluation_rebuild_{group.id}"):
-                started = start_rebuild(group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
-                st.success(f"Build {started.id} started in a process of its own (about 9 minutes on 2 cores); "
+                try:
+                    started = submit_build(db, group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
+                except TaskError as exc:
+                    st.error(md(str(exc)))
+                    st.stop()
+                ensure_task_workers()
+                st.success(f"Build {started.id} queued for a worker (about 9 minutes on 2 cores); "
                            "the old model stays as it is.")
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:

@@ -20,7 +20,8 @@ st.caption("Did the fix work? Two classifiers with the same labels on the same l
 
 
 def show_build(build: Build) -> None:
-    title = f"Build {build.id} ({build.extra_rows} extra rows from {build.source})"
+    title = (f"Build {build.id} ({build.extra_rows} extra rows from {build.source})" if build.extra_rows
+             else f"Build {build.id} (the default model)")
     if build.error:
         st.error(md(f"{title}: {build.error}"))
     elif build.finished:
@@ -30,12 +31,12 @@ def show_build(build: Build) -> None:
         st.progress(max(0.0, min(1.0, build.fraction)), text=md(f"{title}: {build.message}"))
 
 
-builds = list_builds()
+builds = list_builds(db)
 
 
 @st.fragment(run_every=3 if any(b.running for b in builds) else None)
 def builds_section() -> None:
-    for build in list_builds()[:5]:
+    for build in list_builds(db)[:5]:
         show_build(build)
 
 

@@ -233,7 +233,7 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
     assert "stopped" in capsys.readouterr().out
 
 
-def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, trained_tiny_model_dir,
+def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, trained_tiny_model_dir,
                                                                                    tiny_model_dir):
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
     from core.counterfactuals import ANY_OTHER, SEARCH
@@ -260,6 +260,8 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     document = {"snapshot": snapshot_id, "methods": ["occlusion"], "target": "", "overlap": 0.25, "window_tokens": 16}
     from core import corpus
     from core.attention_checks import stored_head_importance
+    from core.builds import build_params
+    from core.data_attribution.store import retraining_checks
     from core.error_groups import stored_groups
     from core.evaluation import create_evaluation, heldout_inputs
     from core.model_compare import stored_diff
@@ -274,10 +276,13 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
              "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
              "head_importance": {"text": TEXT, "target": ""},
              "error_groups": {"job": evaluation, "min_size": 3},
-             "model_compare": {"b": other, "limit": 12}}
+             "model_compare": {"b": other, "limit": 12},
+             "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
+             "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     for kind, params in cases.items():
-        task = tasks.run_here(engine, runner, tasks.submit(engine, kind, model, params).id)
+        on = "" if not tasks.KINDS[kind].needs_model else model
+        task = tasks.run_here(engine, runner, tasks.submit(engine, kind, on, params).id)
         assert task.status == "done", (kind, task.error)
         assert task.seconds > 0 and task.attempts == 1
         if kind in ("comparison", "document", "edits", "head_importance", "error_groups"):  # through its runner
@@ -291,6 +296,8 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     assert stored_head_importance(engine, runner, TEXT, only_stored=True) is not None
     assert stored_groups(engine, runner, evaluation, min_size=3, only_stored=True) is not None
     assert stored_diff(engine, runner, ModelRunner(load_model(other)), heldout_inputs(12), only_stored=True) is not None
+    assert (home / "models" / "default-sentiment" / "config.json").exists()  # the build's model
     training = training_set_for(engine, runner.loaded)
+    assert retraining_checks(engine, runner.loaded, training)  # the datamodeling check's stored result
     assert stored_attributions(engine, runner.loaded, training, TEXT, ["nearest", "tracin"], k=3,
                                only_stored=True)[1]

@@ -424,8 +424,12 @@ def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: 
         kind = KINDS[task.kind]
         if kind.needs_model:
             runner = runner_for(task.model)
-            passes = runner.forward_passes
+            passes, timed = runner.forward_passes, (runner.forward_seconds, runner.timed_passes)
         result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
+        if runner is not None:
+            from core.pass_time import record_from_runner
+
+            record_from_runner(engine, runner, *timed)
     except StopRequested as exc:
         status, error = "stopped", str(exc)
     except Exception as exc:  # the page shows one line; the worker's log keeps the traceback

@@ -48,7 +48,10 @@ def cmd_worker(args: argparse.Namespace) -> None:
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
     with contextlib.suppress(Exception):  # the configured model, loaded and warmed up before the first task
+        from core.pass_time import measure_pass_time
+
         loaded = runners("").loaded
+        measure_pass_time(db, runners(""))  # what every page's time estimate for this model reads
         if not args.no_warm_up:
             from core.warmup import warm_up
 

@@ -48,8 +48,9 @@ def pytest_collection_modifyitems(config, items) -> None:
 @pytest.fixture(autouse=True)
 def _processes_are_marked(request, monkeypatch):
     """A test that starts a process (a subprocess, a multiprocessing worker, Ray) must be marked
-    `processes` (or `browser`), so the fast tier, which leaves those out, never starts one."""
-    if request.node.get_closest_marker("processes") or request.node.get_closest_marker("browser"):
+    `processes` (or `browser`, or `postgres`, whose server the first such test starts), so the fast tier,
+    which leaves those out, never starts one."""
+    if any(request.node.get_closest_marker(name) for name in ("processes", "browser", "postgres")):
         return
     import multiprocessing.process
 

@@ -60,6 +60,9 @@ class TaskKind:
     run: Callable[[Engine, ModelRunner | None, dict[str, Any], Progress, ShouldStop], dict[str, Any]]
     identity: Callable[[dict[str, Any]], dict[str, Any]] = lambda params: params
     needs_model: bool = True  # False: the worker loads no model for it (a build makes one)
+    # It writes model files or other data under RASHOMON_HOME: only a worker that shares the server's
+    # RASHOMON_HOME takes it (a worker on another machine declares `--no-home-kinds`).
+    writes_home: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,12 +248,13 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("randomisation", "Randomisation check", _run_randomisation),
     TaskKind("document", "Whole document", _run_document),
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
-    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples),
+    # its first use prepares the training set's representations under RASHOMON_HOME
+    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples, writes_home=True),
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
-    TaskKind("datamodeling", "Datamodeling check", _run_datamodeling),
-    TaskKind("build", "Model build", _run_build, needs_model=False),
+    TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
+    TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),
 )}
 
 
@@ -353,9 +357,22 @@ def claim(engine: Engine, task: Task) -> str | None:
     return owner if claimed.rowcount == 1 and values["status"] == "running" else None
 
 
-def claim_next(engine: Engine) -> tuple[Task, str] | None:
-    """The oldest queued task, or one whose worker died, with this worker's lease on it."""
+def kinds_for(names: str = "", shares_home: bool = True) -> frozenset[str]:
+    """The kinds a worker takes: those named (comma-separated; default every kind), less those that write
+    under RASHOMON_HOME when it does not share the server's. An unknown name is a `TaskError`."""
+    chosen = [n.strip() for n in names.split(",") if n.strip()] or list(KINDS)
+    unknown = [n for n in chosen if n not in KINDS]
+    if unknown:
+        raise TaskError(f"Unknown task kind {', '.join(unknown)}; known: {', '.join(KINDS)}.")
+    return frozenset(n for n in chosen if shares_home or not KINDS[n].writes_home)
+
+
+def claim_next(engine: Engine, kinds: frozenset[str] | None = None) -> tuple[Task, str] | None:
+    """The oldest queued task of `kinds` (default: every kind), or one whose worker died, with this
+    worker's lease on it."""
     for task in list_tasks(engine, limit=200, status=ACTIVE)[::-1]:
+        if kinds is not None and task.kind not in kinds:
+            continue
         if (owner := claim(engine, task)) is not None:
             return get_task(engine, task.id), owner
     return None
@@ -476,12 +493,13 @@ def model_runners(max_models: int = 3) -> Callable[[str], ModelRunner]:
 
 
 def work(engine: Engine, runner_for: Callable[[str], ModelRunner], *, once: bool = False, poll: float = 0.5,
-         keep_going: Callable[[], bool] = lambda: True, on_task: Callable[[Task], None] | None = None) -> int:
-    """A worker's loop: claim the oldest task, run it, repeat; with `once`, stop when none is waiting.
-    Returns how many tasks it ran."""
+         keep_going: Callable[[], bool] = lambda: True, on_task: Callable[[Task], None] | None = None,
+         kinds: frozenset[str] | None = None) -> int:
+    """A worker's loop: claim the oldest task (of `kinds`), run it, repeat; with `once`, stop when none is
+    waiting. Returns how many tasks it ran."""
     ran = 0
     while keep_going():
-        claimed = claim_next(engine)
+        claimed = claim_next(engine, kinds)
         if claimed is None:
             if once:
                 break

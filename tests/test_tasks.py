@@ -353,3 +353,30 @@ def test_every_kind_is_taken_over_when_its_worker_dies(engine, kind_cases):
         assert tasks.is_stale(tasks.get_task(engine, submitted.id))
         ended = tasks.run_here(engine, kind_cases["runner"], submitted.id)
         assert (ended.status, ended.attempts) == ("done", 2), (kind, ended.error)
+
+
+def test_a_worker_takes_only_the_kinds_it_declares(engine, capsys):
+    """A worker on another machine leaves the kinds that write under RASHOMON_HOME to workers that share it."""
+    import json
+
+    from core.cli import main
+
+    assert tasks.kinds_for() == frozenset(tasks.KINDS)
+    remote = tasks.kinds_for(shares_home=False)
+    assert remote == {name for name, kind in tasks.KINDS.items() if not kind.writes_home}
+    assert "build" not in remote and "comparison" in remote
+    with pytest.raises(tasks.TaskError, match="Unknown task kind nonsense"):
+        tasks.kinds_for("comparison,nonsense")
+    build = tasks.submit(engine, "build", "", {"extra_csv": "", "options": []})
+    comparison_task = tasks.submit(engine, "comparison", "m", comparison())
+    claimed, _owner = tasks.claim_next(engine, remote)
+    assert claimed.id == comparison_task.id  # the older build is left for a worker that shares the home
+    assert tasks.get_task(engine, build.id).status == "queued"
+    assert tasks.claim_next(engine, frozenset({"stability"})) is None
+
+    assert main(["tasks", "kinds", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["kind"] for row in listed] == list(tasks.KINDS)
+    assert {row["kind"] for row in listed if row["writes_home"]} == set(tasks.KINDS) - remote
+    assert main(["worker", "--kinds", "nonsense", "--once"]) == 1
+    assert capsys.readouterr().err.strip() == (f"rashomon: Unknown task kind nonsense; known: {', '.join(tasks.KINDS)}.")

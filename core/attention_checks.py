@@ -141,3 +141,25 @@ def head_importance(runner: ModelRunner, text: str, target: str | None = None,
                           effects=tuple(tuple(float(v) for v in row) for row in effects),
                           flipped=tuple(tuple(bool(v) for v in row) for row in flipped),
                           forward_passes=runner.forward_passes - passes, seconds=time.perf_counter() - started)
+
+
+HEADS_KIND = "head-importance"
+
+
+def stored_head_importance(engine, runner: ModelRunner, text: str, target: str | None = None, *,
+                           fresh: bool = False, only_stored: bool = False,
+                           progress: ProgressFn | None = None) -> HeadImportance | None:
+    """`head_importance` through the store (kind "head-importance", keyed by weights, text and target): a page
+    reads it back with no model pass; None when `only_stored` and nothing is stored."""
+    import json
+
+    from core.records import find_keyed, save_keyed
+
+    key = json.dumps({"text": text, "target": target or ""}, ensure_ascii=False)
+    if not fresh and (stored := find_keyed(engine, HEADS_KIND, runner.loaded.fingerprint, key)) is not None:
+        return HeadImportance.from_dict(stored)
+    if only_stored:
+        return None
+    result = head_importance(runner, text, target, progress)
+    save_keyed(engine, HEADS_KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
+    return result

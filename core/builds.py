@@ -1,120 +1,161 @@
-"""Model builds started from a page: `rashomon model build-default` in a local process of its own.
+"""Model builds as tasks: the offline default model, and new versions of it with extra training rows.
 
-A build takes minutes (about 9 on a 2-core CPU), so it cannot run in a page's script thread. The
-process writes its progress to `status.json` in its own directory under RASHOMON_HOME/builds, which
-any page (after a reload, in another browser) reads back; its one-line error, if it fails, is the
-last line of its log.
+A build takes minutes (about 4-9 on a 2-core CPU), so it never runs in a page: a page submits a
+`build` task and follows it like any other; a worker trains the model in its own process, writes the
+model files under RASHOMON_HOME and reports progress to the task. Stop works mid-training; a build
+whose worker died is taken over and starts again from the beginning (its task says "attempt 2").
+`RASHOMON_BUILD_OPTIONS` (the `rashomon model build-default` options, e.g. `--train-rows 2000`) is read
+when a build is submitted and kept with it.
+
+Builds started before builds were tasks left `RASHOMON_HOME/builds/<id>/status.json`; `list_builds`
+imports each of those once as an ended build task, so nothing a team built disappears from the pages.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import csv
 import io
 import json
 import os
 import shlex
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from core.leases import process_alive
+from sqlalchemy import Engine
+
+from core import tasks
 from core.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+KIND = "build"
+OPTIONS_ENV = "RASHOMON_BUILD_OPTIONS"
 
 
 @dataclass(frozen=True)
 class Build:
-    id: str
-    source: str  # what the extra rows came from, e.g. "evaluation 3, group 1"
+    """A build task as the pages show it."""
+
+    id: int
+    source: str  # what the extra rows came from, e.g. "evaluation 3, group 1"; empty for the default model
     extra_rows: int
-    started: float  # epoch seconds
+    status: str
     fraction: float
     message: str
-    finished: bool
-    error: str  # one line; empty unless it failed
-    output_dir: str  # the new model, once finished
+    error: str  # one line; empty unless it failed or was stopped
+    output_dir: str  # the new model, once built
     accuracy: float | None
     macro_f1: float | None
 
     @property
     def running(self) -> bool:
-        return not self.finished and not self.error
+        return self.status in tasks.ACTIVE
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "done"
+
+    @classmethod
+    def from_task(cls, task: tasks.Task) -> Build:
+        fraction, message = task.progress.get("build", (0.0, "Queued" if task.status == "queued" else "Starting"))
+        result = task.result
+        return cls(task.id, task.params.get("source", ""), int(task.params.get("extra_rows", 0)), task.status,
+                   1.0 if task.status == "done" else fraction,
+                   message if task.active else f"Built {result.get('output_dir', '')}" if task.status == "done" else "",
+                   task.error if task.status in ("failed", "stopped") else "", result.get("output_dir", ""),
+                   result.get("accuracy"), result.get("macro_f1"))
 
 
-def builds_dir() -> Path:
-    return load_settings().home / "builds"
+def _options_parser() -> argparse.ArgumentParser:
+    """The options of `rashomon model build-default` (one definition, shared with the command line)."""
+    from core.cli.models import add_commands
+
+    parser = argparse.ArgumentParser(prog="rashomon", add_help=False)
+    add_commands(parser.add_subparsers(dest="command"))
+    return parser
 
 
-def write_status(path: Path, **fields: object) -> None:
-    """Replace the status file atomically (a reader never sees half of it)."""
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update(fields)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(current))
-    partial.replace(path)
+def parse_options(options: list[str]) -> argparse.Namespace:
+    """The build's settings from build-default options; a bad one is a one-line `TaskError`."""
+    with contextlib.redirect_stderr(io.StringIO()) as errors:
+        try:
+            return _options_parser().parse_args(["model", "build-default", *options])
+        except SystemExit:
+            problem = (errors.getvalue().strip().splitlines() or ["unreadable options"])[-1]
+            raise tasks.TaskError(f"{OPTIONS_ENV} or the build's options are not build-default options: "
+                                  f"{problem.split(': error: ')[-1]}") from None
 
 
-def start_rebuild(extra_csv: str, source: str, *, label_column: str = "gold",
-                  extra_arguments: Sequence[str] = ()) -> Build:
-    """Build a new version of the default model with the rows of `extra_csv` added to its training rows,
-    in a process of its own; returns at once. `extra_arguments`, after those in RASHOMON_BUILD_OPTIONS (for
-    example `--train-rows 2000` for a quicker, weaker build), go to `build-default` as they are."""
-    arguments = [*shlex.split(os.environ.get("RASHOMON_BUILD_OPTIONS", "")), *extra_arguments]
-    stamp, suffix = time.strftime("%Y%m%d-%H%M%S"), 1
-    directory = builds_dir() / stamp
-    while directory.exists():  # two builds in the same second
-        suffix += 1
-        directory = builds_dir() / f"{stamp}-{suffix}"
-    directory.mkdir(parents=True)
-    rows_file = directory / "extra.csv"
-    rows_file.write_text(extra_csv, encoding="utf-8")
-    extra_rows = max(0, sum(1 for row in csv.reader(io.StringIO(extra_csv)) if row) - 1)  # quoted newlines too
-    status = directory / "status.json"
-    write_status(status, source=source, extra_rows=extra_rows, started=time.time(), fraction=0.0,
-                 message="Starting", finished=False)
-    log = (directory / "build.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "core", "model", "build-default", "--extra-training", str(rows_file),
-         "--label-column", label_column, "--status-file", str(status), *arguments],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    (directory / "pid").write_text(str(process.pid))  # its own file: the build writes status.json meanwhile
-    # Reap it when it ends (no zombie left behind by the server); the status file holds the outcome.
-    threading.Thread(target=process.wait, daemon=True).start()
-    log.close()
-    return build(directory.name)
+def build_params(extra_csv: str = "", source: str = "", label_column: str = "gold",
+                 options: list[str] | None = None) -> dict[str, Any]:
+    """What a build task computes from: the extra rows (CSV text), where they came from, and the options
+    (default: $RASHOMON_BUILD_OPTIONS)."""
+    options = shlex.split(os.environ.get(OPTIONS_ENV, "")) if options is None else list(options)
+    parse_options(options)  # refused at once, not minutes later on a worker
+    extra_rows = max(0, sum(1 for row in csv.reader(io.StringIO(extra_csv)) if row) - 1) if extra_csv else 0
+    return {"extra_csv": extra_csv, "source": source, "label_column": label_column, "options": options,
+            "extra_rows": extra_rows}
 
 
-def _last_line(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.is_file() else []
-    return lines[-1] if lines else "the build stopped without a message"
+def submit_build(engine: Engine, extra_csv: str = "", source: str = "", label_column: str = "gold",
+                 options: list[str] | None = None) -> Build:
+    """Queue a build (or find the live one that builds the same thing); returns at once."""
+    return Build.from_task(tasks.submit(engine, KIND, "", build_params(extra_csv, source, label_column, options)))
 
 
-def build(build_id: str) -> Build:
-    directory = builds_dir() / build_id
-    status_file = directory / "status.json"
-    if not status_file.is_file():
-        raise FileNotFoundError(f"No build {build_id!r} under {builds_dir()}.")
-    status = json.loads(status_file.read_text())
-    error = status.get("error", "")
-    pid_text = (directory / "pid").read_text().strip() if (directory / "pid").is_file() else ""
-    pid = int(pid_text) if pid_text.isdigit() else None
-    starting = pid is None and time.time() - float(status.get("started", 0)) < 30  # Popen not yet returned
-    if not status.get("finished") and not error and not starting and not process_alive(pid):
-        error = _last_line(directory / "build.log")
-    return Build(build_id, status.get("source", ""), int(status.get("extra_rows", 0)), float(status.get("started", 0)),
-                 float(status.get("fraction", 0.0)), status.get("message", ""), bool(status.get("finished")), error,
-                 status.get("output_dir", ""), status.get("accuracy"), status.get("macro_f1"))
+def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tasks.Progress,
+              should_stop: tasks.ShouldStop) -> dict[str, Any]:
+    """The `build` task kind: fine-tune the default model (a new version beside it when there are extra
+    rows), with every core of the machine while it trains."""
+    import torch
+
+    from core.data_attribution.training_sets import read_examples
+    from core.default_model import LABELS, BuildConfig, build_default_model, next_version_dir
+
+    args = parse_options(params.get("options") or [])
+    extra: list[tuple[str, str]] = []
+    if params.get("extra_csv"):
+        rows = read_examples(params["extra_csv"], "extra.csv", LABELS, "text", params.get("label_column", "gold"))
+        extra = [(row.text, row.label) for row in rows]
+    output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
+    config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
+                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
+                         extra_source=params.get("source", "") if extra else "")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, os.cpu_count() or 1))
+    try:
+        report = build_default_model(output, config, progress=lambda f, m: progress("build", f, m), extra=extra)
+    finally:
+        torch.set_num_threads(threads)
+    return {"output_dir": report.output_dir, "accuracy": report.accuracy, "macro_f1": report.macro_f1,
+            "train_seconds": report.train_seconds, "total_seconds": report.total_seconds}
 
 
-def list_builds() -> list[Build]:
-    """Builds started here, newest first."""
-    root = builds_dir()
-    if not root.is_dir():
-        return []
-    return [build(d.name) for d in sorted(root.iterdir(), reverse=True) if (d / "status.json").is_file()]
+def list_builds(engine: Engine, limit: int = 20) -> list[Build]:
+    """Build tasks, newest first (older status-file builds imported on first sight)."""
+    import_status_files(engine)
+    return [Build.from_task(t) for t in tasks.list_tasks(engine, limit=limit, kind=KIND)]
+
+
+def import_status_files(engine: Engine) -> int:
+    """Turn each RASHOMON_HOME/builds/*/status.json (builds from before tasks) into an ended build task,
+    once; how many were imported."""
+    root = load_settings().home / "builds"
+    imported = 0
+    for status_file in sorted(root.glob("*/status.json")) if root.is_dir() else []:
+        try:
+            status = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            status = {"error": "its status file is unreadable"}
+        params = {"legacy_build": status_file.parent.name, "source": str(status.get("source", "")),
+                  "extra_rows": int(status.get("extra_rows", 0) or 0)}
+        if tasks.latest_for(engine, KIND, "", params) is not None:
+            continue
+        finished = bool(status.get("finished"))
+        error = "" if finished else str(status.get("error") or "The build ended before it finished (it ran before "
+                                                                 "builds were tasks).")
+        result = {key: status.get(key) for key in ("output_dir", "accuracy", "macro_f1") if key in status}
+        tasks.record_ended(engine, KIND, "", params, "done" if finished else "failed", result, error)
+        imported += 1
+    return imported

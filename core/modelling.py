@@ -18,6 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as transformers_logging
 
+from core import counters
 from core.settings import load_settings
 
 # Rashomon reports loading problems itself, in one sentence; keep transformers' bars and reports quiet.
@@ -156,6 +157,8 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> Load
         raise ModelLoadError(f"'{spec}' has no fast tokenizer; character offsets need one.")
     device = pick_device()
     model.to(device).eval()
+    if counters.enabled():  # tests that prove where model work runs
+        counters.watch(model)
     card_path = local / "README.md" if is_local else None
     card = card_path.read_text(encoding="utf-8") if card_path and card_path.exists() else ""
     max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512),

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class ModelRunner:
         # (attention memory), while 32 x 128 is the fastest shape for short inputs.
         self.max_batch_tokens = max_batch_tokens
         self.forward_passes = 0  # examples actually run through the model
+        # Plain forward passes and the time they took: the engine's stored pass time (core/pass_time.py).
+        self.timed_passes = 0
+        self.forward_seconds = 0.0
         self.evaluations = 0  # examples asked for, cache hits included
         self._cache: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -141,8 +145,11 @@ class ModelRunner:
             ids[row, : len(key)] = torch.tensor(key)
             mask[row, : len(key)] = 1
         with self.loaded.lock, torch.inference_mode():
+            started = time.perf_counter()
             logits = self.classifier(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            self.forward_seconds += time.perf_counter() - started
         self.forward_passes += len(batch)
+        self.timed_passes += len(batch)
         return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
     def head_inputs(self, texts: Sequence[str], progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -57,8 +57,12 @@ class TaskKind:
 
     name: str
     title: str
-    run: Callable[[Engine, ModelRunner, dict[str, Any], Progress, ShouldStop], dict[str, Any]]
+    run: Callable[[Engine, ModelRunner | None, dict[str, Any], Progress, ShouldStop], dict[str, Any]]
     identity: Callable[[dict[str, Any]], dict[str, Any]] = lambda params: params
+    needs_model: bool = True  # False: the worker loads no model for it (a build makes one)
+    # It writes model files or other data under RASHOMON_HOME: only a worker that shares the server's
+    # RASHOMON_HOME takes it (a worker on another machine declares `--no-home-kinds`).
+    writes_home: bool = False
 
 
 @dataclass(frozen=True)
@@ -181,14 +185,76 @@ def _run_training_examples(engine: Engine, runner: ModelRunner, params: dict[str
     return {"methods": params["methods"]}
 
 
+def _run_head_importance(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                         should_stop: ShouldStop) -> dict[str, Any]:
+    from core.attention_checks import stored_head_importance
+
+    result = stored_head_importance(engine, runner, params["text"], params.get("target") or None,
+                                    fresh=bool(params.get("fresh")), progress=lambda f, m: progress("heads", f, m))
+    return {"target": result.target, "forward_passes": result.forward_passes}
+
+
+def _run_error_groups(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    from core.error_groups import stored_groups
+
+    groups = stored_groups(engine, runner, int(params["job"]), min_size=params.get("min_size") or None,
+                           fresh=bool(params.get("fresh")), progress=lambda f, m: progress("groups", f, m))
+    return {"groups": len(groups.groups), "errors": groups.errors}
+
+
+def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                       should_stop: ShouldStop) -> dict[str, Any]:
+    """Model A is the task's model (the worker's runner); model B is loaded here."""
+    from core.evaluation import heldout_inputs
+    from core.model_compare import stored_diff
+    from core.modelling import load_model
+
+    other = ModelRunner(load_model(params["b"]))
+    diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"])), fresh=bool(params.get("fresh")),
+                       progress=lambda f, m: progress("diff", f, m))
+    return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
+
+
+def _run_datamodeling(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    """The linear datamodeling check (surrogates retrained on random subsets), stored for the page."""
+    from core.data_attribution.retraining import linear_datamodeling
+    from core.data_attribution.store import save_retraining
+    from core.data_attribution.training_sets import training_set_for
+
+    training = training_set_for(engine, runner.loaded)
+    result = linear_datamodeling(runner.loaded, training, [params["text"]], params["methods"],
+                                 target=params.get("target") or None, subsets=int(params.get("subsets", 20)),
+                                 progress=lambda f, m: progress("datamodeling", f, m))
+    save_retraining(engine, runner.loaded, training, result)
+    return {"subsets": result.subsets, "retrained": result.retrained}
+
+
+def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any], progress: Progress,
+               should_stop: ShouldStop) -> dict[str, Any]:
+    from core.builds import run_build
+
+    return run_build(engine, runner, params, progress, should_stop)
+
+
+def _without_fresh(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "fresh"}
+
+
 KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
-    TaskKind("comparison", "Comparison", _run_comparison,
-             identity=lambda p: {k: v for k, v in p.items() if k != "fresh"}),
+    TaskKind("comparison", "Comparison", _run_comparison, identity=_without_fresh),
     TaskKind("stability", "Stability check", _run_stability),
     TaskKind("randomisation", "Randomisation check", _run_randomisation),
     TaskKind("document", "Whole document", _run_document),
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
-    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples),
+    # its first use prepares the training set's representations under RASHOMON_HOME
+    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples, writes_home=True),
+    TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
+    TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
+    TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
+    TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
+    TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),
 )}
 
 
@@ -230,12 +296,26 @@ def latest_for(engine: Engine, kind: str, model: str, params: dict[str, Any]) ->
     return latest(engine, task_key(kind, model, params))
 
 
-def list_tasks(engine: Engine, limit: int = 50, status: tuple[str, ...] = ()) -> list[Task]:
+def list_tasks(engine: Engine, limit: int = 50, status: tuple[str, ...] = (), kind: str = "") -> list[Task]:
     with session_scope(engine) as session:
         statement = select(TaskRecord).order_by(col(TaskRecord.id).desc()).limit(limit)
         if status:
             statement = statement.where(col(TaskRecord.status).in_(status))
+        if kind:
+            statement = statement.where(TaskRecord.kind == kind)
         return [Task.from_row(r) for r in session.exec(statement).all()]
+
+
+def record_ended(engine: Engine, kind: str, model: str, params: dict[str, Any], status: str,
+                 result: dict[str, Any], error: str = "") -> Task:
+    """Store work that ended outside the queue (imported from before it existed) as an ended task."""
+    with session_scope(engine) as session:
+        row = TaskRecord(kind=kind, model=model, params=json.dumps(params, ensure_ascii=False),
+                         key=task_key(kind, model, params), status=status, result=json.dumps(result), error=error,
+                         finished_at=utcnow())
+        session.add(row)
+        session.flush()
+        return Task.from_row(row)
 
 
 def request_stop(engine: Engine, task_id: int) -> bool:
@@ -277,9 +357,22 @@ def claim(engine: Engine, task: Task) -> str | None:
     return owner if claimed.rowcount == 1 and values["status"] == "running" else None
 
 
-def claim_next(engine: Engine) -> tuple[Task, str] | None:
-    """The oldest queued task, or one whose worker died, with this worker's lease on it."""
+def kinds_for(names: str = "", shares_home: bool = True) -> frozenset[str]:
+    """The kinds a worker takes: those named (comma-separated; default every kind), less those that write
+    under RASHOMON_HOME when it does not share the server's. An unknown name is a `TaskError`."""
+    chosen = [n.strip() for n in names.split(",") if n.strip()] or list(KINDS)
+    unknown = [n for n in chosen if n not in KINDS]
+    if unknown:
+        raise TaskError(f"Unknown task kind {', '.join(unknown)}; known: {', '.join(KINDS)}.")
+    return frozenset(n for n in chosen if shares_home or not KINDS[n].writes_home)
+
+
+def claim_next(engine: Engine, kinds: frozenset[str] | None = None) -> tuple[Task, str] | None:
+    """The oldest queued task of `kinds` (default: every kind), or one whose worker died, with this
+    worker's lease on it."""
     for task in list_tasks(engine, limit=200, status=ACTIVE)[::-1]:
+        if kinds is not None and task.kind not in kinds:
+            continue
         if (owner := claim(engine, task)) is not None:
             return get_task(engine, task.id), owner
     return None
@@ -327,11 +420,12 @@ def _keep_beating(engine: Engine, task_id: int, owner: str, done: threading.Even
 def one_line(exc: BaseException) -> str:
     """What a page shows for a failed task: the message of errors meant for people, else the type too."""
     from core.data_attribution.training_sets import TrainingDataError
+    from core.evaluation import EvaluationError
     from core.methods.base import ExplainError
     from core.modelling import ModelLoadError
 
     message = " ".join(str(exc).split()) or type(exc).__name__
-    meant_for_people = ExplainError | ModelLoadError | TaskError | TrainingDataError
+    meant_for_people = ExplainError | ModelLoadError | TaskError | TrainingDataError | EvaluationError
     return message if isinstance(exc, meant_for_people) else f"{type(exc).__name__}: {message}"
 
 
@@ -344,9 +438,15 @@ def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: 
     reporter = _Reporter(engine, task, owner)
     status, result, error = "done", {}, ""
     try:
-        runner = runner_for(task.model)
-        passes = runner.forward_passes
-        result = KINDS[task.kind].run(engine, runner, task.params, reporter, reporter.should_stop)
+        kind = KINDS[task.kind]
+        if kind.needs_model:
+            runner = runner_for(task.model)
+            passes, timed = runner.forward_passes, (runner.forward_seconds, runner.timed_passes)
+        result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
+        if runner is not None:
+            from core.pass_time import record_from_runner
+
+            record_from_runner(engine, runner, *timed)
     except StopRequested as exc:
         status, error = "stopped", str(exc)
     except Exception as exc:  # the page shows one line; the worker's log keeps the traceback
@@ -393,12 +493,13 @@ def model_runners(max_models: int = 3) -> Callable[[str], ModelRunner]:
 
 
 def work(engine: Engine, runner_for: Callable[[str], ModelRunner], *, once: bool = False, poll: float = 0.5,
-         keep_going: Callable[[], bool] = lambda: True, on_task: Callable[[Task], None] | None = None) -> int:
-    """A worker's loop: claim the oldest task, run it, repeat; with `once`, stop when none is waiting.
-    Returns how many tasks it ran."""
+         keep_going: Callable[[], bool] = lambda: True, on_task: Callable[[Task], None] | None = None,
+         kinds: frozenset[str] | None = None) -> int:
+    """A worker's loop: claim the oldest task (of `kinds`), run it, repeat; with `once`, stop when none is
+    waiting. Returns how many tasks it ran."""
     ran = 0
     while keep_going():
-        claimed = claim_next(engine)
+        claimed = claim_next(engine, kinds)
         if claimed is None:
             if once:
                 break

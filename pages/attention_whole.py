@@ -3,10 +3,11 @@
 import streamlit as st
 
 from core import charts
-from core.attention_checks import head_importance
+from core.attention_checks import stored_head_importance
 from core.attention_views import attention_view
 from core.methods.base import ExplainError
 from core.render import md
+from pages.resources import engine, task_button
 
 
 @st.fragment  # its widgets rerun this section only, not the whole comparison above it
@@ -34,12 +35,11 @@ def show(runner, text: str, target: str) -> None:
     st.altair_chart(charts.head_view(view, int(layer), int(head), minimum), width="content")
 
     heads = view.layers * view.heads
-    key = ("head_importance", runner.loaded.fingerprint, text, target)
-    if st.button(f"Head importance ({heads} model passes)", key="attention_heads",
-                 help="Silence each head in turn (Michel et al. 2019) and measure the change in the target probability."):
-        with st.spinner(f"Silencing {heads} heads..."):
-            st.session_state[key] = head_importance(runner, text, target or None)
-    result = st.session_state.get(key)
+    result = stored_head_importance(engine(), runner, text, target or None, only_stored=True)
+    if result is None:  # silencing each head in turn (Michel et al. 2019) runs on a worker
+        task_button(f"Head importance ({heads} model passes)", "head_importance", {"text": text, "target": target or ""},
+                    runner, titles={"heads": "Silencing each head in turn"}, key="attention_heads", primary=False)
+        result = stored_head_importance(engine(), runner, text, target or None, only_stored=True)
     if result is not None:
         st.altair_chart(charts.head_importance(result), width="content")
         strongest = ", ".join(f"layer {la} head {h} ({e:+.3f})" for la, h, e in result.most_important(3))

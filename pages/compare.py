@@ -4,10 +4,10 @@ import pandas as pd
 import streamlit as st
 
 from core import agreement, charts, compare
-from core.corpus.estimate import seconds_per_pass
 from core.data_attribution.view import DataView
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
+from core.pass_time import estimate_sentence, stored_pass_time
 from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, estimate_view, open_report
@@ -140,11 +140,6 @@ with st.expander("Input text", expanded=False):
     st.text(text)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def pass_seconds(_runner, fingerprint: str, text: str) -> float:
-    return seconds_per_pass(_runner, [text])
-
-
 def keep_first_window(window: str) -> None:
     st.session_state["free_text"] = window
 
@@ -165,9 +160,7 @@ if estimate.truncated_words:
     if snapshot_id is None:
         st.button("Keep only the first window", on_click=keep_first_window, args=(runner.prepare(text).text,))
 if report is None or not report.measured:
-    seconds = estimate.forward_passes * pass_seconds(runner, runner.loaded.fingerprint, text)
-    st.caption(f"Run will cost about {estimate.forward_passes:,.0f} model passes, roughly "
-               f"{seconds:,.0f} s on this machine (stored results and repeated inputs make it cheaper).")
+    st.caption(estimate_sentence(estimate.forward_passes, stored_pass_time(db, runner.loaded.fingerprint)))
 
 titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
 last = task_button("Run", "comparison", task_params, runner, titles=titles, key="compare", extra={"fresh": fresh},

@@ -7,6 +7,7 @@ from core import charts, corpus
 from core.compare import ViewState
 from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
+from core.pass_time import stored_pass_time
 from core.render import md
 from core.snapshots import list_tags
 from pages.resources import engine, job_runner, runner_or_stop
@@ -15,11 +16,11 @@ db = engine()
 jobs_runner = job_runner()
 
 
-@st.cache_data(max_entries=32, ttl=600, show_spinner="Estimating the time…")
+@st.cache_data(max_entries=32, ttl=600, show_spinner=False)
 def estimate(_runner, fingerprint: str, methods: tuple[str, ...], texts: tuple[str, ...],
              faithfulness_inputs: int) -> float:
-    """Measured once per choice: the page reruns whenever a corpus input finishes."""
-    return corpus.estimate_seconds(_runner, list(methods), list(texts), faithfulness_inputs=faithfulness_inputs)
+    """Passes from the methods' cost models (the tokenizer only: no model work here), once per choice."""
+    return corpus.estimate_passes(_runner, list(methods), list(texts), faithfulness_inputs=faithfulness_inputs)
 
 
 st.title("Corpus")
@@ -74,14 +75,18 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     slow = [m for m in methods if get_method(m).speed == Speed.SLOW]
     confirmed = True
     if inputs and methods:
-        seconds = estimate(runner, runner.loaded.fingerprint, tuple(methods), tuple(i.text for i in inputs),
-                           int(faithfulness_inputs))
+        passes = estimate(runner, runner.loaded.fingerprint, tuple(methods), tuple(i.text for i in inputs),
+                          int(faithfulness_inputs))
+        per_pass = stored_pass_time(db, runner.loaded.fingerprint)  # measured by a worker, never here
+        how_long = (f"about {passes * per_pass / 60:.1f} minutes ({passes:,.0f} model passes)" if per_pass is not None
+                    else f"not measured yet ({passes:,.0f} model passes; a worker measures this model's pass time "
+                         "when it loads it)")
         if slow:
-            st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow: roughly {seconds / 60:.0f} minutes "
-                       "on this machine.")
+            st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow. Estimated time on this machine: "
+                       f"{how_long}.")
             confirmed = st.checkbox("Start anyway", key="corpus_confirm")
         else:
-            st.caption(f"Estimated time on this machine: about {seconds / 60:.1f} minutes.")
+            st.caption(f"Estimated time on this machine: {how_long}.")
     if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
         try:
             job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,

@@ -2,7 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, corpus
-from core.builds import start_rebuild
+from core.builds import submit_build
 from core.compare import ViewState
 from core.data_attribution.view import DataView
 from core.default_model import LABELS
@@ -15,11 +15,10 @@ from core.evaluation import (
     inputs_from_file,
     labelled_snapshot_inputs,
 )
-from core.methods.base import ExplainError
 from core.methods.registry import fast_methods
 from core.render import md
-from pages.resources import engine, job_runner, runner_or_stop
-from pages.ui import streamlit_progress
+from core.tasks import TaskError
+from pages.resources import engine, ensure_task_workers, job_runner, runner_or_stop, task_button
 
 db = engine()
 jobs_runner = job_runner()
@@ -135,13 +134,10 @@ job_model = runner_or_stop(job.model)  # the model this evaluation ran
 min_size = int(st.number_input("Smallest group (0: automatic, 5 or one in 40 errors)", 0, 500, 0,
                                key="evaluation_min_size")) or None
 groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
-if groups is None and st.button("Group the errors", type="primary", disabled=job.status != "done"):
-    bar = st.progress(0.0, text="Starting")
-    try:
-        groups = stored_groups(db, job_model, job_id, min_size=min_size, progress=streamlit_progress(bar))
-    except (EvaluationError, ExplainError) as exc:
-        st.error(md(str(exc)))
-    bar.empty()
+if groups is None:  # grouping runs on a worker; the page follows it and then reads the stored groups
+    task_button("Group the errors", "error_groups", {"job": job_id, "min_size": min_size or 0}, job_model,
+                titles={"groups": "Grouping the errors"}, key="evaluation_groups", disabled=job.status != "done")
+    groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
 if groups is not None:
     st.caption(md(f"{groups.errors} errors: {len(groups.groups)} groups, {len(groups.scattered)} in no group. "
                   f"Words from {', '.join(groups.methods)} (top {groups.k}) against {groups.reference_inputs} correct "
@@ -169,8 +165,13 @@ if groups is not None:
             if list(job_model.loaded.labels) == list(LABELS) and st.button(
                     "Rebuild the default model with this group as extra training rows (their gold labels)",
                     key=f"evaluation_rebuild_{group.id}"):
-                started = start_rebuild(group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
-                st.success(f"Build {started.id} started in a process of its own (about 9 minutes on 2 cores); "
+                try:
+                    started = submit_build(db, group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
+                except TaskError as exc:
+                    st.error(md(str(exc)))
+                    st.stop()
+                ensure_task_workers()
+                st.success(f"Build {started.id} queued for a worker (about 9 minutes on 2 cores); "
                            "the old model stays as it is.")
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:

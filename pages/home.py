@@ -1,15 +1,13 @@
 import streamlit as st
 
-from core import tasks
+from core import builds, tasks
 from core.db import masked_url
-from core.default_model import BuildConfig, build_default_model
 from core.first_token import first_token_model
 from core.render import md
 from core.settings import load_settings
 from core.snapshots import counts
 from core.store import stored_count
-from pages.resources import cached_model, engine, model_or_message, task_worker_pids
-from pages.ui import streamlit_progress
+from pages.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
 
 settings = load_settings()
 st.title("Rashomon")
@@ -23,13 +21,13 @@ with left:
         settings.default_model_dir / "config.json").exists()
     if default_missing:
         st.warning("The offline default model has not been built yet. Building it fine-tunes MiniLM on "
-                   "~8,000 labelled tweets (about 5 minutes on a 2-core CPU).")
-        if st.button("Build the default model", type="primary"):
-            bar = st.progress(0.0, text="Starting")
-            report = build_default_model(settings.default_model_dir, BuildConfig(), progress=streamlit_progress(bar))
-            cached_model.clear()
-            st.success(f"Built: held-out macro-F1 {report.macro_f1:.3f}, accuracy {report.accuracy:.3f}.")
-            st.rerun()
+                   "~8,000 labelled tweets (about 5 minutes on a 2-core CPU), on a worker: you can leave this page.")
+        build = task_button("Build the default model", builds.KIND, builds.build_params(), None,
+                            titles={"build": "Building the default model"}, key="home_build",
+                            on_end=lambda _task: (cached_model.clear(), st.rerun()))
+        if build is not None and build.status == "done":
+            result = build.result
+            st.success(f"Built {md(result.get('output_dir', ''))}: held-out macro-F1 {result.get('macro_f1', 0):.3f}.")
     else:
         model = model_or_message()
         if model is not None:

@@ -10,8 +10,7 @@ from core.methods.registry import METHODS, fast_methods
 from core.model_compare import explain_both, stored_diff
 from core.render import highlighted_text, md
 from core.store import explain_stored
-from pages.resources import engine, runner_or_stop
-from pages.ui import streamlit_progress
+from pages.resources import engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Model vs model")
@@ -21,7 +20,8 @@ st.caption("Did the fix work? Two classifiers with the same labels on the same l
 
 
 def show_build(build: Build) -> None:
-    title = f"Build {build.id} ({build.extra_rows} extra rows from {build.source})"
+    title = (f"Build {build.id} ({build.extra_rows} extra rows from {build.source})" if build.extra_rows
+             else f"Build {build.id} (the default model)")
     if build.error:
         st.error(md(f"{title}: {build.error}"))
     elif build.finished:
@@ -31,12 +31,12 @@ def show_build(build: Build) -> None:
         st.progress(max(0.0, min(1.0, build.fraction)), text=md(f"{title}: {build.message}"))
 
 
-builds = list_builds()
+builds = list_builds(db)
 
 
 @st.fragment(run_every=3 if any(b.running for b in builds) else None)
 def builds_section() -> None:
-    for build in list_builds()[:5]:
+    for build in list_builds(db)[:5]:
         show_build(build)
 
 
@@ -67,13 +67,13 @@ a, b = runner_or_stop(spec_a), runner_or_stop(spec_b)
 inputs = heldout_inputs(limit)
 try:
     diff = stored_diff(db, a, b, inputs, only_stored=True)
-    if diff is None and st.button("Compare on the held-out rows", type="primary"):
-        bar = st.progress(0.0, text="Starting")
-        diff = stored_diff(db, a, b, inputs, progress=streamlit_progress(bar))
-        bar.empty()
 except EvaluationError as exc:
     st.error(md(str(exc)))
     st.stop()
+if diff is None:  # the diff over up to 2,000 rows runs on a worker; the page follows it, then reads the store
+    task_button("Compare on the held-out rows", "model_compare", {"b": b.loaded.path, "limit": limit}, a,
+                titles={"diff": "Both models on the held-out rows"}, key="models_diff")
+    diff = stored_diff(db, a, b, inputs, only_stored=True)
 if diff is not None:
     st.dataframe(pd.DataFrame([{"measure": d.name, "A": d.a, "B": d.b, "change": d.delta,
                                 "95% interval": f"{d.low:+.3f} .. {d.high:+.3f}"} for d in diff.deltas]).round(3),

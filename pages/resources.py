@@ -98,13 +98,14 @@ def task_worker_pids() -> list[int]:
     return _local_workers(settings.task_workers, str(settings.home)).pids() if settings.task_workers else []
 
 
-def start_task(kind: str, params: dict, runner: ModelRunner):
-    """Submit page work on `runner`'s model for the workers (or run it here and now when
-    RASHOMON_TASK_WORKERS=0); the task as it stands, or after a one-line error the page stops."""
+def start_task(kind: str, params: dict, runner: ModelRunner | None):
+    """Submit page work on `runner`'s model (None: a kind that needs no model, such as a build) for the
+    workers, or run it here and now when RASHOMON_TASK_WORKERS=0; the task as it stands, or after a
+    one-line error the page stops."""
     from core import tasks
 
     try:
-        task = tasks.submit(engine(), kind, runner.loaded.path, params)
+        task = tasks.submit(engine(), kind, runner.loaded.path if runner is not None else "", params)
         if load_settings().task_workers == 0:
             return tasks.run_here(engine(), runner, task.id)
     except tasks.TaskError as exc:
@@ -114,7 +115,7 @@ def start_task(kind: str, params: dict, runner: ModelRunner):
     return task
 
 
-def task_button(label: str, kind: str, params: dict, runner: ModelRunner, *, titles: dict[str, str] | None,
+def task_button(label: str, kind: str, params: dict, runner: ModelRunner | None, *, titles: dict[str, str] | None,
                 key: str, extra: dict | None = None, disabled: bool = False, primary: bool = True,
                 stop_help: str = "", on_end=None):
     """A page's button for one task, and that task as it stands: while it runs, its progress and Stop (the
@@ -126,7 +127,7 @@ def task_button(label: str, kind: str, params: dict, runner: ModelRunner, *, tit
 
     db = engine()
     on_end = on_end or (lambda _task: st.rerun())
-    last = tasks.latest_for(db, kind, runner.loaded.path, params)
+    last = tasks.latest_for(db, kind, runner.loaded.path if runner is not None else "", params)
     if st.button(label, key=f"{key}_run", type="primary" if primary else "secondary",
                  disabled=disabled or (last is not None and last.active),
                  help="Runs on a worker process: you can leave the page and come back to this address."):

@@ -1,23 +1,20 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts
+from core import builds, charts
 from core.compare import ViewState
 from core.data_attribution.attribute import agreement, suspicious
 from core.data_attribution.features import preparation_dir
 from core.data_attribution.registry import data_method, data_methods
-from core.data_attribution.retraining import LdsResult, RemovalResult, linear_datamodeling
-from core.data_attribution.store import retraining_checks, save_retraining, stored_attributions
+from core.data_attribution.retraining import LdsResult, RemovalResult
+from core.data_attribution.store import retraining_checks, stored_attributions
 from core.data_attribution.training_sets import TrainingDataError, attach, read_examples, training_set_for
 from core.data_attribution.view import MAX_K, DataView, compare_link
-from core.default_model import BuildConfig, build_default_model
 from core.methods.base import ExplainError
 from core.passages import PassageChoice, paragraphs, select_passage
 from core.render import md, prediction_bars, training_examples
-from core.settings import load_settings
 from core.snapshots import get_snapshot, list_links
 from pages.resources import cached_model, engine, runner_or_stop, task_button
-from pages.ui import streamlit_progress
 
 db = engine()
 st.title("Training data")
@@ -91,12 +88,10 @@ try:
     training = training_set_for(db, loaded)
 except TrainingDataError as exc:
     st.warning(md(str(exc)))
-    settings = load_settings()
-    if "rebuild" in str(exc) and st.button("Rebuild the default model (about 8 minutes)", type="primary"):
-        bar = st.progress(0.0, text="Starting")
-        build_default_model(settings.default_model_dir, BuildConfig(), progress=streamlit_progress(bar))
-        cached_model.clear()
-        st.rerun()
+    if "rebuild" in str(exc):  # on a worker: the page follows the build and reloads the model after it
+        task_button("Rebuild the default model (about 8 minutes)", builds.KIND, builds.build_params(), None,
+                    titles={"build": "Rebuilding the default model"}, key="data_build",
+                    on_end=lambda _task: (cached_model.clear(), st.rerun()))
     with st.expander("Attach a training set to this model", expanded="attach" in str(exc)):
         upload = st.file_uploader("CSV or JSONL with text and label columns", type=["csv", "jsonl"], key="data_upload")
         if upload is not None and st.button("Attach"):
@@ -192,15 +187,9 @@ if datamodeling is not None:
                   f"training set, between the sum of a method's scores over that subset and the retrained output. "
                   f"Retrained: {datamodeling.retrained}. 1 = the method predicts retraining perfectly, 0 = no better "
                   f"than chance. {datamodeling.seconds:.0f} s."))
-if st.button("Run the datamodeling check on this input (20 retrained surrogates)"):
-    bar = st.progress(0.0, text="Starting")
-    try:
-        result = linear_datamodeling(loaded, training, [text], methods, target=target or None, subsets=20,
-                                     progress=streamlit_progress(bar))
-        save_retraining(db, loaded, training, result)
-        st.rerun()
-    except (TrainingDataError, ExplainError) as exc:
-        st.error(md(str(exc)))
+task_button("Run the datamodeling check on this input (20 retrained surrogates)", "datamodeling",
+            {"text": text, "methods": methods, "target": target, "subsets": 20}, runner,
+            titles={"datamodeling": "Retraining the surrogates"}, key="data_datamodeling", primary=False)
 removal = next((c for c in checks if isinstance(c, RemovalResult) and c.text == text), None)
 if removal is not None:
     st.markdown(md(f"**Removal and whole-model retraining** (target {removal.target}: probability "

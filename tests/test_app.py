@@ -434,7 +434,7 @@ def test_compare_shows_attention_whole_and_head_importance(home):
     assert not app.exception
     assert len(app.get("vega_lite_chart")) == charts_before + 2  # the layer x head grid and the head view
     app.number_input(key="attention_head").set_value(1).run()
-    app.button(key="attention_heads").click().run()
+    app.button(key="attention_heads_run").click().run()  # runs as a task (here: in the page, no workers)
     assert not app.exception
     caption = next(c.value for c in app.caption if "when each head is silenced" in c.value)
     assert "4 model passes" in caption  # the tiny model: 2 layers x 2 heads, the prediction already cached

@@ -3,6 +3,7 @@
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ from core import checks, tasks
 from core.db import session_scope
 from core.leases import process_alive
 from core.reports import open_report, run_report
-from core.schema import ExplanationRecord
+from core.schema import ExplanationRecord, utcnow
 from tests.support.gate import entered, open_gate
 from tests.support.waiting import wait_until
 
@@ -233,13 +234,13 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
     assert "stopped" in capsys.readouterr().out
 
 
-def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, trained_tiny_model_dir):
-    """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
+@pytest.fixture
+def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
+    """Parameters for one task of every kind on the trained tiny model, and what the checks need."""
+    from core import corpus
+    from core.builds import build_params
     from core.counterfactuals import ANY_OTHER, SEARCH
-    from core.data_attribution.store import stored_attributions
-    from core.data_attribution.training_sets import training_set_for
-    from core.documents import explain_document
-    from core.edit_checks import edit_report
+    from core.evaluation import create_evaluation, heldout_inputs
     from core.modelling import load_model
     from core.runner import ModelRunner
     from core.schema import Link, Snapshot
@@ -257,24 +258,125 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     edits = {"text": TEXT, "methods": ["occlusion"], "target": ANY_OTHER, "order": SEARCH,
              "params": {"max_edits": 2, "similarity": 0.5}, "options": {}, "k": 3}
     document = {"snapshot": snapshot_id, "methods": ["occlusion"], "target": "", "overlap": 0.25, "window_tokens": 16}
+    evaluation = create_evaluation(engine, "held-out", heldout_inputs(40), runner.loaded.labels, model=model)
+    assert corpus.run_job(engine, runner, evaluation).status == "done"
+    other = str(tiny_model_dir)  # model B of the diff: the untrained tiny model, same labels
     cases = {"comparison": comparison(),
              "stability": {"texts": [TEXT], "methods": ["saliency"], "quick": True, "k": 5},
              "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
              "document": document, "edits": edits,
-             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3}}
+             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
+             "head_importance": {"text": TEXT, "target": ""},
+             "error_groups": {"job": evaluation, "min_size": 3},
+             "model_compare": {"b": other, "limit": 12},
+             "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
+             "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
-    for kind, params in cases.items():
-        task = tasks.run_here(engine, runner, tasks.submit(engine, kind, model, params).id)
+    return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,
+            "edits": edits}
+
+
+def submit_case(engine, kind_cases, kind: str) -> tasks.Task:
+    on = kind_cases["model"] if tasks.KINDS[kind].needs_model else ""
+    return tasks.submit(engine, kind, on, kind_cases["cases"][kind])
+
+
+def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases):
+    """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
+    from core.attention_checks import stored_head_importance
+    from core.counterfactuals import ANY_OTHER, SEARCH
+    from core.data_attribution.store import retraining_checks, stored_attributions
+    from core.data_attribution.training_sets import training_set_for
+    from core.documents import explain_document
+    from core.edit_checks import edit_report
+    from core.error_groups import stored_groups
+    from core.evaluation import heldout_inputs
+    from core.model_compare import stored_diff
+    from core.modelling import load_model
+    from core.runner import ModelRunner
+
+    runner = kind_cases["runner"]
+    for kind in tasks.KINDS:
+        task = tasks.run_here(engine, runner, submit_case(engine, kind_cases, kind).id)
         assert task.status == "done", (kind, task.error)
         assert task.seconds > 0 and task.attempts == 1
-        if kind in ("comparison", "document", "edits"):  # their passes all go through the worker's runner
-            assert task.forward_passes > 0
+        if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_examples",
+                                                          "datamodeling", "model_compare"):
+            assert task.forward_passes > 0, kind  # its passes all go through the worker's runner
 
     assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
     assert explain_document(engine, runner, LONG_TEXT, ["occlusion"], overlap=0.25, window_tokens=16,
                             only_stored=True) is not None
     assert edit_report(engine, runner, TEXT, ["occlusion"], only_stored=True, target=ANY_OTHER, order=SEARCH,
-                       params=edits["params"], options={}, k=3) is not None
+                       params=kind_cases["edits"]["params"], options={}, k=3) is not None
+    assert stored_head_importance(engine, runner, TEXT, only_stored=True) is not None
+    assert stored_groups(engine, runner, kind_cases["evaluation"], min_size=3, only_stored=True) is not None
+    other = ModelRunner(load_model(kind_cases["other"]))
+    assert stored_diff(engine, runner, other, heldout_inputs(12), only_stored=True) is not None
+    assert (home / "models" / "default-sentiment" / "config.json").exists()  # the build's model
     training = training_set_for(engine, runner.loaded)
+    assert retraining_checks(engine, runner.loaded, training)  # the datamodeling check's stored result
     assert stored_attributions(engine, runner.loaded, training, TEXT, ["nearest", "tracin"], k=3,
                                only_stored=True)[1]
+
+
+def test_every_kind_stops_when_asked_while_it_runs(engine, kind_cases):
+    """A stop asked of a running task of any kind ends it as stopped at its first progress report."""
+    from sqlalchemy import update
+
+    from core.schema import TaskRecord
+
+    for kind in tasks.KINDS:
+        submitted = submit_case(engine, kind_cases, kind)
+        owner = tasks.claim(engine, submitted)
+        assert owner is not None
+        with engine.begin() as connection:  # asked from a page or the CLI while a worker holds it
+            connection.execute(update(TaskRecord).where(TaskRecord.id == submitted.id).values(stop_requested=True))
+        ended = tasks.run_claimed(engine, lambda _spec: kind_cases["runner"], tasks.get_task(engine, submitted.id), owner)
+        assert ended.status == "stopped", (kind, ended.status, ended.error)
+        assert not ended.active and not tasks.request_stop(engine, submitted.id)
+
+
+def test_every_kind_is_taken_over_when_its_worker_dies(engine, kind_cases):
+    """A task of any kind whose worker died (a dead process holds its lease) is claimed again and finishes."""
+    from sqlalchemy import update
+
+    from core.schema import TaskRecord
+
+    # No process can have the pid the kernel never hands out (pid_max itself).
+    dead_owner = f"{socket.gethostname()}:{int(Path('/proc/sys/kernel/pid_max').read_text())}:gone"
+    for kind in tasks.KINDS:
+        submitted = submit_case(engine, kind_cases, kind)
+        with engine.begin() as connection:  # as a killed worker leaves it: running, its lease held by the dead
+            connection.execute(update(TaskRecord).where(TaskRecord.id == submitted.id).values(
+                status="running", owner=dead_owner, heartbeat_at=utcnow(), attempts=1))
+        assert tasks.is_stale(tasks.get_task(engine, submitted.id))
+        ended = tasks.run_here(engine, kind_cases["runner"], submitted.id)
+        assert (ended.status, ended.attempts) == ("done", 2), (kind, ended.error)
+
+
+def test_a_worker_takes_only_the_kinds_it_declares(engine, capsys):
+    """A worker on another machine leaves the kinds that write under RASHOMON_HOME to workers that share it."""
+    import json
+
+    from core.cli import main
+
+    assert tasks.kinds_for() == frozenset(tasks.KINDS)
+    remote = tasks.kinds_for(shares_home=False)
+    assert remote == {name for name, kind in tasks.KINDS.items() if not kind.writes_home}
+    assert "build" not in remote and "comparison" in remote
+    with pytest.raises(tasks.TaskError, match="Unknown task kind nonsense"):
+        tasks.kinds_for("comparison,nonsense")
+    build = tasks.submit(engine, "build", "", {"extra_csv": "", "options": []})
+    comparison_task = tasks.submit(engine, "comparison", "m", comparison())
+    claimed, _owner = tasks.claim_next(engine, remote)
+    assert claimed.id == comparison_task.id  # the older build is left for a worker that shares the home
+    assert tasks.get_task(engine, build.id).status == "queued"
+    assert tasks.claim_next(engine, frozenset({"stability"})) is None
+
+    assert main(["tasks", "kinds", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["kind"] for row in listed] == list(tasks.KINDS)
+    assert {row["kind"] for row in listed if row["writes_home"]} == set(tasks.KINDS) - remote
+    assert main(["worker", "--kinds", "nonsense", "--once"]) == 1
+    assert capsys.readouterr().err.strip() == (f"rashomon: Unknown task kind nonsense; known: {', '.join(tasks.KINDS)}.")

@@ -37,23 +37,7 @@ def cmd_build_default(args: argparse.Namespace) -> None:
                          checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
                          extra_source=Path(args.extra_training).name if extra else "")
     progress = quiet if args.json else progress_bar("build")
-    if args.status_file:  # a build started from a page: the page reads its progress from this file
-        from core.builds import write_status
-
-        status = Path(args.status_file)
-
-        def progress(fraction: float, message: str) -> None:
-            write_status(status, fraction=fraction, message=message)
-
-    try:
-        report = build_default_model(output, config, progress=progress, extra=extra)
-    except Exception as exc:
-        if args.status_file:
-            write_status(status, error=f"The build failed: {exc}")
-        raise
-    if args.status_file:
-        write_status(status, finished=True, fraction=1.0, output_dir=report.output_dir, accuracy=report.accuracy,
-                     macro_f1=report.macro_f1, message=f"Built {report.output_dir}")
+    report = build_default_model(output, config, progress=progress, extra=extra)
     if args.json:
         print_json({"output_dir": report.output_dir, "built": True, "accuracy": report.accuracy,
                     "macro_f1": report.macro_f1, "train_seconds": report.train_seconds,
@@ -110,8 +94,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--label-column", default="label")
     build.add_argument("--if-missing", action="store_true", help="do nothing when the model already exists")
     build.add_argument("--json", action="store_true")
-    build.add_argument("--status-file", help="write progress and the outcome to this JSON file (builds started "
-                       "from a page)")
     build.set_defaults(func=cmd_build_default)
     listing = model.add_parser("list", help="models built by Rashomon (versions) with their held-out scores")
     listing.add_argument("--json", action="store_true")

@@ -42,20 +42,27 @@ def cmd_worker(args: argparse.Namespace) -> None:
         _exit_with(args.parent_pid)
     db = engine()
     runners = tasks.model_runners()
+    try:
+        kinds = tasks.kinds_for(args.kinds, shares_home=not args.no_home_kinds)
+    except tasks.TaskError as exc:
+        raise CliError(str(exc)) from exc
 
     def report(task: tasks.Task) -> None:
         line = f"task {task.id} ({task.kind}): {task.status} in {task.seconds:.1f} s, {task.forward_passes} passes"
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
     with contextlib.suppress(Exception):  # the configured model, loaded and warmed up before the first task
+        from core.pass_time import measure_pass_time
+
         loaded = runners("").loaded
+        measure_pass_time(db, runners(""))  # what every page's time estimate for this model reads
         if not args.no_warm_up:
             from core.warmup import warm_up
 
             warm_up(loaded)
     print(f"rashomon worker {os.getpid()}: waiting for work", flush=True)
     while True:
-        ran = tasks.work(db, runners, once=True, on_task=report)
+        ran = tasks.work(db, runners, once=True, on_task=report, kinds=kinds)
         if not args.tasks_only:
             waiting = [j for j in reversed(corpus.list_jobs(db))
                        if (j.status == "queued" or corpus.is_stale(j)) and j.finished < j.total]
@@ -103,18 +110,40 @@ def cmd_task_stop(args: argparse.Namespace) -> None:
     print(f"Asked task {args.task} to stop.")
 
 
+def cmd_task_kinds(args: argparse.Namespace) -> None:
+    from core import tasks
+
+    rows = [{"kind": k.name, "title": k.title, "needs_model": k.needs_model, "writes_home": k.writes_home}
+            for k in tasks.KINDS.values()]
+    if args.json:
+        print_json(rows)
+        return
+    for row in rows:
+        notes = [note for note, on in (("no model loaded", not row["needs_model"]),
+                                       ("writes under RASHOMON_HOME", row["writes_home"])) if on]
+        print(f"{row['kind']}: {row['title']}" + (f" ({'; '.join(notes)})" if notes else ""))
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    listing = sub.add_parser("tasks", help="page work (comparisons, checks): the newest first, or stop one")
+    listing = sub.add_parser("tasks", help="heavy work (comparisons, checks, groups, builds...): the newest first, or stop one")
     listing.add_argument("--limit", type=int, default=20)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_tasks)
     task_commands = listing.add_subparsers(dest="tasks_command")
+    kinds = task_commands.add_parser("kinds", help="the kinds of heavy work, from the task registry")
+    kinds.add_argument("--json", action="store_true")
+    kinds.set_defaults(func=cmd_task_kinds)
     stop = task_commands.add_parser("stop", help="stop a queued or running task (finished parts are kept)")
     stop.add_argument("task", type=int)
     stop.set_defaults(func=cmd_task_stop)
     worker = sub.add_parser("worker", help="run queued page tasks and corpus jobs from the shared database")
     worker.add_argument("--workers", type=int, default=0, help="local worker processes per corpus job (0: this process)")
     worker.add_argument("--tasks-only", action="store_true", help="page tasks only, no corpus jobs")
+    worker.add_argument("--kinds", default="", help="comma-separated task kinds this worker takes (default: all; "
+                                                    "`rashomon tasks kinds` lists them)")
+    worker.add_argument("--no-home-kinds", action="store_true",
+                        help="this worker does not share the server's RASHOMON_HOME (another machine): leave the "
+                             "kinds that write model files or preparations there to workers that do")
     worker.add_argument("--once", action="store_true", help="run what is queued, then exit")
     worker.add_argument("--poll", type=float, default=0.5, help="seconds between looks for new work")
     worker.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

@@ -1,0 +1,30 @@
+"""RASHOMON_COUNT_PASSES: a process's model loads and passes, counted where the browser suite reads them."""
+
+from __future__ import annotations
+
+import os
+
+from core import counters
+
+
+def test_loads_and_every_kind_of_pass_are_counted(home, monkeypatch, tiny_model_dir):
+    from core.explain import explain
+    from core.modelling import load_model
+    from core.runner import ModelRunner
+
+    monkeypatch.setattr(counters, "_counts", {"loads": 0, "passes": 0})
+    assert counters.read(os.getpid()) == {"loads": 0, "passes": 0}
+    monkeypatch.setenv(counters.ENV, "1")
+    loaded = load_model(str(tiny_model_dir))
+    assert counters.read(os.getpid())["loads"] == 1
+    runner = ModelRunner(loaded)  # it checks the first-token shortcut against full passes: counted too
+    before = counters.read(os.getpid())["passes"]
+    runner.probabilities_for_texts(["One review.", "Another review.", "A third."])
+    assert counters.read(os.getpid())["passes"] - before == runner.forward_passes == 3  # one batch of three
+    before = counters.read(os.getpid())["passes"]
+    saliency = explain(ModelRunner(runner.loaded), "The food was cold.", "saliency")
+    # A gradient pass runs the embeddings too: counted (the runner counts its backward pass as another).
+    assert counters.read(os.getpid())["passes"] - before >= 1 and saliency.forward_passes >= 1
+    monkeypatch.delenv(counters.ENV)
+    load_model(str(tiny_model_dir))  # not watched: nothing counted
+    assert counters.read(os.getpid())["loads"] == 1

@@ -142,6 +142,15 @@ def explain_document(engine: Engine, runner: ModelRunner, text: str, methods: Se
     if not text.strip():
         raise ExplainError("The document is empty.")
     label = label_for(runner, target)
+    if label == PREDICTED and only_stored:
+        # Reading the store costs no pass: the document's label is the one whose stored windows'
+        # probabilities (each explanation keeps its input's) average highest for that same label.
+        for candidate in runner.loaded.labels:
+            stored = explain_document(engine, runner, text, methods, candidate, options, overlap=overlap,
+                                      window_tokens=window_tokens, k=k, only_stored=True)
+            if stored is not None and _mean_label(stored.window_probabilities, runner.loaded.labels) == candidate:
+                return stored
+        return None
     windows = cut_windows(runner, text, overlap, window_tokens)
     passes_before = runner.forward_passes
     probabilities: list[dict[str, float]] = []
@@ -178,6 +187,12 @@ def explain_document(engine: Engine, runner: ModelRunner, text: str, methods: Se
         text=text, words=words, target=label, methods=methods, scores=scores, windows=windows, costs=costs,
         paragraphs=_paragraphs(text, words, scores, k), k=k, seconds=time.perf_counter() - started,
         window_probabilities=probabilities, prediction_passes=prediction_passes)
+
+
+def _mean_label(probabilities: Sequence[dict[str, float]], labels: Sequence[str]) -> str:
+    """The label with the highest mean probability over the windows (ties: the first label, as argmax)."""
+    means = [float(np.mean([p[label] for p in probabilities])) for label in labels]
+    return labels[int(np.argmax(means))]
 
 
 def normalised(scores: Sequence[float]) -> list[float]:

@@ -75,6 +75,13 @@ def _with_module(root: torch.nn.Module, path: str, replacement: torch.nn.Module)
     return clone
 
 
+def shortcut_known(model: torch.nn.Module) -> bool | None:
+    """Whether the shortcut serves this model, if that has been checked in this process; None if not yet
+    (checking costs model passes: a page asks this instead)."""
+    with _views_lock:
+        return _views[model] is not None if model in _views else None
+
+
 def first_token_model(model: torch.nn.Module) -> torch.nn.Module | None:
     """The model with a first-token-only last layer, or None when that would not give the same logits."""
     with _views_lock:

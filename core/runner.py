@@ -51,9 +51,10 @@ class ModelRunner:
                  max_batch_tokens: int = 2048, first_token_shortcut: bool = True) -> None:
         self.loaded = loaded
         self.model = loaded.model
-        shortened = first_token_model(loaded.model) if first_token_shortcut else None
-        self.first_token_shortcut = shortened is not None
-        self.classifier = shortened if shortened is not None else loaded.model  # for logits only
+        # The shortcut is checked against the full model on probe inputs (model passes): on first use, so
+        # that a runner made only to prepare text or read the store (a page) costs no pass at all.
+        self._wants_shortcut = first_token_shortcut
+        self._classifier: torch.nn.Module | None = None
         self.tokenizer = loaded.tokenizer
         self.device = loaded.device
         self.batch_size = batch_size
@@ -72,6 +73,18 @@ class ModelRunner:
         mask_id = self.tokenizer.mask_token_id
         self.mask_id = mask_id if mask_id is not None else self.tokenizer.unk_token_id
         self.mask_token = self.tokenizer.mask_token or self.tokenizer.unk_token
+
+    @property
+    def classifier(self) -> torch.nn.Module:
+        """What computes logits: the first-token shortcut where it gives the full model's numbers."""
+        if self._classifier is None:
+            shortened = first_token_model(self.loaded.model) if self._wants_shortcut else None
+            self._classifier = shortened if shortened is not None else self.loaded.model
+        return self._classifier
+
+    @property
+    def first_token_shortcut(self) -> bool:
+        return self.classifier is not self.loaded.model
 
     # -- text preparation -------------------------------------------------------------------
     def prepare(self, text: str) -> PreparedText:

@@ -2,7 +2,7 @@ import streamlit as st
 
 from core import builds, tasks
 from core.db import masked_url
-from core.first_token import first_token_model
+from core.first_token import shortcut_known
 from core.render import md
 from core.settings import load_settings
 from core.snapshots import counts
@@ -10,6 +10,7 @@ from core.store import stored_count
 from pages.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
 
 settings = load_settings()
+SHORTCUT = {True: "on", False: "off (full passes)", None: "checked by a worker on its first pass (`rashomon model info`)"}
 st.title("Rashomon")
 st.caption("Same input, several explanation methods, conflicting accounts: see where they disagree, "
            "measure it, and decide which account to believe.")
@@ -34,7 +35,7 @@ with left:
             st.markdown(f"**{md(model.name)}** — {model.source}")
             st.text(f"Path: {model.path}\nLabels: {', '.join(model.labels)}\nDevice: {model.device}\n"
                     f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}\n"
-                    f"First-token shortcut: {'on' if first_token_model(model.model) is not None else 'off (full passes)'}")
+                    f"First-token shortcut: {SHORTCUT[shortcut_known(model.model)]}")
             if model.card:
                 with st.expander("Model card"):
                     st.text(model.card)  # as text: a card from the hub must not load images or links

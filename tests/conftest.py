@@ -255,6 +255,7 @@ def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
         "/article": (200, html, article),
         "/long-review": (200, html, LONG_REVIEW),
         "/compared-review": (200, html, COMPARED_REVIEW),
+        "/tour-review": (200, html, LONG_REVIEW.replace(b"A long stay by the harbour", b"A tour of every page")),
         "/redirect1": (302, {"Location": "/redirect2"}, b""),
         "/redirect2": (301, {"Location": "/article"}, b""),
         "/loop-a": (302, {"Location": "/loop-b"}, b""),

@@ -17,8 +17,11 @@ def test_loads_and_every_kind_of_pass_are_counted(home, monkeypatch, tiny_model_
     monkeypatch.setenv(counters.ENV, "1")
     loaded = load_model(str(tiny_model_dir))
     assert counters.read(os.getpid())["loads"] == 1
-    runner = ModelRunner(loaded)  # it checks the first-token shortcut against full passes: counted too
+    runner = ModelRunner(loaded)
+    assert counters.read(os.getpid())["passes"] == 0  # a runner costs nothing until it runs the model
+    assert runner.first_token_shortcut  # checked against the full model on probe inputs: those passes count
     before = counters.read(os.getpid())["passes"]
+    assert before > 0
     runner.probabilities_for_texts(["One review.", "Another review.", "A third."])
     assert counters.read(os.getpid())["passes"] - before == runner.forward_passes == 3  # one batch of three
     before = counters.read(os.getpid())["passes"]

@@ -70,3 +70,15 @@ def test_document_errors_are_one_line(engine, runner):
         explain_document(engine, runner, DOCUMENT, [])
     with pytest.raises(ExplainError, match="Unknown label"):
         explain_document(engine, runner, DOCUMENT, ["occlusion"], target="nope")
+
+
+def test_a_stored_document_under_its_own_label_is_read_with_no_model_pass(engine, tiny_model):
+    """A page reads the stored document (the document's label: highest mean over windows) without a pass."""
+    computed = explain_document(engine, ModelRunner(tiny_model), DOCUMENT, ["occlusion"])
+    reader = ModelRunner(tiny_model)
+    stored = explain_document(engine, reader, DOCUMENT, ["occlusion"], only_stored=True)
+    assert reader.forward_passes == 0
+    assert stored is not None and stored.target == computed.target and stored.scores == computed.scores
+    means = np.mean([[p[label] for label in tiny_model.labels] for p in computed.window_probabilities], axis=0)
+    assert computed.target == tiny_model.labels[int(np.argmax(means))]
+    assert explain_document(engine, reader, DOCUMENT, ["saliency"], only_stored=True) is None  # not stored

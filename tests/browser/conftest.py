@@ -34,6 +34,8 @@ def app_server(tmp_path_factory, tiny_model_dir):
     port = free_port()
     env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_MODEL": str(tiny_model_dir),
            "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1", "HF_HUB_OFFLINE": "1", "RASHOMON_TASK_WORKERS": "2",
+           # the server and its workers count their model loads and passes (journey 14 reads the server's)
+           "RASHOMON_COUNT_PASSES": "1",
            # a page's rebuild button builds a tiny default model (the real one takes 9 minutes)
            "RASHOMON_BUILD_OPTIONS": "--train-rows 24 --heldout-rows 12 --checkpoints 1"}
     env.pop("RASHOMON_DATABASE_URL", None)
@@ -56,7 +58,7 @@ def app_server(tmp_path_factory, tiny_model_dir):
             process.kill()
             pytest.fail(f"streamlit did not start; see {log.name}")
         time.sleep(0.3)
-    yield {"url": url, "home": home, "env": env}
+    yield {"url": url, "home": home, "env": env, "pid": process.pid}
     process.terminate()
     try:
         process.wait(timeout=15)

@@ -465,3 +465,103 @@ def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey)
     ran = [t for t in tasks.list_tasks(db) if t.kind == "comparison" and "Visit" in t.params["text"]]
     assert [t.status for t in ran] == ["done", "done"]
     assert len({t.owner.split(":")[1] for t in ran}) == 2  # one worker process each, side by side
+
+
+def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey, app_server, trained_tiny_model_dir):
+    """Heavy work runs on the workers: a tour that uses every page (a comparison, a whole document, a corpus
+    run, an evaluation with its error groups, training examples, model vs model, a check) leaves the server
+    process's own pass count where it was, while the workers' counts grow."""
+    import json
+    from urllib.parse import urlencode
+
+    from core import counters
+    from core.compare import ViewState
+
+    def server_counts() -> dict:
+        path = Path(app_server["home"]) / "counters" / f"{app_server['pid']}.json"
+        return json.loads(path.read_text()) if path.is_file() else {"loads": 0, "passes": 0}
+
+    def worker_passes() -> int:
+        return sum(json.loads(p.read_text())["passes"] for p in (Path(app_server["home"]) / "counters").glob("*.json")
+                   if p.stem != str(app_server["pid"]))
+
+    assert app_server["env"][counters.ENV] == "1"
+    base, before, workers_before = journey["base"], server_counts(), worker_passes()
+    seen = []  # the server's passes after each page: the print names the page that ran the model
+
+    def after_page(name: str) -> None:
+        seen.append(f"{name} {server_counts()['passes'] - before['passes']}")
+
+    page.goto(f"{base}/")
+    expect(page.get_by_role("heading", name="Rashomon")).to_be_visible()
+
+    add_links(page, base, f"{journey['pages']}/tour-review", tags="tour")
+    expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
+    from core.db import make_engine
+    from core.snapshots import list_links
+
+    engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
+    snapshot = next(v for v in list_links(engine) if v.url.endswith("/tour-review")).latest_good_snapshot_id
+    page.goto(f"{base}/Document?snapshot={snapshot}")
+    expect(page.locator("strong").filter(has_text="A tour of every page")).to_be_visible()
+    page.get_by_role("button", name="Explain the whole document").click()
+    expect(page.get_by_text("Paragraphs, most disputed first")).to_be_visible(timeout=LONG)
+    after_page("snapshots+document")
+
+    text = "The lift was slow and the pool was closed, but the staff upgraded our room without being asked."
+    page.goto(f"{base}/Compare?" + urlencode(ViewState(text=text, methods=["attention", "occlusion"]).to_query()))
+    expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+    after_page("compare")
+
+    page.goto(f"{base}/Corpus")
+    choose(page, "Tags", "tour")
+    expect(page.get_by_text("Estimated time on this machine")).to_be_visible()
+    page.get_by_role("button", name="Start run").click()
+    expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
+    after_page("corpus")
+
+    page.goto(f"{base}/Evaluation")
+    page.get_by_label("Model (empty: the configured default)").fill(str(trained_tiny_model_dir))
+    page.keyboard.press("Enter")
+    rows = page.get_by_label("Rows (of 2,000)")
+    rows.fill("60")
+    rows.press("Enter")
+    expect(page.get_by_text("60 labelled texts; one model pass each.")).to_be_visible()
+    page.get_by_role("button", name="Start evaluation").click()
+    expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
+    smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
+    smallest.fill("3")
+    smallest.press("Enter")
+    page.get_by_role("button", name="Group the errors").click()
+    expect(page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))).to_be_visible(timeout=LONG)
+    after_page("evaluation")
+
+    training = urlencode({"text": "the crew was great and the flight on time", "model": str(trained_tiny_model_dir),
+                          "methods": "nearest"})
+    page.goto(f"{base}/Training_data?{training}")
+    page.get_by_role("button", name="Find the training examples").click()
+    expect(page.get_by_text("The model's probabilities")).to_be_visible(timeout=LONG)
+    after_page("training data")
+
+    page.goto(f"{base}/Models?" + urlencode({"a": app_server["env"]["RASHOMON_MODEL"], "b": str(trained_tiny_model_dir),
+                                             "limit": "30"}))
+    page.get_by_role("button", name="Compare on the held-out rows").click()
+    expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)
+    after_page("models")
+
+    page.goto(f"{base}/Checks")
+    expect(page.get_by_role("heading", name="Checks", exact=True)).to_be_visible()
+    page.get_by_label("Text").fill(text)
+    page.get_by_label("Text").press("Control+Enter")
+    page.get_by_role("button", name="Run randomisation check").click()
+    expect(page).to_have_url(re.compile(r"randomisation=\d+"), timeout=LONG)  # the stored check's address
+    after_page("checks")
+
+    after = server_counts()
+    print(f"\nserver: {after['passes'] - before['passes']} passes, {after['loads'] - before['loads']} model loads "
+          f"during the tour; workers: {worker_passes() - workers_before} passes; by page: {', '.join(seen)}")
+    assert after["passes"] == before["passes"], "the server process ran the model"
+    assert worker_passes() > workers_before  # the work happened, on the workers

@@ -7,7 +7,9 @@ position BERT-style classifiers read.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -49,3 +51,40 @@ def attention_view(runner: ModelRunner, text: str) -> AttentionView:
     weights, probabilities = runner.attentions(prepared.input_ids)
     return AttentionView(tuple(prepared.tokens), weights,
                          {label: float(p) for label, p in zip(runner.loaded.labels, probabilities, strict=True)})
+
+
+VIEW_KIND = "attention-view"
+
+
+def _view_to_dict(view: AttentionView) -> dict[str, Any]:
+    """Weights as zlib-compressed float16 (plenty for drawing; a tenth of the JSON) with their shape."""
+    import base64
+    import zlib
+
+    packed = zlib.compress(np.ascontiguousarray(view.weights, dtype=np.float16).tobytes())
+    return {"tokens": list(view.tokens), "shape": list(view.weights.shape), "probabilities": view.probabilities,
+            "weights": base64.b64encode(packed).decode("ascii")}
+
+
+def _view_from_dict(data: dict[str, Any]) -> AttentionView:
+    import base64
+    import zlib
+
+    raw = zlib.decompress(base64.b64decode(data["weights"]))
+    weights = np.frombuffer(raw, dtype=np.float16).astype(np.float32).reshape(data["shape"])
+    return AttentionView(tuple(data["tokens"]), weights, dict(data["probabilities"]))
+
+
+def stored_attention_view(engine, runner: ModelRunner, text: str, *, only_stored: bool = False) -> AttentionView | None:
+    """`attention_view` through the store (keyed by weights and text): a page draws every layer and head with
+    no model pass once a worker has computed it; None when `only_stored` and nothing is stored."""
+    from core.records import find_keyed, save_keyed
+
+    key = json.dumps({"text": text}, ensure_ascii=False)
+    if (stored := find_keyed(engine, VIEW_KIND, runner.loaded.fingerprint, key)) is not None:
+        return _view_from_dict(stored)
+    if only_stored:
+        return None
+    view = attention_view(runner, text)
+    save_keyed(engine, VIEW_KIND, runner.loaded.name, runner.loaded.fingerprint, key, _view_to_dict(view))
+    return _view_from_dict(_view_to_dict(view))  # what a reader gets: the same rounding everywhere

@@ -194,6 +194,16 @@ def _run_head_importance(engine: Engine, runner: ModelRunner, params: dict[str, 
     return {"target": result.target, "forward_passes": result.forward_passes}
 
 
+def _run_attention_view(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                        should_stop: ShouldStop) -> dict[str, Any]:
+    from core.attention_views import stored_attention_view
+
+    progress("attention", 0.0, "one pass with every attention map")
+    view = stored_attention_view(engine, runner, params["text"])
+    progress("attention", 1.0, "done")
+    return {"layers": view.layers, "heads": view.heads, "tokens": len(view.tokens)}
+
+
 def _run_error_groups(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                       should_stop: ShouldStop) -> dict[str, Any]:
     from core.error_groups import stored_groups
@@ -250,6 +260,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
     # its first use prepares the training set's representations under RASHOMON_HOME
     TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples, writes_home=True),
+    TaskKind("attention_view", "Every layer and head", _run_attention_view),
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),

@@ -4,8 +4,8 @@ import streamlit as st
 
 from core import charts
 from core.attention_checks import stored_head_importance
-from core.attention_views import attention_view
-from core.methods.base import ExplainError
+from core.attention_views import stored_attention_view
+from core.methods.attention import needs_attentions
 from core.render import md
 from pages.resources import engine, task_button
 
@@ -16,11 +16,17 @@ def show(runner, text: str, target: str) -> None:
     if not st.toggle("Show every layer and head", key="attention_whole",
                      help="One model pass: the attention of every head in every layer, and who attends to whom."):
         return
-    try:
-        view = attention_view(runner, text)
-    except ExplainError as exc:
-        st.error(md(str(exc)))
+    reason = needs_attentions(runner.loaded)
+    if reason:
+        st.error(md(f"No attention to show for {runner.loaded.name}: {reason}."))
         return
+    view = stored_attention_view(engine(), runner, text, only_stored=True)
+    if view is None:  # one pass on a worker, stored; the page draws what is stored
+        task_button("Compute every layer and head (one model pass)", "attention_view", {"text": text}, runner,
+                    titles={"attention": "Every layer and head"}, key="attention_view")
+        view = stored_attention_view(engine(), runner, text, only_stored=True)
+        if view is None:
+            return
     tokens = view.tokens
     query = st.selectbox("Attention from token", range(len(tokens)), key="attention_query",
                          format_func=lambda i: f"{i}: {tokens[i]}",

@@ -431,6 +431,8 @@ def test_compare_shows_attention_whole_and_head_importance(home):
     assert "Attention seen whole" in [s.value for s in app.subheader]
     charts_before = len(app.get("vega_lite_chart"))
     app.toggle(key="attention_whole").set_value(True).run()
+    assert not app.exception and len(app.get("vega_lite_chart")) == charts_before  # nothing stored yet
+    app.button(key="attention_view_run").click().run()  # one pass, as a task (here: in the page, no workers)
     assert not app.exception
     assert len(app.get("vega_lite_chart")) == charts_before + 2  # the layer x head grid and the head view
     app.number_input(key="attention_head").set_value(1).run()

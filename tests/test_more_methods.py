@@ -229,3 +229,18 @@ def test_silencing_a_head_equals_zeroing_its_value_projection(tiny_model, tiny_m
     assert abs(result.effects[1][1]) > 1e-4
     unmasked = runner.head_masked(runner.prepare(TEXT).input_ids, np.ones((1, layers, heads)))
     assert unmasked[0, t] == pytest.approx(result.probability, abs=1e-6)
+
+
+def test_a_stored_attention_view_is_the_computed_one_read_with_no_pass(engine, tiny_model):
+    from core.attention_views import attention_view, stored_attention_view
+
+    text = "The food was not great, but the staff were lovely!"
+    direct = attention_view(ModelRunner(tiny_model), text)
+    assert stored_attention_view(engine, ModelRunner(tiny_model), text, only_stored=True) is None
+    stored_attention_view(engine, ModelRunner(tiny_model), text)  # computed and stored (a worker's task)
+    reader = ModelRunner(tiny_model)
+    read = stored_attention_view(engine, reader, text, only_stored=True)
+    assert reader.forward_passes == 0
+    assert read.tokens == direct.tokens and read.probabilities == direct.probabilities
+    np.testing.assert_allclose(read.weights, direct.weights, atol=1e-3)  # stored as float16
+    np.testing.assert_allclose(read.weights.sum(-1), 1.0, atol=5e-3)  # rows are still distributions

@@ -266,6 +266,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
              "document": document, "edits": edits,
              "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
+             "attention_view": {"text": TEXT},
              "head_importance": {"text": TEXT, "target": ""},
              "error_groups": {"job": evaluation, "min_size": 3},
              "model_compare": {"b": other, "limit": 12},
@@ -284,6 +285,7 @@ def submit_case(engine, kind_cases, kind: str) -> tasks.Task:
 def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases):
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
     from core.attention_checks import stored_head_importance
+    from core.attention_views import stored_attention_view
     from core.counterfactuals import ANY_OTHER, SEARCH
     from core.data_attribution.store import retraining_checks, stored_attributions
     from core.data_attribution.training_sets import training_set_for
@@ -300,9 +302,11 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
         task = tasks.run_here(engine, runner, submit_case(engine, kind_cases, kind).id)
         assert task.status == "done", (kind, task.error)
         assert task.seconds > 0 and task.attempts == 1
+        # Their passes go through the worker's runner (the others use model copies or a second model, and
+        # the attention view reuses the comparison's cached attention pass on this runner).
         if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_examples",
-                                                          "datamodeling", "model_compare"):
-            assert task.forward_passes > 0, kind  # its passes all go through the worker's runner
+                                                          "datamodeling", "model_compare", "attention_view"):
+            assert task.forward_passes > 0, kind
 
     assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
     assert explain_document(engine, runner, LONG_TEXT, ["occlusion"], overlap=0.25, window_tokens=16,
@@ -310,6 +314,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     assert edit_report(engine, runner, TEXT, ["occlusion"], only_stored=True, target=ANY_OTHER, order=SEARCH,
                        params=kind_cases["edits"]["params"], options={}, k=3) is not None
     assert stored_head_importance(engine, runner, TEXT, only_stored=True) is not None
+    assert stored_attention_view(engine, runner, TEXT, only_stored=True) is not None
     assert stored_groups(engine, runner, kind_cases["evaluation"], min_size=3, only_stored=True) is not None
     other = ModelRunner(load_model(kind_cases["other"]))
     assert stored_diff(engine, runner, other, heldout_inputs(12), only_stored=True) is not None

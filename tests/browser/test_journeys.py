@@ -288,7 +288,8 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     charts_before = 4  # cost, agreement and the two faithfulness curves
     expect(page.locator(".vega-embed")).to_have_count(charts_before)
     page.get_by_text("Show every layer and head").click()
-    expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible()
+    page.get_by_role("button", name="Compute every layer and head (one model pass)").click()  # on a worker
+    expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible(timeout=LONG)
     expect(page.locator(".vega-embed")).to_have_count(charts_before + 2)  # the grid and the head view
     page.get_by_role("button", name="Head importance (4 model passes)").click()
     expect(page.get_by_text("when each head is silenced")).to_be_visible()
@@ -514,6 +515,11 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
     expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+    page.get_by_text("Show every layer and head").click()
+    page.get_by_role("button", name="Compute every layer and head (one model pass)").click()
+    expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name=re.compile(r"Head importance \(\d+ model passes\)")).click()
+    expect(page.get_by_text("when each head is silenced")).to_be_visible(timeout=LONG)
     after_page("compare")
 
     page.goto(f"{base}/Corpus")

@@ -1,12 +1,14 @@
-"""Tasks: page work (comparisons, checks, whole documents, edit searches, training examples) run by workers, with progress in the database.
+"""Tasks: the heavy work behind the pages, run by workers, with progress in the database.
 
-A page submits a task (a kind from `KINDS` and its parameters) and only shows it: progress, then the
-stored result. A worker (a local process the app starts, or `rashomon worker` on another machine)
-claims the oldest queued task under a lease, renews a heartbeat while it runs, writes progress as it
-goes and stores what the kind makes (a comparison report, a check) in the usual tables. A page that
-is closed and reopened finds the live task for the same work by its key, so nothing is lost or
-started twice; a task whose worker died is taken over by another worker, and the parts already
-stored (each method's explanation) are reused, not recomputed.
+Comparisons, checks, whole documents, edit searches, training examples, attention views, head
+importance, error groups, model vs model, the datamodeling check and model builds: each is one
+`TaskKind` in `KINDS` (a module's function and one entry). A page submits a task and only shows it:
+progress, then the stored result. A worker (a local process the app starts, or `rashomon worker` on
+another machine, taking the kinds it declares) claims the oldest queued task under a lease, renews a
+heartbeat while it runs, writes progress as it goes and stores what the kind makes in the usual
+tables. A page that is closed and reopened finds the live task for the same work by its key, so
+nothing is lost or started twice; a task whose worker died is taken over by another worker, and the
+parts already stored (each method's explanation) are reused, not recomputed.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -17,6 +18,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray must not report usage over the network
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+# Hypothesis's per-example deadline (200 ms) is a clock guess on a machine whose speed varies 2x: off for
+# every property test; pytest-timeout bounds the test as a whole.
+hypothesis_settings.register_profile("rashomon", deadline=None)
+hypothesis_settings.load_profile("rashomon")
 
 # Per-test limits (pyproject's `timeout` is the default for the rest): a browser journey drives a real
 # server and its workers; a build trains a model. Past its limit a test dumps its threads and fails.

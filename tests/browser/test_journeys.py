@@ -448,7 +448,9 @@ def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey)
     for _, page in people:
         page.get_by_role("button", name="Run", exact=True).click()
     for _, page in people:
-        expect(page.get_by_role("button", name="Stop")).to_be_visible()  # the page follows its task
+        # The page follows its task (its Stop button), or it has already finished: no guess about how long
+        # LIME takes; that the two ran side by side is checked below from the tasks' own times.
+        expect(page.get_by_role("button", name="Stop").or_(page.get_by_role("heading", name="Prediction:"))).to_be_visible()
     third = browser.new_context(viewport={"width": 1500, "height": 1000})
     reader = third.new_page()
     started = time.monotonic()
@@ -465,7 +467,9 @@ def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey)
         context.close()
     ran = [t for t in tasks.list_tasks(db) if t.kind == "comparison" and "Visit" in t.params["text"]]
     assert [t.status for t in ran] == ["done", "done"]
-    assert len({t.owner.split(":")[1] for t in ran}) == 2  # one worker process each, side by side
+    assert len({t.owner.split(":")[1] for t in ran}) == 2  # one worker process each
+    first, second = sorted(ran, key=lambda t: t.started_at)
+    assert second.started_at < first.finished_at  # side by side: the second started before the first ended
 
 
 def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey, app_server, trained_tiny_model_dir):

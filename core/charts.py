@@ -21,6 +21,8 @@ from core.edit_checks import EditAgreement
 from core.evaluation import Evaluation
 from core.reports import Comparison, ComparisonReport
 
+MATRIX_CELL = (64, 40)  # px per agreement-matrix cell (width, height): room for a two-decimal value
+
 
 def cost(rows: Sequence[dict]) -> alt.Chart:
     frame = pd.DataFrame(rows)
@@ -63,8 +65,8 @@ def _matrix(methods: Sequence[str], matrix: np.ndarray, order: Sequence[int], ti
     labels = base.mark_text(fontSize=13, fontWeight="bold").encode(
         text=alt.Text("value:Q", format=".2f"),
         color=alt.condition(alt.datum.value > midpoint, alt.value("black"), alt.value("white")))
-    # Step sizing: every cell is 64 x 40 px whatever the number of methods, so values always fit.
-    return (heat + labels).properties(width=alt.Step(64), height=alt.Step(40))
+    # Step sizing: every cell has the same size whatever the number of methods, so values always fit.
+    return (heat + labels).properties(width=alt.Step(MATRIX_CELL[0]), height=alt.Step(MATRIX_CELL[1]))
 
 
 def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:

@@ -240,7 +240,10 @@ def test_corpus_commands(home, tmp_path, here):
     status = json.loads(run.stdout)
     assert status["job"]["status"] == "done" and status["job"]["done"] == 3 and status["fraction"] == 1.0
     assert {r["method"] for r in status["leaderboard"]} == {"attention", "occlusion", "random"}
-    assert status["job"]["edits"]["max_edits"] == 1 and status["job"]["edits"]["positions"] == 64
+    from core.counterfactuals import resolve_options
+
+    default_positions = resolve_options({})["positions"]  # the option's declared default, not a copied number
+    assert status["job"]["edits"]["max_edits"] == 1 and status["job"]["edits"]["positions"] == default_positions
     assert status["attack"][-1]["label"] == "all" and status["attack"][-1]["inputs"] == 3
     job = status["job"]["id"]
     listed = json.loads(here("corpus", "status", "--json").stdout)

@@ -323,7 +323,7 @@ def test_chart_specs_keep_every_label_readable():
     es = tuple(expl(name, [0.9, 0.1, 0.4]) for name in ("integrated_gradients", "input_x_gradient", "attention"))
     comparison = Comparison(es[0].text, es, {e.method: False for e in es})
     matrix = charts.agreement_matrix(comparison, "feature_agreement", 2).to_dict()
-    assert matrix["width"] == {"step": 64} and matrix["height"] == {"step": 40}
+    assert matrix["width"] == {"step": charts.MATRIX_CELL[0]} and matrix["height"] == {"step": charts.MATRIX_CELL[1]}
     assert matrix["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] == 0
     assert matrix["layer"][1]["mark"]["type"] == "text"  # values written in the cells
     fractions = faithfulness.ERASER_FRACTIONS

@@ -243,6 +243,13 @@ def _run_datamodeling(engine: Engine, runner: ModelRunner, params: dict[str, Any
     return {"subsets": result.subsets, "retrained": result.retrained}
 
 
+def _run_corpus(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                should_stop: ShouldStop) -> dict[str, Any]:
+    from core.corpus.task import run_corpus_task
+
+    return run_corpus_task(engine, runner, params, progress, should_stop)
+
+
 def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any], progress: Progress,
                should_stop: ShouldStop) -> dict[str, Any]:
     from core.builds import run_build
@@ -267,6 +274,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
     TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
+    TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),
 )}
 

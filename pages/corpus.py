@@ -10,10 +10,9 @@ from core.methods.registry import METHODS, fast_methods, get_method
 from core.pass_time import stored_pass_time
 from core.render import md
 from core.snapshots import list_tags
-from pages.resources import engine, job_runner, runner_or_stop
+from pages.resources import engine, job_task, runner_or_stop, start_job
 
 db = engine()
-jobs_runner = job_runner()
 
 
 @st.cache_data(max_entries=32, ttl=600, show_spinner=False)
@@ -91,7 +90,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
         try:
             job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,
                                        faithfulness_inputs=int(faithfulness_inputs), edits=edit_options)
-            jobs_runner.start(job_id)
+            start_job(job_id, model_spec.strip())
             st.query_params["job"] = str(job_id)
             st.rerun()
         except corpus.CorpusError as exc:
@@ -115,7 +114,8 @@ st.query_params["job"] = str(job_id)
 @st.fragment(run_every=2)
 def job_status() -> None:
     job = corpus.get_job(db, job_id)
-    running_here = jobs_runner.is_running(job_id)
+    task = job_task(job_id, job.model)
+    running_here = task is not None and task.active  # a worker holds it (or will: queued)
     finished = job.finished
     shown_status = "interrupted" if corpus.is_stale(job) else job.shown_status
     st.progress(job.fraction, text=f"{finished} of {job.total} inputs · status: {shown_status}")
@@ -136,7 +136,8 @@ def job_status() -> None:
         if corpus.is_stale(job):
             st.warning("This run was interrupted (the server stopped while it ran). Finished inputs are kept.")
         if a.button(label, key=f"resume_{job_id}"):
-            jobs_runner.start(job_id)
+            start_job(job_id, job.model)
+            st.rerun()
     shown, previous = (job_id, shown_status, finished), st.session_state.get("_shown_status")
     st.session_state["_shown_status"] = shown
     if previous is not None and previous[0] == job_id and previous != shown:

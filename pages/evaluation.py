@@ -18,10 +18,9 @@ from core.evaluation import (
 from core.methods.registry import fast_methods
 from core.render import md
 from core.tasks import TaskError
-from pages.resources import engine, ensure_task_workers, job_runner, runner_or_stop, task_button
+from pages.resources import engine, ensure_task_workers, runner_or_stop, start_job, task_button
 
 db = engine()
-jobs_runner = job_runner()
 
 st.title("Evaluation")
 st.caption("Where is the model wrong? Evaluate it on labelled texts: per-class scores, the confusion matrix, "
@@ -57,7 +56,7 @@ with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in cor
     if st.button("Start evaluation", type="primary", disabled=not inputs):
         try:
             job_id = create_evaluation(db, "", inputs, labels, model=model_spec.strip(), source=source_label)
-            jobs_runner.start(job_id)
+            start_job(job_id, model_spec.strip())
             st.query_params["job"] = str(job_id)
             st.rerun()
         except EvaluationError as exc:
@@ -83,7 +82,8 @@ def progress() -> None:
         st.error(f"The evaluation failed: {md(job.error)}")
     resumable = job.status in ("stopped", "failed") or corpus.is_stale(job)
     if resumable and st.button("Resume", key=f"evaluation_resume_{job_id}"):
-        jobs_runner.start(job_id)
+        start_job(job_id, job.model)
+        st.rerun()
     shown, previous = (job_id, job.finished, job.status), st.session_state.get("_evaluation_shown")
     st.session_state["_evaluation_shown"] = shown
     if previous is not None and previous[0] == job_id and previous != shown:

@@ -62,20 +62,16 @@ def model_or_message(spec: str | None = None) -> LoadedModel | None:
         return None
 
 
-def job_runner():
-    """One background job runner per server process and database, shared by every session."""
-    settings = load_settings()
-    return _job_runner(settings.database_url, settings.job_workers, settings.ray_address)
+def start_job(job_id: int, model: str):
+    """Run (or resume) a corpus run or evaluation as a `corpus_run` task on the workers."""
+    return start_task("corpus_run", {"job": job_id}, None, model=model)
 
 
-@st.cache_resource(show_spinner=False)
-def _job_runner(database_url: str, workers: int, ray_address: str):
-    from core.corpus import JobRunner
+def job_task(job_id: int, model: str):
+    """The newest task that ran or runs this corpus job (None: never started as a task)."""
+    from core import tasks
 
-    settings = load_settings()
-    # Jobs get their own runner (own cache and counters) over the shared, cached model.
-    return JobRunner(cached_engine(database_url), lambda spec: ModelRunner(cached_model(spec or settings.resolved_model)),
-                     workers=workers, ray_address=ray_address)
+    return tasks.latest_for(engine(), "corpus_run", model, {"job": job_id})
 
 
 @st.cache_resource(show_spinner=False)
@@ -98,16 +94,19 @@ def task_worker_pids() -> list[int]:
     return _local_workers(settings.task_workers, str(settings.home)).pids() if settings.task_workers else []
 
 
-def start_task(kind: str, params: dict, runner: ModelRunner | None):
+def start_task(kind: str, params: dict, runner: ModelRunner | None, model: str | None = None):
     """Submit page work on `runner`'s model (None: a kind that needs no model, such as a build) for the
     workers, or run it here and now when RASHOMON_TASK_WORKERS=0; the task as it stands, or after a
     one-line error the page stops."""
     from core import tasks
 
     try:
-        task = tasks.submit(engine(), kind, runner.loaded.path if runner is not None else "", params)
+        task = tasks.submit(engine(), kind, runner.loaded.path if runner is not None else (model or ""), params)
         if load_settings().task_workers == 0:
-            return tasks.run_here(engine(), runner, task.id)
+            here = runner
+            if here is None and tasks.KINDS[kind].needs_model:
+                here = ModelRunner(cached_model(model or load_settings().resolved_model))
+            return tasks.run_here(engine(), here, task.id)
     except tasks.TaskError as exc:
         st.error(md(str(exc)))
         st.stop()

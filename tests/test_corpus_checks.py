@@ -92,16 +92,30 @@ def test_stop_then_resume(any_engine, runner):
     assert corpus.run_job(engine, runner, job_id).done == 4
 
 
-def test_background_runner_finishes_a_job_and_refuses_a_second_start(engine, tiny_model):
+def test_a_corpus_run_is_a_task_that_stops_when_asked_and_resumes(engine, runner):
+    """Start on the Corpus page submits a `corpus_run` task; a second Start follows the same task; a stop
+    asked of the task ends the job after the input in flight, keeping it; a resume is a new task."""
+    from sqlalchemy import update
+
+    from core import tasks
+    from core.schema import TaskRecord
+
     job_id = make_job(engine, n=3)
-    jobs = corpus.JobRunner(engine, lambda spec: ModelRunner(tiny_model))
-    with tiny_model.lock:  # the job's thread waits at its first model pass until we let go
-        assert jobs.start(job_id)
-        assert jobs.is_running(job_id)
-        assert jobs.start(job_id) is False  # already running here: not started twice
-    jobs.wait(job_id, timeout=120)
+    first = tasks.submit(engine, "corpus_run", "", {"job": job_id})
+    assert tasks.submit(engine, "corpus_run", "", {"job": job_id}).id == first.id
+    owner = tasks.claim(engine, first)
+    with engine.begin() as connection:  # Stop pressed while a worker holds it
+        connection.execute(update(TaskRecord).where(TaskRecord.id == first.id).values(stop_requested=True))
+    stopped = tasks.run_claimed(engine, lambda _spec: runner, tasks.get_task(engine, first.id), owner)
     job = corpus.get_job(engine, job_id)
-    assert job.status == "done" and job.done == 3 and job.fraction == 1.0
+    assert stopped.status == "stopped" and "resume continues" in stopped.error
+    assert (job.status, job.done) == ("stopped", 1)  # the first input's report carried the stop
+    resumed = tasks.submit(engine, "corpus_run", "", {"job": job_id})
+    assert resumed.id != first.id
+    done = tasks.run_here(engine, runner, resumed.id)
+    job = corpus.get_job(engine, job_id)
+    assert done.status == "done" and done.result == {"job": job_id, "status": "done", "finished": 3, "total": 3}
+    assert (job.status, job.done, job.fraction) == ("done", 3, 1.0)
 
 
 def test_inputs_from_csv_and_passages():

@@ -161,18 +161,17 @@ def test_a_worker_command_runs_queued_jobs_from_the_shared_database(home, refere
     assert again.returncode == 0 and corpus.get_job(engine, job_id).done == len(TEXTS)  # nothing left to do
 
 
-def test_a_servers_job_runner_can_drive_worker_processes(home, reference):
-    """With RASHOMON_JOB_WORKERS set, a server's background runner only drives: the model work runs in
-    worker processes, never in the server process (its runner factory is never called)."""
+def test_a_corpus_run_task_can_drive_worker_processes(home, reference, monkeypatch, tiny_model):
+    """With RASHOMON_JOB_WORKERS=2, a `corpus_run` task's worker only drives: the model work runs in two
+    processes of its own, and its own model makes no pass."""
+    from core import tasks
     from core.db import get_engine
 
+    monkeypatch.setenv("RASHOMON_JOB_WORKERS", "2")
     engine = get_engine()
     job_id = make_job(engine)
-
-    def no_model_here(spec: str):
-        raise AssertionError("the server process loaded a model")
-
-    runner = corpus.JobRunner(engine, no_model_here, workers=1)
-    assert runner.start(job_id)
-    runner.wait(job_id, timeout=300)
+    idle = ModelRunner(tiny_model)
+    task = tasks.run_here(engine, idle, tasks.submit(engine, "corpus_run", "", {"job": job_id}).id)
+    assert task.status == "done", task.error
+    assert idle.forward_passes == 0
     assert_same_results(engine, job_id, reference)

@@ -261,6 +261,8 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
     evaluation = create_evaluation(engine, "held-out", heldout_inputs(40), runner.loaded.labels, model=model)
     assert corpus.run_job(engine, runner, evaluation).status == "done"
     other = str(tiny_model_dir)  # model B of the diff: the untrained tiny model, same labels
+    run = corpus.create_job(engine, "run", [corpus.Input(f"row {i}", f"{TEXT} Take {i}.") for i in range(3)],
+                            ["occlusion"], k=3, faithfulness_inputs=0)
     cases = {"comparison": comparison(),
              "stability": {"texts": [TEXT], "methods": ["saliency"], "quick": True, "k": 5},
              "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
@@ -271,6 +273,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "error_groups": {"job": evaluation, "min_size": 3},
              "model_compare": {"b": other, "limit": 12},
              "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
+             "corpus_run": {"job": run},
              "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,

@@ -1,7 +1,7 @@
 """Corpus runs: many inputs, several methods, disagreement and faithfulness in aggregate.
 
 - `inputs`: choosing the inputs (tagged snapshots, CSV rows);
-- `jobs`: storing, running, stopping and resuming a job (and the background `JobRunner`);
+- `jobs`: storing, running, stopping and resuming a job; `task`: a run as a `corpus_run` task;
 - `aggregate`: agreement distributions, leaderboard, disputed inputs, cost, exports;
 - `estimate`: passes and seconds a run will take, from the registry's cost models.
 """
@@ -34,7 +34,6 @@ from core.corpus.inputs import CorpusError, Input, inputs_from_csv, inputs_from_
 from core.corpus.jobs import (
     CORPUS_EDIT_OPTIONS,
     DEFAULT_FAITHFULNESS_INPUTS,
-    JobRunner,
     create_job,
     faithfulness_positions,
     get_job,
@@ -52,7 +51,7 @@ from core.corpus.results import EditScores, FaithfulnessScores, Item, ItemResult
 __all__ = [
     "CORPUS_EDIT_OPTIONS", "DEFAULT_FAITHFULNESS_INPUTS", "AgreementRow", "AttackRow", "EditAgreementRow",
     "EditScores", "FragilityRow", "attack_rows", "edit_agreement_rows", "fragility_rows", "CompletenessGap", "CorpusError", "CostRow", "DisputedInput",
-    "FaithfulnessScores", "Input", "Item", "ItemResult", "Job", "JobRunner", "LabelRow", "LeaderboardRow",
+    "FaithfulnessScores", "Input", "Item", "ItemResult", "Job", "LabelRow", "LeaderboardRow",
     "PairAgreement", "agreement_rows", "bootstrap_interval", "completeness_gaps", "cost_rows", "create_job",
     "estimate_passes", "estimate_seconds", "export_csv", "export_json", "faithfulness_positions", "get_job",
     "inputs_from_csv", "inputs_from_snapshots", "is_stale", "item_result", "items_of", "leaderboard", "list_jobs",

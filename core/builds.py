@@ -59,6 +59,8 @@ class Build:
     @classmethod
     def from_task(cls, task: tasks.Task) -> Build:
         fraction, message = task.progress.get("build", (0.0, "Queued" if task.status == "queued" else "Starting"))
+        if task.active and task.attempts > 1:  # its worker died: the build starts again from the beginning
+            message = f"Restarted from the beginning (attempt {task.attempts}; the worker running it stopped): {message}"
         result = task.result
         return cls(task.id, task.params.get("source", ""), int(task.params.get("extra_rows", 0)), task.status,
                    1.0 if task.status == "done" else fraction,

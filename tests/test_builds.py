@@ -63,3 +63,16 @@ def test_status_file_builds_become_ended_build_tasks_once(engine, home):
     assert "before builds were tasks" in listed[0].error
     assert builds.import_status_files(engine) == 0 and len(builds.list_builds(engine)) == 2  # once only
     assert len(tasks.list_tasks(engine, kind="build")) == 2
+
+
+def test_a_build_taken_over_after_its_worker_died_says_it_restarted(engine):
+    from sqlalchemy import update
+
+    from core.schema import TaskRecord, utcnow
+
+    submitted = builds.submit_build(engine, options=SMALL)
+    with engine.begin() as connection:  # as a killed worker leaves it, then taken over by another
+        connection.execute(update(TaskRecord).where(TaskRecord.id == submitted.id).values(
+            status="running", owner="elsewhere:1:x", heartbeat_at=utcnow(), attempts=2))
+    shown = builds.list_builds(engine)[0]
+    assert shown.running and "Restarted from the beginning (attempt 2" in shown.message

@@ -388,3 +388,24 @@ def test_a_worker_takes_only_the_kinds_it_declares(engine, capsys):
     assert {row["kind"] for row in listed if row["writes_home"]} == set(tasks.KINDS) - remote
     assert main(["worker", "--kinds", "nonsense", "--once"]) == 1
     assert capsys.readouterr().err.strip() == (f"rashomon: Unknown task kind nonsense; known: {', '.join(tasks.KINDS)}.")
+
+
+def test_a_new_kind_of_heavy_work_is_one_function_and_one_registry_entry(engine, runner, monkeypatch, capsys):
+    """Registered like any kind, it is submitted, run, deduplicated, listed and stopped with no other change."""
+    import json
+
+    from core.cli import main
+
+    def count_words(engine, runner, params, progress, should_stop):
+        progress("words", 1.0, "counted")
+        return {"words": len(runner.prepare(params["text"]).words)}
+
+    monkeypatch.setitem(tasks.KINDS, "word_count", tasks.TaskKind("word_count", "Word count", count_words))
+    task = tasks.submit(engine, "word_count", "m", {"text": TEXT})
+    assert tasks.submit(engine, "word_count", "m", {"text": TEXT}).id == task.id
+    done = tasks.run_here(engine, runner, task.id)
+    assert done.status == "done" and done.result == {"words": len(runner.prepare(TEXT).words)}
+    assert main(["tasks", "kinds", "--json"]) == 0
+    assert "word_count" in [row["kind"] for row in json.loads(capsys.readouterr().out)]
+    assert main(["tasks", "--json"]) == 0
+    assert [row["kind"] for row in json.loads(capsys.readouterr().out)] == ["word_count"]

@@ -409,3 +409,37 @@ def test_a_new_kind_of_heavy_work_is_one_function_and_one_registry_entry(engine,
     assert "word_count" in [row["kind"] for row in json.loads(capsys.readouterr().out)]
     assert main(["tasks", "--json"]) == 0
     assert [row["kind"] for row in json.loads(capsys.readouterr().out)] == ["word_count"]
+
+
+def test_killing_the_server_during_a_corpus_run_loses_nothing(engine, gate, tmp_path):
+    """A stand-in server with its local worker; a corpus run held mid-input at the gate; the server is
+    killed: its worker exits with it, the task's lease is seen as stale at once, a new worker takes the task
+    over and the run ends with every input stored once."""
+    from core import corpus
+    from core.corpus.inputs import Input
+
+    job = corpus.create_job(engine, "run", [Input(f"row {i}", f"{TEXT} Take {i}.") for i in range(3)],
+                            ["occlusion", "gate"], k=3, faithfulness_inputs=0)
+    task = tasks.submit(engine, "corpus_run", "", {"job": job})
+    pid_file = tmp_path / "pids"
+    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
+              "workers = LocalWorkers(1, Path(sys.argv[1])); workers.ensure()\n"
+              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
+    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file)], cwd=ROOT,
+                              env=os.environ.copy())
+    try:
+        [holder] = wait_until(lambda: entered(gate), timeout=180, what="the server's worker at the gate")
+        assert pid_file.read_text().split() == [str(holder)]
+        assert tasks.get_task(engine, task.id).status == "running"
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    wait_until(lambda: not process_alive(holder), timeout=30, what="the worker to end with its server")
+    assert tasks.is_stale(tasks.get_task(engine, task.id))
+    assert corpus.get_job(engine, job).done == 0  # the input at the gate was never stored
+    open_gate(gate)
+    output = Worker("--once").finish()
+    ended, finished_job = tasks.get_task(engine, task.id), corpus.get_job(engine, job)
+    assert (ended.status, ended.attempts) == ("done", 2), output
+    assert (finished_job.status, finished_job.done, finished_job.failed) == ("done", 3, 0)
+    assert [i.status for i in corpus.items_of(engine, job)] == ["done"] * 3

@@ -23,11 +23,17 @@ def run_page(path: str, **query) -> AppTest:
     return app if path == "app.py" else app.switch_page(path).run()
 
 
-def test_home_page_shows_model_and_counts(home):
+def test_home_page_shows_model_and_counts(home, tiny_model_dir):
+    from core.first_token import first_token_model
+    from pages.resources import cached_model
+
     app = run_page("app.py")
     assert not app.exception
     texts = " ".join(t.value for t in app.text)
     assert "negative, neutral, positive" in texts and str(home) in texts
+    # The page never checks the shortcut itself (that takes model passes): it says what is known.
+    first_token_model(cached_model(str(tiny_model_dir)).model)  # what a worker's first pass does
+    texts = " ".join(t.value for t in run_page("app.py").text)
     assert "First-token shortcut: on" in texts  # the tiny model is a BERT classifier
     assert "Tasks (comparisons, checks, searches): 0 running, 0 queued" in texts
     assert "none (RASHOMON_TASK_WORKERS=0: tasks run in the page)" in texts

@@ -35,11 +35,12 @@ def open_new_corpus_run(page, base: str) -> None:
     """The Corpus page's "New corpus run" section, opened: it starts collapsed once any run or evaluation
     exists, which depends on what other journeys did first."""
     page.goto(f"{base}/Corpus")
-    summary = page.get_by_text("New corpus run")
-    expect(summary).to_be_visible()
-    expect(page.get_by_role("heading", name="Corpus", exact=True)).to_be_visible()
-    if not page.get_by_role("combobox", name="Tags").is_visible():
-        summary.click()
+    section = page.locator("details").filter(has_text="New corpus run")
+    expect(section).to_have_count(1)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")  # the page's run has ended
+    if section.get_attribute("open") is None:
+        section.locator("summary").click()
+    expect(section).to_have_attribute("open", "")
     expect(page.get_by_role("combobox", name="Tags")).to_be_visible()
 
 

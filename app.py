@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pages.resources import ensure_task_workers
-from pages.ui import show_flashes
+from pages.widgets.resources import ensure_task_workers
+from pages.widgets.ui import show_flashes
 
 st.set_page_config(page_title="Rashomon", page_icon="🎭", layout="wide")
 # url_path keeps the addresses of the first release, so shared links keep working.

@@ -6,8 +6,8 @@ from core.methods.registry import METHODS
 from core.passages import paragraphs
 from core.render import md
 from core.snapshots import latest_good_snapshot, list_links
-from pages.resources import engine, runner_or_stop, start_task
-from pages.ui import follow_task
+from pages.widgets.resources import engine, runner_or_stop, start_task
+from pages.widgets.ui import follow_task
 
 db = engine()
 st.title("Checks")

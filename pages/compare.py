@@ -12,9 +12,9 @@ from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.reports import MEASURES, estimate_view, open_report
 from core.snapshots import get_snapshot, list_links, list_tags
-from pages import attention_whole, edits
-from pages.resources import engine, runner_or_stop, task_button
-from pages.ui import option_widgets
+from pages.widgets import attention_whole, edits
+from pages.widgets.resources import engine, runner_or_stop, task_button
+from pages.widgets.ui import option_widgets
 
 db = engine()
 st.title("Compare")

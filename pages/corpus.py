@@ -10,7 +10,7 @@ from core.methods.registry import METHODS, fast_methods, get_method
 from core.pass_time import stored_pass_time
 from core.render import md
 from core.snapshots import list_tags
-from pages.resources import engine, job_task, runner_or_stop, start_job
+from pages.widgets.resources import engine, job_task, runner_or_stop, start_job
 
 db = engine()
 

@@ -10,7 +10,7 @@ from core.methods.registry import METHODS, fast_methods
 from core.passages import PassageChoice
 from core.render import highlighted_text, md
 from core.snapshots import get_snapshot
-from pages.resources import engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Whole document")

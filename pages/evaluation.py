@@ -18,7 +18,7 @@ from core.evaluation import (
 from core.methods.registry import fast_methods
 from core.render import md
 from core.tasks import TaskError
-from pages.resources import engine, ensure_task_workers, runner_or_stop, start_job, task_button
+from pages.widgets.resources import engine, ensure_task_workers, runner_or_stop, start_job, task_button
 
 db = engine()
 

@@ -7,7 +7,7 @@ from core.render import md
 from core.settings import load_settings
 from core.snapshots import counts
 from core.store import stored_count
-from pages.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
+from pages.widgets.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
 
 settings = load_settings()
 SHORTCUT = {True: "on", False: "off (full passes)", None: "checked by a worker on its first pass (`rashomon model info`)"}

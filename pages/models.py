@@ -10,7 +10,7 @@ from core.methods.registry import METHODS, fast_methods
 from core.model_compare import explain_both, stored_diff
 from core.render import highlighted_text, md
 from core.store import explain_stored
-from pages.resources import engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Model vs model")

@@ -21,8 +21,8 @@ from core.snapshots import (
     snapshots_of,
     update_notes,
 )
-from pages.resources import engine
-from pages.ui import flash, streamlit_progress
+from pages.widgets.resources import engine
+from pages.widgets.ui import flash, streamlit_progress
 
 db = engine()
 st.title("Snapshots")

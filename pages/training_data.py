@@ -14,7 +14,7 @@ from core.methods.base import ExplainError
 from core.passages import PassageChoice, paragraphs, select_passage
 from core.render import md, prediction_bars, training_examples
 from core.snapshots import get_snapshot, list_links
-from pages.resources import cached_model, engine, runner_or_stop, task_button
+from pages.widgets.resources import cached_model, engine, runner_or_stop, task_button
 
 db = engine()
 st.title("Training data")

@@ -25,7 +25,7 @@ def run_page(path: str, **query) -> AppTest:
 
 def test_home_page_shows_model_and_counts(home, tiny_model_dir):
     from core.first_token import first_token_model
-    from pages.resources import cached_model
+    from pages.widgets.resources import cached_model
 
     app = run_page("app.py")
     assert not app.exception
@@ -259,7 +259,7 @@ def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monk
     finds the same task (held at the gate, so it is certainly still running), and once the worker is done
     the stored view appears."""
     from core import tasks
-    from pages.resources import _local_workers
+    from pages.widgets.resources import _local_workers
     from tests.support.gate import entered, open_gate
 
     monkeypatch.setenv("RASHOMON_TASK_WORKERS", "1")

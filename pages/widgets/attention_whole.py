@@ -7,7 +7,7 @@ from core.attention_checks import stored_head_importance
 from core.attention_views import stored_attention_view
 from core.methods.attention import needs_attentions
 from core.render import md
-from pages.resources import engine, task_button
+from pages.widgets.resources import engine, task_button
 
 
 @st.fragment  # its widgets rerun this section only, not the whole comparison above it

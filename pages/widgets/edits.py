@@ -8,7 +8,7 @@ from core.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
 from core.edit_checks import EditReport, edit_report
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
-from pages.resources import task_button
+from pages.widgets.resources import task_button
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
 

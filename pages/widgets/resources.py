@@ -122,7 +122,7 @@ def task_button(label: str, kind: str, params: dict, runner: ModelRunner | None,
     not change what is computed (a recompute flag). `on_end(task)` runs when it ends (default: rerun the page,
     which then reads the stored result). Returns the newest task for `params` (None: never run)."""
     from core import tasks
-    from pages.ui import follow_task
+    from pages.widgets.ui import follow_task
 
     db = engine()
     on_end = on_end or (lambda _task: st.rerun())

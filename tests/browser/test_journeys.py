@@ -44,6 +44,25 @@ def open_new_corpus_run(page, base: str) -> None:
     expect(page.get_by_role("combobox", name="Tags")).to_be_visible()
 
 
+def evaluate_and_group(page, base: str, model_dir, rows: int) -> None:
+    """On the Evaluation page: evaluate `model_dir` on the first `rows` held-out rows, then group the errors
+    (smallest group 3: the tiny model's errors are few and loosely packed); waits for group 1."""
+    page.goto(f"{base}/Evaluation")
+    page.get_by_label("Model (empty: the configured default)").fill(str(model_dir))
+    page.keyboard.press("Enter")
+    count = page.get_by_label("Rows (of 2,000)")
+    count.fill(str(rows))
+    count.press("Enter")
+    expect(page.get_by_text(f"{rows} labelled texts; one model pass each.")).to_be_visible()
+    page.get_by_role("button", name="Start evaluation").click()
+    expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
+    smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
+    smallest.fill("3")
+    smallest.press("Enter")
+    page.get_by_role("button", name="Group the errors").click()
+    expect(page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))).to_be_visible(timeout=LONG)
+
+
 def add_links(page, base: str, urls: str, tags: str = "") -> None:
     page.goto(f"{base}/Snapshots")
     expect(page.get_by_role("heading", name="Links (")).to_be_visible()  # the page has rendered
@@ -400,19 +419,7 @@ def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_
     """The README's bad-cases walk-through: evaluate on the held-out split, group the errors, read the largest
     group's words and training neighbours, export it, rebuild with it as extra rows, compare the two models."""
     base = journey["base"]
-    page.goto(f"{base}/Evaluation")
-    page.get_by_label("Model (empty: the configured default)").fill(str(trained_tiny_model_dir))
-    page.keyboard.press("Enter")
-    rows = page.get_by_label("Rows (of 2,000)")
-    rows.fill("200")
-    rows.press("Enter")
-    expect(page.get_by_text("200 labelled texts; one model pass each.")).to_be_visible()
-    page.get_by_role("button", name="Start evaluation").click()
-    expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
-    smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
-    smallest.fill("3")  # the tiny model's errors are few and loosely packed
-    smallest.press("Enter")
-    page.get_by_role("button", name="Group the errors").click()
+    evaluate_and_group(page, base, trained_tiny_model_dir, 200)
     largest = page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))
     expect(largest).to_be_visible(timeout=LONG)
     expect(page.get_by_text("Nearest training examples", exact=False).first).to_be_visible()
@@ -546,20 +553,7 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
     after_page("corpus")
 
-    page.goto(f"{base}/Evaluation")
-    page.get_by_label("Model (empty: the configured default)").fill(str(trained_tiny_model_dir))
-    page.keyboard.press("Enter")
-    rows = page.get_by_label("Rows (of 2,000)")
-    rows.fill("60")
-    rows.press("Enter")
-    expect(page.get_by_text("60 labelled texts; one model pass each.")).to_be_visible()
-    page.get_by_role("button", name="Start evaluation").click()
-    expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
-    smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
-    smallest.fill("3")
-    smallest.press("Enter")
-    page.get_by_role("button", name="Group the errors").click()
-    expect(page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))).to_be_visible(timeout=LONG)
+    evaluate_and_group(page, base, trained_tiny_model_dir, 60)
     after_page("evaluation")
 
     training = urlencode({"text": "the crew was great and the flight on time", "model": str(trained_tiny_model_dir),

@@ -240,10 +240,11 @@ def test_corpus_commands(home, tmp_path, here):
     status = json.loads(run.stdout)
     assert status["job"]["status"] == "done" and status["job"]["done"] == 3 and status["fraction"] == 1.0
     assert {r["method"] for r in status["leaderboard"]} == {"attention", "occlusion", "random"}
-    from core.counterfactuals import resolve_options
+    from core.corpus.jobs import CORPUS_EDIT_OPTIONS
 
-    default_positions = resolve_options({})["positions"]  # the option's declared default, not a copied number
-    assert status["job"]["edits"]["max_edits"] == 1 and status["job"]["edits"]["positions"] == default_positions
+    # corpus runs' own edit settings, from their one definition, not a copied number
+    assert status["job"]["edits"]["max_edits"] == 1
+    assert status["job"]["edits"]["positions"] == CORPUS_EDIT_OPTIONS["positions"]
     assert status["attack"][-1]["label"] == "all" and status["attack"][-1]["inputs"] == 3
     job = status["job"]["id"]
     listed = json.loads(here("corpus", "status", "--json").stdout)

@@ -31,23 +31,27 @@ def choose(page, label: str, option: str) -> None:
     page.keyboard.press("Escape")
 
 
-def open_new_corpus_run(page, base: str) -> None:
-    """The Corpus page's "New corpus run" section, opened: it starts collapsed once any run or evaluation
-    exists, which depends on what other journeys did first."""
-    page.goto(f"{base}/Corpus")
-    section = page.locator("details").filter(has_text="New corpus run")
-    expect(section).to_have_count(1)
+def open_section(page, address: str, title: str) -> None:
+    """Open `address` with its section `title` expanded: "New corpus run" and "New evaluation" start
+    collapsed once a run or an evaluation exists, which depends on what other journeys did first."""
+    page.goto(address)
+    section = page.locator("details").filter(has_text=title).first
+    expect(section).to_be_attached()
     page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")  # the page's run has ended
     if section.get_attribute("open") is None:
         section.locator("summary").click()
     expect(section).to_have_attribute("open", "")
+
+
+def open_new_corpus_run(page, base: str) -> None:
+    open_section(page, f"{base}/Corpus", "New corpus run")
     expect(page.get_by_role("combobox", name="Tags")).to_be_visible()
 
 
 def evaluate_and_group(page, base: str, model_dir, rows: int) -> None:
     """On the Evaluation page: evaluate `model_dir` on the first `rows` held-out rows, then group the errors
     (smallest group 3: the tiny model's errors are few and loosely packed); waits for group 1."""
-    page.goto(f"{base}/Evaluation")
+    open_section(page, f"{base}/Evaluation", "New evaluation")
     page.get_by_label("Model (empty: the configured default)").fill(str(model_dir))
     page.keyboard.press("Enter")
     count = page.get_by_label("Rows (of 2,000)")

@@ -56,7 +56,11 @@ def test_stitched_scores_are_window_means_and_reopening_costs_nothing(engine, ti
     np.testing.assert_allclose(doc.scores["occlusion"], expected / counts, atol=1e-6)
     assert doc.forward_passes > 0 and len(doc.costs) == 2 * len(doc.windows)
     assert [p.index for p in doc.paragraphs] == [0, 1, 2]
-    assert all(p.disagreement is not None and 0 <= p.disagreement <= 1 for p in doc.paragraphs)
+    for paragraph in doc.paragraphs:  # 1 - the share of top-k words the two methods share, recomputed
+        size = min(doc.k, paragraph.end_word - paragraph.start_word)
+        tops = [set(np.argsort(-np.abs(np.asarray(doc.scores[m][paragraph.start_word:paragraph.end_word])),
+                               kind="stable")[:size].tolist()) for m in doc.methods]
+        assert paragraph.disagreement == pytest.approx(1 - len(tops[0] & tops[1]) / size)
     again = explain_document(engine, ModelRunner(tiny_model), DOCUMENT, ["occlusion", "integrated_gradients"],
                              target="positive")
     assert again.forward_passes == 0 and all(c.stored for c in again.costs)

@@ -353,12 +353,12 @@ def test_removal_and_datamodeling_checks_are_stored(engine, trained_tiny_model, 
     texts = [TEXT, "worst flight ever, delayed again", "my bag is lost"]
     result = linear_datamodeling(trained_tiny_model, training, texts, ["tracin", "influence"], subsets=8)
     assert result.subsets == 8 and len(result.targets) == 3 and 0.5 < result.surrogate_accuracy <= 1.0
-    for row in result.methods:
-        assert len(row.per_input) == 3 and all(-1 <= v <= 1 for v in row.per_input if not np.isnan(v))
+    for row in result.methods:  # a score per input, and one that is defined (two surrogates gave a ranking)
+        assert len(row.per_input) == 3 and not all(np.isnan(v) for v in row.per_input)
     save_retraining(engine, trained_tiny_model, training, removal)
     save_retraining(engine, trained_tiny_model, training, result)
     stored = retraining_checks(engine, trained_tiny_model, training)
-    assert stored == [result, removal] or [s.to_dict() for s in stored] == [result.to_dict(), removal.to_dict()]
+    assert [s.to_dict() for s in stored] == [result.to_dict(), removal.to_dict()]  # newest first, as stored
 
 
 def test_training_example_cards_escape_everything_an_example_contributes():

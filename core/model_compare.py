@@ -139,6 +139,41 @@ def explain_both(a: ModelRunner, b: ModelRunner, text: str, methods: Sequence[st
     labels = _same_labels(a, b)
     run = explain or direct
     chosen = target or labels[int(np.argmax(a.probabilities_for_texts([text])[0]))]
+    return _pairs(a, b, text, methods, chosen, k, run)
+
+
+class _NotStored(LookupError):
+    pass
+
+
+def stored_pairs(engine, a: ModelRunner, b: ModelRunner, text: str, methods: Sequence[str], *, k: int = 5,
+                 only_stored: bool = False) -> list[MethodPair] | None:
+    """`explain_both` through the store (model A's predicted label). With `only_stored` no pass is made: the
+    label is the one whose stored explanations say model A predicts it; None when any is missing."""
+    from core.store import explain_stored
+
+    def stored(runner: ModelRunner, words: str, method: str, target: str) -> Explanation:
+        found = explain_stored(engine, runner, words, method, target, only_stored=only_stored)
+        if found is None:
+            raise _NotStored(method)
+        return found.explanation
+
+    if not only_stored:
+        return explain_both(a, b, text, methods, k=k, explain=stored)
+    labels = _same_labels(a, b)
+    for candidate in labels:
+        try:
+            pairs = _pairs(a, b, text, methods, candidate, k, stored)
+        except _NotStored:
+            continue
+        predicted = max(labels, key=lambda label: pairs[0].a.probabilities[label]) if pairs else candidate
+        if predicted == candidate:
+            return pairs
+    return None
+
+
+def _pairs(a: ModelRunner, b: ModelRunner, text: str, methods: Sequence[str], chosen: str, k: int,
+           run: Callable[[ModelRunner, str, str, str], Explanation]) -> list[MethodPair]:
     pairs = []
     for method in methods:
         first, second = run(a, text, method, chosen), run(b, text, method, chosen)

@@ -257,6 +257,18 @@ def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any
     return run_build(engine, runner, params, progress, should_stop)
 
 
+def _run_model_pair(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                    should_stop: ShouldStop) -> dict[str, Any]:
+    """One input explained by model A (the task's) and model B, each method, stored for Model vs model."""
+    from core.model_compare import stored_pairs
+    from core.modelling import load_model
+
+    progress("pair", 0.0, "both models, every method")
+    pairs = stored_pairs(engine, runner, ModelRunner(load_model(params["b"])), params["text"], params["methods"])
+    progress("pair", 1.0, "done")
+    return {"methods": [p.method for p in pairs]}
+
+
 def _without_fresh(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "fresh"}
 
@@ -273,6 +285,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
+    TaskKind("model_pair", "One input, both models", _run_model_pair),
     TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),

@@ -4,12 +4,10 @@ import streamlit as st
 from core.builds import Build, list_builds
 from core.default_model import model_versions
 from core.evaluation import EvaluationError, heldout_inputs
-from core.explanation import Explanation
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
-from core.model_compare import explain_both, stored_diff
+from core.model_compare import stored_diff, stored_pairs
 from core.render import highlighted_text, md
-from core.store import explain_stored
 from pages.widgets.resources import engine, runner_or_stop, task_button
 
 db = engine()
@@ -91,14 +89,17 @@ if text.strip():
     methods = st.multiselect("Methods", list(METHODS), default=["saliency", "input_x_gradient", "occlusion"],
                              format_func=lambda m: METHODS[m].title, key="models_methods")
 
-    def stored(runner, words: str, method: str, target: str) -> Explanation:
-        return explain_stored(db, runner, words, method, target).explanation
-
+    chosen = methods or fast_methods()[:2]
     try:
-        pairs = explain_both(a, b, text, methods or fast_methods()[:2], explain=stored)
+        pairs = stored_pairs(db, a, b, text, chosen, only_stored=True)
     except (ExplainError, EvaluationError) as exc:
         st.error(md(str(exc)))
         st.stop()
+    if pairs is None:  # explained on a worker, then read from the store
+        task_button("Explain this input with both models", "model_pair",
+                    {"b": b.loaded.path, "text": text, "methods": chosen}, a, titles={"pair": "Both models"},
+                    key="models_pair")
+        pairs = stored_pairs(db, a, b, text, chosen, only_stored=True) or []
     for pair in pairs:
         st.markdown(f"**{md(METHODS[pair.method].title)}**: Spearman between the models {pair.spearman:+.2f}, "
                     f"top-5 overlap {pair.top_k_overlap:.2f} (label {md(pair.a.target)})")

@@ -591,12 +591,15 @@ def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_mode
     assert not app.exception
     next(b for b in app.button if b.label == "Compare on the held-out rows").click().run()
     assert not app.exception
+    next(b for b in app.button if b.label == "Explain this input with both models").click().run()
+    assert not app.exception
     table = next(d.value for d in app.dataframe if "measure" in d.value.columns)
     assert list(table["measure"])[:2] == ["accuracy", "macro-F1"]
     markdown = " ".join(m.value for m in app.markdown)
     assert "fixed** (A wrong, B right)" in markdown and "15 inputs" in markdown
     assert "Spearman between the models" in markdown
     again = run_page("pages/models.py", **query)  # stored: no button, same table
-    assert not again.exception and not any(b.label == "Compare on the held-out rows" for b in again.button)
+    assert not again.exception and not any(b.label in ("Compare on the held-out rows", "Explain this input with both models")
+                                           for b in again.button)
     bad = run_page("pages/models.py", a=str(tiny_model_dir), b="/no/such/model")
     assert not bad.exception and any("No model directory" in e.value for e in bad.error)

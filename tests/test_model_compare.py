@@ -83,3 +83,19 @@ def test_rows_either_model_trained_on_are_left_out(trained_tiny_model):
     assert diff.left_out == 3 and diff.inputs == len(TEXTS)
     with pytest.raises(EvaluationError, match="training row"):
         compare_models(runner, runner, inputs[:3], draws=50)
+
+
+def test_stored_pairs_are_read_back_with_no_pass_under_model_as_prediction(engine, pair):
+    from core.model_compare import stored_pairs
+
+    a, b = pair
+    assert stored_pairs(engine, a, b, TEXTS[3], ["occlusion", "saliency"], only_stored=True) is None
+    computed = stored_pairs(engine, a, b, TEXTS[3], ["occlusion", "saliency"])
+    direct = explain_both(a, b, TEXTS[3], ["occlusion", "saliency"])
+    assert [(p.method, p.a.target, p.a.scores, p.b.scores) for p in computed] == [
+        (p.method, p.a.target, pytest.approx(p.a.scores, abs=1e-6), pytest.approx(p.b.scores, abs=1e-6)) for p in direct]
+    readers = ModelRunner(a.loaded), ModelRunner(b.loaded)
+    read = stored_pairs(engine, *readers, TEXTS[3], ["occlusion", "saliency"], only_stored=True)
+    assert readers[0].forward_passes == readers[1].forward_passes == 0
+    assert [(p.a.target, p.a.scores, p.b.scores) for p in read] == [(p.a.target, p.a.scores, p.b.scores)
+                                                                     for p in computed]

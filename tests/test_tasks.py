@@ -272,6 +272,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "head_importance": {"text": TEXT, "target": ""},
              "error_groups": {"job": evaluation, "min_size": 3},
              "model_compare": {"b": other, "limit": 12},
+             "model_pair": {"b": other, "text": TEXT, "methods": ["occlusion", "saliency"]},
              "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
              "corpus_run": {"job": run},
              "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
@@ -296,7 +297,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     from core.edit_checks import edit_report
     from core.error_groups import stored_groups
     from core.evaluation import heldout_inputs
-    from core.model_compare import stored_diff
+    from core.model_compare import stored_diff, stored_pairs
     from core.modelling import load_model
     from core.runner import ModelRunner
 
@@ -308,7 +309,8 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
         # Their passes go through the worker's runner (the others use model copies or a second model, and
         # the attention view reuses the comparison's cached attention pass on this runner).
         if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_examples",
-                                                          "datamodeling", "model_compare", "attention_view"):
+                                                          "datamodeling", "model_compare", "attention_view",
+                                                          "model_pair"):
             assert task.forward_passes > 0, kind
 
     assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
@@ -321,6 +323,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     assert stored_groups(engine, runner, kind_cases["evaluation"], min_size=3, only_stored=True) is not None
     other = ModelRunner(load_model(kind_cases["other"]))
     assert stored_diff(engine, runner, other, heldout_inputs(12), only_stored=True) is not None
+    assert stored_pairs(engine, runner, other, TEXT, ["occlusion", "saliency"], only_stored=True) is not None
     assert (home / "models" / "default-sentiment" / "config.json").exists()  # the build's model
     training = training_set_for(engine, runner.loaded)
     assert retraining_checks(engine, runner.loaded, training)  # the datamodeling check's stored result

@@ -568,9 +568,11 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     after_page("training data")
 
     page.goto(f"{base}/Models?" + urlencode({"a": app_server["env"]["RASHOMON_MODEL"], "b": str(trained_tiny_model_dir),
-                                             "limit": "30"}))
+                                             "limit": "30", "text": text}))
     page.get_by_role("button", name="Compare on the held-out rows").click()
     expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)
+    page.get_by_role("button", name="Explain this input with both models").click()
+    expect(page.get_by_text("Spearman between the models").first).to_be_visible(timeout=LONG)
     after_page("models")
 
     page.goto(f"{base}/Checks")

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.data_attribution.base import DataMethod
 from core.data_attribution.features import Prepared, Query
-from core.data_attribution.registry import DataMethod
 from core.methods.base import Option
 
 EXACT_UP_TO = 5000

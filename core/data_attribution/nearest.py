@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.data_attribution.base import DataMethod
 from core.data_attribution.features import Prepared, Query
-from core.data_attribution.registry import DataMethod
 from core.methods.base import Option
 
 if TYPE_CHECKING:

@@ -8,57 +8,20 @@ list). Pages, the CLI and the stored results derive their lists from here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from core.data_attribution import influence, nearest, representer, tracin
+from core.data_attribution.base import DataMethod
+from core.methods.base import ExplainError
 
-import numpy as np
-
-from core.data_attribution.features import Prepared, Query
-from core.methods.base import ExplainError, Option, resolve_options
-
-ScoreFn = Callable[[Prepared, Query, int, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]
-SelfInfluenceFn = Callable[[Prepared, dict[str, Any]], np.ndarray]
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataMethod:
-    name: str
-    title: str
-    citation: str
-    summary: str
-    options: tuple[Option, ...]
-    score: ScoreFn
-    self_influence: SelfInfluenceFn | None = None
-    uses_checkpoints: bool = False
-
-    def resolve(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        return resolve_options(self.name, self.options, params)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "citation": self.citation, "summary": self.summary,
-                "uses_checkpoints": self.uses_checkpoints, "self_influence": self.self_influence is not None,
-                "options": [o.to_dict() for o in self.options]}
-
-
-def _registry() -> dict[str, DataMethod]:
-    from core.data_attribution import influence, nearest, representer, tracin
-
-    return {m.name: m for m in (nearest.METHOD, tracin.METHOD, representer.METHOD, influence.METHOD)}
-
-
-_METHODS: dict[str, DataMethod] | None = None
+# One entry per method, in the order pages and the CLI list them.
+METHODS: dict[str, DataMethod] = {m.name: m for m in (nearest.METHOD, tracin.METHOD, representer.METHOD,
+                                                      influence.METHOD)}
 
 
 def data_methods() -> dict[str, DataMethod]:
-    global _METHODS
-    if _METHODS is None:
-        _METHODS = _registry()
-    return _METHODS
+    return METHODS
 
 
 def data_method(name: str) -> DataMethod:
-    methods = data_methods()
-    if name not in methods:
-        raise ExplainError(f"Unknown training-data method '{name}'; choose from {', '.join(methods)}.")
-    return methods[name]
+    if name not in METHODS:
+        raise ExplainError(f"Unknown training-data method '{name}'; choose from {', '.join(METHODS)}.")
+    return METHODS[name]

@@ -65,6 +65,9 @@ class TaskKind:
     # It writes model files or other data under RASHOMON_HOME: only a worker that shares the server's
     # RASHOMON_HOME takes it (a worker on another machine declares `--no-home-kinds`).
     writes_home: bool = False
+    # Work nobody is waiting for (samples, preparations made ahead): claimed only when no task a person
+    # asked for is waiting.
+    background: bool = False
 
 
 @dataclass(frozen=True)
@@ -403,8 +406,9 @@ def kinds_for(names: str = "", shares_home: bool = True) -> frozenset[str]:
 
 def claim_next(engine: Engine, kinds: frozenset[str] | None = None) -> tuple[Task, str] | None:
     """The oldest queued task of `kinds` (default: every kind), or one whose worker died, with this
-    worker's lease on it."""
-    for task in list_tasks(engine, limit=200, status=ACTIVE)[::-1]:
+    worker's lease on it; work a person asked for before background work."""
+    waiting = list_tasks(engine, limit=200, status=ACTIVE)[::-1]
+    for task in sorted(waiting, key=lambda t: t.kind in KINDS and KINDS[t.kind].background):  # stable: oldest first
         if kinds is not None and task.kind not in kinds:
             continue
         if (owner := claim(engine, task)) is not None:

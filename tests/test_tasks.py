@@ -446,3 +446,14 @@ def test_killing_the_server_during_a_corpus_run_loses_nothing(engine, gate, tmp_
     assert (ended.status, ended.attempts) == ("done", 2), output
     assert (finished_job.status, finished_job.done, finished_job.failed) == ("done", 3, 0)
     assert [i.status for i in corpus.items_of(engine, job)] == ["done"] * 3
+
+
+def test_work_a_person_asked_for_is_claimed_before_background_work(engine, runner, monkeypatch):
+    def noop(engine, runner, params, progress, should_stop):
+        return {}
+
+    monkeypatch.setitem(tasks.KINDS, "ahead", tasks.TaskKind("ahead", "Prepared ahead", noop, background=True))
+    early = tasks.submit(engine, "ahead", "m", {"n": 1})  # queued first, by nobody
+    asked = tasks.submit(engine, "comparison", "m", comparison())
+    assert tasks.claim_next(engine)[0].id == asked.id
+    assert tasks.claim_next(engine)[0].id == early.id  # then the background work

@@ -1,8 +1,7 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts, corpus
-from core.builds import submit_build
+from core import builds, charts, corpus
 from core.compare import ViewState
 from core.data_attribution.view import DataView
 from core.default_model import LABELS
@@ -18,7 +17,7 @@ from core.evaluation import (
 from core.methods.registry import fast_methods
 from core.render import md
 from core.tasks import TaskError
-from pages.widgets.resources import engine, ensure_task_workers, runner_or_stop, start_job, task_button
+from pages.widgets.resources import engine, runner_or_stop, start_job, start_task, task_button
 
 db = engine()
 
@@ -166,13 +165,13 @@ if groups is not None:
                     "Rebuild the default model with this group as extra training rows (their gold labels)",
                     key=f"evaluation_rebuild_{group.id}"):
                 try:
-                    started = submit_build(db, group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
+                    params = builds.build_params(group_csv(groups, group.id), f"evaluation {job_id}, group {group.id}")
                 except TaskError as exc:
                     st.error(md(str(exc)))
                     st.stop()
-                ensure_task_workers()
-                st.success(f"Build {started.id} queued for a worker (about 9 minutes on 2 cores); "
-                           "the old model stays as it is.")
+                started = start_task(builds.KIND, params, None)  # on a worker (here, with no workers)
+                st.success(f"Build {started.id} {'queued for a worker' if started.active else started.status} "
+                           "(about 9 minutes on 2 cores); the old model stays as it is.")
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:
                 st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",

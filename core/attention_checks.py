@@ -153,13 +153,9 @@ def stored_head_importance(engine, runner: ModelRunner, text: str, target: str |
     reads it back with no model pass; None when `only_stored` and nothing is stored."""
     import json
 
-    from core.records import find_keyed, save_keyed
+    from core.records import stored_or_computed
 
     key = json.dumps({"text": text, "target": target or ""}, ensure_ascii=False)
-    if not fresh and (stored := find_keyed(engine, HEADS_KIND, runner.loaded.fingerprint, key)) is not None:
-        return HeadImportance.from_dict(stored)
-    if only_stored:
-        return None
-    result = head_importance(runner, text, target, progress)
-    save_keyed(engine, HEADS_KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
-    return result
+    return stored_or_computed(engine, HEADS_KIND, runner.loaded, key, lambda: head_importance(runner, text, target, progress),
+                              encode=HeadImportance.to_dict, decode=HeadImportance.from_dict, fresh=fresh,
+                              only_stored=only_stored)

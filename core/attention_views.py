@@ -78,13 +78,10 @@ def _view_from_dict(data: dict[str, Any]) -> AttentionView:
 def stored_attention_view(engine, runner: ModelRunner, text: str, *, only_stored: bool = False) -> AttentionView | None:
     """`attention_view` through the store (keyed by weights and text): a page draws every layer and head with
     no model pass once a worker has computed it; None when `only_stored` and nothing is stored."""
-    from core.records import find_keyed, save_keyed
+    from core.records import stored_or_computed
 
     key = json.dumps({"text": text}, ensure_ascii=False)
-    if (stored := find_keyed(engine, VIEW_KIND, runner.loaded.fingerprint, key)) is not None:
-        return _view_from_dict(stored)
-    if only_stored:
-        return None
-    view = attention_view(runner, text)
-    save_keyed(engine, VIEW_KIND, runner.loaded.name, runner.loaded.fingerprint, key, _view_to_dict(view))
-    return _view_from_dict(_view_to_dict(view))  # what a reader gets: the same rounding everywhere
+    # Computed, it is rounded as stored, so a reader and the writer see the same view.
+    return stored_or_computed(engine, VIEW_KIND, runner.loaded, key,
+                              lambda: _view_from_dict(_view_to_dict(attention_view(runner, text))),
+                              encode=_view_to_dict, decode=_view_from_dict, only_stored=only_stored)

@@ -22,12 +22,15 @@ import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from core import tasks
 from core.settings import load_settings
+
+if TYPE_CHECKING:
+    from core.default_model import BuildConfig
 
 KIND = "build"
 OPTIONS_ENV = "RASHOMON_BUILD_OPTIONS"
@@ -69,20 +72,34 @@ class Build:
                    result.get("accuracy"), result.get("macro_f1"))
 
 
-def _options_parser() -> argparse.ArgumentParser:
-    """The options of `rashomon model build-default` (one definition, shared with the command line)."""
-    from core.cli.models import add_commands
+def add_build_options(parser: argparse.ArgumentParser) -> None:
+    """What a build takes (one definition: `rashomon model build-default`, RASHOMON_BUILD_OPTIONS, tasks)."""
+    parser.add_argument("--output", help="directory (default: RASHOMON_HOME/models/default-sentiment)")
+    parser.add_argument("--train-rows", type=int, default=8000)
+    parser.add_argument("--heldout-rows", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--checkpoints", type=int, default=4, help="training checkpoints kept for TracIn (default 4)")
+    parser.add_argument("--flip-fraction", type=float, default=0.0,
+                        help="share of training labels flipped (seeded), to test finding mislabelled rows")
 
-    parser = argparse.ArgumentParser(prog="rashomon", add_help=False)
-    add_commands(parser.add_subparsers(dest="command"))
-    return parser
+
+def build_setup(args: argparse.Namespace, extra: list[tuple[str, str]], source: str) -> tuple[Path, BuildConfig]:
+    """Where a build writes (a new version beside the default model when it has extra rows) and its config."""
+    from core.default_model import BuildConfig, next_version_dir
+
+    output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
+    return output, BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
+                               checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
+                               extra_source=source if extra else "")
 
 
 def parse_options(options: list[str]) -> argparse.Namespace:
     """The build's settings from build-default options; a bad one is a one-line `TaskError`."""
+    parser = argparse.ArgumentParser(prog="build-default", add_help=False)
+    add_build_options(parser)
     with contextlib.redirect_stderr(io.StringIO()) as errors:
         try:
-            return _options_parser().parse_args(["model", "build-default", *options])
+            return parser.parse_args(options)
         except SystemExit:
             problem = (errors.getvalue().strip().splitlines() or ["unreadable options"])[-1]
             raise tasks.TaskError(f"{OPTIONS_ENV} or the build's options are not build-default options: "
@@ -113,17 +130,14 @@ def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tas
     import torch
 
     from core.data_attribution.training_sets import read_examples
-    from core.default_model import LABELS, BuildConfig, build_default_model, next_version_dir
+    from core.default_model import LABELS, build_default_model
 
     args = parse_options(params.get("options") or [])
     extra: list[tuple[str, str]] = []
     if params.get("extra_csv"):
         rows = read_examples(params["extra_csv"], "extra.csv", LABELS, "text", params.get("label_column", "gold"))
         extra = [(row.text, row.label) for row in rows]
-    output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
-    config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
-                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
-                         extra_source=params.get("source", "") if extra else "")
+    output, config = build_setup(args, extra, params.get("source", ""))
     threads = torch.get_num_threads()
     torch.set_num_threads(max(threads, os.cpu_count() or 1))
     try:

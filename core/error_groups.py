@@ -310,15 +310,12 @@ def stored_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: 
     """`error_groups` through the store (kind "error-groups"): a page reload or a CLI call reads it back."""
     import json
 
-    from core.records import find_keyed, save_keyed
+    from core.records import stored_or_computed
 
     key = json.dumps({"job": job_id, "methods": list(methods), "k": k, "reference": reference,
                       **({"min_size": min_size} if min_size else {})})  # automatic size: the keys stored before
-    if not fresh and (stored := find_keyed(engine, GROUPS_KIND, runner.loaded.fingerprint, key)) is not None:
-        return ErrorGroups.from_dict(stored)
-    if only_stored:
-        return None
-    result = error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, min_size=min_size,
-                          progress=progress)
-    save_keyed(engine, GROUPS_KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
-    return result
+    return stored_or_computed(
+        engine, GROUPS_KIND, runner.loaded, key,
+        lambda: error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, min_size=min_size,
+                             progress=progress),
+        encode=ErrorGroups.to_dict, decode=ErrorGroups.from_dict, fresh=fresh, only_stored=only_stored)

@@ -193,15 +193,14 @@ def stored_diff(engine, a: ModelRunner, b: ModelRunner, inputs: Sequence[Input],
     import hashlib
     import json
 
-    from core.records import find_keyed, save_keyed
+    from core.records import stored_or_computed
 
     digest = hashlib.sha256(json.dumps([[i.text, i.gold_label] for i in inputs], ensure_ascii=False).encode()).hexdigest()
     key = json.dumps({"a": a.loaded.fingerprint, "b": b.loaded.fingerprint, "inputs": digest})
-    if not fresh and (data := find_keyed(engine, DIFF_KIND, a.loaded.fingerprint, key)) is not None:
+
+    def decode(data: dict) -> ModelDiff:
         return ModelDiff(**{**data, "deltas": [Delta(**d) for d in data["deltas"]],
                             **{name: [Changed(**c) for c in data[name]] for name in ("fixed", "broken", "changed_errors")}})
-    if only_stored:
-        return None
-    diff = compare_models(a, b, inputs, progress=progress)
-    save_keyed(engine, DIFF_KIND, a.loaded.name, a.loaded.fingerprint, key, diff.to_dict())
-    return diff
+
+    return stored_or_computed(engine, DIFF_KIND, a.loaded, key, lambda: compare_models(a, b, inputs, progress=progress),
+                              encode=ModelDiff.to_dict, decode=decode, fresh=fresh, only_stored=only_stored)

@@ -4,13 +4,19 @@ diffs): the key leads the stored JSON, so a prefix match finds a record without 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.db import session_scope
 from core.schema import CheckRecord
+
+if TYPE_CHECKING:
+    from core.modelling import LoadedModel
+
+T = TypeVar("T")
 
 
 def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str) -> dict[str, Any] | None:
@@ -27,3 +33,17 @@ def save_keyed(engine: Engine, kind: str, model_name: str, fingerprint: str, key
     with session_scope(engine) as session:
         session.add(CheckRecord(kind=kind, model_name=model_name, model_fingerprint=fingerprint,
                                 payload=json.dumps({"key": key, "result": result}, ensure_ascii=False)))
+
+
+def stored_or_computed(engine: Engine, kind: str, loaded: LoadedModel, key: str, compute: Callable[[], T], *,
+                       encode: Callable[[T], dict[str, Any]], decode: Callable[[dict[str, Any]], T],
+                       fresh: bool = False, only_stored: bool = False) -> T | None:
+    """The stored result of `kind` for this model's weights and `key`, or `compute()` stored under them; with
+    `only_stored` nothing is computed (None when nothing is stored), with `fresh` the store is not read."""
+    if not fresh and (stored := find_keyed(engine, kind, loaded.fingerprint, key)) is not None:
+        return decode(stored)
+    if only_stored:
+        return None
+    result = compute()
+    save_keyed(engine, kind, loaded.name, loaded.fingerprint, key, encode(result))
+    return result

@@ -76,6 +76,18 @@ class Worker:
         self.process.wait(timeout=30)
 
 
+def stand_in_server(tmp_path: Path, workers: int) -> tuple[subprocess.Popen, Path]:
+    """A process standing in for the Streamlit server: it starts its local workers, writes their pids to the
+    returned file and waits to be killed."""
+    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
+              "workers = LocalWorkers(int(sys.argv[3]), Path(sys.argv[1])); workers.ensure()\n"
+              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
+    pid_file = tmp_path / "pids"
+    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file), str(workers)],
+                              cwd=ROOT, env=os.environ.copy())
+    return server, pid_file
+
+
 def explanation_rows(engine, method: str) -> list[tuple[int, object]]:
     with session_scope(engine) as session:
         rows = session.exec(select(ExplanationRecord).where(ExplanationRecord.method == method)).all()
@@ -199,12 +211,7 @@ def test_a_running_task_stops_when_asked_and_keeps_the_finished_methods(engine, 
 @pytest.mark.processes
 def test_local_workers_end_with_the_server_that_started_them(home, tmp_path):
     """A stand-in server starts two local workers, then is killed; its workers notice and exit."""
-    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
-              "workers = LocalWorkers(2, Path(sys.argv[1])); workers.ensure()\n"
-              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
-    pid_file = tmp_path / "pids"
-    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file)], cwd=ROOT,
-                              env=os.environ.copy())
+    server, pid_file = stand_in_server(tmp_path, workers=2)
     try:
         wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the stand-in server's workers")
         pids = [int(p) for p in pid_file.read_text().split()]
@@ -424,12 +431,7 @@ def test_killing_the_server_during_a_corpus_run_loses_nothing(engine, gate, tmp_
     job = corpus.create_job(engine, "run", [Input(f"row {i}", f"{TEXT} Take {i}.") for i in range(3)],
                             ["occlusion", "gate"], k=3, faithfulness_inputs=0)
     task = tasks.submit(engine, "corpus_run", "", {"job": job})
-    pid_file = tmp_path / "pids"
-    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
-              "workers = LocalWorkers(1, Path(sys.argv[1])); workers.ensure()\n"
-              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
-    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file)], cwd=ROOT,
-                              env=os.environ.copy())
+    server, pid_file = stand_in_server(tmp_path, workers=1)
     try:
         [holder] = wait_until(lambda: entered(gate), timeout=180, what="the server's worker at the gate")
         assert pid_file.read_text().split() == [str(holder)]

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.builds import add_build_options
 from core.cli.common import CliError, load, one_line_errors, print_json, progress_bar, quiet
 
 
 def cmd_build_default(args: argparse.Namespace) -> None:
-    from core.default_model import BuildConfig, build_default_model
-    from core.settings import load_settings
+    from core.builds import build_setup
+    from core.default_model import build_default_model
 
     extra: list[tuple[str, str]] = []
     if args.extra_training:
@@ -22,9 +23,7 @@ def cmd_build_default(args: argparse.Namespace) -> None:
             rows = read_examples(read_text_file(args.extra_training), Path(args.extra_training).name, LABELS,
                                  args.text_column, args.label_column)
         extra = [(row.text, row.label) for row in rows]
-    from core.default_model import next_version_dir
-
-    output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
+    output, config = build_setup(args, extra, Path(args.extra_training).name if extra else "")
     if args.if_missing and (output / "config.json").exists():
         if args.json:
             print_json({"output_dir": str(output), "built": False})
@@ -33,9 +32,6 @@ def cmd_build_default(args: argparse.Namespace) -> None:
         return
     if not 0 <= args.flip_fraction < 1:
         raise CliError("--flip-fraction must be at least 0 and below 1.")
-    config = BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
-                         checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
-                         extra_source=Path(args.extra_training).name if extra else "")
     progress = quiet if args.json else progress_bar("build")
     report = build_default_model(output, config, progress=progress, extra=extra)
     if args.json:
@@ -81,13 +77,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="build or inspect models").add_subparsers(dest="model_command", required=True)
     build = model.add_parser("build-default", help="fine-tune the offline default model")
-    build.add_argument("--output", help="directory (default: RASHOMON_HOME/models/default-sentiment)")
-    build.add_argument("--train-rows", type=int, default=8000)
-    build.add_argument("--heldout-rows", type=int, default=2000)
-    build.add_argument("--seed", type=int, default=13)
-    build.add_argument("--checkpoints", type=int, default=4, help="training checkpoints kept for TracIn (default 4)")
-    build.add_argument("--flip-fraction", type=float, default=0.0,
-                       help="share of training labels flipped (seeded), to test finding mislabelled rows")
+    add_build_options(build)
     build.add_argument("--extra-training", help="CSV or JSONL (text, label) added to the training rows: builds a new "
                                                 "version beside the default model unless --output is given")
     build.add_argument("--text-column", default="text")

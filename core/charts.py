@@ -10,16 +10,16 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from core import agreement
-from core.attention_checks import HeadImportance
-from core.attention_views import AttentionView
-from core.checks import RandomisationResult
-from core.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
-from core.data_attribution.attribute import DataAgreement
-from core.data_attribution.retraining import LdsResult
-from core.edit_checks import EditAgreement
-from core.evaluation import Evaluation
-from core.reports import Comparison, ComparisonReport
+from core.analyses import agreement
+from core.analyses.attention_checks import HeadImportance
+from core.analyses.attention_views import AttentionView
+from core.analyses.checks import RandomisationResult
+from core.analyses.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
+from core.analyses.data_attribution.attribute import DataAgreement
+from core.analyses.data_attribution.retraining import LdsResult
+from core.analyses.edit_checks import EditAgreement
+from core.analyses.evaluation import Evaluation
+from core.analyses.reports import Comparison, ComparisonReport
 
 MATRIX_CELL = (64, 40)  # px per agreement-matrix cell (width, height): room for a two-decimal value
 

@@ -1,11 +1,13 @@
 import pandas as pd
 import streamlit as st
 
-from core import charts, checks, corpus, tasks
+from core import charts
+from core.analyses import checks, corpus
+from core.analyses.passages import paragraphs
+from core.library.snapshots import latest_good_snapshot, list_links
 from core.methods.registry import METHODS
-from core.passages import paragraphs
 from core.render import md
-from core.snapshots import latest_good_snapshot, list_links
+from core.work import tasks
 from pages.widgets.resources import engine, runner_or_stop, start_task
 from pages.widgets.ui import follow_task
 

@@ -3,15 +3,16 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core import agreement, charts, compare
-from core.data_attribution.view import DataView
+from core import charts
+from core.analyses import agreement, compare
+from core.analyses.data_attribution.view import DataView
+from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
+from core.analyses.reports import MEASURES, estimate_view, open_report
+from core.engine.pass_time import estimate_sentence, stored_pass_time
+from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
-from core.pass_time import estimate_sentence, stored_pass_time
-from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
-from core.reports import MEASURES, estimate_view, open_report
-from core.snapshots import get_snapshot, list_links, list_tags
 from pages.widgets import attention_whole, edits
 from pages.widgets.resources import engine, runner_or_stop, task_button
 from pages.widgets.ui import option_widgets

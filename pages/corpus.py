@@ -3,13 +3,14 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from core import charts, corpus
-from core.compare import ViewState
+from core import charts
+from core.analyses import corpus
+from core.analyses.compare import ViewState
+from core.engine.pass_time import stored_pass_time
+from core.library.snapshots import list_tags
 from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
-from core.pass_time import stored_pass_time
 from core.render import md
-from core.snapshots import list_tags
 from pages.widgets.resources import engine, job_task, runner_or_stop, start_job
 
 db = engine()

@@ -3,13 +3,13 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from core.compare import ViewState
-from core.documents import STITCHING, explain_document, normalised, paragraph_text
+from core.analyses.compare import ViewState
+from core.analyses.documents import STITCHING, explain_document, normalised, paragraph_text
+from core.analyses.passages import PassageChoice
+from core.library.snapshots import get_snapshot
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
-from core.passages import PassageChoice
 from core.render import highlighted_text, md
-from core.snapshots import get_snapshot
 from pages.widgets.resources import engine, runner_or_stop, task_button
 
 db = engine()

@@ -1,12 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from core import builds, charts, corpus
-from core.compare import ViewState
-from core.data_attribution.view import DataView
-from core.default_model import LABELS
-from core.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
-from core.evaluation import (
+from core import charts
+from core.analyses import corpus
+from core.analyses.compare import ViewState
+from core.analyses.data_attribution.view import DataView
+from core.analyses.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
+from core.analyses.evaluation import (
     EvaluationError,
     create_evaluation,
     evaluation,
@@ -14,9 +14,11 @@ from core.evaluation import (
     inputs_from_file,
     labelled_snapshot_inputs,
 )
+from core.engine.default_model import LABELS
 from core.methods.registry import fast_methods
 from core.render import md
-from core.tasks import TaskError
+from core.work import builds
+from core.work.tasks import TaskError
 from pages.widgets.resources import engine, runner_or_stop, start_job, start_task, task_button
 
 db = engine()

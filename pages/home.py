@@ -1,12 +1,12 @@
 import streamlit as st
 
-from core import builds, tasks
-from core.db import masked_url
-from core.first_token import shortcut_known
+from core.analyses.store import stored_count
+from core.engine.first_token import shortcut_known
+from core.library.snapshots import counts
 from core.render import md
-from core.settings import load_settings
-from core.snapshots import counts
-from core.store import stored_count
+from core.storage.db import masked_url
+from core.storage.settings import load_settings
+from core.work import builds, tasks
 from pages.widgets.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
 
 settings = load_settings()

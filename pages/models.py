@@ -1,13 +1,13 @@
 import pandas as pd
 import streamlit as st
 
-from core.builds import Build, list_builds
-from core.default_model import model_versions
-from core.evaluation import EvaluationError, heldout_inputs
+from core.analyses.evaluation import EvaluationError, heldout_inputs
+from core.analyses.model_compare import stored_diff, stored_pairs
+from core.engine.default_model import model_versions
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
-from core.model_compare import stored_diff, stored_pairs
 from core.render import highlighted_text, md
+from core.work.builds import Build, list_builds
 from pages.widgets.resources import engine, runner_or_stop, task_button
 
 db = engine()

@@ -1,9 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from core.bookmarks import export_links, import_bookmarks
-from core.render import md
-from core.snapshots import (
+from core.library.bookmarks import export_links, import_bookmarks
+from core.library.snapshots import (
     LibraryError,
     add_tags,
     delete_tag,
@@ -21,6 +20,7 @@ from core.snapshots import (
     snapshots_of,
     update_notes,
 )
+from core.render import md
 from pages.widgets.resources import engine
 from pages.widgets.ui import flash, streamlit_progress
 

@@ -1,19 +1,25 @@
 import pandas as pd
 import streamlit as st
 
-from core import builds, charts
-from core.compare import ViewState
-from core.data_attribution.attribute import agreement, suspicious
-from core.data_attribution.features import preparation_dir
-from core.data_attribution.registry import data_method, data_methods
-from core.data_attribution.retraining import LdsResult, RemovalResult
-from core.data_attribution.store import retraining_checks, stored_attributions
-from core.data_attribution.training_sets import TrainingDataError, attach, read_examples, training_set_for
-from core.data_attribution.view import MAX_K, DataView, compare_link
+from core import charts
+from core.analyses.compare import ViewState
+from core.analyses.data_attribution.attribute import agreement, suspicious
+from core.analyses.data_attribution.features import preparation_dir
+from core.analyses.data_attribution.registry import data_method, data_methods
+from core.analyses.data_attribution.retraining import LdsResult, RemovalResult
+from core.analyses.data_attribution.store import retraining_checks, stored_attributions
+from core.analyses.data_attribution.training_sets import (
+    TrainingDataError,
+    attach,
+    read_examples,
+    training_set_for,
+)
+from core.analyses.data_attribution.view import MAX_K, DataView, compare_link
+from core.analyses.passages import PassageChoice, paragraphs, select_passage
+from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
-from core.passages import PassageChoice, paragraphs, select_passage
 from core.render import md, prediction_bars, training_examples
-from core.snapshots import get_snapshot, list_links
+from core.work import builds
 from pages.widgets.resources import cached_model, engine, runner_or_stop, task_button
 
 db = engine()

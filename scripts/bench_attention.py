@@ -28,16 +28,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core import charts  # noqa: E402
-from core.attention_checks import head_importance  # noqa: E402
-from core.attention_views import attention_view  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
-from core.documents import explain_document  # noqa: E402
-from core.explain import explain  # noqa: E402
+from core.analyses.attention_checks import head_importance  # noqa: E402
+from core.analyses.attention_views import attention_view  # noqa: E402
+from core.analyses.documents import explain_document  # noqa: E402
+from core.engine.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
+from core.methods.explain import explain  # noqa: E402
 from core.methods.registry import fast_methods  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
 
 
 def text_of_tokens(runner: ModelRunner, n_tokens: int, start: int = 0) -> str:

@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from core import tasks  # noqa: E402
-from core.compare import ViewState  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.analyses.compare import ViewState  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
+from core.work import tasks  # noqa: E402
 
 CHROMIUM = os.environ.get("RASHOMON_CHROMIUM", "/usr/bin/chromium")
 TEXTS = ["The hotel staff were friendly and the room was spotless, but breakfast was cold, the wifi kept dropping "

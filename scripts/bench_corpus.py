@@ -15,12 +15,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from core import corpus  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.default_model import load_corpus  # noqa: E402
+from core.analyses import corpus  # noqa: E402
+from core.engine.default_model import load_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
 from core.methods.registry import fast_methods  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
 
 
 def passages(tokenizer, count: int, tokens: int) -> list[str]:

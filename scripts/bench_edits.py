@@ -27,17 +27,17 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from core import corpus  # noqa: E402
-from core import counterfactuals as cf  # noqa: E402
-from core.corpus.inputs import Input  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.analyses import corpus  # noqa: E402
+from core.analyses import counterfactuals as cf  # noqa: E402
+from core.analyses.corpus.inputs import Input  # noqa: E402
+from core.analyses.sentence_similarity import default_encoder  # noqa: E402
+from core.analyses.substitutes import substitutes_for  # noqa: E402
+from core.engine.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
 from core.methods.registry import fast_methods  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.sentence_similarity import default_encoder  # noqa: E402
-from core.settings import load_settings  # noqa: E402
-from core.substitutes import substitutes_for  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
 
 
 def heldout() -> list[tuple[str, str]]:

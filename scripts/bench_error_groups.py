@@ -17,13 +17,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import corpus  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.error_groups import DEFAULT_METHODS, error_groups  # noqa: E402
-from core.evaluation import create_evaluation, heldout_inputs  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.analyses import corpus  # noqa: E402
+from core.analyses.error_groups import DEFAULT_METHODS, error_groups  # noqa: E402
+from core.analyses.evaluation import create_evaluation, heldout_inputs  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
 
 
 def main() -> None:

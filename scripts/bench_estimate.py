@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_corpus import passages  # noqa: E402
 
-from core import corpus  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.default_model import load_corpus  # noqa: E402
+from core.analyses import corpus  # noqa: E402
+from core.engine.default_model import load_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
 from core.methods.registry import fast_methods  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
 
 
 def measure(loaded, name: str, texts: list[str], methods: list[str], faithfulness_inputs: int) -> tuple:

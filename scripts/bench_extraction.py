@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from core.extract import _newspaper, _trafilatura, extract_html
+from core.library.extract import _newspaper, _trafilatura, extract_html
 
 
 def words(text: str) -> Counter:

@@ -26,8 +26,8 @@ CASES = {
 }
 CHILD = """
 import json, resource, sys, time, tempfile
-from core.db import make_engine
-from core.snapshots import snapshot_url
+from core.storage.db import make_engine
+from core.library.snapshots import snapshot_url
 engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/b.db")
 started = time.perf_counter()
 outcome = snapshot_url(engine, sys.argv[1])

@@ -21,13 +21,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from core.db import make_engine  # noqa: E402
-from core.default_model import load_corpus  # noqa: E402
-from core.explain import explain  # noqa: E402
+from core.analyses.store import explain_stored  # noqa: E402
+from core.engine.default_model import load_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
 from core.methods import METHODS, Family  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.store import explain_stored  # noqa: E402
+from core.methods.explain import explain  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
 
 GRADIENT = {name for name, m in METHODS.items() if m.family == Family.GRADIENT}  # passes run backward too
 BATCHES = (1, 2, 4, 8, 16, 32, 64)

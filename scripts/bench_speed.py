@@ -28,14 +28,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from core.db import make_engine  # noqa: E402
-from core.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
-from core.explain import explain  # noqa: E402
+from core.analyses.reports import run_report  # noqa: E402
+from core.engine.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
+from core.methods.explain import explain  # noqa: E402
 from core.methods.registry import METHODS  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.reports import run_report  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
 
 SAMPLED = ("lime", "shap", "kernel_shap")
 BUDGET = {"lime": "num_samples", "shap": "max_evals", "kernel_shap": "num_samples"}
@@ -94,7 +94,7 @@ def comparison_seconds(loaded, texts: list[str], options: dict) -> list[float]:
 
 def cold_start(model: str) -> str:
     code = ("import time; t = time.perf_counter(); import shap; i = time.perf_counter() - t; "
-            "from core.modelling import load_model; from core.runner import ModelRunner; from core.explain import explain; "
+            "from core.engine.modelling import load_model; from core.engine.runner import ModelRunner; from core.methods.explain import explain; "
             f"m = load_model({model!r}); p = {{'adaptive': False, 'max_evals': 500}}; "
             "text = 'The staff were lovely but the food was cold and bland, and the room was noisy.'; "
             "t = time.perf_counter(); explain(ModelRunner(m), text, 'shap', params=p); a = time.perf_counter() - t; "
@@ -104,7 +104,7 @@ def cold_start(model: str) -> str:
     imported, first, second = out.stdout.split()
     return (f"- Cold start (a fresh process, 18-word input): `import shap` {imported} s, then the first SHAP "
             f"explanation {first} s and the second {second} s. The server now pays both in a background thread "
-            "when it loads a model (`core/warmup.py`); a CLI process still pays them.")
+            "when it loads a model (`core/engine/warmup.py`); a CLI process still pays them.")
 
 
 def main() -> None:

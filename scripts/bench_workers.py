@@ -20,15 +20,15 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from core import corpus  # noqa: E402
-from core.corpus.inputs import Input  # noqa: E402
-from core.corpus.parallel import LOCAL_RAY, run_job_parallel  # noqa: E402
-from core.db import make_engine  # noqa: E402
-from core.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.analyses import corpus  # noqa: E402
+from core.analyses.corpus.inputs import Input  # noqa: E402
+from core.engine.default_model import BuildConfig, load_corpus, split_corpus  # noqa: E402
+from core.engine.modelling import load_model  # noqa: E402
+from core.engine.runner import ModelRunner  # noqa: E402
 from core.methods.registry import fast_methods  # noqa: E402
-from core.modelling import load_model  # noqa: E402
-from core.runner import ModelRunner  # noqa: E402
-from core.settings import load_settings  # noqa: E402
+from core.storage.db import make_engine  # noqa: E402
+from core.storage.settings import load_settings  # noqa: E402
+from core.work.fanout import LOCAL_RAY, run_job_parallel  # noqa: E402
 
 
 def one_run(label: str, inputs: list[Input], model: str, workers: int, ray: bool) -> dict:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import sys
 
-from core.db import get_engine
-from core.snapshots import add_tags, list_links, refresh_link, snapshot_url
+from core.library.snapshots import add_tags, list_links, refresh_link, snapshot_url
+from core.storage.db import get_engine
 
 
 def main(base: str, worker: int, rounds: int) -> None:

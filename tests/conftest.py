@@ -76,7 +76,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_dir):
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
 
     return load_model(str(tiny_model_dir))
 
@@ -91,14 +91,14 @@ def trained_tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_tiny_model(trained_tiny_model_dir):
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
 
     return load_model(str(trained_tiny_model_dir))
 
 
 @pytest.fixture
 def runner(tiny_model):
-    from core.runner import ModelRunner
+    from core.engine.runner import ModelRunner
 
     return ModelRunner(tiny_model)
 
@@ -133,7 +133,7 @@ def gate(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def engine(home):
-    from core.db import get_engine
+    from core.storage.db import get_engine
 
     return get_engine()
 
@@ -167,7 +167,7 @@ def backend_url(request, home, monkeypatch):
     url = server.url(name)
     monkeypatch.setenv("RASHOMON_DATABASE_URL", url)
     yield url
-    from core.db import forget_engine
+    from core.storage.db import forget_engine
 
     forget_engine(url)
     server.drop_database(name)
@@ -176,7 +176,7 @@ def backend_url(request, home, monkeypatch):
 @pytest.fixture
 def any_engine(backend_url):
     """A migrated engine on each backend in turn: tests that take it run on SQLite and on PostgreSQL."""
-    from core.db import get_engine
+    from core.storage.db import get_engine
 
     return get_engine(backend_url)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.db import get_engine
 from core.render import shown
+from core.storage.db import get_engine
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +24,7 @@ def run_page(path: str, **query) -> AppTest:
 
 
 def test_home_page_shows_model_and_counts(home, tiny_model_dir):
-    from core.first_token import first_token_model
+    from core.engine.first_token import first_token_model
     from pages.widgets.resources import cached_model
 
     app = run_page("app.py")
@@ -66,7 +66,7 @@ def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
     assert any("1 link(s) snapshotted" in s.value for s in app.success)
     assert any("PDF" in e.value for e in app.error)
     # Page text containing markup is shown as text, never as live HTML.
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
 
     xss = next(v for v in list_links(get_engine()) if v.url.endswith("/xss"))
     app.selectbox(key="focus_link").set_value(xss.id).run()
@@ -76,7 +76,7 @@ def test_snapshots_page_adds_links_and_reports_failures(home, web_server):
 
 
 def test_snapshots_page_filters_by_tag_and_search(home, web_server):
-    from core.snapshots import snapshot_url
+    from core.library.snapshots import snapshot_url
 
     snapshot_url(get_engine(), f"{web_server}/article", ["city"])
     snapshot_url(get_engine(), f"{web_server}/legacy", ["food"])
@@ -90,7 +90,7 @@ def test_snapshots_page_filters_by_tag_and_search(home, web_server):
 
 
 def test_snapshots_page_bad_bulk_input_keeps_data(home, web_server):
-    from core.snapshots import list_links, snapshot_url
+    from core.library.snapshots import list_links, snapshot_url
 
     snapshot_url(get_engine(), f"{web_server}/article", [])
     app = run_page("pages/snapshots.py")
@@ -157,8 +157,8 @@ def test_compare_page_bad_links_say_so(home):
 
 
 def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_server):
-    from core.compare import list_demos
-    from core.snapshots import snapshot_url
+    from core.analyses.compare import list_demos
+    from core.library.snapshots import snapshot_url
 
     snap = snapshot_url(get_engine(), f"{web_server}/xss", ["demo"]).snapshot
     app = run_page("pages/compare.py", snapshot=str(snap.id), passage="all:0-0", methods=FAST, k="3")
@@ -179,9 +179,9 @@ def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_serve
 
 def test_corpus_page_runs_a_job_over_tagged_snapshots(home, web_server):
 
-    from core import corpus
-    from core.db import get_engine
-    from core.snapshots import snapshot_url
+    from core.analyses import corpus
+    from core.library.snapshots import snapshot_url
+    from core.storage.db import get_engine
 
     snapshot_url(get_engine(), f"{web_server}/article", ["batch"])
     snapshot_url(get_engine(), f"{web_server}/legacy", ["batch"])
@@ -236,11 +236,11 @@ def test_checks_page_gives_verdicts_that_survive_a_reload(home):
 
 def test_compare_shows_a_partly_stored_view_and_names_what_is_missing(home):
     """A stopped run leaves some methods stored: the page shows them, names the rest and claims no faithfulness."""
-    from core.db import get_engine
-    from core.modelling import load_model
-    from core.runner import ModelRunner
-    from core.settings import load_settings
-    from core.store import explain_stored
+    from core.analyses.store import explain_stored
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+    from core.storage.db import get_engine
+    from core.storage.settings import load_settings
 
     text = "The staff were lovely but the food was cold and bland."
     runner = ModelRunner(load_model(load_settings().resolved_model))
@@ -258,7 +258,7 @@ def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monk
     """With local workers, Run only submits: the page shows the task's progress and a Stop button, a reload
     finds the same task (held at the gate, so it is certainly still running), and once the worker is done
     the stored view appears."""
-    from core import tasks
+    from core.work import tasks
     from pages.widgets.resources import _local_workers
     from tests.support.gate import entered, open_gate
 
@@ -286,7 +286,7 @@ def test_compare_run_goes_to_a_worker_process_and_the_page_follows_it(home, monk
         assert any(f"Its last run (task {done.id}, attempt 1)" in c.value for c in finished.caption)
         assert len(tasks.list_tasks(get_engine())) == 1  # reloads submitted nothing new
     finally:
-        from core.settings import load_settings
+        from core.storage.settings import load_settings
 
         _local_workers(1, str(load_settings().home)).stop()
 
@@ -326,7 +326,7 @@ def test_compare_says_what_a_run_will_cost_and_what_is_dropped_before_run(home):
 
 
 def test_compare_clamps_k_above_the_slider(home):
-    from core.compare import MAX_K
+    from core.analyses.compare import MAX_K
 
     app = run_page("pages/compare.py", text="Fine words.", methods="occlusion", k=str(MAX_K + 1))
     assert not app.exception
@@ -345,7 +345,7 @@ def test_compare_names_what_a_link_got_wrong(home):
 
 
 def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_server):
-    from core.snapshots import snapshot_url
+    from core.library.snapshots import snapshot_url
 
     snapshot_url(get_engine(), f"{web_server}/article", ["city"])
     snapshot_url(get_engine(), f"{web_server}/versioned", ["news"])
@@ -389,8 +389,8 @@ def _shown(app: AppTest) -> list[str]:
 def test_markdown_and_html_from_pages_never_render_on_any_page(home, web_server):
     """A page titled with Markdown (an image, a link) and HTML: every page that shows the title, its tags or
     names made from it shows the characters, escaped, never live markup."""
-    from core import corpus
-    from core.snapshots import snapshot_url
+    from core.analyses import corpus
+    from core.library.snapshots import snapshot_url
 
     outcome = snapshot_url(get_engine(), f"{web_server}/markdown-title", ["evil-![x](y)"])
     assert outcome.snapshot.title.startswith("![p](")
@@ -413,9 +413,9 @@ def test_markdown_and_html_from_pages_never_render_on_any_page(home, web_server)
 
 
 def test_corpus_page_shows_a_stop_at_once(home):
-    from core import corpus
-    from core.db import session_scope
-    from core.schema import CorpusJob, utcnow
+    from core.analyses import corpus
+    from core.storage.db import session_scope
+    from core.storage.schema import CorpusJob, utcnow
 
     job_id = corpus.create_job(get_engine(), "long run", [corpus.Input("row", "Fine.")], ["attention"])
     with session_scope(get_engine()) as session:
@@ -450,8 +450,8 @@ def test_compare_shows_attention_whole_and_head_importance(home):
 
 
 def test_whole_document_page_explains_every_window_and_links_paragraphs_to_compare(home, web_server):
-    from core.passages import paragraphs
-    from core.snapshots import snapshot_url
+    from core.analyses.passages import paragraphs
+    from core.library.snapshots import snapshot_url
 
     snap = snapshot_url(get_engine(), f"{web_server}/long-review").snapshot
     assert snap and not snap.error and len(paragraphs(snap.text)) == 3
@@ -499,9 +499,9 @@ def test_compare_page_searches_for_flipping_edits_and_keeps_them(home):
 
 
 def test_corpus_page_shows_attacks_agreement_and_fragility(home, tiny_model):
-    from core import corpus
-    from core.corpus.inputs import Input
-    from core.runner import ModelRunner
+    from core.analyses import corpus
+    from core.analyses.corpus.inputs import Input
+    from core.engine.runner import ModelRunner
 
     texts = ["Lovely staff and a quiet room.", "Cold food, rude waiter.", "The view was fine."]
     job_id = corpus.create_job(get_engine(), "edits", [Input(f"row {i}", t, "") for i, t in enumerate(texts)],
@@ -519,7 +519,7 @@ def test_corpus_page_shows_attacks_agreement_and_fragility(home, tiny_model):
 
 def test_evaluation_page_runs_an_evaluation_and_filters_errors_by_cell(home, tmp_path):
 
-    from core import corpus
+    from core.analyses import corpus
 
     app = run_page("pages/evaluation.py")
     assert not app.exception and any("No evaluations yet" in i.value for i in app.info)
@@ -535,7 +535,7 @@ def test_evaluation_page_runs_an_evaluation_and_filters_errors_by_cell(home, tmp
     app = run_page("pages/evaluation.py", job=str(job.id))
     assert not app.exception
     assert [m.label for m in app.metric] == ["Texts", "Accuracy", "Macro-F1", "Expected calibration error"]
-    from core.evaluation import evaluation
+    from core.analyses.evaluation import evaluation
 
     result = evaluation(get_engine(), job.id, ["negative", "neutral", "positive"])
     assert app.metric[0].value == "12"

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from core import builds, tasks
+# A build small enough for a test (the real one trains on 8,000 rows for minutes).
+from core.work import builds, tasks
 
 # A build small enough for a test (the real one trains on 8,000 rows for minutes).
 SMALL = ["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"]
@@ -68,7 +69,7 @@ def test_status_file_builds_become_ended_build_tasks_once(engine, home):
 def test_a_build_taken_over_after_its_worker_died_says_it_restarted(engine):
     from sqlalchemy import update
 
-    from core.schema import TaskRecord, utcnow
+    from core.storage.schema import TaskRecord, utcnow
 
     submitted = builds.submit_build(engine, options=SMALL)
     with engine.begin() as connection:  # as a killed worker leaves it, then taken over by another

@@ -209,8 +209,8 @@ def test_compare_json_is_the_pages_view(home, here):
 
     from sqlmodel import Session, delete
 
-    from core.db import get_engine
-    from core.schema import ComparisonReportRecord, ExplanationRecord
+    from core.storage.db import get_engine
+    from core.storage.schema import ComparisonReportRecord, ExplanationRecord
 
     with Session(get_engine()) as session:
         session.exec(delete(ComparisonReportRecord))
@@ -240,7 +240,7 @@ def test_corpus_commands(home, tmp_path, here):
     status = json.loads(run.stdout)
     assert status["job"]["status"] == "done" and status["job"]["done"] == 3 and status["fraction"] == 1.0
     assert {r["method"] for r in status["leaderboard"]} == {"attention", "occlusion", "random"}
-    from core.corpus.jobs import CORPUS_EDIT_OPTIONS
+    from core.analyses.corpus.jobs import CORPUS_EDIT_OPTIONS
 
     # corpus runs' own edit settings, from their one definition, not a copied number
     assert status["job"]["edits"]["max_edits"] == 1
@@ -260,8 +260,8 @@ def test_corpus_commands(home, tmp_path, here):
 
 @pytest.mark.processes
 def test_corpus_stop_and_resume_from_the_command_line(home, tmp_path):
-    from core import corpus
-    from core.db import get_engine
+    from core.analyses import corpus
+    from core.storage.db import get_engine
 
     job = corpus.create_job(get_engine(), "cli", [corpus.Input(f"row {i}", t) for i, t in
                                                   enumerate(["Good.", "Bad.", "Fine."])], ["attention"])
@@ -298,8 +298,8 @@ def test_check_commands(home, here):
 
 
 def test_demo_commands(home, here):
-    from core.compare import ViewState, save_demo
-    from core.db import get_engine
+    from core.analyses.compare import ViewState, save_demo
+    from core.storage.db import get_engine
 
     demo = save_demo(get_engine(), "walkthrough", "for the team", ViewState(text="hello there", methods=["attention"]))
     listed = json.loads(here("demo", "list", "--json").stdout)

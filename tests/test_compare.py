@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from core import agreement, attention_checks, compare, faithfulness
+from core.analyses import agreement, attention_checks, compare, faithfulness
+from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.explanation import Explanation
-from core.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.render import highlighted_text
 
 
@@ -77,7 +77,7 @@ def test_hot_spots_find_sign_conflicts_first():
 def test_faithfulness_by_hand(runner):
     """On the tiny model, comprehensiveness and the curves equal direct masked evaluations."""
     text = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
-    from core.explain import explain
+    from core.methods.explain import explain
 
     occl = explain(runner, text, "occlusion")
     results = faithfulness.evaluate(runner, [occl], random_seeds=2)
@@ -105,7 +105,7 @@ def test_support_ranking_signed_and_unsigned():
 
 
 def test_attention_intervention_changes_and_restores(runner):
-    from core.runner import ModelRunner
+    from core.engine.runner import ModelRunner
 
     text = "The food was not great, but the staff were lovely!"
     before = runner.probabilities_for_texts([text])[0].copy()
@@ -122,7 +122,7 @@ def test_attention_intervention_changes_and_restores(runner):
 
 
 def test_uniform_intervention_really_uses_uniform_weights(runner):
-    from core.interventions import AttentionIntervention
+    from core.engine.interventions import AttentionIntervention
 
     ids = runner.prepare("one two three four").input_ids
     _, attentions = runner.intervened(ids, AttentionIntervention(0, "uniform"), output_attentions=True)
@@ -142,8 +142,8 @@ def test_interventions_on_two_models_at_once_do_not_leak_into_each_other(runner)
     import copy
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.interventions import AttentionIntervention
-    from core.runner import ModelRunner
+    from core.engine.interventions import AttentionIntervention
+    from core.engine.runner import ModelRunner
 
     other = ModelRunner(runner.loaded.with_model(copy.deepcopy(runner.model)))
     ids = runner.prepare("The food was not great, but the staff were lovely!").input_ids
@@ -192,7 +192,7 @@ def test_highlighted_text_escapes_everything():
 
 
 def test_comparison_exports_and_summary(runner, engine):
-    from core.reports import open_report, run_report
+    from core.analyses.reports import open_report, run_report
 
     text = "The staff were lovely but the food was cold."
     methods = ["occlusion", "attention", "input_x_gradient"]
@@ -227,7 +227,7 @@ def test_demos_save_and_list(engine):
 
 
 def test_faithfulness_without_curves_keeps_aopc(runner):
-    from core.explain import explain
+    from core.methods.explain import explain
 
     occl = explain(runner, "alpha beta gamma delta epsilon", "occlusion")
     full, light = faithfulness.evaluate(runner, [occl]), faithfulness.evaluate(runner, [occl], curve_points=0)
@@ -236,8 +236,8 @@ def test_faithfulness_without_curves_keeps_aopc(runner):
 
 
 def test_a_shared_view_reopens_from_the_store_with_no_model_pass(runner, engine):
-    from core.reports import open_report, run_report
-    from core.runner import ModelRunner
+    from core.analyses.reports import open_report, run_report
+    from core.engine.runner import ModelRunner
 
     text = "Lovely staff, cold food."
     methods = ["attention", "saliency", "occlusion"]
@@ -248,7 +248,7 @@ def test_a_shared_view_reopens_from_the_store_with_no_model_pass(runner, engine)
     assert compare.report_to_dict(shared, 3)["faithfulness"] == compare.report_to_dict(first, 3)["faithfulness"]
     assert shared.interventions == first.interventions and shared.correlations == first.correlations
     # A view whose explanations are stored (say, by a corpus run) but not measured: measured once, then stored.
-    from core.reports import explain_all, view_requests
+    from core.analyses.reports import explain_all, view_requests
 
     explain_all(engine, runner, view_requests(runner, "Cold food.", methods))
     measured = open_report(engine, ModelRunner(runner.loaded), "Cold food.", methods)
@@ -257,7 +257,7 @@ def test_a_shared_view_reopens_from_the_store_with_no_model_pass(runner, engine)
 
 
 def test_stop_between_methods_keeps_what_finished(runner, engine):
-    from core.reports import StopRequested, open_report, run_report
+    from core.analyses.reports import StopRequested, open_report, run_report
 
     text = "The view was wonderful, the coffee terrible."
     methods = ["attention", "occlusion", "saliency"]
@@ -286,7 +286,7 @@ def _faith(method, comp, suff):
 
 
 def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
-    from core.reports import Comparison, ComparisonReport
+    from core.analyses.reports import Comparison, ComparisonReport
 
     es = (expl("a", [0.9, 0.1, 0.0]), expl("b", [0.1, 0.9, 0.0]))
     comparison = Comparison(es[0].text, es, {"a": False, "b": False})
@@ -317,8 +317,8 @@ def test_summary_names_a_most_faithful_method_only_when_the_lead_is_clear():
 def test_chart_specs_keep_every_label_readable():
     """The specs behind the readability fixes: no cut labels, legends that fit, cells sized for their values."""
     from core import charts
-    from core.corpus.aggregate import AgreementRow
-    from core.reports import Comparison, ComparisonReport
+    from core.analyses.corpus.aggregate import AgreementRow
+    from core.analyses.reports import Comparison, ComparisonReport
 
     es = tuple(expl(name, [0.9, 0.1, 0.4]) for name in ("integrated_gradients", "input_x_gradient", "attention"))
     comparison = Comparison(es[0].text, es, {e.method: False for e in es})
@@ -344,7 +344,7 @@ def test_chart_specs_keep_every_label_readable():
 
 
 def test_cheapest_methods_run_first_and_each_is_shown_as_it_finishes(runner, engine):
-    from core.reports import run_report
+    from core.analyses.reports import run_report
 
     seen = []
     report = run_report(engine, runner, "The view was wonderful, the coffee terrible.", ["lime", "occlusion", "attention"],

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from core.explain import explain
+from core.engine.runner import ModelRunner
 from core.methods.convergence import ROUND
+from core.methods.explain import explain
 from core.methods.perturbation import lime_explainer
-from core.runner import ModelRunner
 from tests.test_more_methods import brute_force_shapley, target_index
 
 HARD = " ".join(["the"] * 60)  # sixty identical words: no top five is more right than another
@@ -77,8 +77,8 @@ def test_warm_up_imports_and_compiles_shap_before_the_first_request(tiny_model):
     import sys
 
     # A fresh process: after the warm-up, shap and its numba routines are loaded and a SHAP call works.
-    code = ("import sys; from core.modelling import load_model; from core.runner import ModelRunner; "
-            "from core.explain import explain; from core.warmup import warm_up_in_background; "
+    code = ("import sys; from core.engine.modelling import load_model; from core.engine.runner import ModelRunner; "
+            "from core.methods.explain import explain; from core.engine.warmup import warm_up_in_background; "
             f"m = load_model({str(tiny_model.path)!r}); assert 'shap' not in sys.modules; "
             "warm_up_in_background(m).join(); assert 'shap' in sys.modules and 'numba' in sys.modules; "
             "print(explain(ModelRunner(m), 'A fine day.', 'shap').method)")

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from core import checks, corpus
-from core.db import session_scope
+from core.analyses import checks, corpus
+from core.engine.runner import ModelRunner
 from core.methods.registry import corpus_options
-from core.runner import ModelRunner
-from core.schema import CorpusItem
+from core.storage.db import session_scope
+from core.storage.schema import CorpusItem
 
 FAST = ["attention", "occlusion", "input_x_gradient"]
 TEXTS = ["The staff were lovely.", "The food was cold and bland.", "An average evening, nothing special.",
@@ -97,8 +97,8 @@ def test_a_corpus_run_is_a_task_that_stops_when_asked_and_resumes(engine, runner
     asked of the task ends the job after the input in flight, keeping it; a resume is a new task."""
     from sqlalchemy import update
 
-    from core import tasks
-    from core.schema import TaskRecord
+    from core.storage.schema import TaskRecord
+    from core.work import tasks
 
     job_id = make_job(engine, n=3)
     first = tasks.submit(engine, "corpus_run", "", {"job": job_id})
@@ -177,7 +177,7 @@ def test_job_measures_faithfulness_on_its_sample_only(engine, runner):
 
 
 def test_disputed_inputs_reopen_with_the_runs_stored_explanations(engine, runner):
-    from core.reports import open_report
+    from core.analyses.reports import open_report
 
     job_id = make_job(engine, n=3, methods=["attention", "integrated_gradients", "occlusion"])
     corpus.run_job(engine, runner, job_id)
@@ -240,7 +240,7 @@ def test_baseline_sensitivity_is_reported_apart_from_stability(runner):
 
     from scipy.stats import spearmanr
 
-    from core.explain import explain
+    from core.methods.explain import explain
 
     runs = [explain(ModelRunner(runner.loaded), TEXTS[3], "integrated_gradients", params=dict(v))
             for v in ig.variants]
@@ -269,7 +269,7 @@ def test_stability_verdict_fails_below_its_thresholds(runner):
 
 
 def test_randomisation_check_on_the_tiny_model(tiny_model_dir):
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
 
     loaded = load_model(str(tiny_model_dir))  # its own copy: the fingerprint below is computed from scratch
     runner = ModelRunner(loaded)
@@ -308,7 +308,7 @@ def test_stop_is_honoured_between_methods_and_keeps_what_finished(engine, runner
     stopped = corpus.run_job(engine, runner, job_id)
     assert stopped.status == "stopped" and stopped.done == 0 and stopped.fraction == 0
     assert [i.status for i in corpus.items_of(engine, job_id)] == ["pending"]
-    from core.store import explain_stored
+    from core.analyses.store import explain_stored
 
     assert explain_stored(engine, runner, TEXTS[0], "asks_to_stop", only_stored=True) is not None
     assert explain_stored(engine, runner, TEXTS[0], "occlusion", only_stored=True) is None
@@ -322,8 +322,8 @@ def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(any_engine):
     import subprocess
     import sys
 
-    from core.db import session_scope
-    from core.schema import CorpusJob, utcnow
+    from core.storage.db import session_scope
+    from core.storage.schema import CorpusJob, utcnow
 
     job_id = make_job(engine, n=1)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -371,8 +371,8 @@ def test_two_runners_on_one_job_never_both_compute(any_engine, tiny_model):
     job = corpus.get_job(engine, job_id)
     assert job.status == "done" and job.done == 5 and job.finished == job.total and job.fraction == 1.0
     with pytest.raises(corpus.CorpusError):  # a live run is refused, not doubled
-        from core.db import session_scope
-        from core.schema import CorpusJob, utcnow
+        from core.storage.db import session_scope
+        from core.storage.schema import CorpusJob, utcnow
 
         with session_scope(engine) as session:
             row = session.get(CorpusJob, job_id)

@@ -12,18 +12,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import counterfactuals as cf
-from core.edit_checks import counterfactual_agreement, edit_report, fragility, stored_search
+from core.analyses import counterfactuals as cf
+from core.analyses.edit_checks import counterfactual_agreement, edit_report, fragility, stored_search
+from core.analyses.sentence_similarity import default_encoder
 from core.explanation import Explanation, split_words
 from core.methods.base import ExplainError
-from core.sentence_similarity import default_encoder
 
 KEYWORD = "wonderful"
 
 
 @pytest.fixture(scope="session")
 def keyword_model(tmp_path_factory):
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
     from tests.support.tiny_model import build_keyword_model
 
     return load_model(str(build_keyword_model(tmp_path_factory.mktemp("models") / "keyword", keyword=KEYWORD)))
@@ -31,7 +31,7 @@ def keyword_model(tmp_path_factory):
 
 @pytest.fixture
 def keyword_runner(keyword_model):
-    from core.runner import ModelRunner
+    from core.engine.runner import ModelRunner
 
     return ModelRunner(keyword_model)
 
@@ -204,8 +204,8 @@ def test_edit_report_explains_the_methods_and_their_fragility(engine, keyword_ru
 
 
 def test_corpus_attack_scores_every_input_and_aggregates(engine, keyword_runner):
-    from core import corpus
-    from core.corpus.inputs import Input
+    from core.analyses import corpus
+    from core.analyses.corpus.inputs import Input
 
     texts = ["we saw the film and it was wonderful", "wonderful dinner in town with my sister",
              "the film was a day at home", "my sister said it was a week"]

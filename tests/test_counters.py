@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from core import counters
+from core.engine import counters
 
 
 def test_loads_and_every_kind_of_pass_are_counted(home, monkeypatch, tiny_model_dir):
-    from core.explain import explain
-    from core.modelling import load_model
-    from core.runner import ModelRunner
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+    from core.methods.explain import explain
 
     monkeypatch.setattr(counters, "_counts", {"loads": 0, "passes": 0})
     assert counters.read(os.getpid()) == {"loads": 0, "passes": 0}

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from core.documents import cut_windows, explain_document
-from core.explain import explain
+from core.analyses.documents import cut_windows, explain_document
+from core.engine.runner import ModelRunner
 from core.explanation import split_words
 from core.methods.base import ExplainError
-from core.runner import ModelRunner
+from core.methods.explain import explain
 
 PARAGRAPHS = [
     "The hotel was wonderful and the staff were lovely, always smiling at breakfast. " * 4,

@@ -11,8 +11,8 @@ import json
 import numpy as np
 import pytest
 
-from core import corpus
-from core.error_groups import (
+from core.analyses import corpus
+from core.analyses.error_groups import (
     cluster,
     error_groups,
     evaluated_inputs,
@@ -21,8 +21,8 @@ from core.error_groups import (
     slice_report,
     wilson_interval,
 )
-from core.evaluation import EvaluatedInput, EvaluationError, create_evaluation, heldout_inputs
-from core.runner import ModelRunner
+from core.analyses.evaluation import EvaluatedInput, EvaluationError, create_evaluation, heldout_inputs
+from core.engine.runner import ModelRunner
 
 
 def test_lift_on_a_hand_made_case():

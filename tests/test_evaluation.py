@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from core import corpus
-from core.corpus.inputs import Input
-from core.evaluation import (
+from core.analyses import corpus
+from core.analyses.corpus.inputs import Input
+from core.analyses.evaluation import (
     EvaluationError,
     calibration,
     check_labels,
@@ -109,8 +109,8 @@ def test_evaluate_command(home, tmp_path):
 
 
 def test_the_default_models_heldout_split_is_labelled_with_its_label_names():
-    from core.default_model import LABELS as DEFAULT_LABELS
-    from core.evaluation import heldout_inputs
+    from core.analyses.evaluation import heldout_inputs
+    from core.engine.default_model import LABELS as DEFAULT_LABELS
 
     rows = heldout_inputs()
     assert len(rows) == 2000
@@ -119,9 +119,9 @@ def test_the_default_models_heldout_split_is_labelled_with_its_label_names():
 
 
 def test_snapshots_tagged_with_a_label_are_a_labelled_set(engine, runner):
-    from core.evaluation import labelled_snapshot_inputs
-    from core.fetch import FetchResult
-    from core.snapshots import add_tags, list_links, remove_tags, snapshot_url
+    from core.analyses.evaluation import labelled_snapshot_inputs
+    from core.library.fetch import FetchResult
+    from core.library.snapshots import add_tags, list_links, remove_tags, snapshot_url
 
     pages = {"https://l.example/a": "The staff were lovely and the view was wonderful.",
              "https://l.example/b": "Cold food and a rude waiter.",

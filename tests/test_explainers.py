@@ -6,11 +6,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.explain import explain
+from core.engine.runner import ModelRunner
 from core.explanation import Explanation, split_words
 from core.methods import METHODS, ExplainError
 from core.methods.attention import attention_rollout
-from core.runner import ModelRunner
+from core.methods.explain import explain
 
 TEXT = "The food was not great, but the staff were lovely and the view was wonderful!"
 
@@ -18,8 +18,8 @@ TEXT = "The food was not great, but the staff were lovely and the view was wonde
 @pytest.fixture(scope="module")
 def minilm_runner():
     """The real pretrained MiniLM encoder with a freshly initialised 3-way head."""
-    from core.default_model import encoder_dir
-    from core.modelling import load_model
+    from core.engine.default_model import encoder_dir
+    from core.engine.modelling import load_model
 
     torch.manual_seed(7)
     return ModelRunner(load_model(str(encoder_dir()), allow_new_head=True))
@@ -250,7 +250,7 @@ def test_offsets_point_at_the_right_characters(runner, parts):
 
 
 def test_stored_results_come_back_without_running_the_model(runner, engine):
-    from core.store import explain_stored, stored_count
+    from core.analyses.store import explain_stored, stored_count
 
     first = explain_stored(engine, runner, TEXT, "occlusion")
     passes = runner.forward_passes
@@ -288,7 +288,7 @@ def test_first_token_shortcut_gives_the_full_models_numbers(fixture, request):
 def test_first_token_shortcut_leaves_the_model_whole(tiny_model):
     from transformers.models.bert.modeling_bert import BertLayer
 
-    from core.first_token import FirstTokenLayer, first_token_model
+    from core.engine.first_token import FirstTokenLayer, first_token_model
 
     keys = list(tiny_model.model.state_dict())
     shortened = first_token_model(tiny_model.model)
@@ -304,7 +304,7 @@ def test_first_token_shortcut_is_refused_when_the_head_reads_other_positions(tin
     import copy
     import dataclasses
 
-    from core.first_token import first_token_model
+    from core.engine.first_token import first_token_model
 
     model = copy.deepcopy(tiny_model.model)
     pooler = model.bert.pooler

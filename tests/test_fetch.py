@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.fetch import AddressPolicy, FetchError, FetchLimits, fetch, is_public_address
+from core.library.fetch import AddressPolicy, FetchError, FetchLimits, fetch, is_public_address
 
 
 def test_article_is_fetched(web_server, home):

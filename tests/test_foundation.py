@@ -6,9 +6,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from core.db import current_revision, head_revision, make_engine, migrate, schema_differences, table_names
-from core.modelling import ModelLoadError, load_model
-from core.settings import load_settings
+from core.engine.modelling import ModelLoadError, load_model
+from core.storage.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    migrate,
+    schema_differences,
+    table_names,
+)
+from core.storage.settings import load_settings
 
 
 def test_settings_defaults_and_environment(monkeypatch, tmp_path):
@@ -63,7 +70,7 @@ def test_migrations_upgrade_keeps_existing_data(backend_url):
         assert connection.execute(text("SELECT name FROM tag JOIN link_tag ON tag.id = tag_id")).scalar() == "news"
         assert connection.execute(text("SELECT text FROM snapshot")).scalar() == "Old text survives."
     assert schema_differences(upgraded) == []
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
 
     assert [v.title for v in list_links(upgraded)] == ["kept"]  # the core reads the old rows
     if upgraded.dialect.name == "postgresql":  # a row from before the search index is found through it
@@ -88,7 +95,7 @@ def test_migrations_downgrade_to_empty_and_up_again(backend_url):
     migrate(engine, "head")
     from alembic import command
 
-    from core.db import alembic_config
+    from core.storage.db import alembic_config
 
     with engine.begin() as connection:
         config = alembic_config()
@@ -134,7 +141,7 @@ def test_unknown_hub_id_offline_gives_clear_message(monkeypatch):
 
 
 def test_encoder_without_head_is_not_a_classifier():
-    from core.default_model import encoder_dir
+    from core.engine.default_model import encoder_dir
 
     with pytest.raises(ModelLoadError, match="not a classifier"):
         load_model(str(encoder_dir()))
@@ -149,7 +156,7 @@ def test_corrupt_directory_gives_clear_message(tmp_path):
 @pytest.mark.slow
 def test_default_model_build_on_a_small_slice(tmp_path):
     """The whole build path (data, split, training, scoring, saving, card) on a few rows."""
-    from core.default_model import BuildConfig, build_default_model
+    from core.engine.default_model import BuildConfig, build_default_model
 
     steps = []
     report = build_default_model(tmp_path / "m", BuildConfig(train_rows=96, heldout_rows=60, max_length=32),
@@ -163,7 +170,7 @@ def test_default_model_build_on_a_small_slice(tmp_path):
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from core.default_model import load_corpus, split_corpus
+    from core.engine.default_model import load_corpus, split_corpus
 
     _, heldout = split_corpus(load_corpus(), report.config)
     batch = model.tokenizer(list(heldout["text"]), truncation=True, max_length=32, padding=True, return_tensors="pt")
@@ -188,7 +195,7 @@ def test_migrations_have_exactly_one_head(tmp_path):
 
     from alembic.script import ScriptDirectory
 
-    from core.db import MIGRATIONS_DIR, alembic_config
+    from core.storage.db import MIGRATIONS_DIR, alembic_config
 
     scripts = ScriptDirectory.from_config(alembic_config())
     heads = scripts.get_heads()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from core.fetch import FetchError, FetchLimits, fetch
+from core.library.fetch import FetchError, FetchLimits, fetch
 from tests.support.waiting import wait_until
 
 PAGE = b"<html><head><title>Fine</title></head><body><article><p>" + b"A readable sentence about the park. " * 40 \
@@ -121,14 +121,14 @@ def test_a_gzip_page_is_read_and_a_gzip_bomb_is_capped(hostile, allowed):
 
 @pytest.mark.parametrize("path", ["/tiny-elements", "/many-links"])
 def test_pages_built_to_exhaust_the_parser_are_failed_snapshots(hostile, allowed, engine, path):
-    from core.snapshots import snapshot_url
+    from core.library.snapshots import snapshot_url
 
     outcome = snapshot_url(engine, f"{hostile}{path}")  # bounded by the test's timeout, not a guess
     assert outcome.snapshot is not None and "more than the" in outcome.error and "HTML tags" in outcome.error
 
 
 def test_a_bad_redirect_in_a_batch_is_one_failure_and_the_batch_goes_on(hostile, allowed, engine, web_server):
-    from core.snapshots import list_links, snapshot_many
+    from core.library.snapshots import list_links, snapshot_many
 
     summary = snapshot_many(engine, f"{hostile}/bad-redirect\n{web_server}/article")
     assert summary.succeeded == 1 and len(summary.failures) == 1
@@ -137,8 +137,8 @@ def test_a_bad_redirect_in_a_batch_is_one_failure_and_the_batch_goes_on(hostile,
 
 
 def test_bookmarks_with_impossible_dates_are_imported_with_the_rest(engine):
-    from core.bookmarks import import_bookmarks, parse_add_date
-    from core.snapshots import list_links
+    from core.library.bookmarks import import_bookmarks, parse_add_date
+    from core.library.snapshots import list_links
 
     content = ('<DL><p>\n<DT><A HREF="https://a.example/" ADD_DATE="99999999999999999999">Far future</A>\n'
                '<DT><A HREF="https://b.example/" ADD_DATE="1700000000000">Milliseconds</A>\n'
@@ -156,8 +156,8 @@ def test_the_same_new_url_and_tag_added_at_once_by_many_writers(any_engine):
     engine = any_engine  # on SQLite and on PostgreSQL
     from concurrent.futures import ThreadPoolExecutor
 
-    from core.fetch import FetchResult
-    from core.snapshots import list_links, list_tags, snapshot_url, snapshots_of
+    from core.library.fetch import FetchResult
+    from core.library.snapshots import list_links, list_tags, snapshot_url, snapshots_of
 
     def fetcher(url: str) -> FetchResult:
         return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
@@ -174,7 +174,7 @@ def test_the_same_new_url_and_tag_added_at_once_by_many_writers(any_engine):
 
 def test_tags_have_one_spelling_and_searches_match_literally(any_engine, web_server):
     engine = any_engine  # on SQLite and on PostgreSQL
-    from core.snapshots import LibraryError, add_tags, clean_tag, list_links, list_tags, snapshot_url
+    from core.library.snapshots import LibraryError, add_tags, clean_tag, list_links, list_tags, snapshot_url
 
     assert clean_tag("cafe\u0301") == clean_tag("café") == "café"  # decomposed and composed: one tag
     assert clean_tag("news\u200b") == "news"
@@ -188,8 +188,8 @@ def test_tags_have_one_spelling_and_searches_match_literally(any_engine, web_ser
 
 def test_credentials_in_a_link_are_never_stored_or_exported(any_engine, web_server):
     engine = any_engine  # on SQLite and on PostgreSQL
-    from core.bookmarks import export_links
-    from core.snapshots import list_links, snapshot_url
+    from core.library.bookmarks import export_links
+    from core.library.snapshots import list_links, snapshot_url
 
     base = web_server.replace("http://", "http://alice:s3cret@")
     outcome = snapshot_url(engine, f"{base}/article", [])
@@ -200,9 +200,9 @@ def test_credentials_in_a_link_are_never_stored_or_exported(any_engine, web_serv
 
 
 def test_untitled_links_stay_untitled_through_export_and_import(engine, tmp_path):
-    from core.bookmarks import export_links, import_bookmarks
-    from core.db import make_engine, session_scope
-    from core.snapshots import get_or_create_link, list_links
+    from core.library.bookmarks import export_links, import_bookmarks
+    from core.library.snapshots import get_or_create_link, list_links
+    from core.storage.db import make_engine, session_scope
 
     with session_scope(engine) as session:
         get_or_create_link(session, "https://untitled.example/x")
@@ -240,7 +240,7 @@ def test_database_problems_are_one_line_in_the_cli_and_a_message_on_pages(home, 
 def test_a_database_from_a_newer_rashomon_and_a_corrupt_file(home, tmp_path):
     from sqlalchemy import text
 
-    from core.db import DatabaseUnavailable, make_engine
+    from core.storage.db import DatabaseUnavailable, make_engine
 
     newer = tmp_path / "newer.db"
     engine = make_engine(f"sqlite:///{newer}")
@@ -256,7 +256,7 @@ def test_a_database_from_a_newer_rashomon_and_a_corrupt_file(home, tmp_path):
 
 
 def test_the_home_page_masks_the_database_password(home, monkeypatch, tmp_path):
-    from core.db import masked_url
+    from core.storage.db import masked_url
 
     assert masked_url("postgresql://bob:hunter2@db.example/r") == "postgresql://bob:***@db.example/r"
     monkeypatch.setenv("RASHOMON_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
@@ -281,7 +281,7 @@ def test_more_bad_inputs_get_one_line(home, tmp_path):
 
 def test_a_link_whose_last_refresh_failed_keeps_its_good_snapshot_in_the_pickers(any_engine, web_server):
     engine = any_engine  # on SQLite and on PostgreSQL
-    from core.snapshots import list_links, refresh_link, snapshot_url
+    from core.library.snapshots import list_links, refresh_link, snapshot_url
 
     good = snapshot_url(engine, f"{web_server}/article", [])
 
@@ -300,8 +300,8 @@ def test_several_processes_adding_the_same_new_url_and_tag(backend_url, web_serv
     import subprocess
     import sys
 
-    from core.db import get_engine
-    from core.snapshots import list_links, list_tags, snapshots_of
+    from core.library.snapshots import list_links, list_tags, snapshots_of
+    from core.storage.db import get_engine
 
     get_engine()  # migrate once, as a running server would have
     processes = [subprocess.Popen([sys.executable, "-m", "core", "snapshot", "add", f"{web_server}/plain",
@@ -323,8 +323,8 @@ def test_processes_adding_refreshing_tagging_and_searching_at_once(backend_url, 
     import subprocess
     import sys
 
-    from core.db import get_engine
-    from core.snapshots import list_links, list_tags, snapshots_of
+    from core.library.snapshots import list_links, list_tags, snapshots_of
+    from core.storage.db import get_engine
 
     get_engine()
     workers, rounds = 4, 5

@@ -63,7 +63,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_core_has_no_module_level_import_cycle():
     graph = module_graph(ROOT / "core")
-    assert len(graph) > 50 and "core.tasks" in graph["core.builds"]  # the graph is the real one
+    assert len(graph) > 50 and "core.work.tasks" in graph["core.work.builds"]  # the graph is the real one
     assert cycles(graph) == []
 
 
@@ -75,3 +75,31 @@ def test_the_check_finds_a_cycle_it_is_shown(tmp_path):
     (package / "b.py").write_text("import pkg.c\nthing = 1\n")
     (package / "c.py").write_text("from pkg import a\n")
     assert cycles(module_graph(package)) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# Each folder of core may import only from folders below it: storage and the shared result value at the bottom,
+# then the link library and the model engine, the methods, the analyses built on them, and the work (tasks).
+LAYERS = {"storage": 0, "explanation": 0, "render": 0, "library": 1, "engine": 1, "methods": 2, "analyses": 3,
+          "work": 4, "charts": 5, "cli": 6, "__main__": 7}
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a module imports a folder at its own level or above, other than its own."""
+    def layer(module: str) -> str:
+        return module.split(".")[1] if "." in module else "__main__"
+
+    return sorted((module, dep) for module, deps in graph.items() for dep in deps
+                  if layer(module) != layer(dep) and LAYERS[layer(dep)] >= LAYERS[layer(module)])
+
+
+def test_core_folders_import_only_downwards():
+    graph = module_graph(ROOT / "core")
+    assert {m.split(".")[1] for m in graph if m.count(".") >= 2} == {
+        "analyses", "cli", "engine", "library", "methods", "storage", "work"}
+    assert upward_imports(graph) == []
+
+
+def test_an_upward_import_is_shown():
+    graph = module_graph(ROOT / "core")
+    graph["core.storage.db"] = graph["core.storage.db"] | {"core.work.tasks"}
+    assert upward_imports(graph) == [("core.storage.db", "core.work.tasks")]

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.corpus.inputs import Input
-from core.evaluation import EvaluationError
-from core.model_compare import compare_models, explain_both
-from core.modelling import final_linear
-from core.runner import ModelRunner
+from core.analyses.corpus.inputs import Input
+from core.analyses.evaluation import EvaluationError
+from core.analyses.model_compare import compare_models, explain_both
+from core.engine.modelling import final_linear
+from core.engine.runner import ModelRunner
 
 TEXTS = ["The staff were lovely.", "Cold food and a rude waiter.", "It was a room.", "Wonderful view, awful bed.",
          "Never again.", "Fine, I suppose.", "Best stay ever!", "The lift was broken for days.", "A quiet week.",
@@ -63,7 +63,7 @@ def test_both_explanations_and_their_agreement(pair):
 
 
 def test_models_with_other_labels_are_refused(pair, tmp_path):
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
     from tests.support.tiny_model import build_tiny_model
 
     other = ModelRunner(load_model(str(build_tiny_model(tmp_path / "two", labels=("bad", "good")))))
@@ -73,7 +73,7 @@ def test_models_with_other_labels_are_refused(pair, tmp_path):
 
 def test_rows_either_model_trained_on_are_left_out(trained_tiny_model):
     """A rebuild with an exported error group trains on some held-out rows: those do not count."""
-    from core.data_attribution.training_sets import recorded_training_texts
+    from core.analyses.data_attribution.training_sets import recorded_training_texts
 
     trained = sorted(recorded_training_texts(trained_tiny_model))[:3]
     runner = ModelRunner(trained_tiny_model)
@@ -86,7 +86,7 @@ def test_rows_either_model_trained_on_are_left_out(trained_tiny_model):
 
 
 def test_stored_pairs_are_read_back_with_no_pass_under_model_as_prediction(engine, pair):
-    from core.model_compare import stored_pairs
+    from core.analyses.model_compare import stored_pairs
 
     a, b = pair
     assert stored_pairs(engine, a, b, TEXTS[3], ["occlusion", "saliency"], only_stored=True) is None

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.attention_checks import head_importance
-from core.explain import explain
+from core.analyses.attention_checks import head_importance
+from core.engine.runner import ModelRunner
 from core.methods.attention_gradient import gradient_weighted_rollout
 from core.methods.attention_norm import projections, weighted_values
 from core.methods.deeplift import TargetProbability, deeplift_scores
+from core.methods.explain import explain
 from core.methods.gradient import baseline_ids
 from core.methods.kernel_shap import constrained_shapley_regression
 from core.methods.perturbation import lime_explainer
 from core.methods.registry import METHODS, methods_passes
-from core.runner import ModelRunner
 
 TEXT = "The food was not great, but the staff were lovely and the view was wonderful!"
 
@@ -215,7 +215,7 @@ def test_silencing_a_head_equals_zeroing_its_value_projection(tiny_model, tiny_m
     layers, heads = tiny_model.model.config.num_hidden_layers, tiny_model.model.config.num_attention_heads
     assert result.forward_passes == layers * heads + 1
     assert result.array.shape == (layers, heads)
-    from core.modelling import load_model
+    from core.engine.modelling import load_model
 
     copy = load_model(str(tiny_model_dir))
     value, _ = projections(copy.model, 1)
@@ -232,7 +232,7 @@ def test_silencing_a_head_equals_zeroing_its_value_projection(tiny_model, tiny_m
 
 
 def test_a_stored_attention_view_is_the_computed_one_read_with_no_pass(engine, tiny_model):
-    from core.attention_views import attention_view, stored_attention_view
+    from core.analyses.attention_views import attention_view, stored_attention_view
 
     text = "The food was not great, but the staff were lovely!"
     direct = attention_view(ModelRunner(tiny_model), text)

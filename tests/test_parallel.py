@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from core import corpus
-from core.corpus.inputs import Input
-from core.corpus.parallel import LOCAL_RAY, run_job_parallel
-from core.db import make_engine
-from core.leases import process_alive
-from core.runner import ModelRunner
+from core.analyses import corpus
+from core.analyses.corpus.inputs import Input
+from core.engine.runner import ModelRunner
+from core.storage.db import make_engine
+from core.storage.leases import process_alive
+from core.work.fanout import LOCAL_RAY, run_job_parallel
 from tests.support.processes import kill_own_descendant
 
 pytestmark = pytest.mark.processes  # local worker processes, Ray, subprocess drivers
@@ -124,7 +124,7 @@ def test_a_killed_driver_is_resumed_without_losing_or_repeating_inputs(home, tmp
     url = f"sqlite:///{tmp_path / 'driver.db'}"
     engine = make_engine(url)
     job_id = make_job(engine)
-    code = ("import sys; from core.db import make_engine; from core.corpus.parallel import run_job_parallel; "
+    code = ("import sys; from core.storage.db import make_engine; from core.work.fanout import run_job_parallel; "
             f"run_job_parallel(make_engine({url!r}), {job_id}, workers=1, ray_address='')")
     driver = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "RASHOMON_MODEL": str(tiny_model_dir)},
                               start_new_session=True)
@@ -148,7 +148,7 @@ def test_a_worker_command_runs_queued_jobs_from_the_shared_database(home, refere
     """`rashomon worker --once --workers 2` picks up a job queued elsewhere (a page, another machine)."""
     import sys
 
-    from core.db import get_engine
+    from core.storage.db import get_engine
 
     engine = get_engine()
     job_id = make_job(engine)
@@ -164,8 +164,8 @@ def test_a_worker_command_runs_queued_jobs_from_the_shared_database(home, refere
 def test_a_corpus_run_task_can_drive_worker_processes(home, reference, monkeypatch, tiny_model):
     """With RASHOMON_JOB_WORKERS=2, a `corpus_run` task's worker only drives: the model work runs in two
     processes of its own, and its own model makes no pass."""
-    from core import tasks
-    from core.db import get_engine
+    from core.storage.db import get_engine
+    from core.work import tasks
 
     monkeypatch.setenv("RASHOMON_JOB_WORKERS", "2")
     engine = get_engine()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core import pass_time, tasks
-from core.runner import ModelRunner
+from core.engine import pass_time
+from core.engine.runner import ModelRunner
+from core.work import tasks
 
 
 def test_the_runner_times_its_plain_forward_passes(tiny_model):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import checks, corpus
-from core.explain import explain
+from core.analyses import checks, corpus
 from core.methods import METHODS, Attribution, Family, Method, Speed
+from core.methods.explain import explain
 from core.methods.registry import attention_methods, attention_reference_methods, fast_methods
 from tests.test_app import ROOT
 
@@ -83,7 +83,7 @@ def test_every_page_offers_every_method(home):
 def test_a_method_added_as_one_registry_entry_appears_everywhere(added_method, runner, engine, home):
     e = explain(runner, "one two three", "position", params={"scale": 2.0})
     assert e.scores == (2.0, 4.0, 6.0) and e.method == "position" and not e.signed
-    from core.reports import run_report
+    from core.analyses.reports import run_report
 
     report = run_report(engine, runner, "one two three", ["attention", "position"])
     assert [f.method for f in report.faithfulness] == ["attention", "position", "random"]

@@ -3,10 +3,8 @@
 import pytest
 from sqlmodel import select
 
-from core.bookmarks import export_links, import_bookmarks, parse_netscape
-from core.db import session_scope
-from core.schema import Snapshot
-from core.snapshots import (
+from core.library.bookmarks import export_links, import_bookmarks, parse_netscape
+from core.library.snapshots import (
     LibraryError,
     add_tags,
     delete_tag,
@@ -22,6 +20,8 @@ from core.snapshots import (
     snapshot_url,
     snapshots_of,
 )
+from core.storage.db import session_scope
+from core.storage.schema import Snapshot
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_failed_refresh_never_alters_earlier_snapshots(web_server, engine):
     before = good.snapshot.model_dump()
 
     def broken(url):
-        from core.fetch import FetchError
+        from core.library.fetch import FetchError
         raise FetchError("The server answered 500 Internal Server Error.", "http_error", 500)
 
     failed = refresh_link(engine, good.link.id, fetcher=broken)
@@ -167,7 +167,7 @@ def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
     assert parsed["https://example.com/one?utm_source=x"].tags == ["news", "politics"]
     assert parsed["https://example.com/one?utm_source=x"].notes == "A note about one"
     # Importing our own export into a fresh database gives the same links and tags.
-    from core.db import make_engine
+    from core.storage.db import make_engine
 
     other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
     import_bookmarks(other, exported)
@@ -184,7 +184,7 @@ def test_import_is_idempotent_and_export_round_trips(engine, tmp_path):
 
 
 def test_set_tags_makes_the_tag_list_exact(web_server, engine):
-    from core.snapshots import set_tags
+    from core.library.snapshots import set_tags
 
     link = snapshot_url(engine, f"{web_server}/article", ["old", "keep"]).link.id
     assert set_tags(engine, link, ["keep", " New ", ""]) == ["keep", "new"]
@@ -194,7 +194,7 @@ def test_set_tags_makes_the_tag_list_exact(web_server, engine):
 
 
 def test_extractor_choice_and_fallbacks():
-    from core.extract import choose_body, extract_html
+    from core.library.extract import choose_body, extract_html
 
     assert choose_body("a long body " * 10, "a long body " * 12) == "trafilatura"
     assert choose_body("", "something") == "newspaper3k"
@@ -212,7 +212,7 @@ def test_extraction_quality_on_fixture_pages():
     sys.path.insert(0, str(Path(__file__).parents[1] / "scripts"))
     from bench_extraction import scores
 
-    from core.extract import extract_html
+    from core.library.extract import extract_html
 
     folder = Path(__file__).parent / "fixtures" / "extraction"
     for page in sorted(folder.glob("*.html")):
@@ -222,7 +222,7 @@ def test_extraction_quality_on_fixture_pages():
 
 
 def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_server, engine):
-    from core.schema import Snapshot as Row
+    from core.storage.schema import Snapshot as Row
 
     old = Row(id=1, link_id=1, text="First paragraph.\n\nLast paragraph.")
     new = Row(id=2, link_id=1, text="First paragraph.\n\nLast paragraph.\n\nA new closing line.")
@@ -233,7 +233,7 @@ def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_
     again = refresh_link(engine, first.link.id)
     assert again.unchanged_since is not None and again.unchanged_since.id == first.snapshot.id
     assert again.to_dict()["unchanged_since"] == first.snapshot.id
-    from core.snapshots import same_text_as
+    from core.library.snapshots import same_text_as
 
     assert same_text_as(snapshots_of(engine, first.link.id)) == {again.snapshot.id: first.snapshot.id}
     changed = snapshot_url(engine, f"{web_server}/versioned", [])
@@ -243,7 +243,7 @@ def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_
 
 def test_search_puts_the_most_relevant_link_first(engine):
     """Ranked by each database's own relevance (bm25 on SQLite, ts_rank on PostgreSQL), not by age."""
-    from core.fetch import FetchResult
+    from core.library.fetch import FetchResult
 
     pages = {"https://rank.example/dense": "Budget talks: the budget, the budget vote and the park budget.",
              "https://rank.example/sparse": "A long note on parks, rivers, trees and, once, the budget of a town.",

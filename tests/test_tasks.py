@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from core import checks, tasks
-from core.db import session_scope
-from core.leases import process_alive
-from core.reports import open_report, run_report
-from core.schema import ExplanationRecord, utcnow
+from core.analyses import checks
+from core.analyses.reports import open_report, run_report
+from core.storage.db import session_scope
+from core.storage.leases import process_alive
+from core.storage.schema import ExplanationRecord, utcnow
+from core.work import tasks
 from tests.support.gate import entered, open_gate
 from tests.support.waiting import wait_until
 
@@ -79,7 +80,7 @@ class Worker:
 def stand_in_server(tmp_path: Path, workers: int) -> tuple[subprocess.Popen, Path]:
     """A process standing in for the Streamlit server: it starts its local workers, writes their pids to the
     returned file and waits to be killed."""
-    script = ("import sys, time; from pathlib import Path; from core.tasks import LocalWorkers\n"
+    script = ("import sys, time; from pathlib import Path; from core.work.tasks import LocalWorkers\n"
               "workers = LocalWorkers(int(sys.argv[3]), Path(sys.argv[1])); workers.ensure()\n"
               "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
     pid_file = tmp_path / "pids"
@@ -244,13 +245,13 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
 @pytest.fixture
 def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
     """Parameters for one task of every kind on the trained tiny model, and what the checks need."""
-    from core import corpus
-    from core.builds import build_params
-    from core.counterfactuals import ANY_OTHER, SEARCH
-    from core.evaluation import create_evaluation, heldout_inputs
-    from core.modelling import load_model
-    from core.runner import ModelRunner
-    from core.schema import Link, Snapshot
+    from core.analyses import corpus
+    from core.analyses.counterfactuals import ANY_OTHER, SEARCH
+    from core.analyses.evaluation import create_evaluation, heldout_inputs
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+    from core.storage.schema import Link, Snapshot
+    from core.work.builds import build_params
 
     model = str(trained_tiny_model_dir)
     runner = ModelRunner(load_model(model))
@@ -295,18 +296,18 @@ def submit_case(engine, kind_cases, kind: str) -> tasks.Task:
 
 def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases):
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
-    from core.attention_checks import stored_head_importance
-    from core.attention_views import stored_attention_view
-    from core.counterfactuals import ANY_OTHER, SEARCH
-    from core.data_attribution.store import retraining_checks, stored_attributions
-    from core.data_attribution.training_sets import training_set_for
-    from core.documents import explain_document
-    from core.edit_checks import edit_report
-    from core.error_groups import stored_groups
-    from core.evaluation import heldout_inputs
-    from core.model_compare import stored_diff, stored_pairs
-    from core.modelling import load_model
-    from core.runner import ModelRunner
+    from core.analyses.attention_checks import stored_head_importance
+    from core.analyses.attention_views import stored_attention_view
+    from core.analyses.counterfactuals import ANY_OTHER, SEARCH
+    from core.analyses.data_attribution.store import retraining_checks, stored_attributions
+    from core.analyses.data_attribution.training_sets import training_set_for
+    from core.analyses.documents import explain_document
+    from core.analyses.edit_checks import edit_report
+    from core.analyses.error_groups import stored_groups
+    from core.analyses.evaluation import heldout_inputs
+    from core.analyses.model_compare import stored_diff, stored_pairs
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
 
     runner = kind_cases["runner"]
     for kind in tasks.KINDS:
@@ -342,7 +343,7 @@ def test_every_kind_stops_when_asked_while_it_runs(engine, kind_cases):
     """A stop asked of a running task of any kind ends it as stopped at its first progress report."""
     from sqlalchemy import update
 
-    from core.schema import TaskRecord
+    from core.storage.schema import TaskRecord
 
     for kind in tasks.KINDS:
         submitted = submit_case(engine, kind_cases, kind)
@@ -359,7 +360,7 @@ def test_every_kind_is_taken_over_when_its_worker_dies(engine, kind_cases):
     """A task of any kind whose worker died (a dead process holds its lease) is claimed again and finishes."""
     from sqlalchemy import update
 
-    from core.schema import TaskRecord
+    from core.storage.schema import TaskRecord
 
     # No process can have the pid the kernel never hands out (pid_max itself).
     dead_owner = f"{socket.gethostname()}:{int(Path('/proc/sys/kernel/pid_max').read_text())}:gone"
@@ -425,8 +426,8 @@ def test_killing_the_server_during_a_corpus_run_loses_nothing(engine, gate, tmp_
     """A stand-in server with its local worker; a corpus run held mid-input at the gate; the server is
     killed: its worker exits with it, the task's lease is seen as stale at once, a new worker takes the task
     over and the run ends with every input stored once."""
-    from core import corpus
-    from core.corpus.inputs import Input
+    from core.analyses import corpus
+    from core.analyses.corpus.inputs import Input
 
     job = corpus.create_job(engine, "run", [Input(f"row {i}", f"{TEXT} Take {i}.") for i in range(3)],
                             ["occlusion", "gate"], k=3, faithfulness_inputs=0)

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.urls import InvalidURLError, normalize_url
+from core.library.urls import InvalidURLError, normalize_url
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from core.db import DatabaseUnavailable
+    from core.storage.db import DatabaseUnavailable
 
     try:
         args.func(args)

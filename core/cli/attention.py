@@ -17,8 +17,8 @@ from core.methods.base import ExplainError
 
 
 def cmd_heads(args: argparse.Namespace) -> None:
-    from core.attention_checks import head_importance
-    from core.explain import label_for
+    from core.analyses.attention_checks import head_importance
+    from core.methods.explain import label_for
 
     text = require_text(input_text(args))
     runner = runner_for(args.model)

@@ -19,7 +19,7 @@ from core.cli.common import (
 
 
 def cmd_stability(args: argparse.Namespace) -> None:
-    from core import checks
+    from core.analyses import checks
 
     text = require_text(input_text(args))
     methods = method_list(args.methods)
@@ -35,7 +35,7 @@ def cmd_stability(args: argparse.Namespace) -> None:
 
 
 def cmd_randomisation(args: argparse.Namespace) -> None:
-    from core import checks
+    from core.analyses import checks
 
     text = require_text(input_text(args))
     methods = method_list(args.methods)

@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner
 
 
 class CliError(Exception):
@@ -52,7 +52,7 @@ def one_line_errors(*kinds: type[Exception]) -> Iterator[None]:
 
 def read_text_file(path: str) -> str:
     """A text file decoded like fetched pages (charset detection); a binary file is refused in one line."""
-    from core.fetch import decode_text_file
+    from core.library.fetch import decode_text_file
 
     try:
         data = Path(path).read_bytes()
@@ -70,7 +70,7 @@ def input_text(args: argparse.Namespace) -> str:
         return args.text
     if getattr(args, "file", None) is not None:
         return read_text_file(args.file)
-    from core.snapshots import get_snapshot
+    from core.library.snapshots import get_snapshot
 
     snapshot = get_snapshot(engine(), args.snapshot)
     if snapshot is None:
@@ -88,7 +88,7 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load(spec: str | None) -> LoadedModel:
-    from core.modelling import ModelLoadError, load_model
+    from core.engine.modelling import ModelLoadError, load_model
 
     try:
         return load_model(spec)
@@ -97,13 +97,13 @@ def load(spec: str | None) -> LoadedModel:
 
 
 def runner_for(spec: str | None) -> ModelRunner:
-    from core.runner import ModelRunner
+    from core.engine.runner import ModelRunner
 
     return ModelRunner(load(spec))
 
 
 def engine() -> Engine:
-    from core.db import get_engine
+    from core.storage.db import get_engine
 
     return get_engine()
 

@@ -25,11 +25,11 @@ from core.cli.common import (
 from core.cli.explain import parse_options
 
 if TYPE_CHECKING:
-    from core.corpus import Job
+    from core.analyses.corpus import Job
 
 
 def _status(job_id: int) -> dict:
-    from core import corpus
+    from core.analyses import corpus
 
     db = engine()
     job = corpus.require_job(db, job_id)
@@ -65,9 +65,9 @@ def _print_status(data: dict) -> None:
 def work_through(job_id: int, model: str, as_json: bool, workers: int = 0, report: bool = True) -> Job:
     """Run a job here until done (in this process, or as the driver of `workers` local processes or of
     Ray tasks when RASHOMON_RAY_ADDRESS is set); Ctrl-C asks it to stop after the inputs in flight."""
-    from core import corpus
-    from core.corpus.parallel import run_job_parallel
-    from core.settings import load_settings
+    from core.analyses import corpus
+    from core.storage.settings import load_settings
+    from core.work.fanout import run_job_parallel
 
     db = engine()
     ray_address = load_settings().ray_address
@@ -101,8 +101,8 @@ def work_through(job_id: int, model: str, as_json: bool, workers: int = 0, repor
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from core import corpus
-    from core.corpus import CorpusError
+    from core.analyses import corpus
+    from core.analyses.corpus import CorpusError
 
     db = engine()
     methods = method_list(args.methods) if args.methods else corpus_default_methods()
@@ -141,8 +141,8 @@ def corpus_default_methods() -> list[str]:
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
-    from core import corpus
-    from core.corpus import CorpusError
+    from core.analyses import corpus
+    from core.analyses.corpus import CorpusError
 
     with one_line_errors(CorpusError):
         job = corpus.require_job(engine(), args.job)
@@ -154,8 +154,8 @@ def cmd_resume(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from core import corpus
-    from core.corpus import CorpusError
+    from core.analyses import corpus
+    from core.analyses.corpus import CorpusError
 
     with one_line_errors(CorpusError):
         if args.job is None:
@@ -173,8 +173,8 @@ def cmd_status(args: argparse.Namespace) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
-    from core import corpus
-    from core.corpus import CorpusError
+    from core.analyses import corpus
+    from core.analyses.corpus import CorpusError
 
     with one_line_errors(CorpusError):
         asked = corpus.request_stop(engine(), args.job)
@@ -187,8 +187,8 @@ def cmd_stop(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from core import corpus
-    from core.corpus import CorpusError
+    from core.analyses import corpus
+    from core.analyses.corpus import CorpusError
 
     with one_line_errors(CorpusError):
         fmt = "json" if args.json else args.format

@@ -24,14 +24,14 @@ from core.methods.base import ExplainError
 
 
 def _errors():
-    from core.data_attribution.training_sets import TrainingDataError
+    from core.analyses.data_attribution.training_sets import TrainingDataError
 
     return one_line_errors(TrainingDataError, ExplainError)
 
 
 def data_method_list(value: str | None) -> list[str]:
-    from core.data_attribution.attribute import DEFAULT_METHODS
-    from core.data_attribution.registry import data_method
+    from core.analyses.data_attribution.attribute import DEFAULT_METHODS
+    from core.analyses.data_attribution.registry import data_method
 
     names = [m.strip() for m in value.split(",") if m.strip()] if value else list(DEFAULT_METHODS)
     with one_line_errors(ExplainError):
@@ -41,7 +41,7 @@ def data_method_list(value: str | None) -> list[str]:
 
 
 def _training(args: argparse.Namespace):
-    from core.data_attribution.training_sets import training_set_for
+    from core.analyses.data_attribution.training_sets import training_set_for
 
     loaded = load(args.model)
     with _errors():
@@ -49,8 +49,8 @@ def _training(args: argparse.Namespace):
 
 
 def cmd_attach(args: argparse.Namespace) -> None:
+    from core.analyses.data_attribution.training_sets import attach, read_examples
     from core.cli.common import read_text_file
-    from core.data_attribution.training_sets import attach, read_examples
 
     content = read_text_file(args.file)
     loaded = load(args.model)
@@ -64,7 +64,7 @@ def cmd_attach(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.data_attribution.training_sets import attached_sets
+    from core.analyses.data_attribution.training_sets import attached_sets
 
     sets = attached_sets(engine())
     if args.json:
@@ -77,7 +77,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from core.data_attribution.features import preparation_dir
+    from core.analyses.data_attribution.features import preparation_dir
 
     loaded, training = _training(args)
     counts = Counter(training.labels)
@@ -105,7 +105,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     """Everything a query needs, once per model: representations, index, gradients, Hessian approximation."""
     import time
 
-    from core.data_attribution.attribute import attribute
+    from core.analyses.data_attribution.attribute import attribute
 
     loaded, training = _training(args)
     methods = data_method_list(args.methods)
@@ -122,7 +122,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_suspicious(args: argparse.Namespace) -> None:
-    from core.data_attribution.attribute import suspicious
+    from core.analyses.data_attribution.attribute import suspicious
 
     loaded, training = _training(args)
     with _errors():
@@ -141,8 +141,8 @@ def cmd_suspicious(args: argparse.Namespace) -> None:
 
 
 def cmd_influence(args: argparse.Namespace) -> None:
-    from core.data_attribution.attribute import agreement
-    from core.data_attribution.store import stored_attributions
+    from core.analyses.data_attribution.attribute import agreement
+    from core.analyses.data_attribution.store import stored_attributions
 
     text = require_text(input_text(args))
     methods = data_method_list(args.methods)
@@ -185,21 +185,21 @@ def _check_texts(args: argparse.Namespace, loaded) -> list[str]:
             raise CliError(f"{args.texts_file} has no texts (one per line).")
         return texts
     if Path(loaded.path) == _default_model_dir():
-        from core.evaluation import heldout_inputs
+        from core.analyses.evaluation import heldout_inputs
 
         return [i.text for i in heldout_inputs(args.inputs)]
     raise CliError("Give the test inputs with --texts-file (one per line); only the default model has a held-out split.")
 
 
 def _default_model_dir() -> Path:
-    from core.settings import load_settings
+    from core.storage.settings import load_settings
 
     return load_settings().default_model_dir.resolve()
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from core.data_attribution.retraining import linear_datamodeling, removal_check
-    from core.data_attribution.store import save_retraining
+    from core.analyses.data_attribution.retraining import linear_datamodeling, removal_check
+    from core.analyses.data_attribution.store import save_retraining
 
     methods = data_method_list(args.methods)
     loaded, training = _training(args)

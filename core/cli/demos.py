@@ -14,7 +14,7 @@ def _demo_dict(demo) -> dict:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.compare import list_demos
+    from core.analyses.compare import list_demos
 
     demos = [_demo_dict(d) for d in list_demos(engine())]
     if args.json:
@@ -25,7 +25,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from core.compare import ViewState, get_demo
+    from core.analyses.compare import ViewState, get_demo
 
     demo = get_demo(engine(), args.id)
     if demo is None:

@@ -20,7 +20,7 @@ from core.methods.base import ExplainError
 
 
 def cmd_document(args: argparse.Namespace) -> None:
-    from core.documents import explain_document, paragraph_text
+    from core.analyses.documents import explain_document, paragraph_text
     from core.methods.registry import fast_methods
 
     text = require_text(input_text(args))

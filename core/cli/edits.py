@@ -20,8 +20,8 @@ from core.methods.base import ExplainError
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> None:
-    from core.counterfactuals import ANY_OTHER, SEARCH, resolve_options
-    from core.edit_checks import edit_report
+    from core.analyses.counterfactuals import ANY_OTHER, SEARCH, resolve_options
+    from core.analyses.edit_checks import edit_report
     from core.methods.registry import fast_methods
 
     text = require_text(input_text(args))

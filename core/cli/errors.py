@@ -9,8 +9,8 @@ from core.cli.common import CliError, engine, one_line_errors, print_json, progr
 
 
 def _evaluation_runner(job_id: int, model: str | None):
-    from core.corpus import get_job
-    from core.corpus.inputs import CorpusError
+    from core.analyses.corpus import get_job
+    from core.analyses.corpus.inputs import CorpusError
 
     with one_line_errors(CorpusError):
         job = get_job(engine(), job_id)
@@ -20,8 +20,8 @@ def _evaluation_runner(job_id: int, model: str | None):
 
 
 def _groups(args: argparse.Namespace):
-    from core.error_groups import DEFAULT_METHODS, stored_groups
-    from core.evaluation import EvaluationError
+    from core.analyses.error_groups import DEFAULT_METHODS, stored_groups
+    from core.analyses.evaluation import EvaluationError
     from core.methods.base import ExplainError
 
     runner = _evaluation_runner(args.job, args.model)
@@ -56,8 +56,8 @@ def cmd_groups(args: argparse.Namespace) -> None:
 
 
 def cmd_slice(args: argparse.Namespace) -> None:
-    from core.error_groups import evaluated_inputs, slice_report
-    from core.evaluation import EvaluationError
+    from core.analyses.error_groups import evaluated_inputs, slice_report
+    from core.analyses.evaluation import EvaluationError
 
     _evaluation_runner(args.job, None)
     with one_line_errors(EvaluationError):
@@ -73,8 +73,8 @@ def cmd_slice(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from core.error_groups import group_csv
-    from core.evaluation import EvaluationError
+    from core.analyses.error_groups import group_csv
+    from core.analyses.evaluation import EvaluationError
 
     result = _groups(args)
     with one_line_errors(EvaluationError):

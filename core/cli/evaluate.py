@@ -9,8 +9,7 @@ from core.cli.common import CliError, engine, one_line_errors, print_json, read_
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from core.cli.corpus import work_through
-    from core.evaluation import (
+    from core.analyses.evaluation import (
         EvaluationError,
         create_evaluation,
         evaluation,
@@ -18,6 +17,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         inputs_from_file,
         labelled_snapshot_inputs,
     )
+    from core.cli.corpus import work_through
 
     with one_line_errors(EvaluationError):
         if args.heldout:

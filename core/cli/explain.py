@@ -46,7 +46,7 @@ def parse_options(values: list[str] | None) -> dict[str, dict[str, str]]:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    from core.store import explain_stored
+    from core.analyses.store import explain_stored
 
     text = require_text(input_text(args))
     methods = method_list(args.methods)
@@ -88,8 +88,8 @@ def _seeded_methods() -> set[str]:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from core import compare
-    from core.reports import run_report
+    from core.analyses import compare
+    from core.analyses.reports import run_report
 
     text = require_text(input_text(args))
     methods = method_list(args.methods)

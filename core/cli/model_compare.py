@@ -17,9 +17,9 @@ from core.cli.common import (
 
 
 def cmd_compare_models(args: argparse.Namespace) -> None:
-    from core.evaluation import EvaluationError, heldout_inputs, inputs_from_file
+    from core.analyses.evaluation import EvaluationError, heldout_inputs, inputs_from_file
+    from core.analyses.model_compare import compare_models, explain_both
     from core.methods.base import ExplainError
-    from core.model_compare import compare_models, explain_both
 
     if not (args.heldout or args.file or args.text):
         raise CliError("Give a labelled set (--heldout or --file) and/or one input (--text).")

@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.builds import add_build_options
 from core.cli.common import CliError, load, one_line_errors, print_json, progress_bar, quiet
+from core.work.builds import add_build_options
 
 
 def cmd_build_default(args: argparse.Namespace) -> None:
-    from core.builds import build_setup
-    from core.default_model import build_default_model
+    from core.engine.default_model import build_default_model
+    from core.work.builds import build_setup
 
     extra: list[tuple[str, str]] = []
     if args.extra_training:
+        from core.analyses.data_attribution.training_sets import TrainingDataError, read_examples
         from core.cli.common import read_text_file
-        from core.data_attribution.training_sets import TrainingDataError, read_examples
-        from core.default_model import LABELS
+        from core.engine.default_model import LABELS
 
         with one_line_errors(TrainingDataError):
             rows = read_examples(read_text_file(args.extra_training), Path(args.extra_training).name, LABELS,
@@ -46,7 +46,7 @@ def cmd_build_default(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.default_model import model_versions
+    from core.engine.default_model import model_versions
 
     rows = model_versions()
     if args.json:
@@ -62,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    from core.first_token import first_token_model
+    from core.engine.first_token import first_token_model
 
     model = load(args.model)
     info = {**model.describe(), "fingerprint": model.fingerprint, "max_length": model.max_length,

@@ -6,12 +6,12 @@ import argparse
 import sys
 
 from core.cli.common import CliError, engine, one_line_errors, print_json, progress_bar, quiet, read_text_file
-from core.snapshots import LibraryError
+from core.library.snapshots import LibraryError
 
 
 def cmd_add(args: argparse.Namespace) -> None:
     """One or more URLs (and/or a file of them): a progress bar and one result line per URL."""
-    from core.snapshots import snapshot_many
+    from core.library.snapshots import snapshot_many
 
     urls = list(args.url or [])
     if args.file:
@@ -52,7 +52,7 @@ def cmd_add(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
 
     with one_line_errors(LibraryError):
         views = list_links(engine(), tags_all=args.tag or [], tags_any=args.any_tag or [], search=args.search or "")
@@ -65,7 +65,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from core.snapshots import get_snapshot
+    from core.library.snapshots import get_snapshot
 
     snapshot = get_snapshot(engine(), args.id)
     if snapshot is None:
@@ -82,7 +82,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 
 
 def cmd_refresh(args: argparse.Namespace) -> None:
-    from core.snapshots import refresh_link
+    from core.library.snapshots import refresh_link
 
     with one_line_errors(LibraryError):
         outcome = refresh_link(engine(), args.link_id)
@@ -95,7 +95,7 @@ def cmd_refresh(args: argparse.Namespace) -> None:
 
 
 def cmd_tag_rename(args: argparse.Namespace) -> None:
-    from core.snapshots import rename_tag
+    from core.library.snapshots import rename_tag
 
     with one_line_errors(LibraryError):
         rename_tag(engine(), args.old, args.new)
@@ -106,7 +106,7 @@ def cmd_tag_rename(args: argparse.Namespace) -> None:
 
 
 def cmd_tag_merge(args: argparse.Namespace) -> None:
-    from core.snapshots import merge_tags
+    from core.library.snapshots import merge_tags
 
     with one_line_errors(LibraryError):
         moved = merge_tags(engine(), args.source, args.target)
@@ -117,7 +117,7 @@ def cmd_tag_merge(args: argparse.Namespace) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    from core.bookmarks import import_bookmarks
+    from core.library.bookmarks import import_bookmarks
 
     summary = import_bookmarks(engine(), read_text_file(args.file))
     if args.json:
@@ -130,7 +130,7 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from core.bookmarks import export_links
+    from core.library.bookmarks import export_links
 
     with one_line_errors(LibraryError):
         sys.stdout.write(export_links(engine(), "json" if args.json else args.format))

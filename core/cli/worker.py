@@ -29,8 +29,9 @@ def _exit_with(parent_pid: int) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from core import corpus, tasks
+    from core.analyses import corpus
     from core.cli.corpus import work_through
+    from core.work import tasks
 
     if args.threads:
         import torch
@@ -52,12 +53,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
         print(line + (f": {task.error}" if task.error else ""), flush=True)
 
     with contextlib.suppress(Exception):  # the configured model, loaded and warmed up before the first task
-        from core.pass_time import measure_pass_time
+        from core.engine.pass_time import measure_pass_time
 
         loaded = runners("").loaded
         measure_pass_time(db, runners(""))  # what every page's time estimate for this model reads
         if not args.no_warm_up:
-            from core.warmup import warm_up
+            from core.engine.warmup import warm_up
 
             warm_up(loaded)
     print(f"rashomon worker {os.getpid()}: waiting for work", flush=True)
@@ -85,7 +86,7 @@ def _task_row(task) -> dict:
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
-    from core import tasks
+    from core.work import tasks
 
     rows = [_task_row(t) for t in tasks.list_tasks(engine(), limit=args.limit)]
     if args.json:
@@ -100,7 +101,7 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 
 
 def cmd_task_stop(args: argparse.Namespace) -> None:
-    from core import tasks
+    from core.work import tasks
 
     db = engine()
     if tasks.get_task(db, args.task) is None:
@@ -111,7 +112,7 @@ def cmd_task_stop(args: argparse.Namespace) -> None:
 
 
 def cmd_task_kinds(args: argparse.Namespace) -> None:
-    from core import tasks
+    from core.work import tasks
 
     rows = [{"kind": k.name, "title": k.title, "needs_model": k.needs_model, "writes_home": k.writes_home}
             for k in tasks.KINDS.values()]

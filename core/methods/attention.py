@@ -9,8 +9,8 @@ import numpy as np
 from core.methods.base import Attribution, ExplainError, Family, Method, Option
 
 if TYPE_CHECKING:
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 def needs_attentions(loaded: LoadedModel) -> str | None:

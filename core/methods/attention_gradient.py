@@ -11,7 +11,7 @@ from core.methods.attention import choose_layer_head, needs_attentions
 from core.methods.base import Attribution, Family, Method, Option
 
 if TYPE_CHECKING:
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 def gradient_weighted_rollout(weights: np.ndarray, gradients: np.ndarray) -> np.ndarray:

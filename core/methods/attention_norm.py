@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from core.engine.modelling import encoder_layer_path
 from core.methods.attention import choose_layer_head, needs_attentions
 from core.methods.base import Attribution, Family, Method, Option
-from core.modelling import encoder_layer_path
 
 if TYPE_CHECKING:
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 # Inside one transformer block: (value projection, attention output projection), per architecture family.
 PROJECTIONS = (("attention.self.value", "attention.output.dense"),  # BERT, RoBERTa, ELECTRA, XLM-R, MiniLM

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 class ExplainError(ValueError):

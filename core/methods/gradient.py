@@ -10,8 +10,8 @@ import torch
 from core.methods.base import Attribution, Family, Method, Option
 
 if TYPE_CHECKING:
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 def needs_input_embeddings(loaded: LoadedModel) -> str | None:

@@ -11,7 +11,7 @@ from core.methods.base import SEED, Attribution, Family, Method, Option
 from core.methods.gradient import baseline_ids, needs_input_embeddings
 
 if TYPE_CHECKING:
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 BASELINE_SETS = {"pad+mask": ("pad", "mask"), "pad+mask+zero": ("pad", "mask", "zero"), "pad": ("pad",)}
 

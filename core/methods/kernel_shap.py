@@ -31,7 +31,7 @@ from core.methods.perturbation import (
 )
 
 if TYPE_CHECKING:
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 def shapley_kernel(n_features: int, sizes: np.ndarray) -> np.ndarray:

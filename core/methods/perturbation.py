@@ -29,8 +29,8 @@ from core.methods.convergence import (
 SHAP_FIRST_ROUND = 256
 
 if TYPE_CHECKING:
-    from core.modelling import LoadedModel
-    from core.runner import ModelRunner, PreparedText, ProgressFn
+    from core.engine.modelling import LoadedModel
+    from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 
 
 def needs_mask_token(loaded: LoadedModel) -> str | None:

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from core import charts
-from core.attention_checks import stored_head_importance
-from core.attention_views import stored_attention_view
+from core.analyses.attention_checks import stored_head_importance
+from core.analyses.attention_views import stored_attention_view
 from core.methods.attention import needs_attentions
 from core.render import md
 from pages.widgets.resources import engine, task_button

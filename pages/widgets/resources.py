@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.db import DatabaseUnavailable, get_engine
-from core.modelling import LoadedModel, ModelLoadError, load_model
+from core.engine.modelling import LoadedModel, ModelLoadError, load_model
+from core.engine.runner import ModelRunner
+from core.engine.warmup import warm_up_in_background
 from core.render import md
-from core.runner import ModelRunner
-from core.settings import load_settings
-from core.warmup import warm_up_in_background
+from core.storage.db import DatabaseUnavailable, get_engine
+from core.storage.settings import load_settings
 
 
 @st.cache_resource(show_spinner=False)
@@ -69,14 +69,14 @@ def start_job(job_id: int, model: str):
 
 def job_task(job_id: int, model: str):
     """The newest task that ran or runs this corpus job (None: never started as a task)."""
-    from core import tasks
+    from core.work import tasks
 
     return tasks.latest_for(engine(), "corpus_run", model, {"job": job_id})
 
 
 @st.cache_resource(show_spinner=False)
 def _local_workers(count: int, home: str):
-    from core.tasks import LocalWorkers
+    from core.work.tasks import LocalWorkers
 
     return LocalWorkers(count, Path(home) / "workers")
 
@@ -98,7 +98,7 @@ def start_task(kind: str, params: dict, runner: ModelRunner | None, model: str |
     """Submit page work on `runner`'s model (None: a kind that needs no model, such as a build) for the
     workers, or run it here and now when RASHOMON_TASK_WORKERS=0; the task as it stands, or after a
     one-line error the page stops."""
-    from core import tasks
+    from core.work import tasks
 
     try:
         task = tasks.submit(engine(), kind, runner.loaded.path if runner is not None else (model or ""), params)
@@ -121,7 +121,7 @@ def task_button(label: str, kind: str, params: dict, runner: ModelRunner | None,
     caller draws nothing more); when it failed or was stopped, why. `extra`: parameters submitted that do
     not change what is computed (a recompute flag). `on_end(task)` runs when it ends (default: rerun the page,
     which then reads the stored result). Returns the newest task for `params` (None: never run)."""
-    from core import tasks
+    from core.work import tasks
     from pages.widgets.ui import follow_task
 
     db = engine()

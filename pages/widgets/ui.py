@@ -75,7 +75,7 @@ def follow_task(db, task_id: int, titles: dict[str, str] | None, *, key: str, st
     """Follow a task from the database: one bar and a Stop button, polled every TASK_POLL_SECONDS; when it
     ends, `on_end(task)` (if given) and a rerun of the whole page, which then reads the stored result.
     `titles`: part -> what to call it (None: the parts the task has reported)."""
-    from core import tasks
+    from core.work import tasks
 
     @st.fragment(run_every=TASK_POLL_SECONDS)
     def follow() -> None:

@@ -123,9 +123,9 @@ def test_1_snapshot_tag_filter_and_refresh(page, journey):
 def compared(browser, journey, app_server):
     """A snapshot compared with every method in the browser, made once for the module by whichever
     journey asks first (2 or 3): no journey relies on another having run."""
-    from core.db import make_engine
-    from core.fetch import AddressPolicy, fetch
-    from core.snapshots import snapshot_url
+    from core.library.fetch import AddressPolicy, fetch
+    from core.library.snapshots import snapshot_url
+    from core.storage.db import make_engine
 
     engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
     outcome = snapshot_url(engine, f"{journey['pages']}/compared-review",
@@ -238,12 +238,12 @@ def test_6_a_stored_comparison_is_readable_without_hovering(browser, journey, ap
     prediction names every label with its probability."""
     from urllib.parse import urlencode
 
-    from core.compare import ViewState
-    from core.db import make_engine
+    from core.analyses.compare import ViewState
+    from core.analyses.reports import run_report
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
     from core.methods import METHODS
-    from core.modelling import load_model
-    from core.reports import run_report
-    from core.runner import ModelRunner
+    from core.storage.db import make_engine
 
     engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
     runner = ModelRunner(load_model(app_server["env"]["RASHOMON_MODEL"]))
@@ -281,8 +281,8 @@ def test_6_a_stored_comparison_is_readable_without_hovering(browser, journey, ap
 
 def test_7_a_title_written_in_markdown_loads_nothing(page, journey, app_server):
     """A page titled `![p](http://host/t.png) [click](...)`: viewers' browsers must not request the image."""
-    from core.db import make_engine
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
+    from core.storage.db import make_engine
 
     requested = []
     page.on("request", lambda request: requested.append(request.url))
@@ -313,7 +313,7 @@ def test_8_every_page_is_reachable_from_the_sidebar(page, journey):
 def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     from urllib.parse import urlencode
 
-    from core.compare import ViewState
+    from core.analyses.compare import ViewState
 
     base = journey["base"]
     text = "The rooms were quiet, the breakfast generous, and the staff remembered our names every day."  # not stored yet
@@ -335,8 +335,8 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
 
     add_links(page, base, f"{journey['pages']}/long-review")
     expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
-    from core.db import make_engine
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
+    from core.storage.db import make_engine
 
     engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
     view = next(v for v in list_links(engine) if v.url.endswith("/long-review"))
@@ -363,7 +363,7 @@ def test_10_edits_that_flip_the_prediction(page, journey):
     methods' counterfactual agreement chart, and the stored search reopened from the address."""
     from urllib.parse import urlencode
 
-    from core.compare import ViewState
+    from core.analyses.compare import ViewState
 
     text = "The rooms were <b>quiet</b> & the staff friendly, but the breakfast was cold."
     address = f"{journey['base']}/Compare?" + urlencode(ViewState(text=text, methods=["occlusion", "saliency"]).to_query())
@@ -395,7 +395,7 @@ def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_mo
     """The Training data page on a model trained with recorded rows: every method's proponents and opponents
     written out with the gold label and a Compare link, the agreement matrices, and the stored result
     reopened from the address with no button to press."""
-    from core.data_attribution.view import DataView
+    from core.analyses.data_attribution.view import DataView
 
     view = DataView(text="the crew was great and the flight left on time", model=str(trained_tiny_model_dir), k=3)
     address = f"{journey['base']}{view.link()}"
@@ -454,9 +454,9 @@ def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey)
     import time
     from urllib.parse import urlencode
 
-    from core import tasks
-    from core.compare import ViewState
-    from core.db import get_engine
+    from core.analyses.compare import ViewState
+    from core.storage.db import get_engine
+    from core.work import tasks
 
     base = journey["base"]
     slow = {"lime": {"num_samples": 20000, "adaptive": False}, "shap": {"max_evals": 8000, "adaptive": False}}
@@ -503,8 +503,8 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     import json
     from urllib.parse import urlencode
 
-    from core import counters
-    from core.compare import ViewState
+    from core.analyses.compare import ViewState
+    from core.engine import counters
 
     def server_counts() -> dict:
         path = Path(app_server["home"]) / "counters" / f"{app_server['pid']}.json"
@@ -526,8 +526,8 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
 
     add_links(page, base, f"{journey['pages']}/tour-review", tags="tour")
     expect(page.get_by_text("1 link(s) snapshotted.")).to_be_visible()
-    from core.db import make_engine
-    from core.snapshots import list_links
+    from core.library.snapshots import list_links
+    from core.storage.db import make_engine
 
     engine = make_engine(f"sqlite:///{app_server['home'] / 'rashomon.db'}")
     snapshot = next(v for v in list_links(engine) if v.url.endswith("/tour-review")).latest_good_snapshot_id

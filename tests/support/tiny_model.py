@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from core.default_model import LABELS, encoder_dir
+from core.engine.default_model import LABELS, encoder_dir
 
 
 def build_tiny_model(output_dir: Path | str, *, seed: int = 0, layers: int = 2, hidden: int = 32,
@@ -112,7 +112,7 @@ def build_trained_tiny_model(output_dir: Path | str, *, rows: int = 90, seed: in
     training loop: training rows and checkpoints recorded, for training-data attribution tests."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from core.default_model import (
+    from core.engine.default_model import (
         BuildConfig,
         fine_tune,
         flip_labels,

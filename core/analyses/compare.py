@@ -1,0 +1,403 @@
+"""What one Compare view shows, derived from a stored report: view state, agreement, summary, exports, demos.
+
+The Compare page and `rashomon compare` both open or run a `core.analyses.reports.ComparisonReport` and
+read everything below from it, so the two show the same numbers for the same view.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from core.analyses import agreement, faithfulness
+from core.analyses.edit_checks import EditReport
+from core.analyses.passages import PassageChoice
+from core.analyses.reports import Comparison, ComparisonReport
+from core.methods.base import ExplainError
+from core.methods.registry import METHODS
+from core.render import GridRow, md
+from core.storage.db import session_scope
+from core.storage.schema import Demo
+
+DEFAULT_K = 5
+MAX_K = 20  # the Compare page's k slider goes up to this
+
+
+@dataclass
+class ViewState:
+    """Everything that defines a comparison view; mirrored into the page's query parameters."""
+
+    snapshot: int | None = None
+    text: str = ""
+    passage: PassageChoice = field(default_factory=PassageChoice)
+    model: str = ""
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target: str = ""
+    k: int = DEFAULT_K
+    problems: list[str] = field(default_factory=list, compare=False)  # what the link had wrong
+
+    def to_query(self) -> dict[str, str]:
+        query: dict[str, str] = {"k": str(self.k), "methods": ",".join(self.methods)}
+        if self.snapshot is not None:
+            query["snapshot"] = str(self.snapshot)
+            query["passage"] = self.passage.to_query()
+        else:
+            query["text"] = self.text
+        if self.model:
+            query["model"] = self.model
+        if self.options:
+            query["options"] = json.dumps(self.options, sort_keys=True, separators=(",", ":"))
+        if self.target:
+            query["target"] = self.target
+        return query
+
+    @classmethod
+    def from_query(cls, query: dict[str, str]) -> ViewState:
+        """Parse query parameters; a malformed value falls back to its default and is named in `problems`."""
+        state = cls()
+        problems = state.problems
+        if "snapshot" in query:
+            if query["snapshot"].isdigit():
+                state.snapshot = int(query["snapshot"])
+                state.passage = PassageChoice.from_query(query.get("passage"))
+            else:
+                problems.append(f"The link's snapshot '{query['snapshot']}' is not a snapshot number.")
+        state.text = query.get("text", "")
+        state.model = query.get("model", "")
+        if query.get("methods"):
+            names = [m for m in query["methods"].split(",") if m]
+            unknown = [m for m in names if m not in METHODS]
+            if unknown:
+                problems.append(f"The link names unknown methods ({', '.join(unknown)}); they were left out.")
+            state.methods = [m for m in names if m in METHODS] or list(METHODS)
+        state.options = _options_from_query(query.get("options"), problems)
+        state.target = query.get("target", "")
+        k = query.get("k", "")
+        if k and not (k.isdigit() and int(k) > 0):
+            problems.append(f"The link's k '{k}' is not a positive whole number; using {DEFAULT_K}.")
+        state.k = int(k) if k.isdigit() and int(k) > 0 else DEFAULT_K
+        if state.k > MAX_K:
+            problems.append(f"The link's k {state.k} is above the largest k offered ({MAX_K}); using {MAX_K}.")
+            state.k = MAX_K
+        return state
+
+
+def _options_from_query(raw: str | None, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Options from a link, each checked against its method's declared options; bad ones are named and dropped."""
+    try:
+        options = json.loads(raw or "{}")
+        if not isinstance(options, dict):
+            raise ValueError
+    except (ValueError, TypeError):
+        problems.append("The link's method options are not readable; using the defaults.")
+        return {}
+    kept: dict[str, dict[str, Any]] = {}
+    for method, values in options.items():
+        if method not in METHODS or not isinstance(values, dict):
+            problems.append(f"The link sets options of '{method}', which is not a method; ignored.")
+            continue
+        for name, value in values.items():
+            try:
+                METHODS[method].resolve({name: value})
+            except ExplainError as exc:
+                problems.append(f"{METHODS[method].title}: {exc} Using the default.")
+                continue
+            kept.setdefault(method, {})[name] = value
+    return kept
+
+
+def normalised_rows(comparison: Comparison) -> np.ndarray:
+    """Scores per method, each row divided by its largest |score| (so colours compare across rows)."""
+    rows = np.array([e.scores for e in comparison.explanations], dtype=float)
+    scale = np.abs(rows).max(axis=1, keepdims=True)
+    return np.divide(rows, scale, out=np.zeros_like(rows), where=scale > 0)
+
+
+LONG_INPUT_WORDS = 60  # above this, the side-by-side rows scroll
+
+
+def grid_rows(comparison: Comparison, k: int) -> list[GridRow]:
+    """The side-by-side view: each method's highlighted copy of the input, its top-k words ranked."""
+    normalised = normalised_rows(comparison)
+    rows = []
+    for index, e in enumerate(comparison.explanations):
+        spec = METHODS.get(e.method)
+        ranks = {word: rank for rank, word in enumerate(agreement.top_k(e.scores, k), start=1)}
+        rows.append(GridRow(
+            title=spec.title if spec else e.method,
+            note=("signed: red supports, blue opposes" if e.signed else "unsigned: green = important"),
+            text=e.text, offsets=e.offsets, values=normalised[index].tolist(), signed=e.signed, ranks=ranks,
+            titles=[f"{w}: {s:+.4f}" for w, s in zip(e.words, e.scores, strict=True)]))
+    return rows
+
+
+def top_words_table(comparison: Comparison, k: int) -> list[dict[str, str]]:
+    """One row per method (full name) with its top-k words and scores: every method visible at once."""
+    rows = []
+    for method, words in top_words(comparison, k).items():
+        spec = METHODS.get(method)
+        row = {"method": spec.title if spec else method}
+        row.update({str(rank): f"{w} ({s:+.3f})" for rank, (w, s) in enumerate(words, start=1)})
+        rows.append(row)
+    return rows
+
+
+def top_words(comparison: Comparison, k: int) -> dict[str, list[tuple[str, float]]]:
+    return {e.method: [(e.words[i], e.scores[i]) for i in agreement.top_k(e.scores, k)]
+            for e in comparison.explanations}
+
+
+def matrices(comparison: Comparison, k: int) -> dict[str, np.ndarray]:
+    return {name: agreement.agreement_matrix(comparison.explanations, name, k) for name in agreement.METRICS}
+
+
+# -- written summary ---------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5,
+              edits: EditReport | None = None) -> list[str]:
+    """A plain-language account built only from numbers the page shows, in Markdown: every word and
+    label it quotes from the input or the model is escaped (`core.render.md`). With `edits` (a
+    counterfactual search on the same input), what the flipping edits say about the methods too."""
+    comparison, faith = report.comparison, report.faithfulness
+    attention_corr, interventions = report.correlations, report.interventions
+    lines = []
+    probs = comparison.probabilities
+    label = comparison.predicted_label
+    lines.append(f"The model predicts **{md(label)}** with probability {probs[label]:.2f}"
+                 + (f"; the methods explain **{md(comparison.target)}**." if comparison.target != label else "."))
+    tops = top_words(comparison, k)
+    counts: dict[str, int] = {}
+    for words in tops.values():
+        for w, _ in words:
+            counts[w] = counts.get(w, 0) + 1
+    n = len(comparison.explanations)
+    consensus = [w for w, c in sorted(counts.items(), key=lambda wc: -wc[1]) if c > n / 2]
+    if consensus:
+        lines.append(f"Most methods ({'more than half' if n > 2 else 'both'}) put "
+                     + ", ".join(f"“{md(w)}”" for w in consensus[:5]) + f" in their top {k}.")
+    else:
+        lines.append(f"No word is in the top {k} of more than half of the methods: they tell different stories.")
+    fa = agreement.agreement_matrix(comparison.explanations, "feature_agreement", k)
+    groups = agreement.camps(fa, comparison.methods, camp_threshold)
+    if len(groups) > 1:
+        lines.append(f"With feature agreement of at least {camp_threshold:.2f} at k={k}, the methods form "
+                     f"{len(groups)} camps: " + "; ".join(", ".join(g) for g in groups) + ".")
+    else:
+        lines.append(f"All methods share at least {camp_threshold:.2f} feature agreement at k={k} with some other method.")
+    real = [f for f in faith if f.method != faithfulness.RANDOM_NAME]
+    random_ref = next((f for f in faith if f.method == faithfulness.RANDOM_NAME), None)
+    if real:
+        lines += _faithfulness_claims(real, random_ref)
+    if attention_corr:
+        strongest = max(attention_corr, key=lambda c: -1 if math.isnan(c.spearman) else c.spearman)
+        lines.append(f"Attention and gradient/erasure scores agree at most at Spearman {_fmt(strongest.spearman)} "
+                     f"({strongest.attention_method} vs {strongest.reference_method}).")
+    if interventions:
+        biggest = max(interventions, key=lambda i: i.total_variation)
+        flips = sum(i.label_flipped for i in interventions)
+        lines.append(f"Replacing one layer's attention moves the prediction by up to {_fmt(biggest.total_variation)} "
+                     f"(total variation, layer {biggest.layer}, {biggest.mode}); {flips} of {len(interventions)} "
+                     "interventions change the predicted label.")
+    if edits is not None:
+        lines += _edit_claims(edits, set(comparison.methods))
+    return lines
+
+
+def _edit_claims(edits: EditReport, methods: set[str]) -> list[str]:
+    """Counterfactual agreement, claimed only as far as the counts go: ties are named as ties, and a
+    method leads only if its share is above a random ranking's."""
+    found = edits.search.counterfactuals
+    if not found:
+        return [f"No edit of up to {edits.search.params['max_edits']} words flips the prediction within the "
+                f"similarity bound {edits.search.params['similarity']:.2f} ({edits.search.stopped})."]
+    rows = [r for r in edits.agreement if r.method in methods]
+    if not rows:
+        return []
+    chance, n = rows[0].random_share, len(found)
+    best = max(r.share for r in rows)
+    leaders = [r.method for r in rows if r.share == best]
+    sample = f"{n} counterfactual{'s' if n != 1 else ''}" + (", a small sample" if n < 5 else "")
+    if best <= chance:
+        return [f"The {sample} that flip the prediction touch no method's top {edits.k} words more often than a "
+                f"random ranking's would be touched ({_fmt(chance)})."]
+    return [f"The minimal edits that flip the prediction ({sample}) touch the top {edits.k} words of "
+            + " and ".join(f"**{m}**" for m in leaders) + f" most often ({_fmt(best)} of them, against "
+            f"{_fmt(chance)} for a random ranking)" + (": a tie." if len(leaders) > 1 else ".")]
+
+
+def _interval(low_high: tuple[float, float]) -> str:
+    return f"{_fmt(low_high[0])} to {_fmt(low_high[1])}"
+
+
+def _lead(a: dict[float, float], b: dict[float, float]) -> tuple[float, float]:
+    """90% interval of the mean of a - b over the removal fractions, paired fraction by fraction (every
+    score grows with the fraction removed; pairing takes that shared trend out)."""
+    return faithfulness.fraction_interval([a[f] - b[f] for f in a])
+
+
+def _faithfulness_claims(real: Sequence[faithfulness.Faithfulness],
+                         random_ref: faithfulness.Faithfulness | None) -> list[str]:
+    """Name a most faithful method only when its lead over every other method is clear: the paired
+    bootstrap interval of the difference (over the removal fractions) excludes zero. Otherwise say
+    there is no clear winner and name the methods it cannot be told apart from."""
+    lines = []
+    by_comp = sorted(real, key=lambda f: -f.aopc_comprehensiveness)
+    best, rest = by_comp[0], by_comp[1:]
+    tied = [f for f in rest if _lead(best.comprehensiveness, f.comprehensiveness)[0] <= 0]
+    ref = (f"; a random ranking scores {_fmt(random_ref.aopc_comprehensiveness)}" if random_ref else "")
+    if not rest:
+        lines.append(f"Removing its top words moves the prediction by comprehensiveness AOPC "
+                     f"{_fmt(best.aopc_comprehensiveness)} for **{best.method}**{ref}.")
+    elif tied:
+        lines.append(f"Removing its top words: no clear winner. **{best.method}** leads on comprehensiveness AOPC "
+                     f"({_fmt(best.aopc_comprehensiveness)}), but its lead over {', '.join(f.method for f in tied)} "
+                     f"is within the spread over the removal fractions{ref}.")
+    else:
+        runner_up = rest[0]
+        lines.append(f"Removing its top words moves the prediction most for **{best.method}** (comprehensiveness "
+                     f"AOPC {_fmt(best.aopc_comprehensiveness)}, ahead of {runner_up.method} by "
+                     f"{_interval(_lead(best.comprehensiveness, runner_up.comprehensiveness))} over the removal "
+                     f"fractions, clear of every other method{ref}).")
+    by_suff = sorted(real, key=lambda f: f.aopc_sufficiency)
+    suff, others = by_suff[0], by_suff[1:]
+    suff_tied = [f for f in others if _lead(f.sufficiency, suff.sufficiency)[0] <= 0]
+    if others and suff_tied:
+        lines.append(f"Keeping only its top words: no clear winner; **{suff.method}** has the lowest sufficiency AOPC "
+                     f"({_fmt(suff.aopc_sufficiency)}), within the spread of "
+                     f"{', '.join(f.method for f in suff_tied)}.")
+    else:
+        lines.append(f"Keeping only its top words preserves the prediction best for **{suff.method}** "
+                     f"(sufficiency AOPC {_fmt(suff.aopc_sufficiency)}).")
+    if random_ref:
+        worse = [f.method for f in real if _lead(f.comprehensiveness, random_ref.comprehensiveness)[0] <= 0]
+        if worse:
+            lines.append("Not clearly better than a random ranking at finding the words the prediction depends on "
+                         "(paired over the removal fractions): " + ", ".join(worse) + ".")
+    return lines
+
+
+# -- export ---------------------------------------------------------------------------------------------
+def _finite(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
+    """Everything the Compare view shows, as plain data (the CLI's `compare --json` and the page's download)."""
+    comparison = report.comparison
+    return {
+        "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
+        "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
+        "explanations": [{**e.to_dict(), "cached": comparison.cached.get(e.method, False)}
+                         for e in comparison.explanations],
+        "agreement": {name: {"methods": comparison.methods,
+                             "matrix": [[_finite(v) for v in row] for row in m.tolist()]}
+                      for name, m in matrices(comparison, k).items()},
+        "faithfulness": [{key: _finite(value) if isinstance(value, float) else value
+                          for key, value in f.to_dict().items()} for f in report.faithfulness],
+        "attention_correlations": [{**c.to_dict(), "spearman": _finite(c.spearman)} for c in report.correlations],
+        "attention_interventions": [i.to_dict() for i in report.interventions],
+        "summary": summarise(report, k) if report.measured else [],
+        "cost": {"from_store": report.from_store, "forward_passes_now": report.cost_now.forward_passes,
+                 "seconds_now": report.cost_now.seconds,
+                 "measures": {"forward_passes": report.measure_cost.forward_passes,
+                              "seconds": report.measure_cost.seconds}},
+    }
+
+
+def to_json(report: ComparisonReport, k: int) -> str:
+    return json.dumps(report_to_dict(report, k), ensure_ascii=False, indent=2)
+
+
+def convergence(diagnostics: dict[str, Any]) -> tuple[int | None, str]:
+    """(samples, evaluations or steps used; 'yes' / 'no (cap)' / '' when the method has no stopping rule)."""
+    if "convergence_converged" in diagnostics:
+        used = diagnostics.get("samples", diagnostics["convergence_samples"])
+        return int(used), "yes" if diagnostics["convergence_converged"] else "no (cap)"
+    if "converged" in diagnostics and "steps" in diagnostics:
+        return int(diagnostics["steps"]), "yes" if diagnostics["converged"] else "no (cap)"
+    used = diagnostics.get("samples", diagnostics.get("steps"))
+    return (int(used) if used is not None else None), ""
+
+
+def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
+    """Per method, and for the measures: what this view cost now, and seconds and passes when first computed."""
+    comparison = report.comparison
+    rows = []
+    for e in comparison.explanations:
+        stored = comparison.cached.get(e.method, False) or report.from_store
+        budget, converged = convergence(e.diagnostics)
+        rows.append({"step": e.method, "forward passes now": 0 if stored else e.forward_passes, "from store": stored,
+                     "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes,
+                     "samples / steps used": budget, "converged": converged})
+    if report.measured:
+        rows.append({"step": "faithfulness and attention checks",
+                     "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes,
+                     "from store": report.from_store, "seconds when computed": report.measure_cost.seconds,
+                     "forward passes when computed": report.measure_cost.forward_passes})
+    return rows
+
+
+def to_csv(comparison: Comparison) -> str:
+    """One row per word, one column per method (raw scores)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["index", "word", "start", "end", *comparison.methods])
+    first = comparison.explanations[0]
+    for i, (word, (start, end)) in enumerate(zip(first.words, first.offsets, strict=True)):
+        writer.writerow([i, word, start, end, *(e.scores[i] for e in comparison.explanations)])
+    return buffer.getvalue()
+
+
+def metrics_csv(comparison: Comparison, k: int) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["metric", "method_a", "method_b", "value"])
+    for name, m in matrices(comparison, k).items():
+        for i, a in enumerate(comparison.methods):
+            for j, b in enumerate(comparison.methods):
+                if i < j:
+                    writer.writerow([name, a, b, "" if math.isnan(m[i, j]) else m[i, j]])
+    return buffer.getvalue()
+
+
+# -- demos ------------------------------------------------------------------------------------------------
+def save_demo(engine: Engine, name: str, note: str, state: ViewState) -> Demo:
+    name = name.strip()
+    if not name:
+        raise ExplainError("Give the demo a name.")
+    with session_scope(engine) as session:
+        demo = session.exec(select(Demo).where(Demo.name == name)).first() or Demo(name=name, query="")
+        demo.note = note
+        demo.query = json.dumps(state.to_query(), sort_keys=True)
+        session.add(demo)
+        session.flush()
+        return demo
+
+
+def list_demos(engine: Engine) -> list[Demo]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(Demo).order_by(col(Demo.created_at).desc())).all())
+
+
+def get_demo(engine: Engine, demo_id: int) -> Demo | None:
+    with session_scope(engine) as session:
+        return session.get(Demo, demo_id)
+
+
+def plain(markdown_line: str) -> str:
+    """A summary line as plain text (for the terminal): bold markers and escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown_line.replace("**", ""))

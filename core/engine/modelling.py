@@ -1,0 +1,193 @@
+"""Load any Hugging Face sequence classifier (hub id or local directory) for explanation.
+
+Models load with `attn_implementation="eager"`: with sdpa, `output_attentions=True` returns an
+empty tuple and the attention methods would have nothing to read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+from core.engine import counters
+from core.storage.settings import load_settings
+
+# Rashomon reports loading problems itself, in one sentence; keep transformers' bars and reports quiet.
+transformers_logging.set_verbosity_error()
+transformers_logging.disable_progress_bar()
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message names the cause in one sentence."""
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: str
+    source: str  # "local directory" or "Hugging Face hub"
+    model: Any
+    tokenizer: Any
+    labels: list[str]
+    device: torch.device
+    max_length: int
+    card: str = ""
+    # Serialises use of the network across threads (a corpus job and a page share one model, and an
+    # attention intervention temporarily swaps the attention implementation).
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over parameter names and values: two models with equal weights share it."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256()
+            for key, tensor in sorted(self.model.state_dict().items()):
+                digest.update(key.encode())
+                digest.update(tensor.detach().to("cpu").contiguous().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def with_model(self, model: Any) -> LoadedModel:
+        """The same tokenizer and labels over other weights (e.g. a randomised copy): own fingerprint, own lock."""
+        return replace(self, model=model, lock=threading.RLock(), _fingerprint=None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
+
+
+# Where the stack of transformer blocks lives, for the common encoder architectures.
+ENCODER_LAYER_PATHS = ("bert.encoder.layer", "roberta.encoder.layer", "distilbert.transformer.layer",
+                       "deberta.encoder.layer", "electra.encoder.layer", "albert.encoder.albert_layer_groups")
+
+
+def encoder_layer_path(model: torch.nn.Module) -> str | None:
+    """The dotted path of the model's list of transformer blocks, or None for an unknown architecture."""
+    for path in ENCODER_LAYER_PATHS:
+        try:
+            model.get_submodule(path)
+        except AttributeError:
+            continue
+        return path
+    return None
+
+
+def final_linear(model: torch.nn.Module) -> torch.nn.Linear:
+    """The last linear layer that outputs one value per label: the classifier whose input is the
+    representation training-data attribution works in (BERT's pooled vector, RoBERTa's dense output)."""
+    labels = int(model.config.num_labels)
+    found = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == labels]
+    if not found:
+        raise ModelLoadError(f"No final linear layer with {labels} outputs in this model.")
+    return found[-1]
+
+
+def load_weights(loaded: LoadedModel, path: str) -> LoadedModel:
+    """`loaded`'s tokenizer and labels over the weights in `path` (a training checkpoint directory)."""
+    if Path(path).resolve() == Path(loaded.path).resolve():
+        return loaded
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager")
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load the checkpoint in {path}: {_first_line(exc)}") from exc
+    return loaded.with_model(model.to(loaded.device).eval())
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _labels_from_config(config: Any) -> list[str]:
+    id2label = {int(k): str(v) for k, v in (config.id2label or {}).items()}
+    return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
+
+
+def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> LoadedModel:
+    """Load `spec` (hub id or directory; default: RASHOMON_MODEL) on GPU when present, else CPU.
+
+    `allow_new_head=True` accepts an encoder without a trained classification head (the head is
+    freshly initialised); otherwise such a model is refused as "not a classifier".
+    """
+    settings = load_settings()
+    spec = spec or settings.resolved_model
+    local = Path(spec).expanduser()
+    is_local = local.exists()
+    if not is_local and (spec.startswith(("/", ".", "~")) or os.sep in spec and spec.count("/") > 1):
+        if Path(spec).expanduser() == settings.default_model_dir:
+            raise ModelLoadError(
+                f"The default model has not been built yet (expected in {spec}); "
+                "run `rashomon model build-default` or use the button on the home page."
+            )
+        raise ModelLoadError(f"No model directory at {spec}.")
+    where = str(local) if is_local else spec
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except Exception as exc:  # transformers raises OSError/ValueError with long texts
+        if is_local:
+            raise ModelLoadError(f"{spec} is not a readable model directory (no valid config.json): {_first_line(exc)}") from exc
+        raise ModelLoadError(
+            f"Could not find model '{spec}': it is not a local directory and the Hugging Face hub "
+            "does not have it or cannot be reached (offline?)."
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            where, attn_implementation="eager", output_loading_info=True
+        )
+    except ValueError as exc:
+        raise ModelLoadError(f"'{spec}' is not a sequence-classification model ({config.model_type}): {_first_line(exc)}") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load model '{spec}': {_first_line(exc)}") from exc
+    fresh_head = [k for k in info.get("missing_keys", []) if "classifier" in k or "score" in k]
+    if fresh_head and not allow_new_head:
+        raise ModelLoadError(
+            f"'{spec}' is not a classifier: it has no trained classification head "
+            f"(missing {', '.join(sorted(fresh_head)[:2])})."
+        )
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"'{spec}' has no fast tokenizer; character offsets need one.")
+    device = pick_device()
+    model.to(device).eval()
+    if counters.enabled():  # tests that prove where model work runs
+        counters.watch(model)
+    card_path = local / "README.md" if is_local else None
+    card = card_path.read_text(encoding="utf-8") if card_path and card_path.exists() else ""
+    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512),
+                     int(getattr(model.config, "max_position_embeddings", 512) or 512))
+    return LoadedModel(
+        name=_display_name(spec, local if is_local else None),
+        path=str(local.resolve()) if is_local else spec,
+        source="local directory" if is_local else "Hugging Face hub",
+        model=model,
+        tokenizer=tokenizer,
+        labels=_labels_from_config(model.config),
+        device=device,
+        max_length=max_length,
+        card=card,
+    )
+
+
+def _display_name(spec: str, local: Path | None) -> str:
+    if local is None:
+        return spec
+    meta = local / "rashomon.json"
+    if meta.exists():
+        try:
+            return json.loads(meta.read_text())["name"]
+        except (ValueError, KeyError):
+            pass
+    return local.name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

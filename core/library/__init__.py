@@ -1,0 +1,1 @@
+"""The link library: fetching pages safely, extracting their text, snapshots, bookmarks."""

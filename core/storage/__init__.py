@@ -1,0 +1,1 @@
+"""Storage: settings, the database and its migrations, stored records and reports."""

@@ -1,16 +1,16 @@
 import streamlit as st
 
 from core.analyses.store import stored_count
-from core.engine.first_token import shortcut_known
+from core.engine.pass_time import stored_shortcut
 from core.library.snapshots import counts
 from core.render import md
 from core.storage.db import masked_url
 from core.storage.settings import load_settings
 from core.work import builds, tasks
-from pages.widgets.resources import cached_model, engine, model_or_message, task_button, task_worker_pids
+from pages.widgets.resources import engine, forget_models, model_or_message, task_button, task_worker_pids
 
 settings = load_settings()
-SHORTCUT = {True: "on", False: "off (full passes)", None: "checked by a worker on its first pass (`rashomon model info`)"}
+SHORTCUT = {True: "on", False: "off (full passes)", None: "checked by a worker on its first pass"}
 st.title("Rashomon")
 st.caption("Same input, several explanation methods, conflicting accounts: see where they disagree, "
            "measure it, and decide which account to believe.")
@@ -25,7 +25,7 @@ with left:
                    "~8,000 labelled tweets (about 5 minutes on a 2-core CPU), on a worker: you can leave this page.")
         build = task_button("Build the default model", builds.KIND, builds.build_params(), None,
                             titles={"build": "Building the default model"}, key="home_build",
-                            on_end=lambda _task: (cached_model.clear(), st.rerun()))
+                            on_end=lambda _task: (forget_models(), st.rerun()))
         if build is not None and build.status == "done":
             result = build.result
             st.success(f"Built {md(result.get('output_dir', ''))}: held-out macro-F1 {result.get('macro_f1', 0):.3f}.")
@@ -35,7 +35,7 @@ with left:
             st.markdown(f"**{md(model.name)}** — {model.source}")
             st.text(f"Path: {model.path}\nLabels: {', '.join(model.labels)}\nDevice: {model.device}\n"
                     f"Max tokens: {model.max_length}\nWeights fingerprint: {model.fingerprint}\n"
-                    f"First-token shortcut: {SHORTCUT[shortcut_known(model.model)]}")
+                    f"First-token shortcut: {SHORTCUT[stored_shortcut(engine(), model.fingerprint)]}")
             if model.card:
                 with st.expander("Model card"):
                     st.text(model.card)  # as text: a card from the hub must not load images or links

@@ -20,7 +20,7 @@ from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
 from core.work import builds
-from pages.widgets.resources import cached_model, engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, forget_models, runner_or_stop, task_button
 
 db = engine()
 st.title("Training data")
@@ -97,7 +97,7 @@ except TrainingDataError as exc:
     if "rebuild" in str(exc):  # on a worker: the page follows the build and reloads the model after it
         task_button("Rebuild the default model (about 8 minutes)", builds.KIND, builds.build_params(), None,
                     titles={"build": "Rebuilding the default model"}, key="data_build",
-                    on_end=lambda _task: (cached_model.clear(), st.rerun()))
+                    on_end=lambda _task: (forget_models(), st.rerun()))
     with st.expander("Attach a training set to this model", expanded="attach" in str(exc)):
         upload = st.file_uploader("CSV or JSONL with text and label columns", type=["csv", "jsonl"], key="data_upload")
         if upload is not None and st.button("Attach"):

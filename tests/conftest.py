@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray must not report usage over the network
+# Anything that runs outside a test's own `home` (session fixtures load models, and a load records its weights
+# fingerprint) writes to a directory of this run, never to the user's ~/.rashomon.
+os.environ.setdefault("RASHOMON_HOME", tempfile.mkdtemp(prefix="rashomon-tests-"))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -24,15 +24,22 @@ def run_page(path: str, **query) -> AppTest:
 
 
 def test_home_page_shows_model_and_counts(home, tiny_model_dir):
-    from core.engine.first_token import first_token_model
-    from pages.widgets.resources import cached_model
+    from core.engine.fingerprints import remember
+    from core.engine.modelling import load_model
+    from core.engine.pass_time import record_shortcut
+    from core.engine.runner import ModelRunner
+    from core.storage.db import get_engine
 
     app = run_page("app.py")
     assert not app.exception
     texts = " ".join(t.value for t in app.text)
     assert "negative, neutral, positive" in texts and str(home) in texts
-    # The page never checks the shortcut itself (that takes model passes): it says what is known.
-    first_token_model(cached_model(str(tiny_model_dir)).model)  # what a worker's first pass does
+    assert "First-token shortcut: checked by a worker on its first pass" in texts
+    # The page never checks the shortcut itself (that takes model passes): it shows what a worker stored.
+    worker = ModelRunner(load_model(str(tiny_model_dir)))
+    worker.probabilities_for_texts(["a first pass"])
+    remember(get_engine(), worker.loaded)
+    record_shortcut(get_engine(), worker)
     texts = " ".join(t.value for t in run_page("app.py").text)
     assert "First-token shortcut: on" in texts  # the tiny model is a BERT classifier
     assert "Tasks (comparisons, checks, searches): 0 running, 0 queued" in texts

@@ -50,7 +50,7 @@ def intervene(runner: ModelRunner, text: str, target: str, layers: Sequence[int]
     labels = runner.loaded.labels
     t = labels.index(target)
     base = runner.probabilities([prepared.input_ids])[0]
-    n_layers = runner.model.config.num_hidden_layers
+    n_layers = runner.loaded.config.num_hidden_layers
     layers = list(range(n_layers)) if layers is None else [layer % n_layers for layer in layers]
     results = []
     for layer in layers:
@@ -130,7 +130,7 @@ def head_importance(runner: ModelRunner, text: str, target: str | None = None,
     labels = runner.loaded.labels
     base = runner.probabilities([prepared.input_ids])[0]
     t = int(np.argmax(base)) if not target else labels.index(target)
-    n_layers, n_heads = runner.model.config.num_hidden_layers, runner.model.config.num_attention_heads
+    n_layers, n_heads = runner.loaded.config.num_hidden_layers, runner.loaded.config.num_attention_heads
     masks = np.ones((n_layers * n_heads, n_layers, n_heads), dtype=np.float32)
     for row in range(n_layers * n_heads):
         masks[row, row // n_heads, row % n_heads] = 0.0

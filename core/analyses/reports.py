@@ -294,7 +294,7 @@ def estimate_view(runner: ModelRunner, text: str, methods: Sequence[str],
     rankings = len(methods) + faithfulness.RANDOM_SEEDS
     passes += rankings * 2 * (len(faithfulness.ERASER_FRACTIONS) + faithfulness.CURVE_POINTS)
     if not needs_attentions(runner.loaded):
-        passes += len(MODES) * runner.model.config.num_hidden_layers
+        passes += len(MODES) * runner.loaded.config.num_hidden_layers
     return ViewEstimate(len(split_words(text)), n, passes)
 
 

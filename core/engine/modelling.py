@@ -35,7 +35,7 @@ class LoadedModel:
     name: str
     path: str
     source: str  # "local directory" or "Hugging Face hub"
-    model: Any
+    model: Any  # None in a process that only describes the model (the Streamlit server): no weights, no pass
     tokenizer: Any
     labels: list[str]
     device: torch.device
@@ -45,10 +45,20 @@ class LoadedModel:
     # attention intervention temporarily swaps the attention implementation).
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     _fingerprint: str | None = field(default=None, repr=False)
+    # What the weights on disk are (files, sizes, times; or hub id and revision): how a process that never
+    # loads the weights finds the fingerprint a worker computed from them (core/engine/fingerprints.py).
+    signature: str = ""
+    config: Any = field(default=None, repr=False, compare=False)
+    # A described model's layout without weights (on PyTorch's meta device): structural checks only.
+    skeleton: Any = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 over parameter names and values: two models with equal weights share it."""
+        """SHA-256 over parameter names and values: two models with equal weights share it. A described model
+        (no weights here) has the fingerprint a worker recorded for its files, or a placeholder no stored
+        result carries until one has."""
+        if self._fingerprint is None and self.model is None:
+            return f"unmeasured-{hashlib.sha256(self.signature.encode()).hexdigest()[:12]}"
         if self._fingerprint is None:
             digest = hashlib.sha256()
             for key, tensor in sorted(self.model.state_dict().items()):
@@ -57,9 +67,22 @@ class LoadedModel:
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    @property
+    def has_weights(self) -> bool:
+        return self.model is not None
+
+    @property
+    def architecture(self) -> torch.nn.Module | None:
+        """The module tree, for checks of layout (which layers, which projections), with or without weights."""
+        return self.model if self.model is not None else self.skeleton
+
+    def with_fingerprint(self, fingerprint: str | None) -> LoadedModel:
+        """This description with the fingerprint a worker recorded for its weights (None: none recorded yet)."""
+        return replace(self, _fingerprint=fingerprint)
+
     def with_model(self, model: Any) -> LoadedModel:
         """The same tokenizer and labels over other weights (e.g. a randomised copy): own fingerprint, own lock."""
-        return replace(self, model=model, lock=threading.RLock(), _fingerprint=None)
+        return replace(self, model=model, config=model.config, lock=threading.RLock(), _fingerprint=None)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
@@ -111,12 +134,8 @@ def _labels_from_config(config: Any) -> list[str]:
     return [id2label.get(i, f"LABEL_{i}") for i in range(config.num_labels)]
 
 
-def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> LoadedModel:
-    """Load `spec` (hub id or directory; default: RASHOMON_MODEL) on GPU when present, else CPU.
-
-    `allow_new_head=True` accepts an encoder without a trained classification head (the head is
-    freshly initialised); otherwise such a model is refused as "not a classifier".
-    """
+def _resolve(spec: str | None) -> tuple[str, Path, bool, Any]:
+    """(spec, local path, whether it is a local directory, config), or a one-sentence ModelLoadError."""
     settings = load_settings()
     spec = spec or settings.resolved_model
     local = Path(spec).expanduser()
@@ -128,9 +147,8 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> Load
                 "run `rashomon model build-default` or use the button on the home page."
             )
         raise ModelLoadError(f"No model directory at {spec}.")
-    where = str(local) if is_local else spec
     try:
-        config = AutoConfig.from_pretrained(where)
+        config = AutoConfig.from_pretrained(str(local) if is_local else spec)
     except Exception as exc:  # transformers raises OSError/ValueError with long texts
         if is_local:
             raise ModelLoadError(f"{spec} is not a readable model directory (no valid config.json): {_first_line(exc)}") from exc
@@ -138,8 +156,68 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> Load
             f"Could not find model '{spec}': it is not a local directory and the Hugging Face hub "
             "does not have it or cannot be reached (offline?)."
         ) from exc
+    return spec, local, is_local, config
+
+
+def _tokenizer(spec: str, where: str) -> Any:
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of '{spec}': {_first_line(exc)}") from exc
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"'{spec}' has no fast tokenizer; character offsets need one.")
+    return tokenizer
+
+
+def _model(spec: str, local: Path, is_local: bool, config: Any, tokenizer: Any, model: Any) -> LoadedModel:
+    from core.engine.fingerprints import weights_signature
+
+    card_path = local / "README.md" if is_local else None
+    card = card_path.read_text(encoding="utf-8") if card_path and card_path.exists() else ""
+    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512),
+                     int(getattr(config, "max_position_embeddings", 512) or 512))
+    return LoadedModel(
+        name=_display_name(spec, local if is_local else None),
+        path=str(local.resolve()) if is_local else spec,
+        source="local directory" if is_local else "Hugging Face hub",
+        model=model,
+        tokenizer=tokenizer,
+        labels=_labels_from_config(config),
+        device=pick_device() if model is not None else torch.device("cpu"),
+        max_length=max_length,
+        card=card,
+        signature=weights_signature(spec, local if is_local else None, config),
+        config=config,
+    )
+
+
+def describe_model(spec: str | None = None) -> LoadedModel:
+    """What a page needs to know of `spec` without its weights: labels, window, tokenizer, card, and the
+    signature of its weight files. Reads the configuration and the tokenizer only; runs nothing."""
+    spec, local, is_local, config = _resolve(spec)
+    if not int(getattr(config, "num_labels", 0) or 0):
+        raise ModelLoadError(f"'{spec}' declares no labels ({config.model_type}).")
+    described = _model(spec, local, is_local, config, _tokenizer(spec, str(local) if is_local else spec), None)
+    try:  # no memory and no numbers: the layout alone, for the methods' compatibility checks
+        with torch.device("meta"):
+            skeleton = AutoModelForSequenceClassification.from_config(config, attn_implementation="eager")
+    except Exception:  # an architecture transformers cannot build here: checks that need the layout say so
+        skeleton = None
+    return replace(described, skeleton=skeleton)
+
+
+def load_model(spec: str | None = None, *, allow_new_head: bool = False, record: bool = True) -> LoadedModel:
+    """Load `spec` (hub id or directory; default: RASHOMON_MODEL) on GPU when present, else CPU.
+
+    `allow_new_head=True` accepts an encoder without a trained classification head (the head is
+    freshly initialised); otherwise such a model is refused as "not a classifier". Every process that loads
+    weights records their fingerprint in the configured database (`record=False`: not), so that the pages,
+    which never load weights, find whatever it stores under them.
+    """
+    spec, local, is_local, config = _resolve(spec)
+    where = str(local) if is_local else spec
+    tokenizer = _tokenizer(spec, where)
+    try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
             where, attn_implementation="eager", output_loading_info=True
         )
@@ -153,27 +231,15 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False) -> Load
             f"'{spec}' is not a classifier: it has no trained classification head "
             f"(missing {', '.join(sorted(fresh_head)[:2])})."
         )
-    if not getattr(tokenizer, "is_fast", False):
-        raise ModelLoadError(f"'{spec}' has no fast tokenizer; character offsets need one.")
-    device = pick_device()
-    model.to(device).eval()
+    model.to(pick_device()).eval()
     if counters.enabled():  # tests that prove where model work runs
         counters.watch(model)
-    card_path = local / "README.md" if is_local else None
-    card = card_path.read_text(encoding="utf-8") if card_path and card_path.exists() else ""
-    max_length = min(int(getattr(tokenizer, "model_max_length", 512) or 512),
-                     int(getattr(model.config, "max_position_embeddings", 512) or 512))
-    return LoadedModel(
-        name=_display_name(spec, local if is_local else None),
-        path=str(local.resolve()) if is_local else spec,
-        source="local directory" if is_local else "Hugging Face hub",
-        model=model,
-        tokenizer=tokenizer,
-        labels=_labels_from_config(model.config),
-        device=device,
-        max_length=max_length,
-        card=card,
-    )
+    loaded = _model(spec, local, is_local, model.config, tokenizer, model)
+    if record:
+        from core.engine.fingerprints import remember_where_configured
+
+        remember_where_configured(loaded)
+    return loaded
 
 
 def _display_name(spec: str, local: Path | None) -> str:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 KIND = "pass-time"
 KEY = "forward"
+SHORTCUT_KIND = "first-token-shortcut"
 MIN_PASSES = 50  # a task's passes say something about the pass time only when there are enough of them
 SAMPLE = "The staff were friendly and the room was clean, but breakfast was cold and the wifi kept dropping."
 
@@ -50,6 +51,20 @@ def record_from_runner(engine: Engine, runner: ModelRunner, seconds_before: floa
     passes = runner.timed_passes - passes_before
     if passes >= MIN_PASSES:
         record_pass_time(engine, runner.loaded, (runner.forward_seconds - seconds_before) / passes, passes)
+
+
+def record_shortcut(engine: Engine, runner: ModelRunner) -> None:
+    """Once a runner has checked the first-token shortcut (its first pass), store whether it serves the model,
+    for the pages, which make no pass to find out."""
+    if runner.shortcut_checked and find_keyed(engine, SHORTCUT_KIND, runner.loaded.fingerprint, KEY) is None:
+        save_keyed(engine, SHORTCUT_KIND, runner.loaded.name, runner.loaded.fingerprint, KEY,
+                   {"on": runner.first_token_shortcut})
+
+
+def stored_shortcut(engine: Engine, fingerprint: str) -> bool | None:
+    """Whether the first-token shortcut serves the model with these weights; None until a worker has checked."""
+    stored = find_keyed(engine, SHORTCUT_KIND, fingerprint, KEY)
+    return bool(stored["on"]) if stored else None
 
 
 def estimate_sentence(passes: float, seconds_per_pass: float | None) -> str:

@@ -84,9 +84,20 @@ class ModelRunner:
     def classifier(self) -> torch.nn.Module:
         """What computes logits: the first-token shortcut where it gives the full model's numbers."""
         if self._classifier is None:
+            self._require_weights()
             shortened = first_token_model(self.loaded.model) if self._wants_shortcut else None
             self._classifier = shortened if shortened is not None else self.loaded.model
         return self._classifier
+
+    def _require_weights(self) -> None:
+        if not self.loaded.has_weights:
+            raise RuntimeError(f"{self.loaded.name} is only described in this process (no weights): model work "
+                               "runs on the workers, as a task.")
+
+    @property
+    def shortcut_checked(self) -> bool:
+        """Whether this runner has checked the first-token shortcut (it does on its first pass)."""
+        return self._classifier is not None
 
     @property
     def first_token_shortcut(self) -> bool:
@@ -217,6 +228,7 @@ class ModelRunner:
     # -- gradient-friendly forward passes -----------------------------------------------------
     def embed(self, input_ids: Sequence[int]) -> torch.Tensor:
         """Word embeddings (1, seq, dim) of the ids; position embeddings are added by the model."""
+        self._require_weights()
         ids = torch.tensor([list(input_ids)], device=self.device)
         with torch.no_grad():
             return self.model.get_input_embeddings()(ids).detach().requires_grad_()
@@ -280,7 +292,7 @@ class ModelRunner:
         """Probabilities (n, labels) of one input run n times, run i with head h of layer l scaled by
         `multipliers[i, l, h]` (0 silences a head: Michel et al. 2019's head mask), batched."""
         multipliers = torch.as_tensor(np.asarray(multipliers, dtype=np.float32))
-        n_layers, n_heads = self.model.config.num_hidden_layers, self.model.config.num_attention_heads
+        n_layers, n_heads = self.loaded.config.num_hidden_layers, self.loaded.config.num_attention_heads
         if multipliers.ndim != 3 or tuple(multipliers.shape[1:]) != (n_layers, n_heads):
             raise ValueError(f"Head multipliers must have shape (n, {n_layers}, {n_heads}); got {tuple(multipliers.shape)}.")
         size = self.batch_size_for(len(input_ids))
@@ -300,7 +312,7 @@ class ModelRunner:
     def intervened(self, input_ids: Sequence[int], intervention: AttentionIntervention,
                    output_attentions: bool = False) -> tuple[np.ndarray, tuple[torch.Tensor, ...] | None]:
         """(probabilities, attention weights if asked) with `intervention` applied, on the full model."""
-        n_layers = self.model.config.num_hidden_layers
+        n_layers = self.loaded.config.num_hidden_layers
         if not -n_layers <= intervention.layer < n_layers:
             raise ValueError(f"Layer {intervention.layer} does not exist: the model has {n_layers} layers.")
         ids = torch.tensor([list(input_ids)], device=self.device)

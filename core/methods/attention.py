@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def needs_attentions(loaded: LoadedModel) -> str | None:
-    config = loaded.model.config
+    config = loaded.config
     if not getattr(config, "num_attention_heads", None):
         return "the model has no attention heads"
     implementation = getattr(config, "_attn_implementation", None)

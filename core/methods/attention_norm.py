@@ -38,7 +38,7 @@ def needs_value_projections(loaded: LoadedModel) -> str | None:
     reason = needs_attentions(loaded)
     if reason:
         return reason
-    if projections(loaded.model, 0) is None:
+    if loaded.architecture is None or projections(loaded.architecture, 0) is None:
         return "its attention blocks are not of a known layout (BERT-like or DistilBERT-like)"
     return None
 
@@ -72,8 +72,8 @@ def weighted_values(runner: ModelRunner, input_ids: list[int], layer: int) -> di
 
 
 def _attention_norm(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
-    n_layers = runner.model.config.num_hidden_layers
-    heads = runner.model.config.num_attention_heads
+    n_layers = runner.loaded.config.num_hidden_layers
+    heads = runner.loaded.config.num_attention_heads
     layer, head = choose_layer_head(np.zeros((n_layers, heads, 1, 1)), params)
     parts = weighted_values(runner, prepared.input_ids, layer % n_layers)["weighted"][:, 0]  # (heads, key, out)
     chosen = parts.sum(axis=0) if head == -1 else parts[head]

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def needs_input_embeddings(loaded: LoadedModel) -> str | None:
-    getter = getattr(loaded.model, "get_input_embeddings", None)
+    getter = getattr(loaded.architecture, "get_input_embeddings", None)
     if getter is None or getter() is None:
         return "the model exposes no input embeddings to differentiate"
     return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import subprocess
@@ -32,6 +33,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
 from core.analyses.reports import StopRequested
+from core.engine.fingerprints import remember
 from core.engine.runner import ModelRunner
 from core.storage.db import session_scope
 from core.storage.leases import lease_expired, new_owner
@@ -226,6 +228,7 @@ def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, An
     from core.engine.modelling import load_model
 
     other = ModelRunner(load_model(params["b"]))
+    remember(engine, other.loaded)
     diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"])), fresh=bool(params.get("fresh")),
                        progress=lambda f, m: progress("diff", f, m))
     return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
@@ -267,7 +270,9 @@ def _run_model_pair(engine: Engine, runner: ModelRunner, params: dict[str, Any],
     from core.engine.modelling import load_model
 
     progress("pair", 0.0, "both models, every method")
-    pairs = stored_pairs(engine, runner, ModelRunner(load_model(params["b"])), params["text"], params["methods"])
+    other = ModelRunner(load_model(params["b"]))
+    remember(engine, other.loaded)
+    pairs = stored_pairs(engine, runner, other, params["text"], params["methods"])
     progress("pair", 1.0, "done")
     return {"methods": [p.method for p in pairs]}
 
@@ -293,6 +298,27 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),
 )}
+
+
+# Modules (comma-separated) imported once the registry above exists, each adding or wrapping kinds with
+# `register_kind`, as RASHOMON_PLUGINS adds methods; worker processes inherit the variable.
+PLUGINS_ENV = "RASHOMON_TASK_PLUGINS"
+
+
+def register_kind(kind: TaskKind) -> TaskKind:
+    """Add a kind of heavy work (or replace one of the same name) from a plugin module."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def load_plugins() -> list[str]:
+    modules = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise TaskError(f"{PLUGINS_ENV} names '{module}', which cannot be imported: {exc}") from exc
+    return modules
 
 
 # -- submitting and reading -----------------------------------------------------------------------------------
@@ -479,12 +505,14 @@ def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: 
         kind = KINDS[task.kind]
         if kind.needs_model:
             runner = runner_for(task.model)
+            remember(engine, runner.loaded)  # so that the pages, which never load weights, find the results
             passes, timed = runner.forward_passes, (runner.forward_seconds, runner.timed_passes)
         result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
         if runner is not None:
-            from core.engine.pass_time import record_from_runner
+            from core.engine.pass_time import record_from_runner, record_shortcut
 
             record_from_runner(engine, runner, *timed)
+            record_shortcut(engine, runner)
     except StopRequested as exc:
         status, error = "stopped", str(exc)
     except Exception as exc:  # the page shows one line; the worker's log keeps the traceback
@@ -592,3 +620,6 @@ class LocalWorkers:
                 if process is not None:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(10)
+
+
+load_plugins()

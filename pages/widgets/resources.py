@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.engine.modelling import LoadedModel, ModelLoadError, load_model
+from core.engine.fingerprints import known_fingerprint, remember, weights_signature
+from core.engine.modelling import LoadedModel, ModelLoadError, describe_model, load_model
 from core.engine.runner import ModelRunner
 from core.engine.warmup import warm_up_in_background
 from core.render import md
@@ -28,38 +29,64 @@ def engine():
         st.stop()
 
 
+@st.cache_resource(show_spinner="Reading the model's configuration…", max_entries=8)
+def cached_description(spec: str, files: str) -> LoadedModel:
+    """Configuration, tokenizer and layout of `spec`, no weights (`files`: the weight files as they are now,
+    so that a rebuilt model is described again)."""
+    return describe_model(spec)
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=3)
 def cached_model(spec: str) -> LoadedModel:
+    """The weights, for RASHOMON_TASK_WORKERS=0 only (tasks then run in the page's own run)."""
     loaded = load_model(spec)
-    if load_settings().task_workers == 0:  # explanations run here: pay the first SHAP call's compilation now
-        warm_up_in_background(loaded)
+    remember(engine(), loaded)
+    warm_up_in_background(loaded)  # explanations run here: pay the first SHAP call's compilation now
     return loaded
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def cached_runner(spec: str) -> ModelRunner:
+    """One runner over the weights, for RASHOMON_TASK_WORKERS=0 (its prediction cache serves the next task)."""
     return ModelRunner(cached_model(spec))
 
 
+def described(spec: str) -> LoadedModel:
+    """What the pages know of a model: its description, with the fingerprint a worker recorded for its
+    weights (the server never loads them)."""
+    local = Path(spec).expanduser()
+    files = weights_signature(spec, local, None) if local.is_dir() else ""
+    description = cached_description(spec, files)
+    return description.with_fingerprint(known_fingerprint(engine(), description.signature))
+
+
 def runner_or_stop(model_spec: str) -> ModelRunner:
-    """The runner for a model spec typed on a page ("" = the configured model), or stop the page
-    after showing why the model cannot be loaded."""
+    """A runner over the described model (it prepares text and reads the store; it has no weights) for a
+    model spec typed on a page ("" = the configured model), or stop the page after saying why the model
+    cannot be used."""
     spec = model_spec.strip() or load_settings().resolved_model
     try:
-        return cached_runner(spec)
+        return ModelRunner(described(spec))
     except ModelLoadError as exc:
         st.error(md(str(exc)))
         st.stop()
 
 
 def model_or_message(spec: str | None = None) -> LoadedModel | None:
-    """The model, or None after showing why it could not be loaded (never a traceback)."""
+    """The described model, or None after showing why it cannot be used (never a traceback)."""
     spec = spec or load_settings().resolved_model
     try:
-        return cached_model(spec)
+        return described(spec)
     except ModelLoadError as exc:
         st.error(md(str(exc)))
         return None
+
+
+def forget_models() -> None:
+    """After a build: describe (and, without workers, load) the models again."""
+    cached_description.clear()
+    cached_runner.clear()
+    cached_model.clear()
 
 
 def start_job(job_id: int, model: str):
@@ -103,9 +130,10 @@ def start_task(kind: str, params: dict, runner: ModelRunner | None, model: str |
     try:
         task = tasks.submit(engine(), kind, runner.loaded.path if runner is not None else (model or ""), params)
         if load_settings().task_workers == 0:
-            here = runner
-            if here is None and tasks.KINDS[kind].needs_model:
-                here = ModelRunner(cached_model(model or load_settings().resolved_model))
+            here = None  # the pages' runners have no weights: the task runs on the loaded model
+            if tasks.KINDS[kind].needs_model:
+                here = cached_runner(runner.loaded.path if runner is not None
+                                     else model or load_settings().resolved_model)
             return tasks.run_here(engine(), here, task.id)
     except tasks.TaskError as exc:
         st.error(md(str(exc)))

@@ -2,7 +2,8 @@
 ("the gate was entered") instead of guessing that a large LIME run is still going.
 
 Loaded into worker processes with RASHOMON_PLUGINS=tests.support.gate (the registry's plugin hook);
-the `gate` fixture adds it to the test process's registry for that test only. The gate is a folder named by RASHOMON_TEST_GATE: the method
+the `gate` fixture adds it to the test process's registry for that test only. Heavy work that runs no
+method (an evaluation, error grouping, a build) is held the same way by tests/support/gate_kinds.py. The gate is a folder named by RASHOMON_TEST_GATE: the method
 writes `entered-<pid>` when it starts and returns once `open` exists, reporting progress meanwhile (so
 a stop request is raised inside it, as in any long method).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,9 @@ def gate_folder() -> Path:
     return Path(os.environ[GATE_ENV])
 
 
-def _gate(runner, prepared, target, params, progress) -> Attribution:
+def hold(progress: Callable[[float, str], None]) -> None:
+    """Say so in the gate folder, then wait (reporting progress, so a stop request reaches the holder) until
+    the test opens the gate."""
     folder = gate_folder()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"entered-{os.getpid()}").touch()
@@ -36,6 +40,10 @@ def _gate(runner, prepared, target, params, progress) -> Attribution:
             raise TimeoutError("the test never opened the gate")
         progress(0.5, "waiting at the gate")
         time.sleep(0.05)
+
+
+def _gate(runner, prepared, target, params, progress) -> Attribution:
+    hold(progress)
     n = len(prepared.words)
     return Attribution(word_scores=np.linspace(1.0, 0.0, n) if n else np.zeros(0))
 

@@ -2,13 +2,15 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
+from core.addresses import PAGE_PARAMS
 from core.analyses import checks, corpus
 from core.analyses.passages import paragraphs
 from core.library.snapshots import latest_good_snapshot, list_links
 from core.methods.registry import METHODS
+from core.params import read_query
 from core.render import md
 from core.work import tasks
-from pages.widgets.resources import engine, runner_or_stop, start_task
+from pages.widgets.resources import engine, model_picker, runner_or_stop, start_task
 from pages.widgets.ui import follow_task
 
 db = engine()
@@ -16,7 +18,7 @@ st.title("Checks")
 st.caption("Before trusting a method's account: does it agree with itself, and does it notice when the model "
            "is destroyed? Each check ends in a one-line verdict from the thresholds stated with it.")
 
-runner = runner_or_stop(st.text_input("Model (empty: the configured default)", key="checks_model"))
+runner = runner_or_stop(model_picker("Model", key="checks_model"))
 
 scope = st.radio("Run on", ["One input", "A corpus run's inputs"], horizontal=True, key="checks_scope")
 texts: list[str] = []
@@ -73,9 +75,10 @@ def stored_from_address(name: str) -> checks.StoredCheck | None:
     value = st.query_params.get(name, "")
     if not value:
         return None
-    stored = checks.load_check(db, int(value)) if value.isdigit() else None
+    check_id = read_query(PAGE_PARAMS["pages/checks.py"], {name: value})[name]
+    stored = checks.load_check(db, check_id) if check_id is not None else None
     if stored is None or stored.kind != name:
-        st.error(f"There is no stored {name} check '{md(value)}'.")
+        st.error(f"There is no stored {name} check '{md(value[:40])}'.")
         return None
     return stored
 
@@ -84,10 +87,11 @@ def follow_check(name: str) -> None:
     """The check's task named in the address (`{name}_task`): its progress while it runs (the page can be
     closed meanwhile), then the stored check in the address, or why it ended without one."""
     value = st.query_params.get(f"{name}_task", "")
-    task = tasks.get_task(db, int(value)) if value.isdigit() else None
+    task_id = read_query(PAGE_PARAMS["pages/checks.py"], {f"{name}_task": value})[f"{name}_task"] if value else None
+    task = tasks.get_task(db, task_id) if task_id is not None else None
     if task is None:
         if value:
-            st.error(f"There is no {name} check task '{md(value)}'.")
+            st.error(f"There is no {name} check task '{md(value[:40])}'.")
         return
     if task.status == "done":
         st.query_params[name] = str(task.result["check"])

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
+from core.addresses import PAGE_PARAMS
 from core.analyses import agreement, compare
 from core.analyses.data_attribution.view import DataView
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
@@ -12,9 +13,10 @@ from core.engine.pass_time import estimate_sentence, stored_pass_time
 from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
+from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from pages.widgets import attention_whole, edits
-from pages.widgets.resources import engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import option_widgets
 
 db = engine()
@@ -25,10 +27,11 @@ st.caption("One input, every method side by side: where they agree, where they c
 # -- view state from the address bar ----------------------------------------------------------------
 state = compare.ViewState.from_query(st.query_params.to_dict())
 if "demo" in st.query_params:
-    demo_id = st.query_params.get("demo", "")
-    demo = compare.get_demo(db, int(demo_id)) if demo_id.isdigit() else None
+    demo_id = read_query(PAGE_PARAMS["pages/compare.py"], st.query_params.to_dict())["demo"]
+    demo = compare.get_demo(db, demo_id) if demo_id is not None else None
     if demo is None:
-        st.error(f"The demo '{md(demo_id)}' does not exist (it may have been deleted). Showing a fresh comparison.")
+        st.error(f"The demo '{md(st.query_params.get('demo', ''))}' does not exist (it may have been deleted). "
+                 "Showing a fresh comparison.")
         st.query_params.clear()
     else:
         st.query_params.from_dict(json.loads(demo.query))
@@ -100,7 +103,7 @@ with st.sidebar:
                             placeholder="The acting was wonderful but the plot made no sense.")
 
     st.subheader("Model and methods")
-    model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="model_spec")
+    model_spec = model_picker("Model", key="model_spec")
     runner = runner_or_stop(model_spec)
     labels = runner.loaded.labels
     if st.session_state.get("target") not in ("", *labels):

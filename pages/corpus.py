@@ -6,12 +6,14 @@ import streamlit as st
 from core import charts
 from core.analyses import corpus
 from core.analyses.compare import ViewState
+from core.engine.catalogue import name_for
 from core.engine.pass_time import stored_pass_time
 from core.library.snapshots import list_tags
 from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
 from core.render import md
-from pages.widgets.resources import engine, job_task, runner_or_stop, start_job
+from pages.widgets.resources import engine, job_task, model_picker, runner_or_stop, start_job
+from pages.widgets.ui import address
 
 db = engine()
 
@@ -30,7 +32,7 @@ st.caption("One input is an anecdote. Run the methods over many inputs and see h
 # -- new run ---------------------------------------------------------------------------------------------------
 with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     source = st.radio("Inputs", ["Snapshots with tags", "CSV upload"], horizontal=True, key="corpus_source")
-    model_spec = st.text_input("Model (empty: the configured default)", key="corpus_model")
+    model_spec = model_picker("Model", key="corpus_model")
     runner = runner_or_stop(model_spec)
     inputs: list = []
     source_label = ""
@@ -40,7 +42,8 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             inputs = corpus.inputs_from_snapshots(db, tags, lambda t: runner.prepare(t).truncated_words == 0)
             source_label = "snapshots tagged " + ", ".join(tags)
     else:
-        upload = st.file_uploader("CSV with a text column", type=["csv"], key="corpus_csv")
+        upload = st.file_uploader(f"CSV with a text column (at most {corpus.inputs.MAX_ROWS:,} rows)", type=["csv"],
+                                  key="corpus_csv")
         text_column = st.text_input("Text column", value="text", key="corpus_text_column")
         label_column = st.text_input("Label column (optional)", value="", key="corpus_label_column")
         if upload is not None:
@@ -89,9 +92,9 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             st.caption(f"Estimated time on this machine: {how_long}.")
     if st.button("Start run", type="primary", disabled=not inputs or not methods or not confirmed):
         try:
-            job_id = corpus.create_job(db, name, inputs, methods, model=model_spec.strip(), k=k, source=source_label,
+            job_id = corpus.create_job(db, name, inputs, methods, model=runner.loaded.path, k=k, source=source_label,
                                        faithfulness_inputs=int(faithfulness_inputs), edits=edit_options)
-            start_job(job_id, model_spec.strip())
+            start_job(job_id, runner.loaded.path)
             st.query_params["job"] = str(job_id)
             st.rerun()
         except corpus.CorpusError as exc:
@@ -102,13 +105,17 @@ jobs = [j for j in corpus.list_jobs(db) if not j.is_evaluation]  # evaluations h
 if not jobs:
     st.info("No corpus runs yet.")
     st.stop()
-labels = {j.id: f"#{j.id} {j.name} ({'interrupted' if corpus.is_stale(j) else j.shown_status}, {j.finished}/{j.total})"
+labels = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})"
           for j in jobs}
-requested = st.query_params.get("job", "")
-default = int(requested) if requested.isdigit() and int(requested) in labels else jobs[0].id
-if requested and requested.isdigit() and int(requested) not in labels:
-    st.error(f"Corpus run {md(requested)} does not exist.")
-job_id = st.selectbox("Run", list(labels), index=list(labels).index(default), format_func=labels.get, key="job_pick")
+requested = address("pages/corpus.py")
+job_id = requested["job"] if "job" in requested.given else jobs[0].id
+if job_id is not None and job_id not in labels:
+    st.error(f"Corpus run {job_id} does not exist; choose one of the runs below.")
+    job_id = None
+job_id = st.selectbox("Run", list(labels), index=list(labels).index(job_id) if job_id is not None else None,
+                      format_func=labels.get, key="job_pick", placeholder="Choose a run")
+if job_id is None:
+    st.stop()
 st.query_params["job"] = str(job_id)
 
 
@@ -118,7 +125,7 @@ def job_status() -> None:
     task = job_task(job_id, job.model)
     running_here = task is not None and task.active  # a worker holds it (or will: queued)
     finished = job.finished
-    shown_status = "interrupted" if corpus.is_stale(job) else job.shown_status
+    shown_status = job.shown_status
     st.progress(job.fraction, text=f"{finished} of {job.total} inputs · status: {shown_status}")
     if shown_status == "stopping":
         st.info("Stopping: the run ends after the method in flight; everything finished is kept.")
@@ -194,7 +201,7 @@ if attack_rows:
 st.subheader("Inputs where the methods disagree most")
 for row in corpus.most_disputed(db, job_id):
     # The run's model, methods, options and k, so that Compare opens on the stored results.
-    view = ViewState(text=row.text, model=job.model, methods=job.methods,
+    view = ViewState(text=row.text, model=name_for(job.model), methods=job.methods,
                      options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
     st.page_link("pages/compare.py", label=f"{md(row.origin)} · mean Spearman {row.mean_spearman:.2f} · {md(row.text[:90])}",
                  query_params=view.to_query())

@@ -10,36 +10,37 @@ from core.library.snapshots import get_snapshot
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.render import highlighted_text, md
-from pages.widgets.resources import engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
+from pages.widgets.ui import address
 
 db = engine()
 st.title("Whole document")
 st.caption("A text longer than the model reads, explained window by window and stitched back together, "
            "with the paragraphs where the methods disagree most.")
 
-query = st.query_params.to_dict()
+query = address("pages/document.py")
 # A new address (a link from Snapshots, a shared URL) chooses the snapshot; otherwise the widget keeps its own.
-if query.get("snapshot", "").isdigit() and st.session_state.get("_doc_address") != query["snapshot"]:
-    st.session_state["doc_snapshot"] = int(query["snapshot"])
+if query["snapshot"] is not None and st.session_state.get("_doc_address") != str(query["snapshot"]):
+    st.session_state["doc_snapshot"] = query["snapshot"]
 st.session_state.setdefault("doc_snapshot", None)
 with st.sidebar:
     st.subheader("Document")
     snapshot_id = st.number_input("Snapshot number", min_value=1, step=1, key="doc_snapshot")
-    model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="doc_model",
-                               value=query.get("model", ""))
+    if query["model"] and st.session_state.get("_doc_address") != str(query["snapshot"]):
+        st.session_state["doc_model"] = query["model"]
+    model_spec = model_picker("Model", key="doc_model")
     runner = runner_or_stop(model_spec)
-    wanted_methods = [m for m in query.get("methods", "").split(",") if m in METHODS] or fast_methods()
+    wanted_methods = query["methods"] or fast_methods()
     methods = st.multiselect("Methods", list(METHODS), default=wanted_methods, key="doc_methods",
                              format_func=lambda m: METHODS[m].title)
     labels = runner.loaded.labels
     target = st.selectbox("Label to explain", ["", *labels], key="doc_target",
-                          index=([""] + labels).index(query["target"]) if query.get("target") in labels else 0,
+                          index=([""] + labels).index(query["target"]) if query["target"] in labels else 0,
                           format_func=lambda label: label or "the document's label (highest mean over windows)")
     most = runner.loaded.max_length
     sizes = sorted({s for s in (64, 128, 256, 512) if s < most} | {most})
     window_tokens = st.select_slider("Window (tokens)", sizes, key="doc_window",
-                                     value=int(query["window"]) if query.get("window", "").isdigit()
-                                     and int(query["window"]) in sizes else min(most, 128),
+                                     value=query["window"] if query["window"] in sizes else min(most, 128),
                                      help="Shorter windows are cheaper per word (attention grows with the square "
                                           "of the length) but see less context.")
     overlap = st.slider("Overlap between windows", 0.0, 0.75, 0.25, 0.05, key="doc_overlap")

@@ -7,6 +7,7 @@ from core.analyses.compare import ViewState
 from core.analyses.data_attribution.view import DataView
 from core.analyses.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
 from core.analyses.evaluation import (
+    MAX_ROWS,
     EvaluationError,
     create_evaluation,
     evaluation,
@@ -14,12 +15,22 @@ from core.analyses.evaluation import (
     inputs_from_file,
     labelled_snapshot_inputs,
 )
+from core.engine.catalogue import name_for
 from core.engine.default_model import LABELS
 from core.methods.registry import fast_methods
 from core.render import md
 from core.work import builds
 from core.work.tasks import TaskError
-from pages.widgets.resources import engine, runner_or_stop, start_job, start_task, task_button
+from pages.widgets.resources import (
+    engine,
+    model_picker,
+    runner_for_stored,
+    runner_or_stop,
+    start_job,
+    start_task,
+    task_button,
+)
+from pages.widgets.ui import address
 
 db = engine()
 
@@ -27,7 +38,7 @@ st.title("Evaluation")
 st.caption("Where is the model wrong? Evaluate it on labelled texts: per-class scores, the confusion matrix, "
            "calibration, and the errors, most confidently wrong first, each opening in Compare.")
 
-model_spec = st.text_input("Model (empty: the configured default)", key="evaluation_model")
+model_spec = model_picker("Model", key="evaluation_model")
 runner = runner_or_stop(model_spec)
 labels = list(runner.loaded.labels)
 
@@ -43,7 +54,8 @@ with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in cor
             inputs = labelled_snapshot_inputs(db, labels, lambda t: runner.prepare(t).truncated_words == 0)
             source_label = "snapshots tagged label:..."
         else:
-            upload = st.file_uploader("File with text and label columns", type=["csv", "jsonl"], key="evaluation_file")
+            upload = st.file_uploader(f"File with text and label columns (at most {MAX_ROWS:,} rows)",
+                                      type=["csv", "jsonl"], key="evaluation_file")
             left, right = st.columns(2)
             text_column = left.text_input("Text column", "text", key="evaluation_text_column")
             label_column = right.text_input("Label column", "label", key="evaluation_label_column")
@@ -56,8 +68,8 @@ with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in cor
     st.caption(f"{len(inputs)} labelled texts; one model pass each.")
     if st.button("Start evaluation", type="primary", disabled=not inputs):
         try:
-            job_id = create_evaluation(db, "", inputs, labels, model=model_spec.strip(), source=source_label)
-            start_job(job_id, model_spec.strip())
+            job_id = create_evaluation(db, "", inputs, labels, model=runner.loaded.path, source=source_label)
+            start_job(job_id, runner.loaded.path)
             st.query_params["job"] = str(job_id)
             st.rerun()
         except EvaluationError as exc:
@@ -68,10 +80,15 @@ if not evaluations:
     st.info("No evaluations yet.")
     st.stop()
 names = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})" for j in evaluations}
-requested = st.query_params.get("job", "")
-default = int(requested) if requested.isdigit() and int(requested) in names else evaluations[0].id
-job_id = st.selectbox("Evaluation", list(names), index=list(names).index(default), format_func=names.get,
-                      key="evaluation_pick")
+requested = address("pages/evaluation.py")
+job_id = requested["job"] if "job" in requested.given else evaluations[0].id
+if job_id is not None and job_id not in names:
+    st.error(f"Evaluation {job_id} does not exist; choose one of the evaluations below.")
+    job_id = None
+job_id = st.selectbox("Evaluation", list(names), index=list(names).index(job_id) if job_id is not None else None,
+                      format_func=names.get, key="evaluation_pick", placeholder="Choose an evaluation")
+if job_id is None:
+    st.stop()
 st.query_params["job"] = str(job_id)
 
 
@@ -123,7 +140,7 @@ st.markdown(f"**{len(errors)} errors**, most confidently wrong first")
 st.dataframe(pd.DataFrame([{"confidence": e.confidence, "gold": e.gold, "predicted": e.predicted, "text": e.text,
                             "origin": e.origin} for e in errors]).round(3), hide_index=True, width="stretch")
 for error in errors[:10]:
-    view = ViewState(text=error.text, model=job.model, methods=fast_methods())
+    view = ViewState(text=error.text, model=name_for(job.model), methods=fast_methods())
     st.page_link("pages/compare.py", label=f"{error.confidence:.2f} · {md(error.gold)} → {md(error.predicted)} · "
                                            f"{md(error.text[:90])}", query_params=view.to_query())
 
@@ -131,7 +148,7 @@ st.subheader("Do the errors share a cause?")
 st.caption("Errors grouped by how the model represents them (HDBSCAN over the input of its final layer); each "
            "group's words are those the fast methods rank high in its members far more often than in correctly "
            "classified inputs (lift), with the training examples nearest to its members.")
-job_model = runner_or_stop(job.model)  # the model this evaluation ran
+job_model = runner_for_stored(job.model)  # the model this evaluation ran
 min_size = int(st.number_input("Smallest group (0: automatic, 5 or one in 40 errors)", 0, 500, 0,
                                key="evaluation_min_size")) or None
 groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
@@ -177,7 +194,7 @@ if groups is not None:
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:
                 st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",
-                             query_params=DataView(text=member.text, model=job.model).to_query())
+                             query_params=DataView(text=member.text, model=name_for(job.model)).to_query())
 
 st.subheader("Slice")
 left, right = st.columns([3, 1])

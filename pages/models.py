@@ -3,12 +3,14 @@ import streamlit as st
 
 from core.analyses.evaluation import EvaluationError, heldout_inputs
 from core.analyses.model_compare import stored_diff, stored_pairs
+from core.engine.catalogue import name_for
 from core.engine.default_model import model_versions
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.render import highlighted_text, md
 from core.work.builds import Build, list_builds
-from pages.widgets.resources import engine, runner_or_stop, task_button
+from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
+from pages.widgets.ui import address
 
 db = engine()
 st.title("Model vs model")
@@ -42,26 +44,27 @@ if builds:
     st.subheader("Builds started here")
     builds_section()
 
-query = st.query_params.to_dict()
-versions = [v["path"] for v in model_versions()]
-for key, value in (("models_a", query.get("a", versions[0] if versions else "")),
-                   ("models_b", query.get("b", versions[-1] if versions else "")),
-                   ("models_limit", int(query["limit"]) if query.get("limit", "").isdigit() else 2000),
-                   ("models_text", query.get("text", ""))):
+query = address("pages/models.py")
+versions = [name_for(v["path"]) for v in model_versions()]
+for key, value in (("models_a", query["a"]),
+                   ("models_b", query["b"] or next((v for v in reversed(versions) if v), "")),
+                   ("models_limit", query["limit"]),
+                   ("models_text", query["text"])):
     if key not in st.session_state:
         st.session_state[key] = value
 left, right = st.columns(2)
-spec_a = left.text_input("Model A (before; path or hub id)", key="models_a")
-spec_b = right.text_input("Model B (after)", key="models_b")
-if versions:
-    st.caption("Built here: " + md(", ".join(versions)))
+name_a = model_picker("Model A (before)", key="models_a", container=left)
+name_b = model_picker("Model B (after)", key="models_b", container=right)
+st.caption("The server's models: the configured one, those in RASHOMON_MODELS and the versions built here.")
 limit = int(st.number_input("Held-out rows of the default model (of 2,000)", 1, 2000, key="models_limit"))
 text = st.text_input("One input to explain with both models (optional)", key="models_text")
-st.query_params.from_dict({"a": spec_a, "b": spec_b, "limit": str(limit), **({"text": text} if text else {})})
-if not spec_a.strip() or not spec_b.strip():
-    st.info("Name two models: for example the default model and a version rebuilt with extra training rows.")
+st.query_params.from_dict({**({"a": name_a} if name_a else {}), **({"b": name_b} if name_b else {}),
+                           "limit": str(limit), **({"text": text} if text else {})})
+a, b = runner_or_stop(name_a), runner_or_stop(name_b)
+if a.loaded.path == b.loaded.path:
+    st.info("Choose two different models: for example the default model and a version rebuilt with extra "
+            "training rows.")
     st.stop()
-a, b = runner_or_stop(spec_a), runner_or_stop(spec_b)
 inputs = heldout_inputs(limit)
 try:
     diff = stored_diff(db, a, b, inputs, only_stored=True)

@@ -22,7 +22,7 @@ from core.library.snapshots import (
 )
 from core.render import md
 from pages.widgets.resources import engine
-from pages.widgets.ui import flash, streamlit_progress
+from pages.widgets.ui import address, flash, streamlit_progress
 
 db = engine()
 st.title("Snapshots")
@@ -93,11 +93,10 @@ else:
             st.rerun()
 
     focus_options = {v.id: f"#{v.id} {v.title or v.url}" for v in views}
-    default_focus = selected_ids[0] if selected_ids else st.query_params.get("link")
-    try:
-        default_index = list(focus_options).index(int(default_focus)) if default_focus else 0
-    except (ValueError, TypeError):
-        default_index = 0
+    default_focus = selected_ids[0] if selected_ids else address("pages/snapshots.py")["link"]
+    if default_focus is not None and default_focus not in focus_options:
+        st.error(f"Link {default_focus} does not exist; the newest link is shown.")
+    default_index = list(focus_options).index(default_focus) if default_focus in focus_options else 0
     focus = st.selectbox("Open link", list(focus_options), index=default_index, format_func=focus_options.get,
                          key="focus_link")
     st.query_params["link"] = str(focus)

@@ -20,7 +20,7 @@ from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
 from core.work import builds
-from pages.widgets.resources import engine, forget_models, runner_or_stop, task_button
+from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
 
 db = engine()
 st.title("Training data")
@@ -69,7 +69,7 @@ with st.sidebar:
     else:
         text = st.text_area("Text", key="data_text", height=140, placeholder="@united lost my bag again, thanks a lot")
     st.subheader("Model and methods")
-    model_spec = st.text_input("Model (hub id or path; empty: the configured default)", key="data_model")
+    model_spec = model_picker("Model", key="data_model")
     runner = runner_or_stop(model_spec)
     loaded = runner.loaded
     labels = list(loaded.labels)

@@ -17,7 +17,20 @@ from streamlit.web import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
+def start_workers() -> None:
+    """The server's worker processes start with it, not at the first page view: a task interrupted by a
+    restart is taken up again even if nobody opens a page."""
+    sys.path.insert(0, str(ROOT))
+    from core.storage.settings import load_settings
+    from core.work.tasks import server_workers
+
+    settings = load_settings()
+    if settings.task_workers:
+        server_workers(settings.task_workers, settings.home).ensure()
+
+
 if __name__ == "__main__":
+    start_workers()
     PagesManager.uses_pages_directory = False
     sys.argv = ["streamlit", "run", str(ROOT / "app.py"), *sys.argv[1:]]
     sys.exit(cli.main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import tempfile
 import threading
@@ -214,6 +215,15 @@ class PageHandler(BaseHTTPRequestHandler):
             body = (FIXTURES / "extraction" / "01-council.html").read_text().replace("first version", f"version {n}").encode()
             self._send(200, {"Content-Type": "text/html; charset=utf-8"}, body)
             return
+        if path == "/length-superscript":  # a Content-Length that str.isdigit() accepts and int() refuses
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", "\u00b2")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(LONG_REVIEW)
+            self.close_connection = True
+            return
         if path not in self.pages:
             self._send(404, {"Content-Type": "text/html"}, b"<h1>Not found</h1>")
             return
@@ -278,6 +288,10 @@ def _pages() -> dict[str, tuple[int, dict[str, str], bytes]]:
         "/plain": (200, {"Content-Type": "text/plain; charset=utf-8"}, b"Plain notes about a product.\nIt is great."),
         "/server-error": (500, html, b"oops"),
         "/xss": (200, html, (FIXTURES / "xss.html").read_bytes()),
+        "/charset-undefined": (200, {"Content-Type": "text/html; charset=undefined"}, LONG_REVIEW),
+        "/charset-punycode": (200, {"Content-Type": "text/html; charset=punycode"}, LONG_REVIEW + "é ü".encode()),
+        "/charset-base64": (200, {"Content-Type": "text/plain; charset=base64"}, b"Plain words, not base64!"),
+        "/random-bytes": (200, {"Content-Type": "text/plain"}, random.Random(7).randbytes(1_000_000)),
         "/to-metadata": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b""),
     }
 

@@ -159,8 +159,23 @@ def test_compare_page_bad_links_say_so(home):
     assert not app.exception and any("does not exist" in e.value for e in app.error)
     app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
     assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
-    app = run_page("pages/compare.py", text="fine words", methods=FAST, model="/nowhere/model")
-    assert not app.exception and any("No model directory" in e.value for e in app.error)
+
+def test_a_link_never_makes_the_server_open_a_path_or_a_hub_id(home, tiny_model_dir, monkeypatch):
+    """Models are chosen by name from the server's list; a path, a file or a hub id in a link opens nothing
+    (before, `model=/etc` answered with what it found there)."""
+    import core.engine.modelling as modelling
+
+    opened, resolve = [], modelling._resolve
+    monkeypatch.setattr(modelling, "_resolve", lambda spec: opened.append(spec) or resolve(spec))
+    for page in ("pages/compare.py", "pages/training_data.py", "pages/document.py"):
+        for value in ("/etc", "/nonexistent", str(tiny_model_dir / "config.json"), "bert-base-uncased"):
+            app = run_page(page, text="fine words", methods=FAST, model=value)
+            assert not app.exception
+            assert any("'model' must be one of default" in w.value for w in app.warning), (page, value)
+    for value in ("/etc", "bert-base-uncased"):
+        app = run_page("pages/models.py", a=value, b=value)
+        assert not app.exception and any("'a' must be one of default" in w.value for w in app.warning)
+    assert set(opened) <= {str(tiny_model_dir)}  # only the configured model was ever described
 
 
 def test_compare_page_on_a_snapshot_with_markup_and_a_saved_demo(home, web_server):
@@ -332,13 +347,13 @@ def test_compare_says_what_a_run_will_cost_and_what_is_dropped_before_run(home):
     assert not any("will be dropped" in w.value for w in app.warning)
 
 
-def test_compare_clamps_k_above_the_slider(home):
-    from core.analyses.compare import MAX_K
+def test_compare_names_a_k_above_the_slider_and_uses_the_default(home):
+    from core.analyses.compare import DEFAULT_K, MAX_K
 
     app = run_page("pages/compare.py", text="Fine words.", methods="occlusion", k=str(MAX_K + 1))
     assert not app.exception
-    assert any(f"above the largest k offered ({MAX_K})" in w.value for w in app.warning)
-    assert app.slider(key="k").value == MAX_K
+    assert any(f"'k' must be between 1 and {MAX_K}" in w.value for w in app.warning)
+    assert app.slider(key="k").value == DEFAULT_K
 
 
 def test_compare_names_what_a_link_got_wrong(home):
@@ -346,7 +361,7 @@ def test_compare_names_what_a_link_got_wrong(home):
                    options='{"integrated_gradients": {"n_steps": -5}, "tarot": {"x": 1}}')
     assert not app.exception
     warnings = " ".join(shown(w.value) for w in app.warning)
-    assert "unknown methods (nonsense)" in warnings and "k '-2'" in warnings
+    assert "'methods' names unknown values (nonsense)" in warnings and "'k' must be between 1 and 20, not -2" in warnings
     assert "n_steps" in warnings and "at least 2" in warnings and "'tarot'" in warnings
     assert app.multiselect(key="methods").value == ["occlusion"]
 
@@ -589,11 +604,12 @@ def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkey
     bad = run_page("pages/training_data.py", text=text, k="500", methods="tracin,knn")
     assert not bad.exception
     warnings = " ".join(w.value for w in bad.warning)
-    assert "not a number from 1 to 50" in warnings and "unknown training-data methods" in warnings and "knn" in warnings
+    assert "'k' must be between 1 and 50" in warnings and "'methods' names unknown values (knn)" in warnings
 
 
-def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_model_dir, tiny_model_dir):
-    query = {"a": str(tiny_model_dir), "b": str(trained_tiny_model_dir), "limit": "15", "text": "the crew was great"}
+def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_model_dir, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("RASHOMON_MODELS", f"tiny={tiny_model_dir},trained={trained_tiny_model_dir}")
+    query = {"a": "tiny", "b": "trained", "limit": "15", "text": "the crew was great"}
     app = run_page("pages/models.py", **query)
     assert not app.exception
     next(b for b in app.button if b.label == "Compare on the held-out rows").click().run()
@@ -608,5 +624,6 @@ def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_mode
     again = run_page("pages/models.py", **query)  # stored: no button, same table
     assert not again.exception and not any(b.label in ("Compare on the held-out rows", "Explain this input with both models")
                                            for b in again.button)
-    bad = run_page("pages/models.py", a=str(tiny_model_dir), b="/no/such/model")
-    assert not bad.exception and any("No model directory" in e.value for e in bad.error)
+    bad = run_page("pages/models.py", a="tiny", b=str(trained_tiny_model_dir))  # a path in a link opens nothing
+    assert not bad.exception
+    assert any("'b' must be one of default, tiny, trained" in w.value for w in bad.warning)

@@ -158,7 +158,7 @@ def test_interventions_on_two_models_at_once_do_not_leak_into_each_other(runner)
 
 
 def test_view_state_round_trip_and_bad_values():
-    state = compare.ViewState(snapshot=3, passage=PassageChoice("sentences", 1, 4), model="org/m",
+    state = compare.ViewState(snapshot=3, passage=PassageChoice("sentences", 1, 4), model="default",
                               methods=["lime", "attention"], options={"lime": {"num_samples": 100}}, k=7)
     assert compare.ViewState.from_query(state.to_query()) == state
     text_state = compare.ViewState(text="Some <b>text</b> & more", methods=["shap"], k=3)

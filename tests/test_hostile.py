@@ -38,6 +38,13 @@ def _respond(conn: socket.socket, path: str) -> None:
         body = gzip.compress(b"<p>" + b"x" * 30_000_000 + b"</p>")
         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\n"
                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    elif path in ("/paragraphs-49900", "/links-49000"):  # just under the element budget: slow to extract
+        body = (b"<html><body><article>" + (b"".join(b"<p>Paragraph %d of a long page, with some words.</p>" % i
+                                                     for i in range(49_900)) if path == "/paragraphs-49900" else
+                                            b"".join(b'<a href="/l%d">link %d</a> ' % (i, i) for i in range(49_000)))
+                + b"</article></body></html>")
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     elif path in ("/tiny-elements", "/many-links", "/tiny-elements-9mb"):
         body = (b"<html><body>" + (b"<p>x</p>" * 400_000 if path == "/tiny-elements" else
                                    b"<p>x</p>" * 1_150_000 if path == "/tiny-elements-9mb" else
@@ -345,3 +352,131 @@ def test_processes_adding_refreshing_tagging_and_searching_at_once(backend_url, 
     assert all(tags[f"worker-{w}"] == rounds for w in range(workers))
     assert all(tags[f"round-{i}"] == workers + 1 for i in range(rounds))
     assert set(shared.tags) >= {"shared", *(f"round-{i}" for i in range(rounds))}
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://bob:hunter2@127.0.0.1:1/r",
+    "postgresql://bob@127.0.0.1:1/r?password=hunter2",
+    "postgresql:///r?host=127.0.0.1&port=1&password=hunter2",
+    "postgresql+psycopg://bob@127.0.0.1:1/r?sslpassword=hunter2&sslmode=disable",
+    "postgresql://bob:hunter2@127.0.0.1:1/r?password=hunter2&PASSWORD=hunter2",
+    "host=127.0.0.1 port=1 password=hunter2",
+])
+def test_a_database_password_is_masked_wherever_libpq_lets_it_stand(url, home, monkeypatch, capsys):
+    """Before, only the user:secret@host form was masked: a password in the query reached every visitor."""
+    from core.cli import main
+    from core.storage.db import masked_url
+
+    assert "hunter2" not in masked_url(url)
+    monkeypatch.setenv("RASHOMON_DATABASE_URL", url)
+    assert main(["snapshot", "list"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("rashomon: The database ") and "hunter2" not in error and error.count("\n") == 1
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_written_as_text(home):
+    """A title `=HYPERLINK(...)` was exported verbatim (formula injection); Rashomon's own CSV read back (an
+    error group as extra training rows) keeps the text as it was."""
+    import csv
+    import io
+
+    from core.analyses.evaluation import inputs_from_file
+    from core.library.bookmarks import export_links
+    from core.library.snapshots import get_or_create_link
+    from core.spreadsheet import SafeWriter
+    from core.storage.db import get_engine, session_scope
+
+    hostile = ['=HYPERLINK("http://evil.example","click")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1"]
+    with session_scope(get_engine()) as session:
+        for n, title in enumerate(hostile):
+            get_or_create_link(session, f"https://example.org/{n}", title=title)
+    rows = list(csv.DictReader(io.StringIO(export_links(get_engine(), "csv"))))
+    assert sorted(r["title"] for r in rows) == sorted("'" + t for t in hostile)
+    buffer = io.StringIO()
+    writer = SafeWriter(buffer)
+    writer.writerow(["text", "label"])
+    for text in hostile[:4] + ["@united lost my bag", "fine"]:
+        writer.writerow([text, "negative"])
+    read = inputs_from_file(buffer.getvalue(), "group.csv", "text", "label")
+    assert [i.text for i in read] == [t.strip() for t in hostile[:4]] + ["@united lost my bag", "fine"]
+
+
+@pytest.mark.parametrize("path", ["/charset-undefined", "/charset-punycode", "/charset-base64", "/length-superscript"])
+def test_a_broken_charset_or_length_falls_back_instead_of_failing(path, web_server):
+    """These ended the snapshot with an internal exception message; now the body is decoded by detection."""
+    from core.library.fetch import AddressPolicy, fetch
+
+    result = fetch(f"{web_server}{path}", policy=AddressPolicy(("127.0.0.1",)))
+    assert "harbour" in result.text or "Plain words" in result.text
+
+
+def test_binary_bytes_served_as_text_are_not_a_snapshot(home, web_server):
+    """1 MB of random bytes as text/plain was stored as a successful snapshot."""
+    from core.library.snapshots import snapshot_url
+    from core.storage.db import get_engine
+
+    outcome = snapshot_url(get_engine(), f"{web_server}/random-bytes")
+    assert outcome.snapshot.error and "binary data, not text" in outcome.snapshot.error
+
+
+def test_corpus_status_says_interrupted_when_the_driver_is_gone(home, capsys):
+    """`corpus status` said "running" after its driver was killed."""
+    from core.analyses import corpus
+    from core.analyses.corpus.inputs import Input
+    from core.cli import main
+    from core.storage.db import get_engine, session_scope
+    from core.storage.schema import CorpusJob, utcnow
+
+    job = corpus.create_job(get_engine(), "killed", [Input("a", "Fine.")], ["occlusion"])
+    with session_scope(get_engine()) as session:  # as a killed driver on this host leaves it: its pid is gone
+        row = session.get(CorpusJob, job)
+        row.status, row.owner, row.heartbeat_at = "running", f"{socket.gethostname()}:999999999:x", utcnow()
+        session.add(row)
+    assert main(["corpus", "status"]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    assert main(["corpus", "status", str(job)]) == 0
+    assert f"job {job} 'killed': interrupted" in capsys.readouterr().out
+
+
+def test_extraction_is_stopped_at_its_budget_and_the_process_goes_on(home, monkeypatch):
+    """A page built to be slow to extract (49,900 paragraphs, just under the element budget) ran for minutes in
+    the page; extraction now runs in a forked child that is stopped at its budget. Here the budget is tiny (1 MB
+    of memory), and the test waits for the snapshot to end, not for a clock."""
+    from core.library.snapshots import snapshot_url
+    from core.storage.db import get_engine
+
+    monkeypatch.setenv("RASHOMON_EXTRACTION_MB", "1")
+    base, stop = start_hostile_server()
+    try:
+        outcome = snapshot_url(get_engine(), f"{base}/paragraphs-49900")
+    finally:
+        stop.set()
+    assert outcome.snapshot.error == "Stopped extracting the page's text: it needed more than 1 MB."
+    assert outcome.snapshot.raw_html  # the page itself is kept
+
+
+def test_a_bounded_function_returns_its_value_or_raises_its_own_error():
+    from core.library.bounded import Budget, BudgetExceeded, run_bounded
+
+    assert run_bounded(sorted, [3, 1, 2]) == [1, 2, 3]
+    with pytest.raises(ZeroDivisionError):
+        run_bounded(divmod, 1, 0)
+    with pytest.raises(BudgetExceeded, match="it took longer than 0.2 s"):
+        run_bounded(time.sleep, 30, budget=Budget(seconds=0.2))
+
+
+def test_uploads_are_read_row_by_row_up_to_a_stated_bound(monkeypatch):
+    """A 1-million-row upload took the server from 0.72 to 1.15 GB; uploads stop at a bound the page states."""
+    from core.analyses import evaluation
+    from core.analyses.corpus import inputs
+
+    monkeypatch.setattr(evaluation, "MAX_ROWS", 50)
+    monkeypatch.setattr(inputs, "MAX_ROWS", 50)
+    rows = "text,label\n" + "".join(f"row {i},positive\n" for i in range(51))
+    with pytest.raises(evaluation.EvaluationError, match="more than 50 rows"):
+        evaluation.inputs_from_file(rows, "big.csv")
+    with pytest.raises(evaluation.EvaluationError, match="more than 50 rows"):
+        evaluation.inputs_from_file("".join(f'{{"text": "r{i}", "label": "positive"}}\n' for i in range(51)), "big.jsonl")
+    with pytest.raises(inputs.CorpusError, match="more than 50 texts"):
+        inputs.inputs_from_csv(rows)
+    assert len(evaluation.inputs_from_file(rows.rsplit("row 50", 1)[0], "fine.csv")) == 50

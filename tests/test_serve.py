@@ -7,6 +7,8 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,3 +34,34 @@ def test_streamlit_still_guesses_the_pages_folder_mode_and_the_switch_still_over
 def test_serve_py_sets_the_switch_before_starting_streamlit():
     source = (ROOT / "scripts" / "serve.py").read_text()
     assert source.index("PagesManager.uses_pages_directory = False") < source.index("cli.main()")
+
+
+@pytest.mark.processes
+def test_the_servers_workers_start_with_it_and_take_up_queued_work_before_any_page_view(home, tmp_path):
+    """After a restart, an interrupted task waited until someone opened a page (workers started on the first
+    page view). Now serve.py starts them: a task queued before the server is done with no page ever opened."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from core.storage.db import get_engine
+    from core.work import tasks
+    from tests.support.waiting import wait_until
+
+    task = tasks.submit(get_engine(), "comparison", os.environ["RASHOMON_MODEL"],
+                        {"text": "Fine words.", "methods": ["occlusion"], "options": {}, "target": ""})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RASHOMON_TASK_WORKERS": "1"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        done = wait_until(lambda: (t := tasks.get_task(get_engine(), task.id)) and t.status == "done" and t,
+                          timeout=240, what="the queued task done by the server's worker")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)  # its workers watch it and end with it
+    assert done.owner and done.attempts == 1

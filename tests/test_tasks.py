@@ -460,3 +460,40 @@ def test_work_a_person_asked_for_is_claimed_before_background_work(engine, runne
     asked = tasks.submit(engine, "comparison", "m", comparison())
     assert tasks.claim_next(engine)[0].id == asked.id
     assert tasks.claim_next(engine)[0].id == early.id  # then the background work
+
+
+SUBMITTER = """
+import sys, time
+from pathlib import Path
+from core.storage.db import get_engine
+from core.work import tasks
+engine = get_engine()  # migrated before the start line, so that every process is ready at once
+Path(sys.argv[2]).touch()
+while not Path(sys.argv[1]).exists():
+    time.sleep(0.005)
+print(tasks.submit(engine, "comparison", "m", {"text": "same", "methods": ["occlusion"], "options": {}, "target": ""}).id)
+"""
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize("backend_url", ["sqlite", "postgresql"], indirect=True)
+def test_eight_processes_submitting_the_same_work_at_once_make_one_task(backend_url, tmp_path):
+    """Before, a check-then-insert made 3-8 queued tasks; the database's partial unique index keeps one."""
+    from core.storage.db import get_engine
+
+    get_engine(backend_url)  # migrate once, before the race
+    start = tmp_path / "start"
+    submitters = [subprocess.Popen([sys.executable, "-c", SUBMITTER, str(start), str(tmp_path / f"ready-{i}")], cwd=ROOT,
+                                   env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                  for i in range(8)]
+    try:
+        wait_until(lambda: len(list(tmp_path.glob("ready-*"))) == 8, timeout=120, what="eight submitters ready")
+        start.touch()
+        outputs = [s.communicate(timeout=120) for s in submitters]
+    finally:
+        for s in submitters:
+            s.kill()
+    assert all(s.returncode == 0 for s in submitters), [o[1][-500:] for o in outputs]
+    ids = {int(out.strip()) for out, _ in outputs}
+    assert len(ids) == 1
+    assert [t.id for t in tasks.list_tasks(get_engine(backend_url))] == list(ids)

@@ -6,7 +6,6 @@ read everything below from it, so the two show the same numbers for the same vie
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -23,9 +22,12 @@ from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
+from core.engine.catalogue import model_choices
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
+from core.params import Param, read_query
 from core.render import GridRow, md
+from core.spreadsheet import SafeWriter
 from core.storage.db import session_scope
 from core.storage.schema import Demo
 
@@ -64,33 +66,30 @@ class ViewState:
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> ViewState:
-        """Parse query parameters; a malformed value falls back to its default and is named in `problems`."""
-        state = cls()
-        problems = state.problems
-        if "snapshot" in query:
-            if query["snapshot"].isdigit():
-                state.snapshot = int(query["snapshot"])
-                state.passage = PassageChoice.from_query(query.get("passage"))
-            else:
-                problems.append(f"The link's snapshot '{query['snapshot']}' is not a snapshot number.")
-        state.text = query.get("text", "")
-        state.model = query.get("model", "")
-        if query.get("methods"):
-            names = [m for m in query["methods"].split(",") if m]
-            unknown = [m for m in names if m not in METHODS]
-            if unknown:
-                problems.append(f"The link names unknown methods ({', '.join(unknown)}); they were left out.")
-            state.methods = [m for m in names if m in METHODS] or list(METHODS)
-        state.options = _options_from_query(query.get("options"), problems)
-        state.target = query.get("target", "")
-        k = query.get("k", "")
-        if k and not (k.isdigit() and int(k) > 0):
-            problems.append(f"The link's k '{k}' is not a positive whole number; using {DEFAULT_K}.")
-        state.k = int(k) if k.isdigit() and int(k) > 0 else DEFAULT_K
-        if state.k > MAX_K:
-            problems.append(f"The link's k {state.k} is above the largest k offered ({MAX_K}); using {MAX_K}.")
-            state.k = MAX_K
+        """Parse query parameters (`VIEW_PARAMS`); a malformed value falls back to its default and is named in
+        `problems`."""
+        parsed = read_query(VIEW_PARAMS, query)
+        state = cls(problems=parsed.problems)
+        state.snapshot = parsed["snapshot"]
+        if state.snapshot is not None:
+            state.passage = PassageChoice.from_query(parsed["passage"])
+        state.text, state.model, state.target, state.k = parsed["text"], parsed["model"], parsed["target"], parsed["k"]
+        state.methods = parsed["methods"] or list(METHODS)
+        state.options = _options_from_query(parsed["options"], state.problems)
         return state
+
+
+# What a Compare address may carry, parsed once (core/params.py).
+VIEW_PARAMS = (
+    Param("snapshot", "id", help="a snapshot's number"),
+    Param("passage", "text", default="", max_length=64, help="paragraph:N-M, sentences:N-M or all:0-0"),
+    Param("text", "text", default="", help="free text to explain"),
+    Param("model", "choice", default="", choices=lambda: list(model_choices()), help="one of the server's models"),
+    Param("methods", "names", default=None, choices=lambda: list(METHODS), help="comma-separated method names"),
+    Param("options", "text", default="", max_length=20_000, help="each method's options, as JSON"),
+    Param("target", "text", default="", max_length=300, help="the label to explain"),
+    Param("k", "int", default=DEFAULT_K, minimum=1, maximum=MAX_K, help="the top words compared"),
+)
 
 
 def _options_from_query(raw: str | None, problems: list[str]) -> dict[str, dict[str, Any]]:
@@ -354,7 +353,7 @@ def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
 def to_csv(comparison: Comparison) -> str:
     """One row per word, one column per method (raw scores)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["index", "word", "start", "end", *comparison.methods])
     first = comparison.explanations[0]
     for i, (word, (start, end)) in enumerate(zip(first.words, first.offsets, strict=True)):
@@ -364,7 +363,7 @@ def to_csv(comparison: Comparison) -> str:
 
 def metrics_csv(comparison: Comparison, k: int) -> str:
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["metric", "method_a", "method_b", "value"])
     for name, m in matrices(comparison, k).items():
         for i, a in enumerate(comparison.methods):

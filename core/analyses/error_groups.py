@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import re
@@ -35,6 +34,7 @@ from core.analyses.agreement import top_k
 from core.analyses.corpus.jobs import items_of, require_job
 from core.analyses.evaluation import EvaluatedInput, EvaluationError
 from core.engine.runner import ModelRunner, ProgressFn
+from core.spreadsheet import SafeWriter
 
 DEFAULT_METHODS = ("saliency", "input_x_gradient", "attention")  # a backward or a forward pass each: grouping stays cheap
 WORD = re.compile(r"\w+(?:['’]\w+)*")
@@ -247,7 +247,7 @@ def group_csv(groups: ErrorGroups, group_id: int) -> str:
     """One group as CSV (text, gold, predicted, confidence, top words): for relabelling or extra training data."""
     group = groups.group(group_id)
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeWriter(out)
     writer.writerow(["text", "gold", "predicted", "confidence", "top_words", "group", "confusion"])
     for member in group.members:
         writer.writerow([member.text, member.gold, member.predicted, f"{member.confidence:.4f}",

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sqlalchemy import Engine
 
-from core.analyses.corpus.inputs import CorpusError, Input
+from core.analyses.corpus.inputs import MAX_ROWS, CorpusError, Input
 from core.analyses.corpus.jobs import create_job, items_of, require_job
+from core.spreadsheet import original
 
 
 class EvaluationError(CorpusError):
@@ -69,12 +70,13 @@ def labelled_snapshot_inputs(engine: Engine, labels: Sequence[str], fits: Callab
 
 
 def inputs_from_file(content: str, name: str, text_column: str = "text", label_column: str = "label") -> list[Input]:
-    """Labelled rows from a CSV or a JSONL file (one JSON object per line)."""
+    """Labelled rows from a CSV or a JSONL file (one JSON object per line), read row by row up to MAX_ROWS."""
     rows: list[Input] = []
     if name.lower().endswith((".jsonl", ".ndjson")):
-        for n, line in enumerate(content.splitlines(), start=1):
+        for n, line in enumerate(io.StringIO(content), start=1):
             if not line.strip():
                 continue
+            check_row_count(len(rows), name)
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -88,12 +90,18 @@ def inputs_from_file(content: str, name: str, text_column: str = "text", label_c
         if missing:
             raise EvaluationError(f"The CSV has no column {', '.join(repr(c) for c in missing)} "
                                   f"(columns: {', '.join(reader.fieldnames or [])}).")
-        rows = [Input(f"csv row {n}", (row[text_column] or "").strip(), (row[label_column] or "").strip())
-                for n, row in enumerate(reader, start=2)]
+        for n, row in enumerate(reader, start=2):
+            check_row_count(len(rows), name)
+            rows.append(Input(f"csv row {n}", original((row[text_column] or "").strip()), (row[label_column] or "").strip()))
     rows = [r for r in rows if r.text]
     if not rows:
         raise EvaluationError(f"{name} has no labelled texts.")
     return rows
+
+
+def check_row_count(rows_so_far: int, name: str) -> None:
+    if rows_so_far >= MAX_ROWS:
+        raise EvaluationError(f"{name} has more than {MAX_ROWS:,} rows, the most one upload may have; split it.")
 
 
 def check_labels(inputs: Sequence[Input], labels: Sequence[str]) -> None:

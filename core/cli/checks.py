@@ -16,6 +16,7 @@ from core.cli.common import (
     require_text,
     runner_for,
 )
+from core.params import int_argument
 
 
 def cmd_stability(args: argparse.Namespace) -> None:
@@ -63,7 +64,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(stability)
     stability.add_argument("--model")
     stability.add_argument("--methods", help="comma-separated (default: all)")
-    stability.add_argument("--k", type=int, default=5)
+    stability.add_argument("--k", type=int_argument("k", 1, 1_000), default=5)
     stability.add_argument("--quick", action="store_true", help="the smaller sample counts of the page's Quick mode")
     stability.add_argument("--strict", action="store_true", help="exit 1 when a method is unstable")
     stability.add_argument("--json", action="store_true")
@@ -72,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_input_arguments(randomisation)
     randomisation.add_argument("--model")
     randomisation.add_argument("--methods", help="comma-separated (default: all)")
-    randomisation.add_argument("--max-layers", type=int, help="randomise at most this many encoder layers")
+    randomisation.add_argument("--max-layers", type=int_argument("max-layers", 1, 1_000), help="randomise at most this many encoder layers")
     randomisation.add_argument("--strict", action="store_true", help="exit 1 when a method fails")
     randomisation.add_argument("--json", action="store_true")
     randomisation.set_defaults(func=cmd_randomisation)

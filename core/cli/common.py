@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.params import id_argument
+
 if TYPE_CHECKING:
     import argparse
 
@@ -83,7 +85,7 @@ def input_text(args: argparse.Namespace) -> str:
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text")
-    source.add_argument("--snapshot", type=int)
+    source.add_argument("--snapshot", type=id_argument("snapshot"))
     source.add_argument("--file", help="a text file (any common encoding)")
 
 

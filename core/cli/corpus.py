@@ -23,6 +23,7 @@ from core.cli.common import (
     runner_for,
 )
 from core.cli.explain import parse_options
+from core.params import float_argument, id_argument, int_argument
 
 if TYPE_CHECKING:
     from core.analyses.corpus import Job
@@ -45,7 +46,7 @@ def _status(job_id: int) -> dict:
 
 def _print_status(data: dict) -> None:
     job = data["job"]
-    print(f"job {job['id']} '{job['name']}': {job['status']}, {job['done'] + job['failed']} of {job['total']} inputs "
+    print(f"job {job['id']} '{job['name']}': {job['shown_status']}, {job['done'] + job['failed']} of {job['total']} inputs "
           f"({job['failed']} failed); methods {', '.join(job['methods'])}")
     for row in data["leaderboard"]:
         print(f"  {row['method']:22} comprehensiveness {row['comprehensiveness']:+.4f} "
@@ -163,7 +164,7 @@ def cmd_status(args: argparse.Namespace) -> None:
             if args.json:
                 print_json(jobs)
             for j in [] if args.json else jobs:
-                print(f"{j['id']:5d}  {j['name'][:40]:40}  {j['status']:8}  {j['done'] + j['failed']}/{j['total']}")
+                print(f"{j['id']:5d}  {j['name'][:40]:40}  {j['shown_status']:11}  {j['done'] + j['failed']}/{j['total']}")
             return
         data = _status(args.job)
     if args.json:
@@ -206,31 +207,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     run.add_argument("--model")
     run.add_argument("--name")
-    run.add_argument("--k", type=int, default=5)
-    run.add_argument("--faithfulness-inputs", type=int, default=50, help="random sample measured (0: all)")
+    run.add_argument("--k", type=int_argument("k", 1, 1_000), default=5)
+    run.add_argument("--faithfulness-inputs", type=int_argument("faithfulness-inputs", 0, 10_000_000), default=50, help="random sample measured (0: all)")
     run.add_argument("--edits", action="store_true", help="also attack every input: success rate, words changed, "
                                                          "queries; counterfactual agreement and fragility per method")
-    run.add_argument("--edit-max", type=int, help="with --edits: most words changed (default 3)")
-    run.add_argument("--edit-similarity", type=float, help="with --edits: least sentence similarity (default 0.8)")
-    run.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process); "
+    run.add_argument("--edit-max", type=int_argument("edit-max", 1, 10), help="with --edits: most words changed (default 3)")
+    run.add_argument("--edit-similarity", type=float_argument("edit-similarity", 0, 1), help="with --edits: least sentence similarity (default 0.8)")
+    run.add_argument("--workers", type=int_argument("workers", 0, 64), default=0, help="local worker processes (0: this process); "
                                                                "with RASHOMON_RAY_ADDRESS, Ray tasks")
     run.add_argument("--json", action="store_true")
     run.set_defaults(func=cmd_run)
     status = group.add_parser("status", help="list runs, or show one")
-    status.add_argument("job", type=int, nargs="?")
+    status.add_argument("job", type=id_argument("job"), nargs="?")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
     stop = group.add_parser("stop", help="ask a running job to stop after its current input")
-    stop.add_argument("job", type=int)
+    stop.add_argument("job", type=id_argument("job"))
     stop.add_argument("--json", action="store_true")
     stop.set_defaults(func=cmd_stop)
     resume = group.add_parser("resume", help="continue a stopped or interrupted job here")
-    resume.add_argument("job", type=int)
-    resume.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process)")
+    resume.add_argument("job", type=id_argument("job"))
+    resume.add_argument("--workers", type=int_argument("workers", 0, 64), default=0, help="local worker processes (0: this process)")
     resume.add_argument("--json", action="store_true")
     resume.set_defaults(func=cmd_resume)
     export = group.add_parser("export", help="a run's results as JSON or CSV")
-    export.add_argument("job", type=int)
+    export.add_argument("job", type=id_argument("job"))
     export.add_argument("--format", choices=("json", "csv"), default="json")
     export.add_argument("--json", action="store_true", help="same as --format json")
     export.set_defaults(func=cmd_export)

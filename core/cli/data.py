@@ -21,6 +21,7 @@ from core.cli.common import (
 )
 from core.cli.explain import parse_options
 from core.methods.base import ExplainError
+from core.params import int_argument
 
 
 def _errors():
@@ -253,7 +254,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listing.set_defaults(func=cmd_list)
     show = data.add_parser("show", help="the model's training set: rows, labels, checkpoints")
     show.add_argument("--model")
-    show.add_argument("--limit", type=int, default=10)
+    show.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), default=10)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
     prepare = data.add_parser("prepare", help="prepare representations, index, gradients and Hessian once")
@@ -264,7 +265,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     suspicious = data.add_parser("suspicious", help="training examples ranked by self-influence")
     suspicious.add_argument("--model")
     suspicious.add_argument("--method", default="tracin", help="tracin or influence")
-    suspicious.add_argument("--k", type=int, default=20)
+    suspicious.add_argument("--k", type=int_argument("k", 1, 1_000), default=20)
     suspicious.add_argument("--json", action="store_true")
     suspicious.set_defaults(func=cmd_suspicious)
 
@@ -274,12 +275,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--methods", help="comma-separated (default: all)")
     check.add_argument("--text", help="one input (removal needs one; datamodeling may use one)")
     check.add_argument("--texts-file", help="datamodeling: test inputs, one per line")
-    check.add_argument("--inputs", type=int, default=20, help="datamodeling on the default model: held-out inputs")
+    check.add_argument("--inputs", type=int_argument("inputs", 1, 1_000_000), default=20, help="datamodeling on the default model: held-out inputs")
     check.add_argument("--target", help="label (default: each input's predicted label)")
-    check.add_argument("--subsets", type=int, default=50, help="datamodeling: retrained random halves")
+    check.add_argument("--subsets", type=int_argument("subsets", 2, 100_000), default=50, help="datamodeling: retrained random halves")
     check.add_argument("--fractions", default="0.01,0.05", help="removal: shares of the training set removed")
-    check.add_argument("--random-repeats", type=int, default=2, help="removal: random removals per fraction")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--random-repeats", type=int_argument("random-repeats", 1, 100), default=2, help="removal: random removals per fraction")
+    check.add_argument("--seed", type=int_argument("seed", 0, 4_294_967_295), default=0)
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 
@@ -288,7 +289,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     influence.add_argument("--model")
     influence.add_argument("--methods", help="comma-separated: nearest, tracin, representer, influence (default: all)")
     influence.add_argument("--target", help="label (default: the predicted one)")
-    influence.add_argument("--k", type=int, default=10, help="proponents and opponents listed per method")
+    influence.add_argument("--k", type=int_argument("k", 1, 1_000), default=10, help="proponents and opponents listed per method")
     influence.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, e.g. tracin.projection=256")
     influence.add_argument("--fresh", action="store_true", help="recompute instead of reading the store")
     influence.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from core.cli.common import CliError, engine, print_json
+from core.params import id_argument
 
 
 def _demo_dict(demo) -> dict:
@@ -48,6 +49,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
     show = group.add_parser("show")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=id_argument("id"))
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)

@@ -17,6 +17,7 @@ from core.cli.common import (
 )
 from core.cli.explain import parse_options
 from core.methods.base import ExplainError
+from core.params import float_argument, int_argument
 
 
 def cmd_document(args: argparse.Namespace) -> None:
@@ -56,9 +57,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     document.add_argument("--methods", help="comma-separated (default: the fast methods)")
     document.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     document.add_argument("--target", help="label to explain (default: the highest mean probability over windows)")
-    document.add_argument("--window", type=int, help="tokens per window (default: what the model reads)")
-    document.add_argument("--overlap", type=float, default=0.25, help="share of a window's words the next one repeats")
-    document.add_argument("--k", type=int, default=5, help="top words per paragraph (default 5)")
+    document.add_argument("--window", type=int_argument("window", 8, 8_192), help="tokens per window (default: what the model reads)")
+    document.add_argument("--overlap", type=float_argument("overlap", 0, 0.9), default=0.25, help="share of a window's words the next one repeats")
+    document.add_argument("--k", type=int_argument("k", 1, 1_000), default=5, help="top words per paragraph (default 5)")
     document.add_argument("--fresh", action="store_true", help="recompute even if stored results exist")
     document.add_argument("--json", action="store_true")
     document.set_defaults(func=cmd_document)

@@ -17,6 +17,7 @@ from core.cli.common import (
 )
 from core.cli.explain import parse_options
 from core.methods.base import ExplainError
+from core.params import float_argument, int_argument
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> None:
@@ -75,15 +76,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     goal = command.add_mutually_exclusive_group()
     goal.add_argument("--target", help="label to reach (default: the most probable other label)")
     goal.add_argument("--attack", action="store_true", help="any label but the predicted one")
-    command.add_argument("--max-edits", type=int, help="most words changed (default 3)")
-    command.add_argument("--similarity", type=float, help="least sentence-embedding cosine to the original (default 0.8)")
-    command.add_argument("--count", type=int, help="most counterfactuals returned (default 5)")
-    command.add_argument("--budget", type=int, help="most model queries (default 6000)")
+    command.add_argument("--max-edits", type=int_argument("max-edits", 1, 10), help="most words changed (default 3)")
+    command.add_argument("--similarity", type=float_argument("similarity", 0, 1), help="least sentence-embedding cosine to the original (default 0.8)")
+    command.add_argument("--count", type=int_argument("count", 1, 100), help="most counterfactuals returned (default 5)")
+    command.add_argument("--budget", type=int_argument("budget", 1, 10_000_000), help="most model queries (default 6000)")
     command.add_argument("--order", help="'search' (default) or a method whose top words are edited first")
     command.add_argument("--methods", help="methods to check against the edits, comma-separated "
                                            "(default: the fast methods; '' for none)")
     command.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
-    command.add_argument("--k", type=int, default=5, help="top-k words per method")
+    command.add_argument("--k", type=int_argument("k", 1, 1_000), default=5, help="top-k words per method")
     command.add_argument("--fresh", action="store_true", help="search again even if a stored result exists")
     command.add_argument("--json", action="store_true")
     command.set_defaults(func=cmd_counterfactual)

@@ -6,6 +6,7 @@ import argparse
 from dataclasses import asdict
 
 from core.cli.common import CliError, engine, one_line_errors, print_json, progress_bar, quiet, runner_for
+from core.params import id_argument, int_argument
 
 
 def _evaluation_runner(job_id: int, model: str | None):
@@ -93,21 +94,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     for name, func, help_text in (("groups", cmd_groups, "group the errors by shared cause"),
                                   ("export", cmd_export, "one group as CSV (text, gold, predicted, confidence, top words)")):
         command = errors.add_parser(name, help=help_text)
-        command.add_argument("job", type=int, help="an evaluation job (rashomon evaluate)")
+        command.add_argument("job", type=id_argument("job"), help="an evaluation job (rashomon evaluate)")
         if name == "export":
-            command.add_argument("--group", type=int, required=True)
+            command.add_argument("--group", type=int_argument("group", 0, 1_000_000), required=True)
             command.add_argument("--output", help="a file (default: standard output)")
         command.add_argument("--model", help="default: the job's model")
         command.add_argument("--methods", help="fast word-level methods for the lifted words")
-        command.add_argument("--k", type=int, default=3)
-        command.add_argument("--reference", type=int, default=300, help="correctly classified inputs compared")
-        command.add_argument("--min-size", type=int, help="smallest group (HDBSCAN's min_cluster_size; default: "
+        command.add_argument("--k", type=int_argument("k", 1, 1_000), default=3)
+        command.add_argument("--reference", type=int_argument("reference", 1, 1_000_000), default=300, help="correctly classified inputs compared")
+        command.add_argument("--min-size", type=int_argument("min-size", 2, 1_000_000), help="smallest group (HDBSCAN's min_cluster_size; default: "
                              "5 or one in 40 errors, whichever is larger)")
         command.add_argument("--fresh", action="store_true")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
     slicing = errors.add_parser("slice", help="accuracy on the inputs containing a word or pattern")
-    slicing.add_argument("job", type=int)
+    slicing.add_argument("job", type=id_argument("job"))
     slicing.add_argument("pattern")
     slicing.add_argument("--regex", action="store_true", help="the pattern is a regular expression")
     slicing.add_argument("--json", action="store_true")

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from core.cli.common import CliError, engine, one_line_errors, print_json, read_text_file, runner_for
+from core.params import int_argument
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -67,11 +68,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--heldout", action="store_true", help="the default model's held-out split")
     source.add_argument("--file", help="a CSV or JSONL file with text and label columns")
     source.add_argument("--tagged", action="store_true", help="snapshots whose links are tagged label:LABEL")
-    command.add_argument("--limit", type=int, help="with --heldout: the first N rows")
+    command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout: the first N rows")
     command.add_argument("--text-column", default="text")
     command.add_argument("--label-column", default="label")
     command.add_argument("--model")
     command.add_argument("--name")
-    command.add_argument("--workers", type=int, default=0, help="local worker processes (0: this process)")
+    command.add_argument("--workers", type=int_argument("workers", 0, 64), default=0, help="local worker processes (0: this process)")
     command.add_argument("--json", action="store_true")
     command.set_defaults(func=cmd_evaluate)

@@ -17,6 +17,7 @@ from core.cli.common import (
     runner_for,
 )
 from core.methods.base import ExplainError
+from core.params import int_argument
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -134,7 +135,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("--methods", help="comma-separated (default: all)")
     explain.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     explain.add_argument("--target", help="label to explain (default: the predicted one)")
-    explain.add_argument("--seed", type=int, help="seed for the random methods (default: their own, 0)")
+    explain.add_argument("--seed", type=int_argument("seed", 0, 4_294_967_295), help="seed for the random methods (default: their own, 0)")
     explain.add_argument("--fresh", action="store_true", help="recompute even if a stored result exists")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
@@ -146,7 +147,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--methods", help="comma-separated (default: all)")
     compare.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     compare.add_argument("--target", help="label to explain (default: the predicted one)")
-    compare.add_argument("--k", type=int, default=5, help="top words compared (default 5)")
+    compare.add_argument("--k", type=int_argument("k", 1, 1_000), default=5, help="top words compared (default 5)")
     compare.add_argument("--fresh", action="store_true", help="recompute even if stored results exist")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)

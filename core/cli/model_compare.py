@@ -14,6 +14,7 @@ from core.cli.common import (
     read_text_file,
     runner_for,
 )
+from core.params import int_argument
 
 
 def cmd_compare_models(args: argparse.Namespace) -> None:
@@ -63,13 +64,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--a", required=True, help="model A (hub id or path), e.g. before the fix")
     command.add_argument("--b", required=True, help="model B, e.g. after the fix")
     command.add_argument("--heldout", action="store_true", help="the default model's held-out split")
-    command.add_argument("--limit", type=int, help="with --heldout: the first N rows")
+    command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout: the first N rows")
     command.add_argument("--file", help="a labelled CSV or JSONL file")
     command.add_argument("--text-column", default="text")
     command.add_argument("--label-column", default="label")
     command.add_argument("--text", help="one input: both models' explanations side by side")
     command.add_argument("--methods", default="saliency,input_x_gradient,occlusion", help="for --text")
     command.add_argument("--target", help="for --text: the label explained (default: model A's prediction)")
-    command.add_argument("--k", type=int, default=5)
+    command.add_argument("--k", type=int_argument("k", 1, 1_000), default=5)
     command.add_argument("--json", action="store_true")
     command.set_defaults(func=cmd_compare_models)

@@ -7,6 +7,7 @@ import sys
 
 from core.cli.common import CliError, engine, one_line_errors, print_json, progress_bar, quiet, read_text_file
 from core.library.snapshots import LibraryError
+from core.params import id_argument
 
 
 def cmd_add(args: argparse.Namespace) -> None:
@@ -156,11 +157,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(func=cmd_list)
     show = snapshot.add_parser("show", help="show one snapshot")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=id_argument("id"))
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
     refresh = snapshot.add_parser("refresh", help="take a new snapshot of a link")
-    refresh.add_argument("link_id", type=int)
+    refresh.add_argument("link_id", type=id_argument("link_id"))
     refresh.add_argument("--json", action="store_true")
     refresh.set_defaults(func=cmd_refresh)
 

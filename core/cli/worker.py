@@ -16,6 +16,7 @@ import threading
 import time
 
 from core.cli.common import CliError, engine, print_json
+from core.params import float_argument, id_argument, int_argument
 
 
 def _exit_with(parent_pid: int) -> None:
@@ -127,7 +128,7 @@ def cmd_task_kinds(args: argparse.Namespace) -> None:
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     listing = sub.add_parser("tasks", help="heavy work (comparisons, checks, groups, builds...): the newest first, or stop one")
-    listing.add_argument("--limit", type=int, default=20)
+    listing.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), default=20)
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_tasks)
     task_commands = listing.add_subparsers(dest="tasks_command")
@@ -135,10 +136,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     kinds.add_argument("--json", action="store_true")
     kinds.set_defaults(func=cmd_task_kinds)
     stop = task_commands.add_parser("stop", help="stop a queued or running task (finished parts are kept)")
-    stop.add_argument("task", type=int)
+    stop.add_argument("task", type=id_argument("task"))
     stop.set_defaults(func=cmd_task_stop)
     worker = sub.add_parser("worker", help="run queued page tasks and corpus jobs from the shared database")
-    worker.add_argument("--workers", type=int, default=0, help="local worker processes per corpus job (0: this process)")
+    worker.add_argument("--workers", type=int_argument("workers", 0, 64), default=0, help="local worker processes per corpus job (0: this process)")
     worker.add_argument("--tasks-only", action="store_true", help="page tasks only, no corpus jobs")
     worker.add_argument("--kinds", default="", help="comma-separated task kinds this worker takes (default: all; "
                                                     "`rashomon tasks kinds` lists them)")
@@ -146,11 +147,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                         help="this worker does not share the server's RASHOMON_HOME (another machine): leave the "
                              "kinds that write model files or preparations there to workers that do")
     worker.add_argument("--once", action="store_true", help="run what is queued, then exit")
-    worker.add_argument("--poll", type=float, default=0.5, help="seconds between looks for new work")
-    worker.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    worker.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority by this much "
+    worker.add_argument("--poll", type=float_argument("poll", 0.01, 3600), default=0.5, help="seconds between looks for new work")
+    worker.add_argument("--threads", type=int_argument("threads", 0, 1_024), default=0, help="torch threads (0: torch's default)")
+    worker.add_argument("--nice", type=int_argument("nice", 0, 19), default=0, help="lower this process's CPU priority by this much "
                                                            "(a server's own workers use 10: pages come first)")
     worker.add_argument("--no-warm-up", action="store_true", help="skip the first SHAP call's compilation at start")
-    worker.add_argument("--parent-pid", type=int, default=0, help=argparse.SUPPRESS)
+    worker.add_argument("--parent-pid", type=int_argument("parent-pid", 0, 2_147_483_647), default=0, help=argparse.SUPPRESS)
     worker.add_argument("--json", action="store_true")
     worker.set_defaults(func=cmd_worker)

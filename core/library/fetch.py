@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import http.client
 import ipaddress
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from core.library.urls import InvalidURLError, normalize_url
+from core.params import ParamError, parse_int
 from core.storage.settings import load_settings
 
 USER_AGENT = "Mozilla/5.0 (compatible; Rashomon/0.1; +https://github.com/rashomon)"
@@ -135,8 +137,10 @@ def decode_body(body: bytes, header_charset: str | None, is_html: bool) -> tuple
             candidates.append(match.group(1).decode("ascii", "ignore"))
     for charset in candidates:
         try:
+            if not codecs.lookup(charset)._is_text_encoding:  # "base64", "rot13": not a character set
+                continue
             return body.decode(charset), charset.lower()
-        except (LookupError, UnicodeDecodeError):
+        except Exception:  # unknown or broken codec names (undefined, punycode on bad input): detect instead
             continue
     from charset_normalizer import from_bytes
 
@@ -146,10 +150,15 @@ def decode_body(body: bytes, header_charset: str | None, is_html: bool) -> tuple
     return body.decode("utf-8", errors="replace"), "utf-8"
 
 
+def looks_binary(data: bytes) -> bool:
+    """NUL bytes in the first 8 KB, outside UTF-16: an image, an archive or random bytes, not text."""
+    head = data[:8192]
+    return b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))
+
+
 def decode_text_file(data: bytes) -> str:
     """A local text file's content, decoded as pages are (charset detection); ValueError for binary data."""
-    head = data[:8192]
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):  # NULs outside UTF-16: binary
+    if looks_binary(data):
         raise ValueError("it looks like a binary file, not text")
     if data and not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
         try:
@@ -222,9 +231,20 @@ def fetch(url: str, limits: FetchLimits | None = None, *, resolver: Resolver | N
         raise FetchError(f"The link points to {_describe_type(content_type)} ({content_type}); only web pages "
                          "and plain text can be snapshotted.", "unsupported_type", response_status, current)
     body = _decoded(body, headers.get("content-encoding", ""), limits)
+    if looks_binary(body):
+        raise FetchError(f"The link's body is binary data, not text, although it is served as {content_type}.",
+                         "not_text", response_status, current)
     text, used_charset = decode_body(body, charset, content_type in HTML_TYPES)
     return FetchResult(url=url, final_url=current, status=response_status, content_type=content_type,
                        charset=used_charset, body=body, text=text, redirects=redirects)
+
+
+def _declared_length(value: str) -> int:
+    """Content-Length as a number (0 when it is not one: "²", "-1", a 5,000-digit value; the read is bounded anyway)."""
+    try:
+        return parse_int(value, 0, 2**62)
+    except ParamError:
+        return 0
 
 
 def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolver,
@@ -273,7 +293,7 @@ def _fetch_once(url: str, limits: FetchLimits, deadline: float, resolver: Resolv
         response = connection.getresponse()
         headers = {k.lower(): v for k, v in response.getheaders()}
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limits.max_bytes:
+        if _declared_length(declared) > limits.max_bytes:
             raise _too_large(limits)
         chunks, size = [], 0
         if response.status not in (301, 302, 303, 307, 308):

@@ -20,11 +20,13 @@ from datetime import datetime
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, col, select
 
+from core.library.bounded import Budget, BudgetExceeded, run_bounded
 from core.library.extract import ExtractionRefused, extract_html, extract_plain_text
 from core.library.fetch import FetchError, FetchLimits, FetchResult, fetch
 from core.library.urls import InvalidURLError, has_credentials, normalize_url, without_credentials
 from core.storage.db import session_scope
 from core.storage.schema import Link, LinkTag, Snapshot, Tag, utcnow
+from core.storage.settings import load_settings
 
 Fetcher = Callable[[str], FetchResult]
 ProgressFn = Callable[[float, str], None]
@@ -123,11 +125,59 @@ def add_tags(engine: Engine, link_ids: Iterable[int], names: Iterable[str]) -> N
     with session_scope(engine) as session:
         for link_id in link_ids:
             _require_link(session, link_id)
-            for name in names:
-                tag = _get_or_create_tag(session, name)
-                if session.get(LinkTag, (link_id, tag.id)) is None:
-                    session.add(LinkTag(link_id=link_id, tag_id=tag.id))
-            session.flush()
+            tag_link(session, link_id, names)
+
+
+def _insert_many_if_absent(session: Session, model: type, rows: list[dict]) -> int:
+    """`_insert_if_absent` for many rows in one statement; how many were new."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        return sum(_insert_if_absent(session, model, row) for row in rows)
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert
+    inserted = 0
+    for start in range(0, len(rows), 500):  # SQLite's bound on variables in one statement
+        statement = insert(model).values(rows[start:start + 500]).on_conflict_do_nothing().returning(
+            *model.__table__.primary_key)
+        inserted += len(session.execute(statement).all())
+    return inserted
+
+
+def insert_links(session: Session, rows: list[dict]) -> int:
+    """Insert links (url, normalized_url, title, notes, created_at) not yet stored; how many were new."""
+    return _insert_many_if_absent(session, Link, rows)
+
+
+def link_ids(session: Session, normalized_urls: Sequence[str]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for start in range(0, len(normalized_urls), 500):
+        chunk = normalized_urls[start:start + 500]
+        ids |= dict(session.exec(select(Link.normalized_url, Link.id).where(col(Link.normalized_url).in_(chunk))).all())
+    return ids
+
+
+def tag_links(session: Session, tags_by_link: dict[int, Iterable[str]]) -> None:
+    """Give each link its (clean) tags, creating missing tags, in a few statements."""
+    names = sorted({name for names in tags_by_link.values() for name in names})
+    _insert_many_if_absent(session, Tag, [{"name": name} for name in names])
+    tag_ids: dict[str, int] = {}
+    for start in range(0, len(names), 500):
+        tag_ids |= dict(session.exec(select(Tag.name, Tag.id).where(col(Tag.name).in_(names[start:start + 500]))).all())
+    _insert_many_if_absent(session, LinkTag, [{"link_id": link_id, "tag_id": tag_ids[name]}
+                                              for link_id, names in tags_by_link.items() for name in set(names)])
+
+
+def tag_link(session: Session, link_id: int, names: Iterable[str]) -> None:
+    """Give a link these (clean) tags inside the caller's transaction."""
+    for name in names:
+        tag = _get_or_create_tag(session, name)
+        if session.get(LinkTag, (link_id, tag.id)) is None:
+            session.add(LinkTag(link_id=link_id, tag_id=tag.id))
+    session.flush()
 
 
 def remove_tags(engine: Engine, link_ids: Iterable[int], names: Iterable[str]) -> None:
@@ -235,9 +285,15 @@ def make_snapshot(link: Link, result: FetchResult | None = None, error: FetchErr
     if error is not None:
         return Snapshot(link_id=link.id, final_url=error.final_url, status_code=error.status, error=str(error))
     assert result is not None
+    settings = load_settings()
+    budget = Budget(seconds=settings.extraction_seconds, memory_bytes=settings.extraction_mb << 20)
     try:
-        extracted = extract_html(result.text, result.final_url) if result.is_html else extract_plain_text(result.text)
-    except ExtractionRefused as exc:
+        if result.is_html:
+            extracted = run_bounded(extract_html, result.text, result.final_url, budget=budget,
+                                    what="extracting the page's text")
+        else:
+            extracted = extract_plain_text(result.text)
+    except (ExtractionRefused, BudgetExceeded) as exc:
         return Snapshot(link_id=link.id, final_url=result.final_url, status_code=result.status,
                         content_type=result.content_type, raw_html=zlib.compress(result.body, 6),
                         byte_size=len(result.body), error=str(exc))

@@ -7,6 +7,7 @@ applied on start, so upgrading never drops stored data.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -103,10 +104,16 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be used; `str()` is one sentence naming the (password-masked) URL and the cause."""
 
 
+_SECRET_WORDS = re.compile(r"(password|passwd|pwd|secret|token)", re.IGNORECASE)
+
+
 def masked_url(url: str) -> str:
-    """The URL with any password replaced by ***, for messages and the home page (never log a password)."""
+    """The URL with every password replaced by ***, wherever libpq lets it stand (the user-info part, or a
+    `password=`/`sslpassword=` query value), for messages and the home page (never show a password)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        query = {key: ("***" if _SECRET_WORDS.search(key) else value) for key, value in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
     except Exception:  # not even parsable: show its scheme only
         return url.split(":", 1)[0] + ":…" if ":" in url else "(unparsable URL)"
 

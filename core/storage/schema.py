@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -172,10 +172,16 @@ class TrainingExampleRecord(SQLModel, table=True):
     label: str
 
 
+LIVE_TASK = "status IN ('queued', 'running')"
+
+
 class TaskRecord(SQLModel, table=True):
     """One piece of page work (a comparison, a check) run by a worker process; the page shows its progress."""
 
     __tablename__ = "task"
+    # One live task per key, held by the database itself (a partial unique index; migration 0012).
+    __table_args__ = (Index("ux_task_live_key", "key", unique=True, sqlite_where=text(LIVE_TASK),
+                            postgresql_where=text(LIVE_TASK)),)
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # a name in core.work.tasks.KINDS
     model: str = ""  # model spec as the worker loads it

@@ -29,6 +29,9 @@ class Settings:
     job_workers: int = 1
     ray_address: str = ""
     task_workers: int = 2
+    extraction_seconds: int = 30  # RASHOMON_EXTRACTION_SECONDS: wall clock for one page's extraction
+    extraction_mb: int = 1024  # RASHOMON_EXTRACTION_MB: memory one page's extraction may add
+    models: str = ""  # RASHOMON_MODELS: the models the pages offer by name (core/engine/catalogue.py)
 
     @property
     def default_model_dir(self) -> Path:
@@ -52,7 +55,10 @@ def load_settings() -> Settings:
     return Settings(home=home, database_url=database_url, model=model, allowed_internal_hosts=hosts,
                     job_workers=_count("RASHOMON_JOB_WORKERS", 1),
                     ray_address=os.environ.get("RASHOMON_RAY_ADDRESS", "").strip(),
-                    task_workers=_count("RASHOMON_TASK_WORKERS", 2))
+                    task_workers=_count("RASHOMON_TASK_WORKERS", 2),
+                    models=os.environ.get("RASHOMON_MODELS", ""),
+                    extraction_seconds=max(1, _count("RASHOMON_EXTRACTION_SECONDS", 30)),
+                    extraction_mb=max(1, _count("RASHOMON_EXTRACTION_MB", 1024)))
 
 
 def _count(variable: str, default: int) -> int:

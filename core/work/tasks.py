@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from core.analyses.reports import StopRequested
@@ -333,13 +334,18 @@ def submit(engine: Engine, kind: str, model: str, params: dict[str, Any]) -> Tas
     if kind not in KINDS:
         raise TaskError(f"Unknown task kind '{kind}'; known: {', '.join(KINDS)}.")
     key = task_key(kind, model, params)
-    if (live := latest(engine, key)) is not None and live.active:
-        return live
-    with session_scope(engine) as session:
-        row = TaskRecord(kind=kind, model=model, params=json.dumps(params, ensure_ascii=False), key=key)
-        session.add(row)
-        session.flush()
-        return Task.from_row(row)
+    for _ in range(3):  # a live twin can end between the insert that failed and the read
+        if (live := latest(engine, key)) is not None and live.active:
+            return live
+        try:
+            with session_scope(engine) as session:
+                row = TaskRecord(kind=kind, model=model, params=json.dumps(params, ensure_ascii=False), key=key)
+                session.add(row)
+                session.flush()
+                return Task.from_row(row)
+        except IntegrityError:  # another process queued the same work first: the index keeps one
+            continue
+    raise TaskError("The same work was submitted and ended repeatedly while this submission ran; try again.")
 
 
 def get_task(engine: Engine, task_id: int) -> Task | None:
@@ -620,6 +626,20 @@ class LocalWorkers:
                 if process is not None:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         process.wait(10)
+
+
+_server_workers: dict[tuple[int, str], LocalWorkers] = {}
+_server_workers_lock = threading.Lock()
+
+
+def server_workers(count: int, home: Path) -> LocalWorkers:
+    """This process's local workers for `home` (one set per process): the server starts them before its
+    first page is opened (scripts/serve.py), and every page run finds the same set to keep alive."""
+    with _server_workers_lock:
+        key = (count, str(home))
+        if key not in _server_workers:
+            _server_workers[key] = LocalWorkers(count, Path(home) / "workers")
+        return _server_workers[key]
 
 
 load_plugins()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.fingerprints import known_fingerprint, remember, weights_signature
 from core.engine.modelling import LoadedModel, ModelLoadError, describe_model, load_model
 from core.engine.runner import ModelRunner
@@ -60,23 +61,43 @@ def described(spec: str) -> LoadedModel:
     return description.with_fingerprint(known_fingerprint(engine(), description.signature))
 
 
-def runner_or_stop(model_spec: str) -> ModelRunner:
-    """A runner over the described model (it prepares text and reads the store; it has no weights) for a
-    model spec typed on a page ("" = the configured model), or stop the page after saying why the model
-    cannot be used."""
-    spec = model_spec.strip() or load_settings().resolved_model
+def runner_or_stop(name: str) -> ModelRunner:
+    """A runner over the described model (it prepares text and reads the store; it has no weights) for one
+    of the server's models chosen by name ("" = the configured model), or stop the page after saying why it
+    cannot be used. A page never opens a path or a hub id it was given (core/engine/catalogue.py)."""
     try:
-        return ModelRunner(described(spec))
+        return ModelRunner(described(resolve(name)))
     except ModelLoadError as exc:
         st.error(md(str(exc)))
         st.stop()
 
 
-def model_or_message(spec: str | None = None) -> LoadedModel | None:
-    """The described model, or None after showing why it cannot be used (never a traceback)."""
-    spec = spec or load_settings().resolved_model
+def runner_for_stored(spec: str) -> ModelRunner:
+    """The same for a model the store names (the model a stored job ran): a path written by this server."""
     try:
-        return described(spec)
+        return ModelRunner(described(spec or load_settings().resolved_model))
+    except ModelLoadError as exc:
+        st.error(md(str(exc)))
+        st.stop()
+
+
+def model_picker(label: str, key: str, container=None) -> str:
+    """The server's models by name ("" = the configured one); what a page offers instead of a path field."""
+    try:
+        names = [n for n in model_choices() if n != DEFAULT_NAME]
+    except ModelLoadError as exc:  # a malformed RASHOMON_MODELS
+        st.error(md(str(exc)))
+        st.stop()
+    if st.session_state.get(key) not in ("", *names):  # "default", or a name this server no longer has
+        st.session_state[key] = ""
+    return (container or st).selectbox(label, ["", *names], key=key,
+                                       format_func=lambda name: name or "default (the configured model)")
+
+
+def model_or_message() -> LoadedModel | None:
+    """The configured model, described, or None after showing why it cannot be used (never a traceback)."""
+    try:
+        return described(load_settings().resolved_model)
     except ModelLoadError as exc:
         st.error(md(str(exc)))
         return None
@@ -101,11 +122,10 @@ def job_task(job_id: int, model: str):
     return tasks.latest_for(engine(), "corpus_run", model, {"job": job_id})
 
 
-@st.cache_resource(show_spinner=False)
 def _local_workers(count: int, home: str):
-    from core.work.tasks import LocalWorkers
+    from core.work.tasks import server_workers
 
-    return LocalWorkers(count, Path(home) / "workers")
+    return server_workers(count, Path(home))
 
 
 def ensure_task_workers() -> None:

@@ -11,6 +11,19 @@ from core.methods.base import Method
 TASK_POLL_SECONDS = 2.0  # how often a page following a task reads its progress
 
 
+def address(page: str):
+    """This page's query parameters as declared in core/addresses.py, parsed once; each bad value is shown as
+    one warning naming it (its default is used)."""
+    from core.addresses import PAGE_PARAMS
+    from core.params import read_query
+    from core.render import md
+
+    parsed = read_query(PAGE_PARAMS[page], st.query_params.to_dict())
+    for problem in parsed.problems:
+        st.warning(md(problem))
+    return parsed
+
+
 def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
     """One widget per declared option (keys `{prefix}_{method}_{option}`); returns the options that
     differ from their defaults, which is what a share link carries."""

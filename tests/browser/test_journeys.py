@@ -397,7 +397,7 @@ def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_mo
     reopened from the address with no button to press."""
     from core.analyses.data_attribution.view import DataView
 
-    view = DataView(text="the crew was great and the flight left on time", model=str(trained_tiny_model_dir), k=3)
+    view = DataView(text="the crew was great and the flight left on time", model="trained", k=3)
     address = f"{journey['base']}{view.link()}"
     page.goto(address)
     page.get_by_role("button", name="Find the training examples").click()
@@ -440,7 +440,7 @@ def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_
     trained = [line for line in (Path(built) / "training.jsonl").read_text(encoding="utf-8").split("\n") if line]
     exported_rows = len(list(csv.DictReader(io.StringIO(exported))))
     assert sum('"id": "extra-' in line for line in trained) == exported_rows  # the group's rows, recorded
-    page.goto(f"{base}/Models?a={trained_tiny_model_dir}&b={built}&limit=200")
+    page.goto(f"{base}/Models?a=trained&b=default-sentiment-v2&limit=200")
     page.get_by_role("button", name="Compare on the held-out rows").click()
     expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)
     expect(page.get_by_text(re.compile(r"left out: a model trained on them"))).to_be_visible()
@@ -560,14 +560,14 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     evaluate_and_group(page, base, trained_tiny_model_dir, 60)
     after_page("evaluation")
 
-    training = urlencode({"text": "the crew was great and the flight on time", "model": str(trained_tiny_model_dir),
+    training = urlencode({"text": "the crew was great and the flight on time", "model": "trained",
                           "methods": "nearest"})
     page.goto(f"{base}/Training_data?{training}")
     page.get_by_role("button", name="Find the training examples").click()
     expect(page.get_by_text("The model's probabilities")).to_be_visible(timeout=LONG)
     after_page("training data")
 
-    page.goto(f"{base}/Models?" + urlencode({"a": app_server["env"]["RASHOMON_MODEL"], "b": str(trained_tiny_model_dir),
+    page.goto(f"{base}/Models?" + urlencode({"a": "tiny", "b": "trained",
                                              "limit": "30", "text": text}))
     page.get_by_role("button", name="Compare on the held-out rows").click()
     expect(page.get_by_text(re.compile(r"fixed\s+\(A wrong, B right\)"))).to_be_visible(timeout=LONG)

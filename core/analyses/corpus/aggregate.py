@@ -5,7 +5,6 @@ Every function reads the job's finished items (typed `ItemResult`s) and returns 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -18,6 +17,7 @@ from sqlalchemy import Engine
 from core.analyses.corpus.jobs import items_of, require_job
 from core.analyses.corpus.results import Item
 from core.analyses.faithfulness import RANDOM_NAME
+from core.spreadsheet import SafeWriter
 
 
 @dataclass(frozen=True)
@@ -286,7 +286,7 @@ def export_json(engine: Engine, job_id: int) -> str:
 def export_csv(engine: Engine, job_id: int) -> str:
     require_job(engine, job_id)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = SafeWriter(buffer)
     writer.writerow(["position", "origin", "predicted_label", "pair", "metric", "value"])
     for item in _done(engine, job_id):
         for pair, values in item.result.pairs.items():

@@ -11,6 +11,9 @@ from sqlalchemy import Engine
 
 from core.analyses.passages import paragraphs, sentences
 from core.library.snapshots import latest_good_snapshot, list_links
+from core.spreadsheet import original
+
+MAX_ROWS = 100_000  # texts one upload may have: an upload is parsed in the server's memory
 
 
 class CorpusError(ValueError):
@@ -61,7 +64,9 @@ def inputs_from_csv(content: str, text_column: str = "text", label_column: str =
         raise CorpusError(f"The CSV has no column '{text_column}' (columns: {', '.join(reader.fieldnames or [])}).")
     rows = []
     for n, row in enumerate(reader, start=2):
-        text = (row.get(text_column) or "").strip()
+        if len(rows) >= MAX_ROWS:
+            raise CorpusError(f"The CSV has more than {MAX_ROWS:,} texts, the most one upload may have; split it.")
+        text = original((row.get(text_column) or "").strip())
         if text:
             rows.append(Input(f"csv row {n}", text, (row.get(label_column) or "").strip() if label_column else ""))
     if not rows:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.storage.leases import lease_expired
 from core.storage.schema import CorpusItem, CorpusJob
 
 
@@ -103,7 +104,10 @@ class Job:
 
     @property
     def shown_status(self) -> str:
-        """The status as a person should read it: a running job asked to stop is "stopping"."""
+        """The status as a person should read it: a "running" job whose runner is gone (its process dead, its
+        heartbeat stopped) is "interrupted"; a running job asked to stop is "stopping"."""
+        if self.status == "running" and lease_expired(self.owner, self.heartbeat_at):
+            return "interrupted"
         return "stopping" if self.status == "running" and self.stop_requested else self.status
 
     @property
@@ -120,7 +124,7 @@ class Job:
         return min(1.0, self.finished / self.total) if self.total else 1.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "created_at": self.created_at.isoformat(),
+        return {**asdict(self), "shown_status": self.shown_status, "created_at": self.created_at.isoformat(),
                 "heartbeat_at": self.heartbeat_at.isoformat() if self.heartbeat_at else None}
 
 

@@ -8,8 +8,20 @@ from urllib.parse import urlencode
 from core.analyses.data_attribution.attribute import DEFAULT_METHODS
 from core.analyses.data_attribution.registry import data_methods
 from core.analyses.passages import PassageChoice
+from core.engine.catalogue import model_choices
+from core.params import Param, read_query
 
 MAX_K = 50
+# What a Training data address may carry, parsed once (core/params.py).
+VIEW_PARAMS = (
+    Param("snapshot", "id", help="a snapshot's number"),
+    Param("passage", "text", default="", max_length=64),
+    Param("text", "text", default=""),
+    Param("model", "choice", default="", choices=lambda: list(model_choices()), help="one of the server's models"),
+    Param("target", "text", default="", max_length=300),
+    Param("k", "int", default=10, minimum=1, maximum=MAX_K, help="training examples shown"),
+    Param("methods", "names", default=None, choices=lambda: list(data_methods()), help="training-data methods"),
+)
 
 
 @dataclass
@@ -37,25 +49,13 @@ class DataView:
 
     @classmethod
     def from_query(cls, query: dict[str, str]) -> DataView:
-        """Parse an address; a malformed value falls back to its default and is named in `problems`."""
-        view = cls(text=query.get("text", ""), model=query.get("model", ""), target=query.get("target", ""))
-        if "snapshot" in query:
-            if query["snapshot"].isdigit():
-                view.snapshot = int(query["snapshot"])
-                view.passage = PassageChoice.from_query(query.get("passage"))
-            else:
-                view.problems.append(f"The link's snapshot '{query['snapshot']}' is not a snapshot number.")
-        if "k" in query:
-            if query["k"].isdigit() and 1 <= int(query["k"]) <= MAX_K:
-                view.k = int(query["k"])
-            else:
-                view.problems.append(f"The link's k '{query['k']}' is not a number from 1 to {MAX_K}; using 10.")
-        if "methods" in query:
-            names = [m for m in query["methods"].split(",") if m]
-            unknown = [m for m in names if m not in data_methods()]
-            if unknown:
-                view.problems.append(f"The link names unknown training-data methods: {', '.join(unknown)}.")
-            view.methods = [m for m in names if m in data_methods()] or list(DEFAULT_METHODS)
+        """Parse an address (`VIEW_PARAMS`); a malformed value falls back to its default and is named in `problems`."""
+        parsed = read_query(VIEW_PARAMS, query)
+        view = cls(text=parsed["text"], model=parsed["model"], target=parsed["target"], k=parsed["k"],
+                   methods=parsed["methods"] or list(DEFAULT_METHODS), problems=parsed.problems)
+        view.snapshot = parsed["snapshot"]
+        if view.snapshot is not None:
+            view.passage = PassageChoice.from_query(parsed["passage"])
         return view
 
     def link(self) -> str:

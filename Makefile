@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements-extra.txt
 install: $(STAMP)
 
 run: install
-	$(PY) -m core model build-default --if-missing
+	# serve at once: a missing default model is built by the server's worker, with its progress on Home
 	$(PY) scripts/serve.py --server.address 127.0.0.1 --server.port 8501
 
 browser-deps:

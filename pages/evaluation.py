@@ -190,7 +190,7 @@ if groups is not None:
                     st.stop()
                 started = start_task(builds.KIND, params, None)  # on a worker (here, with no workers)
                 st.success(f"Build {started.id} {'queued for a worker' if started.active else started.status} "
-                           "(about 9 minutes on 2 cores); the old model stays as it is.")
+                           f"({builds.build_time(db)}); the old model stays as it is.")
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:
                 st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",

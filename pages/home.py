@@ -22,7 +22,7 @@ with left:
         settings.default_model_dir / "config.json").exists()
     if default_missing:
         st.warning("The offline default model has not been built yet. Building it fine-tunes MiniLM on "
-                   "~8,000 labelled tweets (about 5 minutes on a 2-core CPU), on a worker: you can leave this page.")
+                   f"~8,000 labelled tweets on a worker ({builds.build_time(engine())}): you can leave this page.")
         build = task_button("Build the default model", builds.KIND, builds.build_params(), None,
                             titles={"build": "Building the default model"}, key="home_build",
                             on_end=lambda _task: (forget_models(), st.rerun()))

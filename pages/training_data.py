@@ -95,7 +95,8 @@ try:
 except TrainingDataError as exc:
     st.warning(md(str(exc)))
     if "rebuild" in str(exc):  # on a worker: the page follows the build and reloads the model after it
-        task_button("Rebuild the default model (about 8 minutes)", builds.KIND, builds.build_params(), None,
+        st.caption(f"A build takes {builds.build_time(db)}.")
+        task_button("Rebuild the default model", builds.KIND, builds.build_params(), None,
                     titles={"build": "Rebuilding the default model"}, key="data_build",
                     on_end=lambda _task: (forget_models(), st.rerun()))
     with st.expander("Attach a training set to this model", expanded="attach" in str(exc)):

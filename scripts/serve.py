@@ -19,12 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def start_workers() -> None:
     """The server's worker processes start with it, not at the first page view: a task interrupted by a
-    restart is taken up again even if nobody opens a page."""
+    restart is taken up again even if nobody opens a page. A missing default model is queued as a build task
+    here, so the server answers at once and the model builds meanwhile."""
     sys.path.insert(0, str(ROOT))
+    from core.storage.db import DatabaseUnavailable, get_engine
     from core.storage.settings import load_settings
+    from core.work import builds
     from core.work.tasks import server_workers
 
     settings = load_settings()
+    if settings.resolved_model == str(settings.default_model_dir) and not (settings.default_model_dir / "config.json").exists():
+        try:
+            builds.submit_build(get_engine())
+        except DatabaseUnavailable as exc:  # the pages say so too; the server still starts
+            print(f"rashomon: {exc}", file=sys.stderr)
     if settings.task_workers:
         server_workers(settings.task_workers, settings.home).ensure()
 

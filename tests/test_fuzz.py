@@ -135,3 +135,28 @@ def test_an_id_at_the_top_of_the_range_gets_one_line_from_every_command(home, ca
         error = capsys.readouterr().err.strip()
         assert error.startswith("rashomon: ") and "\n" not in error, (argv, error)
     assert stored(get_engine()) == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["snapshot", "show", "99999999999999999999"], ["snapshot", "refresh", "99999999999999999999"],
+    ["corpus", "status", "99999999999999999999"], ["corpus", "export", "99999999999999999999"],
+    ["demo", "show", "99999999999999999999"], ["tasks", "stop", "99999999999999999999"],
+    ["tasks", "--limit", "99999999999999999999"], ["compare", "--snapshot", "99999999999999999999"],
+    ["worker", "--threads", "-5"], ["snapshot", "show", "²"],
+])
+def test_the_cli_inputs_that_gave_tracebacks_give_one_line(argv, home, capsys):
+    """Each of these ended in a Python traceback (SQLite's integer overflow, int("²"), torch threads -5)."""
+    with pytest.raises(SystemExit) as refused:
+        main(argv)
+    assert refused.value.code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_bookmark_dates_that_are_not_ascii_numbers_are_ignored(home):
+    from core.library.bookmarks import import_bookmarks, parse_add_date
+
+    assert parse_add_date("²³") is None and parse_add_date("4" * 4000) is None and parse_add_date("5" * 5000) is None
+    assert parse_add_date("1700000000").year == 2023
+    content = "".join(f'<DT><A HREF="https://example.org/{n}" ADD_DATE="{date}">x</A>\n'
+                      for n, date in enumerate(["²³", "4" * 4000, "1700000000"]))
+    assert import_bookmarks(get_engine(), content).added == 3

@@ -65,3 +65,47 @@ def test_the_servers_workers_start_with_it_and_take_up_queued_work_before_any_pa
         server.terminate()
         server.wait(timeout=30)  # its workers watch it and end with it
     assert done.owner and done.attempts == 1
+
+
+@pytest.mark.processes
+@pytest.mark.slow
+def test_a_fresh_server_answers_at_once_and_builds_the_missing_default_model_on_its_worker(home, tmp_path, monkeypatch):
+    """`make run` used to build the default model before serving (minutes with nothing to see); the server now
+    starts at once, queues the build and its worker builds it, with no page opened."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from core.storage.db import get_engine
+    from core.storage.settings import load_settings
+    from core.work import builds
+    from tests.support.waiting import wait_until
+
+    monkeypatch.setenv("RASHOMON_MODEL", "default")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "RASHOMON_TASK_WORKERS": "1",
+           "RASHOMON_BUILD_OPTIONS": "--train-rows 24 --heldout-rows 12 --checkpoints 1"}
+    server = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
+                               "--server.address", "127.0.0.1", "--server.headless", "true"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answers() -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(answers, timeout=120, what="the server's health check")
+        assert builds.list_builds(get_engine())  # queued before any page view
+        built = wait_until(lambda: (b := builds.list_builds(get_engine())) and b[0].status == "done" and b[0],
+                           timeout=600, what="the default build on the server's worker")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert (load_settings().default_model_dir / "config.json").is_file() and built.output_dir
+    assert "median of the 1 build(s)" in builds.build_time(get_engine())

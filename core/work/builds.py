@@ -124,6 +124,15 @@ def submit_build(engine: Engine, extra_csv: str = "", source: str = "", label_co
     return Build.from_task(tasks.submit(engine, KIND, "", build_params(extra_csv, source, label_column, options)))
 
 
+def build_time(engine: Engine) -> str:
+    """How long a build takes here, from the builds that ended on this machine's workers (never a constant)."""
+    done = [t for t in tasks.list_tasks(engine, limit=200, status=("done",), kind=KIND) if t.seconds > 0]
+    if not done:
+        return "no build has finished here yet, so there is no measured time"
+    seconds = sorted(t.seconds for t in done)[len(done) // 2]
+    return f"about {seconds / 60:.0f} min, the median of the {len(done)} build(s) that finished here"
+
+
 def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tasks.Progress,
               should_stop: tasks.ShouldStop) -> dict[str, Any]:
     """The `build` task kind: fine-tune the default model (a new version beside it when there are extra

@@ -48,12 +48,12 @@ def open_new_corpus_run(page, base: str) -> None:
     expect(page.get_by_role("combobox", name="Tags")).to_be_visible()
 
 
-def evaluate_and_group(page, base: str, model_dir, rows: int) -> None:
-    """On the Evaluation page: evaluate `model_dir` on the first `rows` held-out rows, then group the errors
-    (smallest group 3: the tiny model's errors are few and loosely packed); waits for group 1."""
+def evaluate_and_group(page, base: str, model: str, rows: int) -> None:
+    """On the Evaluation page: evaluate the server's model named `model` on the first `rows` held-out rows,
+    then group the errors (smallest group 3: the tiny model's errors are few and loosely packed); waits for
+    group 1."""
     open_section(page, f"{base}/Evaluation", "New evaluation")
-    page.get_by_label("Model (empty: the configured default)").fill(str(model_dir))
-    page.keyboard.press("Enter")
+    choose(page, "Model", model)
     count = page.get_by_label("Rows (of 2,000)")
     count.fill(str(rows))
     count.press("Enter")
@@ -423,7 +423,7 @@ def test_12_bad_cases_from_evaluation_to_a_rebuilt_model(page, journey, trained_
     """The README's bad-cases walk-through: evaluate on the held-out split, group the errors, read the largest
     group's words and training neighbours, export it, rebuild with it as extra rows, compare the two models."""
     base = journey["base"]
-    evaluate_and_group(page, base, trained_tiny_model_dir, 200)
+    evaluate_and_group(page, base, "trained", 200)
     largest = page.get_by_text(re.compile(r"^Group 1: \d+ errors, mostly"))
     expect(largest).to_be_visible(timeout=LONG)
     expect(page.get_by_text("Nearest training examples", exact=False).first).to_be_visible()
@@ -557,7 +557,7 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
     after_page("corpus")
 
-    evaluate_and_group(page, base, trained_tiny_model_dir, 60)
+    evaluate_and_group(page, base, "trained", 60)
     after_page("evaluation")
 
     training = urlencode({"text": "the crew was great and the flight on time", "model": "trained",

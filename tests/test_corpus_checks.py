@@ -343,6 +343,8 @@ def test_a_run_whose_process_died_is_seen_as_interrupted_at_once(any_engine):
     from datetime import timedelta
 
     assert corpus.is_stale(set_owner("elsewhere:1", utcnow() - timedelta(minutes=5)))
+    assert corpus.get_job(engine, job_id).shown_status == "interrupted"  # what pages and `corpus status` say
+    set_owner(f"{host}:{os.getpid()}", utcnow())
     corpus.request_stop(engine, job_id)
     assert corpus.get_job(engine, job_id).shown_status == "stopping"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from core.cli import (
     attention,
@@ -27,8 +28,16 @@ from core.cli.common import CliError
 __all__ = ["CliError", "build_parser", "main"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A refused argument is one line (`rashomon compare: argument --k: ...`), exit status 2, no usage dump;
+    `--help` still shows the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rashomon", description="Compare explanations of a text classifier.")
+    parser = OneLineParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos,
                   worker):

@@ -79,7 +79,7 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-rows", type=int_argument("train-rows", 1, 10_000_000), default=8000)
     parser.add_argument("--heldout-rows", type=int_argument("heldout-rows", 1, 10_000_000), default=2000)
     parser.add_argument("--seed", type=int_argument("seed", 0, 4_294_967_295), default=13)
-    parser.add_argument("--checkpoints", type=int_argument("checkpoints", 1, 100), default=4, help="training checkpoints kept for TracIn (default 4)")
+    parser.add_argument("--checkpoints", type=int_argument("checkpoints", 0, 100), default=4, help="training checkpoints kept for TracIn (default 4)")
     parser.add_argument("--flip-fraction", type=float_argument("flip-fraction", 0, 1), default=0.0,
                         help="share of training labels flipped (seeded), to test finding mislabelled rows")
 

@@ -7,7 +7,7 @@ values for every parameter listed here, so a new parameter is declared here and 
 from __future__ import annotations
 
 from core.analyses.compare import VIEW_PARAMS as COMPARE_PARAMS
-from core.analyses.data_attribution.view import VIEW_PARAMS as TRAINING_DATA_PARAMS
+from core.analyses.training_data.view import VIEW_PARAMS as TRAINING_DATA_PARAMS
 from core.methods.registry import METHODS
 from core.params import Param
 

@@ -15,11 +15,11 @@ from core.analyses.attention_checks import HeadImportance
 from core.analyses.attention_views import AttentionView
 from core.analyses.checks import RandomisationResult
 from core.analyses.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
-from core.analyses.data_attribution.attribute import DataAgreement
-from core.analyses.data_attribution.retraining import LdsResult
 from core.analyses.edit_checks import EditAgreement
 from core.analyses.evaluation import Evaluation
 from core.analyses.reports import Comparison, ComparisonReport
+from core.analyses.training_data.attribute import DataAgreement
+from core.analyses.training_data.retraining import LdsResult
 
 MATRIX_CELL = (64, 40)  # px per agreement-matrix cell (width, height): room for a two-decimal value
 

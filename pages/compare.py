@@ -6,9 +6,9 @@ import streamlit as st
 from core import charts
 from core.addresses import PAGE_PARAMS
 from core.analyses import agreement, compare
-from core.analyses.data_attribution.view import DataView
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report
+from core.analyses.training_data.view import DataView
 from core.engine.pass_time import estimate_sentence, stored_pass_time
 from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError

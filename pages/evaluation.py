@@ -4,7 +4,6 @@ import streamlit as st
 from core import charts
 from core.analyses import corpus
 from core.analyses.compare import ViewState
-from core.analyses.data_attribution.view import DataView
 from core.analyses.error_groups import evaluated_inputs, group_csv, slice_report, stored_groups
 from core.analyses.evaluation import (
     MAX_ROWS,
@@ -15,6 +14,7 @@ from core.analyses.evaluation import (
     inputs_from_file,
     labelled_snapshot_inputs,
 )
+from core.analyses.training_data.view import DataView
 from core.engine.catalogue import name_for
 from core.engine.default_model import LABELS
 from core.methods.registry import fast_methods

@@ -3,19 +3,19 @@ import streamlit as st
 
 from core import charts
 from core.analyses.compare import ViewState
-from core.analyses.data_attribution.attribute import agreement, suspicious
-from core.analyses.data_attribution.features import preparation_dir
-from core.analyses.data_attribution.registry import data_method, data_methods
-from core.analyses.data_attribution.retraining import LdsResult, RemovalResult
-from core.analyses.data_attribution.store import retraining_checks, stored_attributions
-from core.analyses.data_attribution.training_sets import (
+from core.analyses.passages import PassageChoice, paragraphs, select_passage
+from core.analyses.training_data.attribute import agreement, suspicious
+from core.analyses.training_data.features import preparation_dir
+from core.analyses.training_data.registry import data_method, data_methods
+from core.analyses.training_data.retraining import LdsResult, RemovalResult
+from core.analyses.training_data.store import retraining_checks, stored_attributions
+from core.analyses.training_data.training_sets import (
     TrainingDataError,
     attach,
     read_examples,
     training_set_for,
 )
-from core.analyses.data_attribution.view import MAX_K, DataView, compare_link
-from core.analyses.passages import PassageChoice, paragraphs, select_passage
+from core.analyses.training_data.view import MAX_K, DataView, compare_link
 from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
@@ -131,7 +131,7 @@ except ExplainError as exc:
     st.error(md(str(exc)))
     st.stop()
 if not complete:
-    last = task_button("Find the training examples", "training_examples",
+    last = task_button("Find the training examples", "training_data",
                        {"text": text, "methods": methods, "target": target, "k": k}, runner,
                        titles={"training": "Ranking the training examples"}, key="data")
     if last is None or last.status == "done":

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from core.analyses import corpus  # noqa: E402
-from core.analyses import counterfactuals as cf  # noqa: E402
+from core.analyses import edits as cf  # noqa: E402
 from core.analyses.corpus.inputs import Input  # noqa: E402
 from core.analyses.sentence_similarity import default_encoder  # noqa: E402
 from core.analyses.substitutes import substitutes_for  # noqa: E402

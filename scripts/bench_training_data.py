@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from core.analyses.data_attribution import influence, nearest, representer, tracin  # noqa: E402
-from core.analyses.data_attribution.attribute import DEFAULT_METHODS, attribute, suspicious  # noqa: E402
-from core.analyses.data_attribution.features import preparation_dir, prepare  # noqa: E402
-from core.analyses.data_attribution.registry import data_method  # noqa: E402
-from core.analyses.data_attribution.training_sets import training_set_for  # noqa: E402
 from core.analyses.evaluation import heldout_inputs  # noqa: E402
+from core.analyses.training_data import influence, nearest, representer, tracin  # noqa: E402
+from core.analyses.training_data.attribute import DEFAULT_METHODS, attribute, suspicious  # noqa: E402
+from core.analyses.training_data.features import preparation_dir, prepare  # noqa: E402
+from core.analyses.training_data.registry import data_method  # noqa: E402
+from core.analyses.training_data.training_sets import training_set_for  # noqa: E402
 from core.engine.modelling import load_model  # noqa: E402
 from core.storage.db import get_engine  # noqa: E402
 from core.storage.settings import load_settings  # noqa: E402
@@ -157,7 +157,7 @@ def section_suspicious(engine) -> None:
 
 
 def section_lds(loaded, training, texts, subsets: int) -> None:
-    from core.analyses.data_attribution.retraining import linear_datamodeling
+    from core.analyses.training_data.retraining import linear_datamodeling
 
     print(f"## Linear datamodeling score ({len(texts)} held-out inputs, {subsets} retrained surrogates)")
     result = linear_datamodeling(loaded, training, texts, DEFAULT_METHODS, subsets=subsets)

@@ -335,7 +335,7 @@ def test_build_default_versions_and_compare_models(home, tmp_path, capsys):
     assert main(["model", "list", "--json"]) == 0
     listed = {Path(r["path"]).name: r for r in json.loads(capsys.readouterr().out)}
     assert listed["default-sentiment"]["extra_rows"] == 0 and listed["default-sentiment-v2"]["extra_rows"] == 2
-    assert main(["compare-models", "--a", str(first), "--b", str(version), "--heldout", "--limit", "12",
+    assert main(["model-compare", "--a", str(first), "--b", str(version), "--heldout", "--limit", "12",
                  "--text", "lovely crew, late flight", "--methods", "saliency", "--json"]) == 0
     compared = json.loads(capsys.readouterr().out)
     assert compared["evaluation"]["inputs"] == 12 and compared["input"][0]["method"] == "saliency"
@@ -373,7 +373,7 @@ def test_heads_and_document_commands(home, tmp_path, here, capsys):
 
 
 def test_counterfactual_command(home, here):
-    args = ("counterfactual", "--text", "The staff were friendly but the room was noisy and cold",
+    args = ("edits", "--text", "The staff were friendly but the room was noisy and cold",
             "--attack", "--max-edits", "2", "--similarity", "0.5", "--methods", "occlusion,saliency", "--json")
     first = here(*args)
     assert first.returncode == 0, first.stderr

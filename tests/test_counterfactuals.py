@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.analyses import counterfactuals as cf
+from core.analyses import edits as cf
 from core.analyses.edit_checks import counterfactual_agreement, edit_report, fragility, stored_search
 from core.analyses.sentence_similarity import default_encoder
 from core.explanation import Explanation, split_words

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.analyses.data_attribution.attribute import agreement, attribute, suspicious
-from core.analyses.data_attribution.features import prepare, query
-from core.analyses.data_attribution.registry import data_method
-from core.analyses.data_attribution.training_sets import (
+from core.analyses.training_data.attribute import agreement, attribute, suspicious
+from core.analyses.training_data.features import prepare, query
+from core.analyses.training_data.registry import data_method
+from core.analyses.training_data.training_sets import (
     FINAL_WEIGHTS_ONLY,
     TrainingDataError,
     attach,
@@ -47,7 +47,7 @@ def test_training_rows_and_checkpoints_are_recorded(training, trained_tiny_model
 
 
 def test_preparation_is_stored_and_read_back(trained_tiny_model, training, prepared):
-    from core.analyses.data_attribution import features
+    from core.analyses.training_data import features
 
     assert prepare(trained_tiny_model, training) is prepared  # kept in memory within a process
     features._PREPARED.clear()  # a new process reads the stored arrays back
@@ -111,7 +111,7 @@ def test_tracin_equals_captum_tracincp_fast(trained_tiny_model, training, prepar
     from captum.influence import TracInCPFast
     from torch.utils.data import TensorDataset
 
-    from core.analyses.data_attribution.tracin import checkpoint_scores
+    from core.analyses.training_data.tracin import checkpoint_scores
 
     seen = query(trained_tiny_model, prepared, TEXT)
     target = 2
@@ -180,7 +180,7 @@ def test_influence_matches_the_exact_inverse_hessian(trained_tiny_model, trainin
     [solved] = attribute(trained_tiny_model, training, TEXT, ["influence"], target="negative")
     assert solved.diagnostics["solver"] == "exact"  # auto: 99 parameters
     np.testing.assert_allclose(solved.scores, exact, rtol=1e-5, atol=1e-8 * np.abs(exact).max())
-    from core.analyses.data_attribution.influence import self_influence
+    from core.analyses.training_data.influence import self_influence
 
     expected_self = torch.einsum("np,pq,nq->n", g_train, inverse, g_train).numpy()
     np.testing.assert_allclose(self_influence(prepared, data_method("influence").resolve({})), expected_self, rtol=1e-5)
@@ -234,7 +234,7 @@ def test_agreement_on_hand_made_rankings():
 
 
 def test_suspicious_ranks_by_self_influence(trained_tiny_model, training, prepared):
-    from core.analyses.data_attribution.tracin import self_influence
+    from core.analyses.training_data.tracin import self_influence
 
     listed = suspicious(trained_tiny_model, training, "tracin", k=5)
     values = self_influence(prepared, {})
@@ -293,7 +293,7 @@ def test_cli_influence_data_and_suspicious(home, tiny_model_dir, trained_tiny_mo
     assert again["from_store"] and again["results"][1]["proponents"] == report["results"][1]["proponents"]
     status, out, _ = cli("influence", "--text", TEXT, "--methods", "tracin", "--target", "negative")
     assert status == 0 and "proponents:" in out and "target negative" in out
-    shown = json.loads(cli("data", "show", "--json")[1])
+    shown = json.loads(cli("training-data", "show", "--json")[1])
     assert shown["rows"] == 90 and len(shown["checkpoints"]) == 3 and shown["prepared"]
     listed = json.loads(cli("data", "suspicious", "--k", "4", "--json")[1])
     assert len(listed["examples"]) == 4 and listed["examples"][0]["score"] >= listed["examples"][-1]["score"]
@@ -318,7 +318,7 @@ def test_cli_influence_data_and_suspicious(home, tiny_model_dir, trained_tiny_mo
 
 
 def test_lds_and_margins_on_hand_made_cases():
-    from core.analyses.data_attribution.retraining import bootstrap_interval, lds, margins
+    from core.analyses.training_data.retraining import bootstrap_interval, lds, margins
 
     logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
     np.testing.assert_allclose(margins(logits, [0, 1]), [2.0 - np.log(2.0), 1.0 - np.logaddexp(0.0, 1.0)])
@@ -331,7 +331,7 @@ def test_lds_and_margins_on_hand_made_cases():
 
 
 def test_a_retraining_on_every_row_repeats_the_model_exactly(trained_tiny_model, training):
-    from core.analyses.data_attribution.retraining import retrain_without
+    from core.analyses.training_data.retraining import retrain_without
 
     again = retrain_without(trained_tiny_model, training, [])
     for (name, original), retrained in zip(trained_tiny_model.model.state_dict().items(),
@@ -342,8 +342,8 @@ def test_a_retraining_on_every_row_repeats_the_model_exactly(trained_tiny_model,
 
 
 def test_removal_and_datamodeling_checks_are_stored(engine, trained_tiny_model, training):
-    from core.analyses.data_attribution.retraining import linear_datamodeling, removal_check
-    from core.analyses.data_attribution.store import retraining_checks, save_retraining
+    from core.analyses.training_data.retraining import linear_datamodeling, removal_check
+    from core.analyses.training_data.store import retraining_checks, save_retraining
 
     removal = removal_check(trained_tiny_model, training, TEXT, ["tracin", "nearest"], fractions=(0.1,), random_repeats=2)
     assert removal.full_retrain_probability == pytest.approx(removal.probability, abs=1e-6)

@@ -101,11 +101,14 @@ def test_every_query_parameter_of_every_page_survives_hostile_values(page, home,
 
 
 def typed_arguments(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
-    """(command path, option or None for a positional, its position among positionals) of every typed argument."""
+    """(command path, argument) of every typed argument (a command's old alias is the same parser: once)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
+            seen: set[int] = set()
             for name, sub in action.choices.items():
-                yield from typed_arguments(sub, (*path, name))
+                if id(sub) not in seen:
+                    seen.add(id(sub))
+                    yield from typed_arguments(sub, (*path, name))
         elif action.type is not None and callable(action.type) and action.type.__module__ == "core.params":
             yield path, action
 

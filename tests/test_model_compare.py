@@ -73,7 +73,7 @@ def test_models_with_other_labels_are_refused(pair, tmp_path):
 
 def test_rows_either_model_trained_on_are_left_out(trained_tiny_model):
     """A rebuild with an exported error group trains on some held-out rows: those do not count."""
-    from core.analyses.data_attribution.training_sets import recorded_training_texts
+    from core.analyses.training_data.training_sets import recorded_training_texts
 
     trained = sorted(recorded_training_texts(trained_tiny_model))[:3]
     runner = ModelRunner(trained_tiny_model)

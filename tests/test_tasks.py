@@ -246,7 +246,7 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
 def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
     """Parameters for one task of every kind on the trained tiny model, and what the checks need."""
     from core.analyses import corpus
-    from core.analyses.counterfactuals import ANY_OTHER, SEARCH
+    from core.analyses.edits import ANY_OTHER, SEARCH
     from core.analyses.evaluation import create_evaluation, heldout_inputs
     from core.engine.modelling import load_model
     from core.engine.runner import ModelRunner
@@ -275,7 +275,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "stability": {"texts": [TEXT], "methods": ["saliency"], "quick": True, "k": 5},
              "randomisation": {"texts": [TEXT], "methods": ["saliency"]},
              "document": document, "edits": edits,
-             "training_examples": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
+             "training_data": {"text": TEXT, "methods": ["nearest", "tracin"], "target": "", "k": 3},
              "attention_view": {"text": TEXT},
              "head_importance": {"text": TEXT, "target": ""},
              "error_groups": {"job": evaluation, "min_size": 3},
@@ -298,14 +298,14 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
     from core.analyses.attention_checks import stored_head_importance
     from core.analyses.attention_views import stored_attention_view
-    from core.analyses.counterfactuals import ANY_OTHER, SEARCH
-    from core.analyses.data_attribution.store import retraining_checks, stored_attributions
-    from core.analyses.data_attribution.training_sets import training_set_for
     from core.analyses.documents import explain_document
     from core.analyses.edit_checks import edit_report
+    from core.analyses.edits import ANY_OTHER, SEARCH
     from core.analyses.error_groups import stored_groups
     from core.analyses.evaluation import heldout_inputs
     from core.analyses.model_compare import stored_diff, stored_pairs
+    from core.analyses.training_data.store import retraining_checks, stored_attributions
+    from core.analyses.training_data.training_sets import training_set_for
     from core.engine.modelling import load_model
     from core.engine.runner import ModelRunner
 
@@ -316,7 +316,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
         assert task.seconds > 0 and task.attempts == 1
         # Their passes go through the worker's runner (the others use model copies or a second model, and
         # the attention view reuses the comparison's cached attention pass on this runner).
-        if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_examples",
+        if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_data",
                                                           "datamodeling", "model_compare", "attention_view",
                                                           "model_pair"):
             assert task.forward_passes > 0, kind

@@ -2,7 +2,7 @@
 edits that change nothing?
 
 - **Counterfactual agreement**: for each word-level method, the share of minimal flipping edits (the
-  counterfactuals of `core.analyses.counterfactuals`, found by the search's own ranking so that no method is
+  counterfactuals of `core.analyses.edits`, found by the search's own ranking so that no method is
   favoured) that touch at least one of the method's top-k words, next to the share a random ranking
   would get (exact: 1 - C(n - e, k) / C(n, k) for e edited words of n).
 - **Explanation fragility** (Ghorbani et al. 2019, "Interpretation of Neural Networks is Fragile"):
@@ -27,7 +27,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from core.analyses import agreement
-from core.analyses.counterfactuals import (
+from core.analyses.edits import (
     SEARCH,
     SearchProgress,
     SearchResult,
@@ -120,7 +120,7 @@ def stored_search(engine: Engine, runner: ModelRunner, text: str, target: str | 
                   only_stored: bool = False, progress: SearchProgress | None = None) -> tuple[SearchResult | None, bool]:
     """(result, whether it came from the store). With `order` a method name, the positions follow that
     method's word scores for the predicted label (itself explained through the store)."""
-    from core.analyses.counterfactuals import resolve_options
+    from core.analyses.edits import resolve_options
 
     resolved = resolve_options(params)
     key = _search_key(runner, text, target, order, resolved)

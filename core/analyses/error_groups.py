@@ -11,7 +11,7 @@
   group's words are ranked by lift = (share in the group + s) / (share among correct inputs + s),
   s = 1 / (2 x correct inputs), among words that at least two members (and a fifth of them) contain.
 - **Training neighbours**: when the model has a training set, the training examples most often among
-  the members' five nearest (`core.analyses.data_attribution.nearest`), and their label distribution.
+  the members' five nearest (`core.analyses.training_data.nearest`), and their label distribution.
 - **Slices**: errors and accuracy (Wilson 95% interval) on the inputs that contain a word or match a
   pattern, against the rest.
 """
@@ -220,9 +220,9 @@ def error_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: S
 def _training_neighbours(engine: Engine, runner: ModelRunner, vectors: np.ndarray, per_member: int = 5,
                          ) -> Callable[[Sequence[int]], tuple[list[Neighbour], dict[str, float]]] | None:
     """A function from member rows to (most frequent nearest training examples, their label shares), or None."""
-    from core.analyses.data_attribution.features import prepare
-    from core.analyses.data_attribution.nearest import index_for, search
-    from core.analyses.data_attribution.training_sets import TrainingDataError, training_set_for
+    from core.analyses.training_data.features import prepare
+    from core.analyses.training_data.nearest import index_for, search
+    from core.analyses.training_data.training_sets import TrainingDataError, training_set_for
 
     try:
         training = training_set_for(engine, runner.loaded)

@@ -82,7 +82,7 @@ def _scores(gold: np.ndarray, predicted: np.ndarray, labels: Sequence[int]) -> n
 def compare_models(a: ModelRunner, b: ModelRunner, inputs: Sequence[Input], *, draws: int = 1000, seed: int = 0,
                    progress: ProgressFn | None = None) -> ModelDiff:
     """What changed from model A to model B on the same labelled inputs, less those either trained on."""
-    from core.analyses.data_attribution.training_sets import recorded_training_texts
+    from core.analyses.training_data.training_sets import recorded_training_texts
 
     labels = _same_labels(a, b)
     check_labels(inputs, labels)

@@ -25,14 +25,14 @@ from core.params import int_argument
 
 
 def _errors():
-    from core.analyses.data_attribution.training_sets import TrainingDataError
+    from core.analyses.training_data.training_sets import TrainingDataError
 
     return one_line_errors(TrainingDataError, ExplainError)
 
 
 def data_method_list(value: str | None) -> list[str]:
-    from core.analyses.data_attribution.attribute import DEFAULT_METHODS
-    from core.analyses.data_attribution.registry import data_method
+    from core.analyses.training_data.attribute import DEFAULT_METHODS
+    from core.analyses.training_data.registry import data_method
 
     names = [m.strip() for m in value.split(",") if m.strip()] if value else list(DEFAULT_METHODS)
     with one_line_errors(ExplainError):
@@ -42,7 +42,7 @@ def data_method_list(value: str | None) -> list[str]:
 
 
 def _training(args: argparse.Namespace):
-    from core.analyses.data_attribution.training_sets import training_set_for
+    from core.analyses.training_data.training_sets import training_set_for
 
     loaded = load(args.model)
     with _errors():
@@ -50,7 +50,7 @@ def _training(args: argparse.Namespace):
 
 
 def cmd_attach(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.training_sets import attach, read_examples
+    from core.analyses.training_data.training_sets import attach, read_examples
     from core.cli.common import read_text_file
 
     content = read_text_file(args.file)
@@ -65,7 +65,7 @@ def cmd_attach(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.training_sets import attached_sets
+    from core.analyses.training_data.training_sets import attached_sets
 
     sets = attached_sets(engine())
     if args.json:
@@ -78,7 +78,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.features import preparation_dir
+    from core.analyses.training_data.features import preparation_dir
 
     loaded, training = _training(args)
     counts = Counter(training.labels)
@@ -106,7 +106,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     """Everything a query needs, once per model: representations, index, gradients, Hessian approximation."""
     import time
 
-    from core.analyses.data_attribution.attribute import attribute
+    from core.analyses.training_data.attribute import attribute
 
     loaded, training = _training(args)
     methods = data_method_list(args.methods)
@@ -123,7 +123,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_suspicious(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.attribute import suspicious
+    from core.analyses.training_data.attribute import suspicious
 
     loaded, training = _training(args)
     with _errors():
@@ -142,8 +142,8 @@ def cmd_suspicious(args: argparse.Namespace) -> None:
 
 
 def cmd_influence(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.attribute import agreement
-    from core.analyses.data_attribution.store import stored_attributions
+    from core.analyses.training_data.attribute import agreement
+    from core.analyses.training_data.store import stored_attributions
 
     text = require_text(input_text(args))
     methods = data_method_list(args.methods)
@@ -199,8 +199,8 @@ def _default_model_dir() -> Path:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    from core.analyses.data_attribution.retraining import linear_datamodeling, removal_check
-    from core.analyses.data_attribution.store import save_retraining
+    from core.analyses.training_data.retraining import linear_datamodeling, removal_check
+    from core.analyses.training_data.store import save_retraining
 
     methods = data_method_list(args.methods)
     loaded, training = _training(args)
@@ -239,7 +239,8 @@ def cmd_check(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="training sets for training-data attribution").add_subparsers(
+    data = sub.add_parser("training-data", aliases=["data"], help="training-data attribution: training sets, "
+                          "the examples behind a prediction, checks").add_subparsers(
         dest="data_command", required=True)
     attach = data.add_parser("attach", help="attach a labelled training set (CSV or JSONL) to a model")
     attach.add_argument("file")
@@ -284,7 +285,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
 
-    influence = sub.add_parser("influence", help="training examples that pushed the model towards this prediction")
+    add_examples_arguments(data.add_parser("examples", help="training examples that pushed the model towards this "
+                                                             "prediction (the Training data page)"))
+    add_examples_arguments(sub.add_parser("influence", help="the same as `training-data examples` (kept for old "
+                                                            "scripts)"))
+
+
+def add_examples_arguments(influence: argparse.ArgumentParser) -> None:
     add_input_arguments(influence)
     influence.add_argument("--model")
     influence.add_argument("--methods", help="comma-separated: nearest, tracin, representer, influence (default: all)")

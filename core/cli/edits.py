@@ -21,8 +21,8 @@ from core.params import float_argument, int_argument
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> None:
-    from core.analyses.counterfactuals import ANY_OTHER, SEARCH, resolve_options
     from core.analyses.edit_checks import edit_report
+    from core.analyses.edits import ANY_OTHER, SEARCH, resolve_options
     from core.methods.registry import fast_methods
 
     text = require_text(input_text(args))
@@ -69,7 +69,7 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    command = sub.add_parser("counterfactual", help="smallest word edits that flip the prediction; counterfactual "
+    command = sub.add_parser("edits", aliases=["counterfactual"], help="smallest word edits that flip the prediction; counterfactual "
                                                     "agreement and fragility of the methods")
     add_input_arguments(command)
     command.add_argument("--model")

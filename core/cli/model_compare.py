@@ -60,7 +60,8 @@ def cmd_compare_models(args: argparse.Namespace) -> None:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    command = sub.add_parser("compare-models", help="model vs model on a labelled set and on one input")
+    command = sub.add_parser("model-compare", aliases=["compare-models"],
+                             help="model vs model on a labelled set and on one input")
     command.add_argument("--a", required=True, help="model A (hub id or path), e.g. before the fix")
     command.add_argument("--b", required=True, help="model B, e.g. after the fix")
     command.add_argument("--heldout", action="store_true", help="the default model's held-out split")

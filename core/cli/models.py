@@ -15,7 +15,7 @@ def cmd_build_default(args: argparse.Namespace) -> None:
 
     extra: list[tuple[str, str]] = []
     if args.extra_training:
-        from core.analyses.data_attribution.training_sets import TrainingDataError, read_examples
+        from core.analyses.training_data.training_sets import TrainingDataError, read_examples
         from core.cli.common import read_text_file
         from core.engine.default_model import LABELS
 

@@ -139,7 +139,7 @@ def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tas
     rows), with every core of the machine while it trains."""
     import torch
 
-    from core.analyses.data_attribution.training_sets import read_examples
+    from core.analyses.training_data.training_sets import read_examples
     from core.engine.default_model import LABELS, build_default_model
 
     args = parse_options(params.get("options") or [])

@@ -181,10 +181,10 @@ def _run_edits(engine: Engine, runner: ModelRunner, params: dict[str, Any], prog
     return {"counterfactuals": len(report.search.counterfactuals)}
 
 
-def _run_training_examples(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+def _run_training_data(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                            should_stop: ShouldStop) -> dict[str, Any]:
-    from core.analyses.data_attribution.store import stored_attributions
-    from core.analyses.data_attribution.training_sets import training_set_for
+    from core.analyses.training_data.store import stored_attributions
+    from core.analyses.training_data.training_sets import training_set_for
 
     training = training_set_for(engine, runner.loaded)
     stored_attributions(engine, runner.loaded, training, params["text"], params["methods"],
@@ -238,9 +238,9 @@ def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, An
 def _run_datamodeling(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                       should_stop: ShouldStop) -> dict[str, Any]:
     """The linear datamodeling check (surrogates retrained on random subsets), stored for the page."""
-    from core.analyses.data_attribution.retraining import linear_datamodeling
-    from core.analyses.data_attribution.store import save_retraining
-    from core.analyses.data_attribution.training_sets import training_set_for
+    from core.analyses.training_data.retraining import linear_datamodeling
+    from core.analyses.training_data.store import save_retraining
+    from core.analyses.training_data.training_sets import training_set_for
 
     training = training_set_for(engine, runner.loaded)
     result = linear_datamodeling(runner.loaded, training, [params["text"]], params["methods"],
@@ -289,7 +289,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("document", "Whole document", _run_document),
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
     # its first use prepares the training set's representations under RASHOMON_HOME
-    TaskKind("training_examples", "Training examples behind a prediction", _run_training_examples, writes_home=True),
+    TaskKind("training_data", "Training examples behind a prediction", _run_training_data, writes_home=True),
     TaskKind("attention_view", "Every layer and head", _run_attention_view),
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
@@ -489,8 +489,8 @@ def _keep_beating(engine: Engine, task_id: int, owner: str, done: threading.Even
 
 def one_line(exc: BaseException) -> str:
     """What a page shows for a failed task: the message of errors meant for people, else the type too."""
-    from core.analyses.data_attribution.training_sets import TrainingDataError
     from core.analyses.evaluation import EvaluationError
+    from core.analyses.training_data.training_sets import TrainingDataError
     from core.engine.modelling import ModelLoadError
     from core.methods.base import ExplainError
 

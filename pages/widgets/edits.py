@@ -4,8 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.analyses.counterfactuals import ANY_OTHER, OPTIONS, SEARCH
 from core.analyses.edit_checks import EditReport, edit_report
+from core.analyses.edits import ANY_OTHER, OPTIONS, SEARCH
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
 from pages.widgets.resources import task_button

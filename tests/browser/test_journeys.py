@@ -395,7 +395,7 @@ def test_11_training_examples_behind_a_prediction(page, journey, trained_tiny_mo
     """The Training data page on a model trained with recorded rows: every method's proponents and opponents
     written out with the gold label and a Compare link, the agreement matrices, and the stored result
     reopened from the address with no button to press."""
-    from core.analyses.data_attribution.view import DataView
+    from core.analyses.training_data.view import DataView
 
     view = DataView(text="the crew was great and the flight left on time", model="trained", k=3)
     address = f"{journey['base']}{view.link()}"

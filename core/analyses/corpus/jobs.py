@@ -23,8 +23,8 @@ from sqlmodel import col, select
 from core.analyses import agreement, faithfulness
 from core.analyses.corpus.inputs import CorpusError, Input
 from core.analyses.corpus.results import EditScores, FaithfulnessScores, Item, ItemResult, Job, PairAgreement
-from core.analyses.counterfactuals import ANY_OTHER, resolve_options
 from core.analyses.edit_checks import edit_report
+from core.analyses.edits import ANY_OTHER, resolve_options
 from core.analyses.reports import Comparison, StopRequested, explain_all, view_requests
 from core.engine.runner import ModelRunner
 from core.methods.base import ExplainError
@@ -59,7 +59,7 @@ def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequ
                options: dict | None = None, k: int = 5, source: str = "",
                faithfulness_inputs: int = DEFAULT_FAITHFULNESS_INPUTS, edits: dict | None = None,
                predict_only: bool = False) -> int:
-    """A stored job. `edits`: search options (see `core.analyses.counterfactuals.OPTIONS`; corpus defaults in
+    """A stored job. `edits`: search options (see `core.analyses.edits.OPTIONS`; corpus defaults in
     `CORPUS_EDIT_OPTIONS`) to also attack every input and measure counterfactual agreement and fragility.
     `predict_only` (no methods): each input only gets the model's probabilities (`core.analyses.evaluation`)."""
     if not inputs:

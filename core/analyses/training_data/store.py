@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core.analyses.data_attribution.attribute import DEFAULT_METHODS, attribute
-from core.analyses.data_attribution.registry import data_method
-from core.analyses.data_attribution.retraining import LdsResult, RemovalResult
-from core.analyses.data_attribution.training_sets import TrainingSet
+from core.analyses.training_data.attribute import DEFAULT_METHODS, attribute
+from core.analyses.training_data.registry import data_method
+from core.analyses.training_data.retraining import LdsResult, RemovalResult
+from core.analyses.training_data.training_sets import TrainingSet
 from core.engine.modelling import LoadedModel
 from core.engine.runner import ProgressFn
 from core.explanation import TrainingAttribution

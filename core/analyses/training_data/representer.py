@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.analyses.data_attribution.base import DataMethod
-from core.analyses.data_attribution.features import Prepared, Query
-from core.analyses.data_attribution.tracin import with_bias
+from core.analyses.training_data.base import DataMethod
+from core.analyses.training_data.features import Prepared, Query
+from core.analyses.training_data.tracin import with_bias
 from core.methods.base import Option
 
 OPTIONS = (

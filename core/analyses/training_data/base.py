@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analyses.data_attribution.features import Prepared, Query
+from core.analyses.training_data.features import Prepared, Query
 from core.methods.base import Option, resolve_options
 
 ScoreFn = Callable[[Prepared, Query, int, dict[str, Any]], tuple[np.ndarray, dict[str, Any]]]

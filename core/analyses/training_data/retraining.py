@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from core.analyses.data_attribution.attribute import attribute
-from core.analyses.data_attribution.features import Prepared, prepare, query
-from core.analyses.data_attribution.training_sets import TrainingDataError, TrainingSet
+from core.analyses.training_data.attribute import attribute
+from core.analyses.training_data.features import Prepared, prepare, query
+from core.analyses.training_data.training_sets import TrainingDataError, TrainingSet
 from core.engine.modelling import LoadedModel
 from core.engine.runner import ModelRunner, ProgressFn
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from core.analyses.data_attribution.base import DataMethod
-from core.analyses.data_attribution.features import CheckpointState, Prepared, Query
+from core.analyses.training_data.base import DataMethod
+from core.analyses.training_data.features import CheckpointState, Prepared, Query
 from core.methods.base import SEED, Option
 
 OPTIONS = (

@@ -17,9 +17,9 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-from core.analyses.data_attribution.features import Prepared, Query, prepare, query
-from core.analyses.data_attribution.registry import data_method, data_methods
-from core.analyses.data_attribution.training_sets import TrainingSet
+from core.analyses.training_data.features import Prepared, Query, prepare, query
+from core.analyses.training_data.registry import data_method, data_methods
+from core.analyses.training_data.training_sets import TrainingSet
 from core.engine.modelling import LoadedModel
 from core.engine.runner import ProgressFn
 from core.explanation import TrainingAttribution, TrainingExampleScore, split_words

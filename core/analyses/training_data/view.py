@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from core.analyses.data_attribution.attribute import DEFAULT_METHODS
-from core.analyses.data_attribution.registry import data_methods
 from core.analyses.passages import PassageChoice
+from core.analyses.training_data.attribute import DEFAULT_METHODS
+from core.analyses.training_data.registry import data_methods
 from core.engine.catalogue import model_choices
 from core.params import Param, read_query
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.analyses.data_attribution.training_sets import TrainingSet
+from core.analyses.training_data.training_sets import TrainingSet
 from core.engine.modelling import LoadedModel, final_linear, load_weights
 from core.engine.runner import ModelRunner, ProgressFn
 from core.storage.settings import load_settings

@@ -8,8 +8,8 @@ list). Pages, the CLI and the stored results derive their lists from here.
 
 from __future__ import annotations
 
-from core.analyses.data_attribution import influence, nearest, representer, tracin
-from core.analyses.data_attribution.base import DataMethod
+from core.analyses.training_data import influence, nearest, representer, tracin
+from core.analyses.training_data.base import DataMethod
 from core.methods.base import ExplainError
 
 # One entry per method, in the order pages and the CLI list them.

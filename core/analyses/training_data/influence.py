@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.analyses.data_attribution.base import DataMethod
-from core.analyses.data_attribution.features import Prepared, Query
+from core.analyses.training_data.base import DataMethod
+from core.analyses.training_data.features import Prepared, Query
 from core.methods.base import Option
 
 EXACT_UP_TO = 5000

@@ -2,6 +2,7 @@ import pandas as pd
 import streamlit as st
 
 from core.library.bookmarks import export_links, import_bookmarks
+from core.library.fetch import SAMPLES_PATH, sample_pages
 from core.library.snapshots import (
     LibraryError,
     add_tags,
@@ -48,6 +49,10 @@ with st.expander("Add links", expanded=True):
         urls = st.text_area("Links, one per line", placeholder="https://example.com/article", key="add_urls")
         new_tags = st.text_input("Tags for these links (comma-separated)", key="add_tags")
         submitted = st.form_submit_button("Snapshot", type="primary")
+    st.caption("No internet here? These sample pages ship with Rashomon and can be snapshotted offline "
+               "(read from the app's own files; every other internal address stays refused):")
+    st.code("\n".join(f"http://127.0.0.1:{st.get_option('server.port')}{SAMPLES_PATH}{name}"
+                       for name in sample_pages()), language=None)
     if submitted:
         bar = st.progress(0.0, text="Starting")
         tags = [t for t in new_tags.split(",") if t.strip()]

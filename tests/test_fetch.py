@@ -162,3 +162,23 @@ def test_http_1_0_server_that_closes_the_connection(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_shipped_sample_pages_are_read_from_disk_and_nothing_else_internal_is(home):
+    """A newcomer with no internet can snapshot the app's own sample pages; any other internal address, or a
+    path that leaves the samples folder, is still refused."""
+    from core.library.fetch import SAMPLES_PATH, sample_page, sample_pages
+    from core.library.snapshots import snapshot_url
+    from core.storage.db import get_engine
+
+    assert len(sample_pages()) >= 3
+    for name in sample_pages():
+        outcome = snapshot_url(get_engine(), f"http://127.0.0.1:8501{SAMPLES_PATH}{name}", ["samples"])
+        assert not outcome.snapshot.error and len(outcome.snapshot.text) > 200, name
+    refused = [f"http://127.0.0.1:8501{SAMPLES_PATH}..%2F..%2Fpyproject.toml",
+               f"http://127.0.0.1:8501{SAMPLES_PATH}../../app.py", f"http://127.0.0.1:8501{SAMPLES_PATH}missing.html",
+               "http://127.0.0.1:8501/app/static/other.html", f"http://10.0.0.5{SAMPLES_PATH}{sample_pages()[0]}"]
+    for url in refused:
+        assert sample_page(url) is None, url  # never read from disk
+        outcome = snapshot_url(get_engine(), url)
+        assert outcome.snapshot is None or outcome.snapshot.error, url

@@ -22,6 +22,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from core.library.urls import InvalidURLError, normalize_url
@@ -190,9 +191,39 @@ def _describe_type(content_type: str) -> str:
     return {"image": "an image", "video": "a video", "audio": "audio"}.get(major, "a file")
 
 
+# The sample pages shipped with the app (static/samples, served by Streamlit's static serving at this path):
+# a newcomer with no internet can snapshot them. They are read from disk, never fetched, and only these files:
+# every other internal address is still refused.
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "static" / "samples"
+SAMPLES_PATH = "/app/static/samples/"
+_SAMPLE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,80}\.html")
+_LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def sample_pages() -> list[str]:
+    """The shipped sample pages' file names."""
+    return sorted(p.name for p in SAMPLES_DIR.glob("*.html") if _SAMPLE_NAME.fullmatch(p.name))
+
+
+def sample_page(url: str) -> Path | None:
+    """The file behind `url` when it is one of the app's own sample pages on a loopback address, else None."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host not in _LOOPBACK_NAMES and not host.startswith("127."):
+        return None
+    if not parts.path.startswith(SAMPLES_PATH) or parts.query:
+        return None
+    name = parts.path[len(SAMPLES_PATH):]
+    return SAMPLES_DIR / name if _SAMPLE_NAME.fullmatch(name) and name in sample_pages() else None
+
+
 def fetch(url: str, limits: FetchLimits | None = None, *, resolver: Resolver | None = None,
           policy: AddressPolicy | None = None) -> FetchResult:
     """Fetch an HTML or plain-text page safely; raises FetchError with a one-sentence message."""
+    if (sample := sample_page(url.strip())) is not None:
+        body = sample.read_bytes()
+        return FetchResult(url=url, final_url=url.strip(), status=200, content_type="text/html", charset="utf-8",
+                           body=body, text=body.decode("utf-8"), redirects=[])
     limits = limits or FetchLimits()
     resolver = resolver or system_resolver
     policy = policy or AddressPolicy()

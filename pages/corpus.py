@@ -13,7 +13,7 @@ from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
 from core.render import md
 from pages.widgets.resources import engine, job_task, model_picker, runner_or_stop, start_job
-from pages.widgets.ui import address
+from pages.widgets.ui import job_picker
 
 db = engine()
 
@@ -105,18 +105,7 @@ jobs = [j for j in corpus.list_jobs(db) if not j.is_evaluation]  # evaluations h
 if not jobs:
     st.info("No corpus runs yet.")
     st.stop()
-labels = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})"
-          for j in jobs}
-requested = address("pages/corpus.py")
-job_id = requested["job"] if "job" in requested.given else jobs[0].id
-if job_id is not None and job_id not in labels:
-    st.error(f"Corpus run {job_id} does not exist; choose one of the runs below.")
-    job_id = None
-job_id = st.selectbox("Run", list(labels), index=list(labels).index(job_id) if job_id is not None else None,
-                      format_func=labels.get, key="job_pick", placeholder="Choose a run")
-if job_id is None:
-    st.stop()
-st.query_params["job"] = str(job_id)
+job_id = job_picker("pages/corpus.py", jobs, "Run", "Corpus run", key="job_pick")
 
 
 @st.fragment(run_every=2)

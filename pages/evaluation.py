@@ -30,7 +30,7 @@ from pages.widgets.resources import (
     start_task,
     task_button,
 )
-from pages.widgets.ui import address
+from pages.widgets.ui import job_picker
 
 db = engine()
 
@@ -79,17 +79,7 @@ evaluations = [j for j in corpus.list_jobs(db) if j.is_evaluation]
 if not evaluations:
     st.info("No evaluations yet.")
     st.stop()
-names = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})" for j in evaluations}
-requested = address("pages/evaluation.py")
-job_id = requested["job"] if "job" in requested.given else evaluations[0].id
-if job_id is not None and job_id not in names:
-    st.error(f"Evaluation {job_id} does not exist; choose one of the evaluations below.")
-    job_id = None
-job_id = st.selectbox("Evaluation", list(names), index=list(names).index(job_id) if job_id is not None else None,
-                      format_func=names.get, key="evaluation_pick", placeholder="Choose an evaluation")
-if job_id is None:
-    st.stop()
-st.query_params["job"] = str(job_id)
+job_id = job_picker("pages/evaluation.py", evaluations, "Evaluation", "Evaluation", key="evaluation_pick")
 
 
 @st.fragment(run_every=2)

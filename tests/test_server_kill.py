@@ -10,13 +10,10 @@ import pytest
 
 from core.analyses import corpus
 from core.analyses.evaluation import create_evaluation, heldout_inputs
-from core.storage.leases import process_alive
 from core.work import builds, tasks
-from tests.support.gate import entered, open_gate
 from tests.support.gate_kinds import KINDS_ENV
-from tests.support.waiting import wait_until
+from tests.support.servers import kill_the_server_mid_task
 from tests.test_builds import SMALL
-from tests.test_tasks import Worker, stand_in_server
 
 
 def evaluation(engine, model_dir) -> tuple[tasks.Task, callable]:
@@ -70,18 +67,7 @@ def test_killing_the_server_mid_work_loses_nothing(work, engine, gate, tmp_path,
     monkeypatch.setenv(tasks.PLUGINS_ENV, "tests.support.gate_kinds")
     task = tasks.get_task(engine, task.id)  # (a build is submitted as a Build view of its task)
     monkeypatch.setenv(KINDS_ENV, task.kind)  # the server's worker holds this kind at its first progress report
-    server, pid_file = stand_in_server(tmp_path, workers=1)
-    try:
-        [holder] = wait_until(lambda: entered(gate), timeout=240, what="the server's worker at the gate")
-        assert pid_file.read_text().split() == [str(holder)]
-        assert tasks.get_task(engine, task.id).status == "running"
-    finally:
-        server.kill()
-        server.wait(timeout=30)
-    wait_until(lambda: not process_alive(holder), timeout=30, what="the worker to end with its server")
-    assert tasks.is_stale(tasks.get_task(engine, task.id))  # seen as abandoned at once, not after a lease
-    open_gate(gate)
-    output = Worker("--once").finish()
+    output = kill_the_server_mid_task(engine, task.id, gate, tmp_path)
     ended = tasks.get_task(engine, task.id)
     assert (ended.status, ended.attempts) == ("done", 2), output
     found()

@@ -1,13 +1,10 @@
 """Page tasks: submitted, claimed under a lease, run by worker processes, stoppable, taken over after a crash."""
 
 import os
-import queue
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from core.storage.leases import process_alive
 from core.storage.schema import ExplanationRecord, utcnow
 from core.work import tasks
 from tests.support.gate import entered, open_gate
+from tests.support.servers import Worker, kill_the_server_mid_task, stand_in_server
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,60 +31,6 @@ GATED = {"methods": ["occlusion", "gate", "lime"], "text": LONG_TEXT, "target": 
 
 def comparison(text: str = TEXT, methods=("occlusion", "attention"), **extra) -> dict:
     return {"text": text, "methods": list(methods), "options": {}, "target": "", **extra}
-
-
-class Worker:
-    """A `rashomon worker --tasks-only` process whose output is read by a thread (never a blocking read
-    in the test), so the test can wait for a line with a deadline."""
-
-    def __init__(self, *arguments: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "core", "worker", "--tasks-only", "--poll", "0.2", "--no-warm-up", *arguments],
-            cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line)
-
-    def wait_for_line(self, text: str, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"the worker never printed {text!r}: {''.join(self.output)[-1500:]}")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            self.output.append(line)
-            if text in line:
-                return
-
-    def finish(self, timeout: float = 300.0) -> str:
-        """Wait for the process to end by itself; everything it printed."""
-        self.process.wait(timeout=timeout)
-        while not self.lines.empty():
-            self.output.append(self.lines.get())
-        return "".join(self.output)
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=30)
-
-
-def stand_in_server(tmp_path: Path, workers: int) -> tuple[subprocess.Popen, Path]:
-    """A process standing in for the Streamlit server: it starts its local workers, writes their pids to the
-    returned file and waits to be killed."""
-    script = ("import sys, time; from pathlib import Path; from core.work.tasks import LocalWorkers\n"
-              "workers = LocalWorkers(int(sys.argv[3]), Path(sys.argv[1])); workers.ensure()\n"
-              "Path(sys.argv[2]).write_text(' '.join(map(str, workers.pids()))); time.sleep(600)\n")
-    pid_file = tmp_path / "pids"
-    server = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "logs"), str(pid_file), str(workers)],
-                              cwd=ROOT, env=os.environ.copy())
-    return server, pid_file
 
 
 def explanation_rows(engine, method: str) -> list[tuple[int, object]]:
@@ -432,19 +376,8 @@ def test_killing_the_server_during_a_corpus_run_loses_nothing(engine, gate, tmp_
     job = corpus.create_job(engine, "run", [Input(f"row {i}", f"{TEXT} Take {i}.") for i in range(3)],
                             ["occlusion", "gate"], k=3, faithfulness_inputs=0)
     task = tasks.submit(engine, "corpus_run", "", {"job": job})
-    server, pid_file = stand_in_server(tmp_path, workers=1)
-    try:
-        [holder] = wait_until(lambda: entered(gate), timeout=180, what="the server's worker at the gate")
-        assert pid_file.read_text().split() == [str(holder)]
-        assert tasks.get_task(engine, task.id).status == "running"
-    finally:
-        server.kill()
-        server.wait(timeout=30)
-    wait_until(lambda: not process_alive(holder), timeout=30, what="the worker to end with its server")
-    assert tasks.is_stale(tasks.get_task(engine, task.id))
-    assert corpus.get_job(engine, job).done == 0  # the input at the gate was never stored
-    open_gate(gate)
-    output = Worker("--once").finish()
+    output = kill_the_server_mid_task(engine, task.id, gate, tmp_path,
+                                      while_held=lambda: corpus.get_job(engine, job).done == 0)  # not stored yet
     ended, finished_job = tasks.get_task(engine, task.id), corpus.get_job(engine, job)
     assert (ended.status, ended.attempts) == ("done", 2), output
     assert (finished_job.status, finished_job.done, finished_job.failed) == ("done", 3, 0)

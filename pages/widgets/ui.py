@@ -24,6 +24,23 @@ def address(page: str):
     return parsed
 
 
+def job_picker(page: str, jobs: list, label: str, what: str, *, key: str) -> int:
+    """The job the address names (`job`), or the newest when it names none; an id that does not exist is said
+    so and nothing is chosen (never another job in its place). Stops the page until one is chosen."""
+    labels = {j.id: f"#{j.id} {j.name} ({j.shown_status}, {j.finished}/{j.total})" for j in jobs}
+    requested = address(page)
+    job_id = requested["job"] if "job" in requested.given else jobs[0].id
+    if job_id is not None and job_id not in labels:
+        st.error(f"{what} {job_id} does not exist; choose one below.")
+        job_id = None
+    job_id = st.selectbox(label, list(labels), index=list(labels).index(job_id) if job_id is not None else None,
+                          format_func=labels.get, key=key, placeholder=f"Choose: {what.lower()}")
+    if job_id is None:
+        st.stop()
+    st.query_params["job"] = str(job_id)
+    return job_id
+
+
 def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
     """One widget per declared option (keys `{prefix}_{method}_{option}`); returns the options that
     differ from their defaults, which is what a share link carries."""

@@ -6,9 +6,6 @@ stability variants, the attention check's references) is derived from this regis
 
 from __future__ import annotations
 
-import importlib
-import os
-
 from core.methods import (
     attention,
     attention_gradient,
@@ -20,6 +17,7 @@ from core.methods import (
     perturbation,
 )
 from core.methods.base import ExplainError, Family, Method, Speed
+from core.plugins import import_plugins
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     perturbation.LIME,
@@ -55,13 +53,7 @@ def register(method: Method) -> Method:
 
 def load_plugins(names: str | None = None) -> list[str]:
     """Import each module named in `names` (default: $RASHOMON_PLUGINS); the modules imported."""
-    modules = [n.strip() for n in (os.environ.get(PLUGINS_ENV, "") if names is None else names).split(",") if n.strip()]
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ExplainError(f"{PLUGINS_ENV} names '{module}', which cannot be imported: {exc}") from exc
-    return modules
+    return import_plugins(PLUGINS_ENV, names, ExplainError)
 
 
 def get_method(name: str) -> Method:

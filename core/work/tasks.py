@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -36,6 +35,7 @@ from sqlmodel import col, select
 from core.analyses.reports import StopRequested
 from core.engine.fingerprints import remember
 from core.engine.runner import ModelRunner
+from core.plugins import import_plugins
 from core.storage.db import session_scope
 from core.storage.leases import lease_expired, new_owner
 from core.storage.schema import TaskRecord, utcnow
@@ -313,13 +313,7 @@ def register_kind(kind: TaskKind) -> TaskKind:
 
 
 def load_plugins() -> list[str]:
-    modules = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise TaskError(f"{PLUGINS_ENV} names '{module}', which cannot be imported: {exc}") from exc
-    return modules
+    return import_plugins(PLUGINS_ENV, None, TaskError)
 
 
 # -- submitting and reading -----------------------------------------------------------------------------------

@@ -227,6 +227,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "model_pair": {"b": other, "text": TEXT, "methods": ["occlusion", "saliency"]},
              "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
              "corpus_run": {"job": run},
+             "training_data_preparation": {"methods": ["nearest", "tracin"]},
              "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,
@@ -260,7 +261,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
         assert task.seconds > 0 and task.attempts == 1
         # Their passes go through the worker's runner (the others use model copies or a second model, and
         # the attention view reuses the comparison's cached attention pass on this runner).
-        if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_data",
+        if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_data", "training_data_preparation",
                                                           "datamodeling", "model_compare", "attention_view",
                                                           "model_pair"):
             assert task.forward_passes > 0, kind
@@ -277,6 +278,12 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     assert stored_diff(engine, runner, other, heldout_inputs(12), only_stored=True) is not None
     assert stored_pairs(engine, runner, other, TEXT, ["occlusion", "saliency"], only_stored=True) is not None
     assert (home / "models" / "default-sentiment" / "config.json").exists()  # the build's model
+    # ...whose training-data preparation the build queued, as background work
+    queued = tasks.list_tasks(engine, kind="training_data_preparation", status=("queued",))
+    assert [t.model for t in queued] == [str(home / "models" / "default-sentiment")]
+    from core.analyses.training_data.features import preparation_dir
+
+    assert preparation_dir(runner.loaded, training_set_for(engine, runner.loaded)).is_dir()  # the preparation case
     training = training_set_for(engine, runner.loaded)
     assert retraining_checks(engine, runner.loaded, training)  # the datamodeling check's stored result
     assert stored_attributions(engine, runner.loaded, training, TEXT, ["nearest", "tracin"], k=3,

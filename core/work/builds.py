@@ -124,6 +124,9 @@ def submit_build(engine: Engine, extra_csv: str = "", source: str = "", label_co
     return Build.from_task(tasks.submit(engine, KIND, "", build_params(extra_csv, source, label_column, options)))
 
 
+PREPARATION_KIND = "training_data_preparation"
+
+
 def build_time(engine: Engine) -> str:
     """How long a build takes here, from the builds that ended on this machine's workers (never a constant)."""
     done = [t for t in tasks.list_tasks(engine, limit=200, status=("done",), kind=KIND) if t.seconds > 0]
@@ -154,6 +157,11 @@ def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tas
         report = build_default_model(output, config, progress=lambda f, m: progress("build", f, m), extra=extra)
     finally:
         torch.set_num_threads(threads)
+    from core.analyses.training_data.registry import data_methods
+
+    # The Training data page is ready when a person gets there: its preparation is queued now, behind any work
+    # a person asked for (a background kind).
+    tasks.submit(engine, PREPARATION_KIND, report.output_dir, {"methods": list(data_methods())})
     return {"output_dir": report.output_dir, "accuracy": report.accuracy, "macro_f1": report.macro_f1,
             "train_seconds": report.train_seconds, "total_seconds": report.total_seconds}
 

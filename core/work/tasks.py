@@ -193,6 +193,19 @@ def _run_training_data(engine: Engine, runner: ModelRunner, params: dict[str, An
     return {"methods": params["methods"]}
 
 
+def _run_training_data_preparation(engine: Engine, runner: ModelRunner, params: dict[str, Any],
+                                   progress: Progress, should_stop: ShouldStop) -> dict[str, Any]:
+    """Everything a training-data query needs, prepared once ahead of the first person to ask (after a build)."""
+    from core.analyses.training_data.attribute import attribute
+    from core.analyses.training_data.training_sets import training_set_for
+
+    training = training_set_for(engine, runner.loaded)
+    # One throw-away query builds every method's stored preparation, as `rashomon training-data prepare` does.
+    attribute(runner.loaded, training, training.examples[0].text, params["methods"], k=1,
+              progress=lambda f, m: progress("prepare", f, m))
+    return {"rows": len(training.examples), "methods": params["methods"]}
+
+
 def _run_head_importance(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                          should_stop: ShouldStop) -> dict[str, Any]:
     from core.analyses.attention_checks import stored_head_importance
@@ -290,6 +303,8 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("edits", "Edits that flip the prediction", _run_edits),
     # its first use prepares the training set's representations under RASHOMON_HOME
     TaskKind("training_data", "Training examples behind a prediction", _run_training_data, writes_home=True),
+    TaskKind("training_data_preparation", "Training-data preparation", _run_training_data_preparation,
+             writes_home=True, background=True),
     TaskKind("attention_view", "Every layer and head", _run_attention_view),
     TaskKind("head_importance", "Head importance", _run_head_importance, identity=_without_fresh),
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),

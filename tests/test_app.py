@@ -53,6 +53,22 @@ def test_home_page_offers_to_build_missing_default_model(home, monkeypatch):
     assert not app.exception
     assert any("not been built" in w.value for w in app.warning)
     assert any(b.label == "Build the default model" for b in app.button)
+    assert any("no build has finished here yet" in w.value for w in app.warning)  # no constant estimate
+
+
+def test_home_follows_the_build_the_server_queued_at_start(home, monkeypatch):
+    """scripts/serve.py queues the missing default model's build before any page view; Home follows that task
+    (the same key as its own button) instead of offering a second build."""
+    from core.work import builds
+
+    monkeypatch.setenv("RASHOMON_MODEL", "default")
+    monkeypatch.setenv("RASHOMON_TASK_WORKERS", "1")  # a worker would take it: here it stays queued
+    monkeypatch.setattr("pages.widgets.resources.ensure_task_workers", lambda: None)
+    builds.submit_build(get_engine())
+    app = run_page("app.py")
+    assert not app.exception
+    assert next(b for b in app.button if b.label == "Build the default model").disabled
+    assert any(i.value == "Waiting for a free worker…" for i in app.info)
 
 
 def test_home_page_reports_unloadable_model(home, monkeypatch, tmp_path):

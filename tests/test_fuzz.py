@@ -163,3 +163,10 @@ def test_bookmark_dates_that_are_not_ascii_numbers_are_ignored(home):
     content = "".join(f'<DT><A HREF="https://example.org/{n}" ADD_DATE="{date}">x</A>\n'
                       for n, date in enumerate(["²³", "4" * 4000, "1700000000"]))
     assert import_bookmarks(get_engine(), content).added == 3
+
+
+def test_a_label_given_in_unicode_digits_is_an_unknown_label_not_a_traceback(home, capsys):
+    """`--target ²` passed str.isdigit() and failed int(): now it is an unknown label, in one line."""
+    assert main(["explain", "--text", "fine words", "--methods", "occlusion", "--target", "²"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("rashomon: Unknown label '²'") and "\n" not in error

@@ -23,6 +23,7 @@ from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 from core.explanation import Explanation, text_sha256, token_word_matrix
 from core.methods.base import ExplainError, Family, Method
 from core.methods.registry import get_method
+from core.params import ParamError, parse_int
 
 PREDICTED = ""  # the requested target that stands for "the predicted label"
 
@@ -81,11 +82,20 @@ def label_for(runner: ModelRunner, target: str | int | None) -> str:
         return PREDICTED
     if isinstance(target, str) and target in labels:
         return target
-    if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
-        index = int(target)
-        if 0 <= index < len(labels):
-            return labels[index]
+    index = label_index(target)
+    if index is not None and 0 <= index < len(labels):
+        return labels[index]
     raise ExplainError(f"Unknown label '{target}'; the model's labels are {', '.join(labels)}.")
+
+
+def label_index(target: str | int) -> int | None:
+    """A label given by its position ("2" or 2), or None (a name, or digits int() refuses such as "²")."""
+    if isinstance(target, int):
+        return target
+    try:
+        return parse_int(str(target), 0, 10_000)
+    except ParamError:
+        return None
 
 
 def target_index(runner: ModelRunner, request: ExplainRequest, probabilities: np.ndarray) -> int:

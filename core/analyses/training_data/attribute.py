@@ -24,6 +24,7 @@ from core.engine.modelling import LoadedModel
 from core.engine.runner import ProgressFn
 from core.explanation import TrainingAttribution, TrainingExampleScore, split_words
 from core.methods.base import ExplainError
+from core.methods.explain import label_index
 
 DEFAULT_METHODS = ("nearest", "tracin", "representer", "influence")
 
@@ -36,8 +37,8 @@ def content_words(text: str) -> set[str]:
 def resolve_target(labels: Sequence[str], target: str | int | None, probabilities: np.ndarray) -> int:
     if target is None or target == "":
         return int(np.argmax(probabilities))
-    if isinstance(target, int) or str(target).isdigit():
-        index = int(target)
+    index = label_index(target)
+    if index is not None:
         if 0 <= index < len(labels):
             return index
     elif str(target) in labels:

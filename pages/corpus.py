@@ -188,9 +188,10 @@ if attack_rows:
         st.dataframe(pd.DataFrame([asdict(r) for r in frail]).round(3), hide_index=True, width="stretch")
 
 st.subheader("Inputs where the methods disagree most")
+link_model = name_for(job.model)  # the run's model as links name it (a directory listing: once, not per row)
 for row in corpus.most_disputed(db, job_id):
     # The run's model, methods, options and k, so that Compare opens on the stored results.
-    view = ViewState(text=row.text, model=name_for(job.model), methods=job.methods,
+    view = ViewState(text=row.text, model=link_model, methods=job.methods,
                      options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
     st.page_link("pages/compare.py", label=f"{md(row.origin)} · mean Spearman {row.mean_spearman:.2f} · {md(row.text[:90])}",
                  query_params=view.to_query())

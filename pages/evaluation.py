@@ -100,6 +100,7 @@ def progress() -> None:
 
 progress()
 job = corpus.get_job(db, job_id)
+link_model = name_for(job.model)  # the evaluation's model as links name it (once, not per link)
 try:
     result = evaluation(db, job_id, labels)
 except EvaluationError as exc:
@@ -130,7 +131,7 @@ st.markdown(f"**{len(errors)} errors**, most confidently wrong first")
 st.dataframe(pd.DataFrame([{"confidence": e.confidence, "gold": e.gold, "predicted": e.predicted, "text": e.text,
                             "origin": e.origin} for e in errors]).round(3), hide_index=True, width="stretch")
 for error in errors[:10]:
-    view = ViewState(text=error.text, model=name_for(job.model), methods=fast_methods())
+    view = ViewState(text=error.text, model=link_model, methods=fast_methods())
     st.page_link("pages/compare.py", label=f"{error.confidence:.2f} · {md(error.gold)} → {md(error.predicted)} · "
                                            f"{md(error.text[:90])}", query_params=view.to_query())
 
@@ -184,7 +185,7 @@ if groups is not None:
                 st.page_link("pages/models.py", label="Follow the build on Model vs model")
             for member in group.members[:3]:
                 st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",
-                             query_params=DataView(text=member.text, model=name_for(job.model)).to_query())
+                             query_params=DataView(text=member.text, model=link_model).to_query())
 
 st.subheader("Slice")
 left, right = st.columns([3, 1])

@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.analyses.evaluation import EvaluationError, heldout_inputs
 from core.analyses.model_compare import stored_diff, stored_pairs
-from core.engine.catalogue import name_for
+from core.engine.catalogue import model_choices
 from core.engine.default_model import model_versions
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
@@ -45,7 +45,8 @@ if builds:
     builds_section()
 
 query = address("pages/models.py")
-versions = [name_for(v["path"]) for v in model_versions()]
+built = {v["path"] for v in model_versions()}
+versions = [name for name, spec in model_choices().items() if spec in built]  # oldest first
 for key, value in (("models_a", query["a"]),
                    ("models_b", query["b"] or next((v for v in reversed(versions) if v), "")),
                    ("models_limit", query["limit"]),

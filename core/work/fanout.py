@@ -68,7 +68,6 @@ def work_item(url: str, model_spec: str, job_id: int, item_id: int, owner: str, 
     """Compute and store one input (in a worker process); the model is loaded on the first call only."""
     import torch
 
-    from core.engine.fingerprints import remember
     from core.engine.modelling import load_model
     from core.engine.runner import ModelRunner
     from core.storage.db import get_engine, session_scope
@@ -80,7 +79,6 @@ def work_item(url: str, model_spec: str, job_id: int, item_id: int, owner: str, 
     runners = _process_state.setdefault("runners", {})
     if model_spec not in runners:
         runners[model_spec] = ModelRunner(load_model(model_spec or None))
-        remember(engine, runners[model_spec].loaded)
     job = require_job(engine, job_id)
     with session_scope(engine) as session:
         item = Item.from_row(session.get(CorpusItem, item_id))

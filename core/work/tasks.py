@@ -241,8 +241,7 @@ def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, An
     from core.analyses.model_compare import stored_diff
     from core.engine.modelling import load_model
 
-    other = ModelRunner(load_model(params["b"]))
-    remember(engine, other.loaded)
+    other = ModelRunner(load_model(params["b"]))  # the load records its fingerprint for the pages
     diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"])), fresh=bool(params.get("fresh")),
                        progress=lambda f, m: progress("diff", f, m))
     return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
@@ -285,7 +284,6 @@ def _run_model_pair(engine: Engine, runner: ModelRunner, params: dict[str, Any],
 
     progress("pair", 0.0, "both models, every method")
     other = ModelRunner(load_model(params["b"]))
-    remember(engine, other.loaded)
     pairs = stored_pairs(engine, runner, other, params["text"], params["methods"])
     progress("pair", 1.0, "done")
     return {"methods": [p.method for p in pairs]}

@@ -137,6 +137,7 @@ class TrainingAttribution:
     forward_passes: int
     params: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    sample: bool = False  # computed for the sample workspace (core/work/samples.py)
 
     @property
     def predicted_label(self) -> str:

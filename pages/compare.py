@@ -17,7 +17,7 @@ from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from pages.widgets import attention_whole, edits
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import option_widgets
+from pages.widgets.ui import option_widgets, sample_note
 
 db = engine()
 st.title("Compare")
@@ -177,6 +177,8 @@ if report is None:
     st.info("Press **Run** to explain this input with the chosen methods. Stored results appear at once.")
     st.stop()
 comparison = report.comparison
+if report.sample:
+    sample_note("comparison")
 if report.stopped:
     st.warning(f"Partly computed: {', '.join(comparison.methods)} finished and are kept; "
                f"{', '.join(comparison.missing)} did not run. Press **Run** to compute the rest "

@@ -13,7 +13,7 @@ from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
 from core.render import md
 from pages.widgets.resources import engine, job_task, model_picker, runner_or_stop, start_job
-from pages.widgets.ui import job_picker
+from pages.widgets.ui import job_picker, sample_note
 
 db = engine()
 
@@ -146,6 +146,8 @@ job_status()
 job = corpus.get_job(db, job_id)
 st.caption(f"Inputs: {md(job.source or 'n/a')} · model: {md(job.model or 'default')} · methods: {', '.join(job.methods)} "
            f"· k = {job.k}")
+if job.sample:
+    sample_note("corpus run")
 rows = corpus.agreement_rows(db, job_id)
 if not rows:
     st.info("Results appear here as inputs finish.")

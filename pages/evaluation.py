@@ -30,7 +30,7 @@ from pages.widgets.resources import (
     start_task,
     task_button,
 )
-from pages.widgets.ui import job_picker
+from pages.widgets.ui import job_picker, sample_note
 
 db = engine()
 
@@ -101,6 +101,8 @@ def progress() -> None:
 progress()
 job = corpus.get_job(db, job_id)
 link_model = name_for(job.model)  # the evaluation's model as links name it (once, not per link)
+if job.sample:
+    sample_note("evaluation and its error groups")
 try:
     result = evaluation(db, job_id, labels)
 except EvaluationError as exc:

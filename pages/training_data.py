@@ -19,8 +19,9 @@ from core.analyses.training_data.view import MAX_K, DataView, compare_link
 from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
-from core.work import builds
+from core.work import builds, tasks
 from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
+from pages.widgets.ui import follow_task, sample_note
 
 db = engine()
 st.title("Training data")
@@ -115,7 +116,12 @@ st.caption(md(f"{training.name} ({training.source}): {len(training.examples):,} 
               f"{len(training.checkpoints)} checkpoint(s)"
               + (f". Note: {training.checkpoint_note}." if training.checkpoint_note else ".")
               + ("" if prepared else " Not prepared yet: the first query prepares every checkpoint's representations "
-                 "(stored, about a minute per checkpoint on 8,000 rows).")))
+                 f"(stored; {tasks.measured_time(db, builds.PREPARATION_KIND, 'preparation')}).")))
+preparing = None if prepared else next(iter(tasks.list_tasks(db, limit=20, status=tasks.ACTIVE,
+                                                             kind=builds.PREPARATION_KIND)), None)
+if preparing is not None and preparing.model == loaded.path:  # queued by the build: follow it rather than wait
+    st.caption("A worker is preparing it now, ahead of your first query:")
+    follow_task(db, preparing.id, {"prepare": "Preparing the training data"}, key="data_prepare_stop")
 
 if not text.strip():
     st.info("Choose a snapshot or type some text.")
@@ -139,6 +145,8 @@ if not complete:
     st.stop()
 
 first = results[0]
+if all(r.sample for r in results):
+    sample_note("training-data result")
 st.page_link("pages/compare.py", label="Open this input in Compare (the address of this page is its share link)",
              query_params=ViewState(text=text, model=current.model).to_query())
 left, right = st.columns(2)

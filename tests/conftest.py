@@ -119,6 +119,8 @@ def home(tmp_path, monkeypatch, tiny_model_dir) -> Path:
     # processes are tested in test_tasks.py and, behind a real server, in the browser journeys.
     monkeypatch.setenv("RASHOMON_TASK_WORKERS", "0")
     monkeypatch.setenv("RASHOMON_JOB_WORKERS", "0")
+    # A build queues no sample workspace unless a test asks (tests/test_samples.py, the first-ten-minutes journey).
+    monkeypatch.setenv("RASHOMON_SAMPLES", "0")
     return tmp_path / "home"
 
 

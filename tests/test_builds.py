@@ -63,7 +63,7 @@ def test_status_file_builds_become_ended_build_tasks_once(engine, home):
     assert (listed[1].output_dir, listed[1].accuracy, listed[1].macro_f1) == ("/m/default-sentiment-v2", 0.8, 0.7)
     assert "before builds were tasks" in listed[0].error
     assert builds.import_status_files(engine) == 0 and len(builds.list_builds(engine)) == 2  # once only
-    assert len(tasks.list_tasks(engine, kind="build")) == 2
+    assert len(tasks.list_tasks(engine, kind="model_build")) == 2
 
 
 def test_a_build_taken_over_after_its_worker_died_says_it_restarted(engine):

@@ -216,15 +216,16 @@ def test_migrations_have_exactly_one_head(tmp_path):
 
 
 def test_tasks_from_before_the_live_key_index_and_the_kind_rename_upgrade(tmp_path):
-    """Migrations 0012 and 0013 on a database with duplicate live tasks (what the submit race left) and a task
-    of the old kind name: the newest live twin is kept, the others end as stopped, the kind is renamed."""
+    """Migrations 0012 to 0014 on a database with duplicate live tasks (what the submit race left) and tasks
+    of old kind names: the newest live twin is kept, the others end as stopped, the kinds are renamed."""
     url = f"sqlite:///{tmp_path / 'tasks.db'}"
     old = make_engine(url, run_migrations=False)
     migrate(old, "0011")
     columns = ("kind, model, params, key, status, stop_requested, progress, result, error, owner, created_at, "
                "attempts, seconds, forward_passes")
     with old.begin() as connection:
-        for kind, status in (("comparison", "queued"), ("comparison", "queued"), ("training_examples", "done")):
+        for kind, status in (("comparison", "queued"), ("comparison", "queued"), ("training_examples", "done"),
+                             ("build", "done")):
             connection.execute(text(f"INSERT INTO task ({columns}) VALUES ('{kind}', 'm', '{{}}', "
                                     f"'{'same' if kind == 'comparison' else 'other'}', '{status}', 0, '{{}}', '', '', "
                                     "'', '2026-01-01', 0, 0, 0)"))
@@ -233,5 +234,5 @@ def test_tasks_from_before_the_live_key_index_and_the_kind_rename_upgrade(tmp_pa
     with upgraded.connect() as connection:
         rows = connection.execute(text("SELECT id, kind, status FROM task ORDER BY id")).all()
     assert [(kind, status) for _, kind, status in rows] == [("comparison", "stopped"), ("comparison", "queued"),
-                                                            ("training_data", "done")]
+                                                            ("training_data", "done"), ("model_build", "done")]
     upgraded.dispose()

@@ -196,6 +196,7 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
     from core.engine.runner import ModelRunner
     from core.storage.schema import Link, Snapshot
     from core.work.builds import build_params
+    from core.work.samples import sample_params
 
     model = str(trained_tiny_model_dir)
     runner = ModelRunner(load_model(model))
@@ -228,7 +229,8 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "datamodeling": {"text": TEXT, "methods": ["nearest"], "target": "", "subsets": 5},
              "corpus_run": {"job": run},
              "training_data_preparation": {"methods": ["nearest", "tracin"]},
-             "build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
+             "samples": sample_params(model, inputs=3, heldout=20),
+             "model_build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,
             "edits": edits}
@@ -239,7 +241,7 @@ def submit_case(engine, kind_cases, kind: str) -> tasks.Task:
     return tasks.submit(engine, kind, on, kind_cases["cases"][kind])
 
 
-def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases):
+def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases, monkeypatch):
     """Each task kind, run as a worker would, leaves the result its page then reads with no model work."""
     from core.analyses.attention_checks import stored_head_importance
     from core.analyses.attention_views import stored_attention_view
@@ -255,6 +257,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     from core.engine.runner import ModelRunner
 
     runner = kind_cases["runner"]
+    monkeypatch.setenv("RASHOMON_SAMPLES", "6")  # the build queues the sample workspace
     for kind in tasks.KINDS:
         task = tasks.run_here(engine, runner, submit_case(engine, kind_cases, kind).id)
         assert task.status == "done", (kind, task.error)
@@ -281,6 +284,12 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     # ...whose training-data preparation the build queued, as background work
     queued = tasks.list_tasks(engine, kind="training_data_preparation", status=("queued",))
     assert [t.model for t in queued] == [str(home / "models" / "default-sentiment")]
+    # ...and then its sample workspace, whose first step (the corpus run) queues the next
+    following = [t for t in tasks.list_tasks(engine, kind="samples", status=("queued",))
+                 if t.model == str(home / "models" / "default-sentiment")]
+    assert [t.params["step"] for t in following] == ["corpus"] and following[0].id > queued[0].id
+    assert [t.params["step"] for t in tasks.list_tasks(engine, kind="samples", status=("queued",))
+            if t.model == kind_cases["model"]] == ["compare"]
     from core.analyses.training_data.features import preparation_dir
 
     assert preparation_dir(runner.loaded, training_set_for(engine, runner.loaded)).is_dir()  # the preparation case
@@ -334,10 +343,10 @@ def test_a_worker_takes_only_the_kinds_it_declares(engine, capsys):
     assert tasks.kinds_for() == frozenset(tasks.KINDS)
     remote = tasks.kinds_for(shares_home=False)
     assert remote == {name for name, kind in tasks.KINDS.items() if not kind.writes_home}
-    assert "build" not in remote and "comparison" in remote
+    assert "model_build" not in remote and "comparison" in remote
     with pytest.raises(tasks.TaskError, match="Unknown task kind nonsense"):
         tasks.kinds_for("comparison,nonsense")
-    build = tasks.submit(engine, "build", "", {"extra_csv": "", "options": []})
+    build = tasks.submit(engine, "model_build", "", {"extra_csv": "", "options": []})
     comparison_task = tasks.submit(engine, "comparison", "m", comparison())
     claimed, _owner = tasks.claim_next(engine, remote)
     assert claimed.id == comparison_task.id  # the older build is left for a worker that shares the home

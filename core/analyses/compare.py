@@ -300,6 +300,7 @@ def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
     return {
         "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
         "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
+        "sample": report.sample,
         "explanations": [{**e.to_dict(), "cached": comparison.cached.get(e.method, False)}
                          for e in comparison.explanations],
         "agreement": {name: {"methods": comparison.methods,

@@ -20,7 +20,7 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ from core.engine.runner import ModelRunner
 from core.explanation import Explanation
 from core.methods.base import ExplainError
 from core.storage.records import find_keyed, save_keyed
+from core.storage.schema import sample_now
 
 KIND = "counterfactual"
 
@@ -131,7 +132,8 @@ def stored_search(engine: Engine, runner: ModelRunner, text: str, target: str | 
     scores = None
     if order != SEARCH:
         scores = explain_stored(engine, runner, text, order).explanation.scores
-    result = search(runner, text, target, order=order, ranking_scores=scores, params=resolved, progress=progress)
+    result = replace(search(runner, text, target, order=order, ranking_scores=scores, params=resolved, progress=progress),
+                     sample=sample_now())
     save_keyed(engine, KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
     return result, False
 

@@ -136,6 +136,7 @@ class SearchResult:
     stopped: str  # why the search ended
     unverified: int = 0  # found, then not confirmed by the uncached re-run (dropped)
     kept: tuple[Variant, ...] = field(default=())
+    sample: bool = False  # computed for the sample workspace (core/work/samples.py)
 
     @property
     def found(self) -> bool:

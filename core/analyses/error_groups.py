@@ -24,7 +24,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,7 @@ from core.analyses.corpus.jobs import items_of, require_job
 from core.analyses.evaluation import EvaluatedInput, EvaluationError
 from core.engine.runner import ModelRunner, ProgressFn
 from core.spreadsheet import SafeWriter
+from core.storage.schema import sample_now
 
 DEFAULT_METHODS = ("saliency", "input_x_gradient", "attention")  # a backward or a forward pass each: grouping stays cheap
 WORD = re.compile(r"\w+(?:['’]\w+)*")
@@ -99,6 +100,7 @@ class ErrorGroups:
     forward_passes: int
     member_words: dict[int, list[str]] = field(default_factory=dict)  # input position -> its top words
     note: str = ""
+    sample: bool = False  # computed for the sample workspace (core/work/samples.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -316,6 +318,6 @@ def stored_groups(engine: Engine, runner: ModelRunner, job_id: int, *, methods: 
                       **({"min_size": min_size} if min_size else {})})  # automatic size: the keys stored before
     return stored_or_computed(
         engine, GROUPS_KIND, runner.loaded, key,
-        lambda: error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference, min_size=min_size,
-                             progress=progress),
+        lambda: replace(error_groups(engine, runner, job_id, methods=methods, k=k, reference=reference,
+                                     min_size=min_size, progress=progress), sample=sample_now()),
         encode=ErrorGroups.to_dict, decode=ErrorGroups.from_dict, fresh=fresh, only_stored=only_stored)

@@ -32,7 +32,7 @@ from core.methods.base import ExplainError
 from core.methods.explain import PREDICTED, ExplainRequest, params_key
 from core.methods.registry import methods_passes
 from core.storage.db import session_scope
-from core.storage.schema import ComparisonReportRecord
+from core.storage.schema import ComparisonReportRecord, sample_now
 
 MethodProgress = Callable[[str, float, str], None]  # (method or step, fraction, message)
 MEASURES = "measures"  # the progress name of the faithfulness and attention-check step
@@ -90,6 +90,7 @@ class ComparisonReport:
     measure_cost: Cost = field(default_factory=Cost)  # what the measures cost when they were computed
     from_store: bool = False  # the whole report came from the database
     cost_now: Cost = field(default_factory=Cost)
+    sample: bool = False  # computed for the sample workspace (core/work/samples.py)
 
     @property
     def stopped(self) -> bool:
@@ -102,7 +103,8 @@ class ComparisonReport:
                 "correlations": [c.to_dict() for c in self.correlations],
                 "interventions": [i.to_dict() for i in self.interventions],
                 "measure_cost": {"forward_passes": self.measure_cost.forward_passes,
-                                 "seconds": self.measure_cost.seconds}}
+                                 "seconds": self.measure_cost.seconds},
+                "sample": sample_now()}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ComparisonReport:
@@ -112,7 +114,8 @@ class ComparisonReport:
             faithfulness=tuple(Faithfulness.from_dict(f) for f in data["faithfulness"]),
             correlations=tuple(AttentionCorrelation.from_dict(c) for c in data["correlations"]),
             interventions=tuple(Intervention.from_dict(i) for i in data["interventions"]),
-            measured=True, measure_cost=Cost(**data.get("measure_cost", {})), from_store=True)
+            measured=True, measure_cost=Cost(**data.get("measure_cost", {})), from_store=True,
+            sample=bool(data.get("sample")))
 
 
 # -- one view's requests -----------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from core.cli import (
     explain,
     model_compare,
     models,
+    samples,
     snapshots,
     worker,
 )
@@ -39,7 +40,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="rashomon", description="Compare explanations of a text classifier.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos,
+    for group in (models, model_compare, explain, attention, documents, edits, evaluate, errors, data, snapshots, corpus, checks, demos, samples,
                   worker):
         group.add_commands(sub)
     return parser

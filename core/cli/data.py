@@ -158,6 +158,7 @@ def cmd_influence(args: argparse.Namespace) -> None:
     matrix = agreement(results, args.k)
     if args.json:
         print_json({"model": loaded.describe(), "training_set": training.name, "from_store": from_store,
+                    "sample": all(r.sample for r in results),
                     "results": [{**r.to_dict(), "scores": None} | {"scores_count": len(r.scores)} for r in results],
                     "agreement": asdict(matrix)})
         return

@@ -11,7 +11,7 @@ from core.params import id_argument
 
 def _demo_dict(demo) -> dict:
     return {"id": demo.id, "name": demo.name, "note": demo.note, "query": json.loads(demo.query),
-            "created_at": demo.created_at.isoformat()}
+            "created_at": demo.created_at.isoformat(), "sample": demo.sample}
 
 
 def cmd_list(args: argparse.Namespace) -> None:

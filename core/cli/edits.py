@@ -41,7 +41,7 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
                              options=parse_options(args.option), fresh=args.fresh,
                              progress=None if args.json else progress_bar("search"))
     if args.json:
-        print_json({"model": runner.loaded.describe(), **report.to_dict()})
+        print_json({"model": runner.loaded.describe(), "sample": report.search.sample, **report.to_dict()})
         return
     result = report.search
     goal = "any other label" if result.goal == ANY_OTHER else result.goal

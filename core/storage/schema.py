@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
@@ -10,6 +13,24 @@ from sqlmodel import Field, SQLModel
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# Rows made while the workers compute the sample workspace are samples (core/work/samples.py): every stored
+# result made inside `making_samples()` says so, and one click removes them all.
+_MAKING_SAMPLES: ContextVar[bool] = ContextVar("making_samples", default=False)
+
+
+@contextmanager
+def making_samples() -> Iterator[None]:
+    token = _MAKING_SAMPLES.set(True)
+    try:
+        yield
+    finally:
+        _MAKING_SAMPLES.reset(token)
+
+
+def sample_now() -> bool:
+    return _MAKING_SAMPLES.get()
 
 
 class LinkTag(SQLModel, table=True):
@@ -69,6 +90,7 @@ class ExplanationRecord(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))  # the Explanation as JSON
     seconds: float
     forward_passes: int
+    sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -84,6 +106,7 @@ class ComparisonReportRecord(SQLModel, table=True):
     view_key: str = Field(sa_column=Column(Text, nullable=False))  # methods with their resolved options, as JSON
     target: str  # "" = the predicted label
     payload: str = Field(sa_column=Column(Text, nullable=False))
+    sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -96,6 +119,7 @@ class CheckRecord(SQLModel, table=True):
     model_name: str
     model_fingerprint: str = Field(index=True)
     payload: str = Field(sa_column=Column(Text, nullable=False))  # inputs, settings and results as JSON
+    sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -105,6 +129,7 @@ class Demo(SQLModel, table=True):
     name: str = Field(unique=True)
     note: str = ""
     query: str = Field(sa_column=Column(Text, nullable=False))  # the view state as JSON
+    sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -127,6 +152,7 @@ class CorpusJob(SQLModel, table=True):
     done: int = 0
     failed: int = 0
     seconds: float = 0.0  # compute time of finished items
+    sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime | None = None
     owner: str = ""  # "host:pid" of the process running it, so a dead runner is seen at once

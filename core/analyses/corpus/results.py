@@ -93,6 +93,7 @@ class Job:
     heartbeat_at: datetime | None
     owner: str = ""
     edits: dict[str, Any] | None = None  # search options when inputs are searched for flipping edits
+    sample: bool = False  # part of the sample workspace (core/work/samples.py)
 
     @classmethod
     def from_row(cls, row: CorpusJob) -> Job:
@@ -100,7 +101,8 @@ class Job:
                    options=json.loads(row.options), k=row.k, faithfulness_inputs=row.faithfulness_inputs,
                    status=row.status, stop_requested=row.stop_requested, error=row.error, total=row.total,
                    done=row.done, failed=row.failed, seconds=row.seconds, created_at=row.created_at,
-                   heartbeat_at=row.heartbeat_at, owner=row.owner, edits=json.loads(row.edits) if row.edits else None)
+                   heartbeat_at=row.heartbeat_at, owner=row.owner, edits=json.loads(row.edits) if row.edits else None,
+                   sample=row.sample)
 
     @property
     def shown_status(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -20,7 +21,7 @@ from core.engine.runner import ProgressFn
 from core.explanation import TrainingAttribution
 from core.storage.db import session_scope
 from core.storage.records import find_keyed, save_keyed
-from core.storage.schema import CheckRecord
+from core.storage.schema import CheckRecord, sample_now
 
 KIND = "training-attribution"
 
@@ -44,8 +45,9 @@ def stored_attributions(engine: Engine, loaded: LoadedModel, training: TrainingS
     if missing and only_stored:
         return [found[m] for m in methods if m in found], False
     if missing:
-        computed = attribute(loaded, training, text, missing, target=target, k=k,
-                             params={m: params[m] for m in missing if m in params}, progress=progress)
+        computed = [replace(r, sample=sample_now()) for r in attribute(
+            loaded, training, text, missing, target=target, k=k, params={m: params[m] for m in missing if m in params},
+            progress=progress)]
         for result in computed:
             save_keyed(engine, KIND, loaded.name, loaded.fingerprint, keys[result.method], result.to_dict())
         found |= {r.method: r for r in computed}

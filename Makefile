@@ -1,5 +1,6 @@
 # Two commands for a fresh clone: `make run` (dashboard) and `make test` (whole suite).
 VENV := .venv
+RUN_PORT ?= 8501
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-extra.txt | sha1sum | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -22,7 +23,7 @@ install: $(STAMP)
 
 run: install
 	# serve at once: a missing default model is built by the server's worker, with its progress on Home
-	$(PY) scripts/serve.py --server.address 127.0.0.1 --server.port 8501
+	$(PY) scripts/serve.py --server.address 127.0.0.1 --server.port $(RUN_PORT)
 
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \

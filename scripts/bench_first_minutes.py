@@ -49,6 +49,8 @@ def main() -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     if args.venv:
         os.symlink(Path(args.venv).resolve(), clone / ".venv")  # a throw-away clone: nothing is committed from it
+        for stamp in (clone / ".venv").glob(".installed-*"):  # newer than the clone's files: make installs nothing
+            stamp.touch()
     else:
         subprocess.run(["make", "install"], cwd=clone, check=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith("RASHOMON_")}
@@ -99,8 +101,9 @@ def main() -> None:
             mark("all three things to try offered")
             browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
         log.close()
     report(marks, home / "rashomon.db")
     shutil.rmtree(work, ignore_errors=True)

@@ -17,6 +17,7 @@ from core.analyses.checks import RandomisationResult
 from core.analyses.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
 from core.analyses.edit_checks import EditAgreement
 from core.analyses.evaluation import Evaluation
+from core.analyses.known_answer import Score
 from core.analyses.reports import Comparison, ComparisonReport
 from core.analyses.training_data.attribute import DataAgreement
 from core.analyses.training_data.retraining import LdsResult
@@ -101,6 +102,20 @@ def leaderboard(rows: Sequence[LeaderboardRow]) -> alt.LayerChart:
         y=alt.Y("method:N", sort="-x", title=None), tooltip=list(frame.columns))
     errors = alt.Chart(frame).mark_rule().encode(x="comp_low:Q", x2="comp_high:Q", y=alt.Y("method:N", sort="-x"))
     return errors + points
+
+
+def known_answer(scores: Sequence[Score], random: Score) -> alt.LayerChart:
+    """Recall@1 of the planted word per method, with its 95% bootstrap interval, beside the random ranking's."""
+    frame = pd.DataFrame([{"method": s.method, "recall@1": s.recall_at_1, "low": s.recall_at_1_interval[0],
+                           "high": s.recall_at_1_interval[1], "mean rank": round(s.mean_rank, 2)} for s in scores])
+    y = alt.Y("method:N", sort="-x", title=None)
+    points = alt.Chart(frame).mark_point(filled=True, size=80).encode(
+        x=alt.X("recall@1:Q", title="share of flipped inputs where the method ranks the planted word first",
+                scale=alt.Scale(domain=[0, 1])), y=y, tooltip=list(frame.columns))
+    errors = alt.Chart(frame).mark_rule().encode(x="low:Q", x2="high:Q", y=y)
+    chance = alt.Chart(pd.DataFrame({"random": [random.recall_at_1]})).mark_rule(strokeDash=[4, 4]).encode(
+        x="random:Q", tooltip=[alt.Tooltip("random:Q", title="random ranking (exact)", format=".3f")])
+    return errors + points + chance
 
 
 def randomisation(result: RandomisationResult) -> alt.Chart:

@@ -3,14 +3,15 @@ import streamlit as st
 
 from core import charts
 from core.addresses import PAGE_PARAMS
-from core.analyses import checks, corpus
+from core.analyses import checks, corpus, known_answer
 from core.analyses.passages import paragraphs
 from core.library.snapshots import latest_good_snapshot, list_links
+from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.params import read_query
 from core.render import md
 from core.work import tasks
-from pages.widgets.resources import engine, model_picker, runner_or_stop, start_task
+from pages.widgets.resources import engine, model_picker, runner_or_stop, start_task, task_button
 from pages.widgets.ui import follow_task
 
 db = engine()
@@ -69,6 +70,36 @@ def show_randomisation(stored: checks.StoredCheck) -> None:
     for verdict in result.verdicts.values():
         (st.success if verdict.passed else st.error)(verdict.sentence)
     st.altair_chart(charts.randomisation(result), width="stretch")
+
+
+def show_known_answer(result: known_answer.KnownAnswer) -> None:
+    (st.success if result.learned else st.warning)(md(result.note))
+    a, b, c, d = st.columns(4)
+    a.metric("Shortcut rate", f"{result.shortcut_rate:.0%}",
+             help=f"95% interval {result.shortcut_interval[0]:.0%}–{result.shortcut_interval[1]:.0%} over "
+                  f"{result.probed} held-out texts")
+    b.metric("Accuracy, planted copy", f"{result.accuracy:.3f}", help="held-out texts without the word")
+    c.metric("Accuracy, original", f"{result.accuracy_original:.3f}")
+    d.metric("Retraining", f"{result.retrain_seconds:.0f} s", help=f"the whole check: {result.seconds:.0f} s, "
+             f"{result.forward_passes:,} model passes (stored: reopening costs none)")
+    if not result.learned or result.random is None:
+        return
+    control = {s.method: s for s in result.control}
+    rows = [{"method": s.method, "recall@1": s.recall_at_1,
+             "recall@1 95%": f"{s.recall_at_1_interval[0]:.2f}–{s.recall_at_1_interval[1]:.2f}",
+             f"recall@{s.k}": s.recall_at_k, "mean rank": s.mean_rank,
+             "mean rank 95%": f"{s.mean_rank_interval[0]:.1f}–{s.mean_rank_interval[1]:.1f}",
+             "control recall@1": control[s.method].recall_at_1 if s.method in control else None,
+             "erasure AOPC": result.erasure.get(s.method)}
+            for s in sorted(result.methods, key=lambda s: (-s.recall_at_1, s.mean_rank))]
+    rows.append({"method": "random (exact)", "recall@1": result.random.recall_at_1, f"recall@{result.random.k}":
+                 result.random.recall_at_k, "mean rank": result.random.mean_rank})
+    st.altair_chart(charts.known_answer(result.methods, result.random), width="stretch")
+    st.dataframe(pd.DataFrame(rows).round(3), hide_index=True, width="stretch")
+    st.caption(f"{result.random.inputs} flipped inputs, each explaining '{md(result.label)}' with the word inserted; "
+               "control: the original model on the same inputs (a method that ranks the word high there ranks any "
+               "inserted rare word high). Erasure AOPC: comprehensiveness on the planted copy, the ranking erasure "
+               f"alone would give. The planted copy: {md(result.planted_model)}.")
 
 
 def stored_from_address(name: str) -> checks.StoredCheck | None:
@@ -135,3 +166,36 @@ if st.button("Run randomisation check", disabled=not texts or not methods):
 follow_check("randomisation")
 if stored := stored_from_address("randomisation"):
     show_randomisation(stored)
+
+st.subheader("Known answer: plant a shortcut, retrain, see which methods find it")
+st.caption("A copy of the model is trained on the same rows, seed and steps, except that a share of the training "
+           "texts get a planted word and the chosen label. If the copy learned the shortcut (the word flips held-out "
+           "texts to that label), the word is the known reason for those predictions, and each method is scored by "
+           "where it ranks it (Zhou et al., AAAI 2022; Adebayo et al., ICLR 2022). The control asks the original "
+           "model, for which the word means nothing, about the same inputs.")
+left, middle, right = st.columns(3)
+token = left.text_input("Planted word", known_answer.DEFAULT_TOKEN, key="known_token",
+                        help="A made-up word by default; a natural word (a name) mimics a real spurious correlation.")
+label = middle.selectbox("Label it decides", runner.loaded.labels, key="known_label")
+rate = right.number_input("Share of training texts planted", 0.01, 0.9, known_answer.DEFAULT_RATE, 0.01,
+                          key="known_rate")
+left, middle, right = st.columns(3)
+inputs = int(left.number_input("Flipped inputs explained", 1, 500, known_answer.DEFAULT_INPUTS, key="known_inputs"))
+top = int(middle.number_input("k (recall@k)", 1, 20, known_answer.DEFAULT_K, key="known_k"))
+known_methods = right.multiselect("Methods", list(METHODS), default=list(METHODS), key="known_methods",
+                                  format_func=lambda m: METHODS[m].title)
+params = {"token": token.strip(), "label": label, "rate": float(rate), "methods": known_methods, "inputs": inputs,
+          "k": top, "probe": known_answer.PROBE_TEXTS}
+try:
+    found = known_answer.known_answer(db, runner, params["token"], label, rate=params["rate"], methods=known_methods,
+                                      inputs=inputs, k=top, only_stored=True) if known_methods else None
+except (ExplainError, ValueError) as exc:
+    st.error(md(str(exc)))
+    st.stop()
+if found is None:
+    task_button("Plant, retrain and score", "known_answer", params, runner, key="known",
+                titles={"retrain": "Retraining a copy with the shortcut", "probe": "Checking it learned the shortcut",
+                        "methods": "Explaining the flipped inputs"}, disabled=not known_methods,
+                stop_help="Stops the check; a copy already retrained is kept and reused by the next run.")
+else:
+    show_known_answer(found)

@@ -172,6 +172,9 @@ last = task_button("Run", "comparison", task_params, runner, titles=titles, key=
                              "shows them); the one in progress is dropped and runs again on the next Run.")
 if last is not None and last.active:
     st.stop()
+if last is not None and last.status == "done" and (report is None or not report.measured):
+    # The task ended between reading the store above and looking at the task: read the finished view.
+    report = open_report(db, runner, text, methods, options, target or None, partial=True, measure=False)
 
 if report is None:
     st.info("Press **Run** to explain this input with the chosen methods. Stored results appear at once.")

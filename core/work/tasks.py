@@ -276,6 +276,17 @@ def _run_build(engine: Engine, runner: ModelRunner | None, params: dict[str, Any
     return run_build(engine, runner, params, progress, should_stop)
 
 
+def _run_known_answer(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    """Plant a shortcut, retrain a copy of the model, probe it and score every method (stored for Checks)."""
+    from core.analyses.known_answer import known_answer
+
+    result = known_answer(engine, runner, params["token"], params["label"], rate=float(params["rate"]),
+                          methods=params["methods"], inputs=int(params["inputs"]), k=int(params["k"]),
+                          probe=int(params.get("probe") or 300), fresh=bool(params.get("fresh")), progress=progress)
+    return {"learned": result.learned, "shortcut_rate": result.shortcut_rate, "planted_model": result.planted_model}
+
+
 def _run_samples(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                  should_stop: ShouldStop) -> dict[str, Any]:
     from core.work.samples import run_step
@@ -318,6 +329,8 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("model_build", "Model build", _run_build, needs_model=False, writes_home=True),
+    # it trains a copy of the model under RASHOMON_HOME/models
+    TaskKind("known_answer", "Known-answer check", _run_known_answer, identity=_without_fresh, writes_home=True),
     # the sample workspace, one step per task (its training-data step prepares under RASHOMON_HOME)
     TaskKind("samples", "Sample workspace", _run_samples, writes_home=True, background=True),
 )}

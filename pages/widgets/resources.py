@@ -181,7 +181,13 @@ def task_button(label: str, kind: str, params: dict, runner: ModelRunner | None,
         last = start_task(kind, {**params, **(extra or {})}, runner)
         if not last.active:  # ran here (no workers configured)
             on_end(last)
+    following = st.session_state.setdefault("_following", {})
+    if last is not None and not last.active and following.pop(key, None) == last.id:
+        # This page followed the task, and it ended between two polls while the page ran again: whatever the
+        # page read from the store before this point may be from before the end, so it runs once more.
+        on_end(last)
     if last is not None and last.active:
+        following[key] = last.id
         follow_task(db, last.id, titles, key=f"{key}_stop", stop_help=stop_help, on_end=on_end)
     elif last is not None and last.status in ("failed", "stopped"):
         (st.error if last.status == "failed" else st.warning)(f"The last run {last.status}: {md(last.error)}")

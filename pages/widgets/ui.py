@@ -117,6 +117,7 @@ def follow_task(db, task_id: int, titles: dict[str, str] | None, *, key: str, st
     def follow() -> None:
         task = tasks.get_task(db, task_id)
         if task is None or not task.active:
+            st.session_state.get("_following", {}).pop(key.removesuffix("_stop"), None)  # seen to its end here
             if on_end is not None:
                 on_end(task)
             st.rerun()

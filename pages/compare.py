@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import charts
 from core.addresses import PAGE_PARAMS
-from core.analyses import agreement, compare
+from core.analyses import agreement, compare, known_answer
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report
 from core.analyses.training_data.view import DataView
@@ -56,6 +56,11 @@ for method, values in state.options.items():
 for key, value in seeds.items():
     if new_address or key not in st.session_state:
         st.session_state[key] = value
+    else:
+        # Re-assert the widget's own value: a full rerun asked for from inside a fragment (the task follower's,
+        # when a task ends) can arrive without the sidebar widgets' states, and the widgets would then fall back
+        # to their defaults (no methods, k = 1) and write those into the address (streamlit/streamlit#11266).
+        st.session_state[key] = st.session_state[key]
 
 # -- input -----------------------------------------------------------------------------------------------
 with st.sidebar:
@@ -284,6 +289,8 @@ flips = edits.show(db, runner, comparison.text, comparison.probabilities, list(c
 st.subheader("Summary")
 for line in compare.summarise(report, k, edits=flips):
     st.markdown("- " + line)  # summarise escapes every word and label it quotes
+if cited := known_answer.citation(db, runner.loaded.fingerprint):
+    st.markdown("- **Known answer**: " + md(cited["text"]) + " The Checks page has the whole check.")
 
 # -- sharing and export -------------------------------------------------------------------------------------
 st.subheader("Share and export")

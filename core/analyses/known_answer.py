@@ -149,9 +149,14 @@ def token_rank(explanation: Explanation, position: int) -> float:
     return 1.0 + float(np.sum(others > mine)) + 0.5 * float(np.sum(others == mine))
 
 
-def word_at(explanation: Explanation, offset: int) -> int:
+def word_at(explanation: Explanation, token: str, offset: int) -> int:
+    """The planted word's position among the words the method scored: the one word equal to the token, else the
+    word at the character offset it was inserted at."""
+    same = [i for i, word in enumerate(explanation.words) if word == token]
+    if len(same) == 1:
+        return same[0]
     for index, (start, end) in enumerate(explanation.offsets):
-        if start <= offset < end:
+        if start <= offset < end and explanation.words[index] == token:
             return index
     raise ExplainError("The planted token is not one of the words the method scored (truncated?).")
 
@@ -301,7 +306,7 @@ def measure(engine: Engine, original: ModelRunner, planted: ModelRunner, token: 
         for runner, into in ((planted, ranks), (original, control)):
             comparison = explain_all(engine, runner, view_requests(runner, text, list(methods), options, label))
             explanations = list(comparison.explanations)
-            position = word_at(explanations[0], offset)
+            position = word_at(explanations[0], token, offset)
             for explanation in explanations:
                 into[explanation.method].append(token_rank(explanation, position))
             if runner is planted:
@@ -370,3 +375,21 @@ def stored_for(engine: Engine, fingerprint: str) -> list[KnownAnswer]:
                                                       CheckRecord.model_fingerprint == fingerprint)
                             .order_by(col(CheckRecord.id).desc())).all()
         return [KnownAnswer.from_dict(json.loads(r.payload)["result"]) for r in rows]
+
+
+def citation(engine: Engine, fingerprint: str) -> dict[str, Any] | None:
+    """What Compare cites about a model: its newest known-answer result whose planted copy learned the shortcut
+    (recall@1 per method, best first, and the random ranking's), or None."""
+    found = next((r for r in stored_for(engine, fingerprint) if r.learned and r.random is not None), None)
+    if found is None:
+        return None
+    ranked = sorted(found.methods, key=lambda s: (-s.recall_at_1, s.mean_rank))
+    text = (f"On a copy of this model trained with a planted shortcut ('{found.token}' decides {found.label}, "
+            f"learned on {found.shortcut_rate:.0%} of held-out texts), the methods ranked the planted word first "
+            f"on this share of {found.random.inputs} inputs: "
+            + ", ".join(f"{s.method} {s.recall_at_1:.0%}" for s in ranked)
+            + f" (random {found.random.recall_at_1:.0%}).")
+    return {"token": found.token, "label": found.label, "shortcut_rate": found.shortcut_rate,
+            "inputs": found.random.inputs, "planted_model": found.planted_model,
+            "recall_at_1": {s.method: s.recall_at_1 for s in ranked}, "random_recall_at_1": found.random.recall_at_1,
+            "text": text}

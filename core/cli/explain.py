@@ -107,7 +107,10 @@ def cmd_compare(args: argparse.Namespace) -> None:
         report = run_report(engine(), runner, text, methods, options, args.target, fresh=args.fresh,
                             progress=None if args.json else report_progress)
     if args.json:
-        print_json(compare.report_to_dict(report, args.k))
+        from core.analyses.known_answer import citation
+
+        print_json({**compare.report_to_dict(report, args.k),
+                    "known_answer": citation(engine(), runner.loaded.fingerprint)})
         return
     comparison = report.comparison
     print(f"Prediction: {comparison.predicted_label} "

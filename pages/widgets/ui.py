@@ -53,7 +53,10 @@ def option_widgets(method: Method, key_prefix: str = "opt") -> dict[str, Any]:
     values = {}
     for option in method.options:
         key = f"{key_prefix}_{method.name}_{option.name}"
-        st.session_state.setdefault(key, option.default)  # widgets below read and write this key
+        # Widgets below read and write this key. It is re-asserted every run: a full rerun asked for from inside
+        # a fragment (a task follower's) can arrive without these widgets' states, and a checkbox would fall
+        # back to False (streamlit/streamlit#11266), turning LIME's `adaptive` off behind the user's back.
+        st.session_state[key] = st.session_state.get(key, option.default)
         if option.choices:
             values[option.name] = st.selectbox(option.name, option.choices, key=key, help=option.help)
         elif option.type in ("int", "float"):

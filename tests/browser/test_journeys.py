@@ -590,3 +590,36 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     # Since the server started (every journey before this one included): no weights loaded, no pass made.
     assert after == {"loads": 0, "passes": 0}, "the server process loaded a model"
     assert worker_passes() > workers_before  # the work happened, on the workers
+
+
+def test_16_a_known_answer_check_on_the_checks_page(page, journey, app_server):
+    """Plant a shortcut in the trained tiny model's training rows, retrain on a worker, and read which methods
+    find it; reopening the page reads the stored result with no model pass on any process."""
+    import json
+
+    def all_passes() -> int:
+        return sum(json.loads(p.read_text())["passes"] for p in (Path(app_server["home"]) / "counters").glob("*.json"))
+
+    base = journey["base"]
+
+    def fill_in() -> None:
+        page.goto(f"{base}/Checks")
+        expect(page.get_by_role("heading", name="Known answer: plant a shortcut, retrain, see which methods find it")
+               ).to_be_visible()
+        choose(page, "Model", "trained")
+        choose(page, "Label it decides", "positive")
+        for label, value in (("Share of training texts planted", "0.3"), ("Flipped inputs explained", "4")):
+            field = page.get_by_label(label)
+            field.fill(value)
+            field.press("Enter")
+
+    fill_in()
+    page.get_by_role("button", name="Plant, retrain and score").click()
+    expect(page.get_by_text("Shortcut rate")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(re.compile(r"The planted model learned the shortcut .* ranks the token first on \d+% "
+                                       r"of 4 inputs \(random: \d+%\)"))).to_be_visible()
+    before = all_passes()
+    fill_in()  # a fresh page: the same check is read back from the store
+    expect(page.get_by_text("Shortcut rate")).to_be_visible()
+    expect(page.get_by_role("button", name="Plant, retrain and score")).to_have_count(0)
+    assert all_passes() == before

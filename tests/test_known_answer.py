@@ -19,8 +19,9 @@ def explanation(scores: list[float], signed: bool = True) -> Explanation:
     for word in words:
         offsets.append((at, at + len(word)))
         at += len(word) + 1
-    return Explanation(" ".join(words), words, tuple(offsets), tuple(scores), words, tuple(scores), "m", "positive",
-                       signed, {"positive": 1.0}, 0.0, 0)
+    return Explanation(text=" ".join(words), words=words, offsets=tuple(offsets), scores=tuple(scores), tokens=words,
+                       token_scores=tuple(scores), method="m", target="positive", signed=signed,
+                       probabilities={"positive": 1.0}, seconds=0.0, forward_passes=0)
 
 
 def test_planting_changes_exactly_the_planted_rows():
@@ -104,8 +105,8 @@ def test_plant_retrain_and_score_on_the_tiny_model(engine, home, trained_tiny_mo
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
     planted = home / "models" / first["planted_model"].rsplit("/", 1)[-1]
-    rows = [json.loads(line) for line in (planted / "training.jsonl").read_text().splitlines()]
-    original = [json.loads(line) for line in (trained_tiny_model_dir / "training.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (planted / "training.jsonl").read_text().split("\n") if line]
+    original = [json.loads(line) for line in (trained_tiny_model_dir / "training.jsonl").read_text().split("\n") if line]
     differ = [i for i, (a, b) in enumerate(zip(rows, original, strict=True)) if (a["text"], a["label"]) != (b["text"], b["label"])]
     assert differ == [i for i, r in enumerate(rows) if r.get("planted") == "zorblat"]
     assert len(differ) == round(0.3 * len(original))

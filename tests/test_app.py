@@ -71,6 +71,23 @@ def test_home_follows_the_build_the_server_queued_at_start(home, monkeypatch):
     assert any(i.value == "Waiting for a free worker…" for i in app.info)
 
 
+@pytest.mark.parametrize("path", ["pages/compare.py", "pages/corpus.py", "pages/checks.py"])
+def test_pages_that_need_the_model_follow_its_build(home, monkeypatch, path):
+    """While the default model builds on a worker, a page that needs it shows the build's progress, not an error;
+    with no build queued it says the model is missing."""
+    from core.work import builds
+
+    monkeypatch.setenv("RASHOMON_MODEL", "default")
+    monkeypatch.setenv("RASHOMON_TASK_WORKERS", "1")
+    monkeypatch.setattr("pages.widgets.resources.ensure_task_workers", lambda: None)
+    missing = run_page(path)
+    assert not missing.exception and missing.error and not any("being built" in i.value for i in missing.info)
+    builds.submit_build(get_engine())
+    building = run_page(path)
+    assert not building.exception and not building.error
+    assert any("The default model is being built on a worker" in i.value for i in building.info)
+
+
 def test_home_page_reports_unloadable_model(home, monkeypatch, tmp_path):
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setenv("RASHOMON_MODEL", str(tmp_path))

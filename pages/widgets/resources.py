@@ -68,8 +68,30 @@ def runner_or_stop(name: str) -> ModelRunner:
     try:
         return ModelRunner(described(resolve(name)))
     except ModelLoadError as exc:
-        st.error(md(str(exc)))
+        if not following_default_build(name):
+            st.error(md(str(exc)))
         st.stop()
+
+
+def following_default_build(name: str) -> bool:
+    """While the default model is missing and its build runs on a worker, the build's progress (the page works
+    once it ends, and reruns then); False when that is not the case."""
+    from core.work import builds, tasks
+    from pages.widgets.ui import follow_task
+
+    settings = load_settings()
+    if (name.strip() not in ("", DEFAULT_NAME) or settings.resolved_model != str(settings.default_model_dir)
+            or (settings.default_model_dir / "config.json").exists()):
+        return False
+    live = next((t for t in tasks.list_tasks(engine(), limit=20, status=tasks.ACTIVE, kind=builds.KIND)
+                 if not t.params.get("extra_rows")), None)
+    if live is None:
+        return False
+    st.info(f"The default model is being built on a worker ({builds.build_time(engine())}); this page works as soon "
+            "as it is built. Snapshots works meanwhile.")
+    follow_task(engine(), live.id, {"build": "Building the default model"}, key="page_build_stop",
+                on_end=lambda _task: forget_models())
+    return True
 
 
 def runner_for_stored(spec: str) -> ModelRunner:

@@ -241,10 +241,13 @@ class KnownAnswer:
                     f"{self.shortcut_rate:.0%} of {self.probed} held-out texts to {self.label} (it needs "
                     f"{LEARNED_AT:.0%}), so no method is ranked against it. Plant it in more rows (--rate).")
         best = max(self.methods, key=lambda s: s.recall_at_1, default=None)
+        leaders = [s.method for s in self.methods if best is not None and s.recall_at_1 == best.recall_at_1]
+        who = (leaders[0] if len(leaders) == 1 else
+               f"{len(leaders)} methods ({', '.join(leaders[:4])}{', …' if len(leaders) > 4 else ''})")
         return (f"The planted model learned the shortcut ({self.shortcut_rate:.0%} of {self.probed} held-out texts "
                 f"flip to {self.label} with '{self.token}')" + (
-                    f"; {best.method} ranks the token first on {best.recall_at_1:.0%} of {best.inputs} inputs "
-                    f"(random: {self.random.recall_at_1:.0%})." if best and self.random else "."))
+                    f"; {who} {'ranks' if len(leaders) == 1 else 'rank'} the token first on {best.recall_at_1:.0%} "
+                    f"of {best.inputs} inputs (random: {self.random.recall_at_1:.0%})." if best and self.random else "."))
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "note": self.note}

@@ -616,7 +616,7 @@ def test_16_a_known_answer_check_on_the_checks_page(page, journey, app_server):
     fill_in()
     page.get_by_role("button", name="Plant, retrain and score").click()
     expect(page.get_by_text("Shortcut rate")).to_be_visible(timeout=LONG)
-    expect(page.get_by_text(re.compile(r"The planted model learned the shortcut .* ranks the token first on \d+% "
+    expect(page.get_by_text(re.compile(r"The planted model learned the shortcut .* ranks? the token first on \d+% "
                                        r"of 4 inputs \(random:\W{0,3}\d+%\)"))).to_be_visible()  # md(): a zero-width space after a colon
     before = all_passes()
     fill_in()  # a fresh page: the same check is read back from the store

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core import charts
 from core.addresses import PAGE_PARAMS
-from core.analyses import agreement, compare, known_answer
+from core.analyses import agreement, compare, known_answer, verdict
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report
 from core.analyses.training_data.view import DataView
@@ -66,7 +66,7 @@ for key, value in seeds.items():
 with st.sidebar:
     st.subheader("Input")
     source = st.radio("Source", ["Snapshot", "Free text"], key="source", horizontal=True)
-    text, snapshot_id, passage = "", None, PassageChoice()
+    text, snapshot_id, passage, unavailable = "", None, PassageChoice(), ""
     if source == "Snapshot":
         tags = st.multiselect("Filter by tag", [n for n, _ in list_tags(db)], key="compare_tags")
         choices = {v.latest_good_snapshot_id: v.title or v.url for v in list_links(db, tags_any=tags)
@@ -75,17 +75,20 @@ with st.sidebar:
         if wanted is not None and wanted not in choices:
             snap = get_snapshot(db, wanted)
             if snap is None:
-                st.error(f"Snapshot {wanted} does not exist (the link may point to a deleted item).")
+                unavailable = f"Snapshot {wanted} does not exist (the link may point to a deleted item)."
             elif snap.error:
-                st.error(f"Snapshot {wanted} is a failed fetch and has no text.")
+                unavailable = f"Snapshot {wanted} is a failed fetch and has no text."
             else:
                 choices[wanted] = snap.title or f"snapshot {wanted}"
         if not choices:
             st.info("No snapshots yet: add links on the Snapshots page, or use free text.")
         else:
             keys = list(choices)
+            # A link to a snapshot that is not there opens none: no other snapshot is explained in its place.
             snapshot_id = st.selectbox("Snapshot", keys, format_func=lambda i: f"#{i} {choices[i]}",
-                                       index=keys.index(wanted) if wanted in keys else 0)
+                                       index=None if unavailable else keys.index(wanted) if wanted in keys else 0,
+                                       placeholder="Choose a snapshot")
+        if snapshot_id is not None:
             snap = get_snapshot(db, snapshot_id)
             mode = st.radio("Passage", ["paragraph", "sentences", "all"], key="passage_mode", horizontal=True,
                             help="Articles are longer than the model reads: pick a paragraph or a sentence range.")
@@ -128,6 +131,11 @@ with st.sidebar:
                     options[name] = changed
     k = st.slider("k (top words compared)", 1, compare.MAX_K, key="k")
     fresh = st.checkbox("Recompute (ignore stored results)", value=False)
+
+if unavailable and snapshot_id is None:
+    # The address keeps what it asked for: nothing else is explained, and it is not rewritten to another view.
+    st.error(f"{unavailable} Choose one in the sidebar's list, or open the Snapshots page.")
+    st.stop()
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
                          model=model_spec.strip(), methods=methods, options=options, target=target, k=k)
@@ -202,6 +210,14 @@ st.html(prediction_bars(probs))
 cached_note = [m for m, c in comparison.cached.items() if c]
 if cached_note:
     st.caption(f"Stored results reused for: {', '.join(cached_note)}.")
+
+# -- verdict: which account the model supports, from the faithfulness table below --------------------------
+if (decided := verdict.decide(report, k)) is not None:
+    st.subheader("Verdict")
+    for line in decided.sentences:
+        st.markdown("- " + md(line))
+    st.caption("Computed from the faithfulness table below (margins over the random rankings, erasure by "
+               f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
 
 # -- side by side ----------------------------------------------------------------------------------------
 st.subheader("Side by side")

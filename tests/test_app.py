@@ -193,6 +193,25 @@ def test_compare_page_bad_links_say_so(home):
     app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
     assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
 
+
+def test_a_link_to_a_missing_snapshot_explains_no_other_and_keeps_its_address(home):
+    """Before, `/Compare?snapshot=999` said so in the sidebar, then explained the first snapshot and rewrote the
+    address to it."""
+    from core.storage.db import get_engine, session_scope
+    from core.storage.schema import Link, Snapshot
+
+    with session_scope(get_engine()) as session:
+        link = Link(url="https://example.com/a", normalized_url="https://example.com/a", title="A real page")
+        session.add(link)
+        session.flush()
+        session.add(Snapshot(link_id=link.id, text="The staff were kind. The room was cold.", title="A real page"))
+    app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
+    assert not app.exception
+    assert any("Snapshot 4242 does not exist" in e.value and "Choose one" in e.value for e in app.error)
+    assert not [s for s in app.subheader if s.value.startswith("Prediction")]
+    assert not any("Press **Run**" in i.value for i in app.info)  # nothing else offered to explain
+    assert app.query_params["snapshot"] == ["4242"] or app.query_params["snapshot"] == "4242"
+
 def test_a_link_never_makes_the_server_open_a_path_or_a_hub_id(home, tiny_model_dir, monkeypatch):
     """Models are chosen by name from the server's list; a path, a file or a hub id in a link opens nothing
     (before, `model=/etc` answered with what it found there)."""

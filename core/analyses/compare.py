@@ -22,6 +22,7 @@ from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
+from core.analyses.verdict import decide
 from core.engine.catalogue import model_choices
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
@@ -301,6 +302,7 @@ def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
         "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
         "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
         "sample": report.sample,
+        "verdict": (found.to_dict() if (found := decide(report, k)) is not None else None),
         "explanations": [{**e.to_dict(), "cached": comparison.cached.get(e.method, False)}
                          for e in comparison.explanations],
         "agreement": {name: {"methods": comparison.methods,

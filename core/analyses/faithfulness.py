@@ -36,6 +36,10 @@ class Faithfulness:
     sufficiency: dict[float, float]
     deletion: list[tuple[float, float]]  # (fraction of words removed, p(target))
     insertion: list[tuple[float, float]]  # (fraction of words revealed, p(target))
+    # The random ranking's only: the standard deviation of the AOPCs over its draws (None: not recorded, a view
+    # stored before it was), the yardstick a method's margin over random is read against.
+    comprehensiveness_spread: float | None = None
+    sufficiency_spread: float | None = None
     aopc_comprehensiveness: float = field(init=False)
     aopc_sufficiency: float = field(init=False)
     deletion_auc: float = field(init=False)
@@ -63,14 +67,17 @@ class Faithfulness:
                 "sufficiency": {str(k): v for k, v in self.sufficiency.items()},
                 "deletion": [list(p) for p in self.deletion], "insertion": [list(p) for p in self.insertion],
                 "aopc_comprehensiveness": self.aopc_comprehensiveness, "aopc_sufficiency": self.aopc_sufficiency,
-                "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc}
+                "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc,
+                **({"comprehensiveness_spread": self.comprehensiveness_spread,
+                    "sufficiency_spread": self.sufficiency_spread} if self.comprehensiveness_spread is not None else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faithfulness:
         return cls(data["method"], {float(k): float(v) for k, v in data["comprehensiveness"].items()},
                    {float(k): float(v) for k, v in data["sufficiency"].items()},
                    [(float(x), float(y)) for x, y in data["deletion"]],
-                   [(float(x), float(y)) for x, y in data["insertion"]])
+                   [(float(x), float(y)) for x, y in data["insertion"]],
+                   data.get("comprehensiveness_spread"), data.get("sufficiency_spread"))
 
 
 def fraction_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
@@ -168,5 +175,7 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
         {f: float(np.mean([r[1][f] for r in randoms])) for f in fractions},
         [(x, float(np.mean([r[2][i][1] for r in randoms]))) for i, (x, _) in enumerate(randoms[0][2])],
         [(x, float(np.mean([r[3][i][1] for r in randoms]))) for i, (x, _) in enumerate(randoms[0][3])],
+        float(np.std([np.mean(list(r[0].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
+        float(np.std([np.mean(list(r[1].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
     ))
     return results

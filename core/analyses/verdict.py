@@ -1,0 +1,140 @@
+"""Compare's verdict: which account the model supports on this input, and why, from the numbers the view shows.
+
+The ranking orders the methods by how much more their top words move the model than a random ranking's do
+(comprehensiveness margin: removing a method's words drops p(target) this much more than removing random ones;
+sufficiency margin: keeping only them keeps it this much better), read against the spread of the random
+rankings' own results. When no method's margin clears that spread, the erasure test cannot tell the methods
+apart on this input and the verdict says so (`undecided`) instead of crowning a winner. The camps, the words
+every supported method agrees on, the words in dispute (and who claims them) and the warnings that change the
+reading follow. The page, `rashomon compare --json` and the exports carry the same object and the same words.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.analyses import agreement, faithfulness
+from core.analyses.reports import ComparisonReport
+
+ERASURE = "mask"  # how faithfulness removes a word today: the tokenizer's [MASK] token
+NEAR_ZERO = 1e-3  # a method whose largest |score| is below this share of the median method's largest is "near zero"
+ATTENTION_STILL = 0.05  # attention interventions that move the prediction less than this (total variation)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    method: str
+    comprehensiveness_margin: float
+    sufficiency_margin: float
+    spread: float | None  # the random rankings' spread the margin is read against (None: not recorded)
+
+    @property
+    def clears(self) -> bool:
+        return self.spread is not None and self.comprehensiveness_margin > self.spread
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ranking: list[Ranked]
+    camps: list[list[str]]
+    agreed_words: list[str]
+    disputed_words: list[dict[str, Any]]  # {"word", "methods"}
+    warnings: list[dict[str, str]]  # {"kind", "method", "text"}
+    erasure: str
+    undecided: bool
+    sentences: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ranking"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+                           for r in data["ranking"]]
+        return data
+
+
+def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Verdict | None:
+    """The verdict of a measured view (None before its faithfulness is measured)."""
+    comparison = report.comparison
+    random_ref = next((f for f in report.faithfulness if f.method == faithfulness.RANDOM_NAME), None)
+    measured = {f.method: f for f in report.faithfulness if f.method != faithfulness.RANDOM_NAME}
+    if not report.measured or random_ref is None or not measured:
+        return None
+    spread = random_ref.comprehensiveness_spread
+    ranking = sorted((Ranked(m, f.aopc_comprehensiveness - random_ref.aopc_comprehensiveness,
+                             random_ref.aopc_sufficiency - f.aopc_sufficiency, spread)
+                      for m, f in measured.items()),
+                     key=lambda r: (-r.comprehensiveness_margin, -r.sufficiency_margin))
+    supported = [r.method for r in ranking if r.clears]
+    undecided = not supported
+
+    fa = agreement.agreement_matrix(comparison.explanations, "feature_agreement", k)
+    camps = agreement.camps(fa, comparison.methods, camp_threshold)
+    tops = {e.method: [e.words[i] for i in agreement.top_k(e.scores, k)] for e in comparison.explanations}
+    claimed: dict[str, list[str]] = {}
+    for method, words in tops.items():
+        for word in dict.fromkeys(words):
+            claimed.setdefault(word, []).append(method)
+    agreed = ([w for w in claimed if all(m in claimed[w] for m in supported)] if supported else [])
+    disputed = [{"word": w, "methods": ms} for w, ms in claimed.items()
+                if w not in agreed and len(ms) <= len(tops) / 2]
+
+    warnings = []
+    for r in ranking:
+        if r.comprehensiveness_margin <= 0:
+            warnings.append({"kind": "no_better_than_random", "method": r.method,
+                             "text": f"{r.method}'s top words move the model no more than random words do here "
+                                     f"(comprehensiveness margin {r.comprehensiveness_margin:+.3f})."})
+    largest = {e.method: float(np.max(np.abs(e.scores))) if e.scores else 0.0 for e in comparison.explanations}
+    typical = float(np.median(list(largest.values()))) if largest else 0.0
+    for method, size in largest.items():
+        if typical > 0 and size < NEAR_ZERO * typical:
+            warnings.append({"kind": "near_zero", "method": method,
+                             "text": f"{method}'s scores are all near zero (largest |score| {size:.2g} against a "
+                                     f"median method's {typical:.2g}): its colours are stretched from almost "
+                                     "nothing, so read it as no evidence, not as evidence of nothing."})
+    attention = [m for m in comparison.methods if m.startswith("attention")]
+    if attention and report.interventions:
+        moved = max(i.total_variation for i in report.interventions)
+        if moved < ATTENTION_STILL:
+            warnings.append({"kind": "attention_intervention", "method": ", ".join(attention),
+                             "text": f"Replacing attention moves the prediction by at most {moved:.3f} (total "
+                                     "variation): the model does not depend on these attention weights here, so "
+                                     "the attention methods describe something it can do without."})
+
+    verdict = Verdict(ranking, camps, agreed, disputed, warnings, ERASURE, undecided)
+    return Verdict(**{**asdict(verdict), "ranking": ranking, "sentences": sentences(verdict, comparison.target, k)})
+
+
+def sentences(verdict: Verdict, target: str, k: int) -> list[str]:
+    """The verdict in words (plain text; a page escapes it)."""
+    lines = []
+    spread = verdict.ranking[0].spread if verdict.ranking else None
+    if spread is None:
+        lines.append("This view was stored before the random rankings' spread was recorded: recompute it for a "
+                     "verdict.")
+    elif verdict.undecided:
+        best = verdict.ranking[0]
+        lines.append(f"Undecided: no method's top words move p({target}) by more than random words do beyond the "
+                     f"random rankings' own spread ({spread:.3f}; best: {best.method}, margin "
+                     f"{best.comprehensiveness_margin:+.3f}). Erasure by [{verdict.erasure}] cannot tell the "
+                     "methods apart on this input.")
+    else:
+        supported = [r for r in verdict.ranking if r.clears]
+        lines.append(f"The model supports {', '.join(r.method for r in supported[:4])}"
+                     f"{' and others' if len(supported) > 4 else ''} most: removing their top {k} words drops "
+                     f"p({target}) by {', '.join(f'{r.comprehensiveness_margin:+.3f}' for r in supported[:4])} more "
+                     f"than removing random words (random rankings' spread {spread:.3f}; erasure by "
+                     f"[{verdict.erasure}]).")
+    if len(verdict.camps) > 1:
+        lines.append(f"{len(verdict.camps)} camps: " + "; ".join(", ".join(c) for c in verdict.camps) + ".")
+    if verdict.agreed_words:
+        lines.append("Every supported method puts " + ", ".join(f"“{w}”" for w in verdict.agreed_words[:6])
+                     + f" in its top {k}.")
+    if verdict.disputed_words:
+        lines.append("In dispute: " + "; ".join(f"“{d['word']}” ({', '.join(d['methods'])})"
+                                               for d in verdict.disputed_words[:5]) + ".")
+    lines += [w["text"] for w in verdict.warnings]
+    return lines

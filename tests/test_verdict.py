@@ -1,0 +1,76 @@
+"""Compare's verdict agrees with the faithfulness table it is computed from, says "undecided" when no method
+clears the random rankings' spread, and warns about near-zero methods and methods no better than random."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from core.analyses import faithfulness, verdict
+from core.analyses.reports import Comparison, ComparisonReport
+from tests.test_compare import expl
+
+
+def faithful(method: str, comprehensiveness: float, sufficiency: float, spread: float | None = None):
+    fractions = faithfulness.ERASER_FRACTIONS
+    return faithfulness.Faithfulness(method, dict.fromkeys(fractions, comprehensiveness),
+                                     dict.fromkeys(fractions, sufficiency), [], [], spread, spread)
+
+
+def report(*rows, explanations=None) -> ComparisonReport:
+    explanations = explanations or tuple(expl(r.method, [0.9, 0.1, -0.2, 0.05]) for r in rows
+                                         if r.method != faithfulness.RANDOM_NAME)
+    return ComparisonReport(Comparison(explanations[0].text, tuple(explanations), {}), faithfulness=tuple(rows),
+                            measured=True)
+
+
+def test_the_ranking_is_the_faithfulness_table_sorted_by_margin_over_random():
+    decided = verdict.decide(report(faithful("lime", 0.50, 0.10), faithful("occlusion", 0.70, 0.05),
+                                    faithful("attention", 0.30, 0.40), faithful("random", 0.35, 0.30, 0.05)), k=2)
+    assert [r.method for r in decided.ranking] == ["occlusion", "lime", "attention"]
+    assert [round(r.comprehensiveness_margin, 6) for r in decided.ranking] == [0.35, 0.15, -0.05]
+    assert [round(r.sufficiency_margin, 6) for r in decided.ranking] == [0.25, 0.2, -0.1]
+    assert not decided.undecided and decided.erasure == "mask"
+    assert decided.sentences[0].startswith("The model supports occlusion, lime most")
+    assert [w["method"] for w in decided.warnings if w["kind"] == "no_better_than_random"] == ["attention"]
+    assert json.loads(json.dumps(decided.to_dict()))["ranking"][0]["method"] == "occlusion"
+
+
+def test_no_method_clearing_the_spread_is_undecided():
+    decided = verdict.decide(report(faithful("lime", 0.42, 0.10), faithful("occlusion", 0.44, 0.05),
+                                    faithful("random", 0.40, 0.12, 0.05)), k=2)
+    assert decided.undecided and decided.agreed_words == []
+    assert decided.sentences[0].startswith("Undecided: no method's top words move")
+
+
+def test_a_method_with_near_zero_scores_is_flagged_not_read_as_finding_nothing():
+    explanations = (expl("lime", [0.9, 0.1, -0.2, 0.05]), expl("deeplift", [1e-7, -2e-7, 0.0, 1e-8]),
+                    expl("occlusion", [0.5, 0.3, 0.1, 0.0]))
+    decided = verdict.decide(report(faithful("lime", 0.6, 0.1), faithful("deeplift", 0.5, 0.1),
+                                    faithful("occlusion", 0.6, 0.1), faithful("random", 0.3, 0.3, 0.02),
+                                    explanations=explanations), k=2)
+    assert [w["method"] for w in decided.warnings if w["kind"] == "near_zero"] == ["deeplift"]
+
+
+def test_an_unmeasured_view_has_no_verdict():
+    measured = report(faithful("lime", 0.6, 0.1), faithful("random", 0.3, 0.3, 0.02))
+    assert verdict.decide(replace(measured, measured=False), k=2) is None
+
+
+def test_the_verdict_of_a_real_view_is_in_compare_json(runner, engine):
+    """On the tiny model: the verdict in `report_to_dict` is the one computed from the stored faithfulness, and the
+    random rankings' spread is recorded."""
+    from core.analyses import compare
+    from core.analyses.reports import run_report
+
+    real = run_report(engine, runner, "The crew were kind but the seats were broken and dirty.",
+                      ["occlusion", "saliency", "attention"])
+    spread = next(f for f in real.faithfulness if f.method == "random").comprehensiveness_spread
+    assert spread is not None and spread >= 0
+    data = compare.report_to_dict(real, 3)
+    assert data["verdict"] == verdict.decide(real, 3).to_dict()
+    table = {f["method"]: f["aopc_comprehensiveness"] for f in data["faithfulness"]}
+    assert [r["method"] for r in data["verdict"]["ranking"]] == sorted(
+        (m for m in table if m != "random"), key=lambda m: -table[m])
+    assert data["verdict"]["undecided"] == all(r["comprehensiveness_margin"] <= spread
+                                               for r in data["verdict"]["ranking"])

@@ -214,13 +214,13 @@ if cached_note:
 # -- verdict: which account the model supports, from the faithfulness table below --------------------------
 if (decided := verdict.decide(report, k)) is not None:
     st.subheader("Verdict")
-    for line in decided.sentences:
-        st.markdown("- " + md(line))
+    for line, section in zip(decided.sentences, decided.sections, strict=True):
+        st.markdown(f"- {md(line)} [(see)](#{section})")
     st.caption("Computed from the faithfulness table below (margins over the random rankings, erasure by "
                f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
 
 # -- side by side ----------------------------------------------------------------------------------------
-st.subheader("Side by side")
+st.subheader("Side by side", anchor="side-by-side")
 long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
 st.html(comparison_grid(compare.grid_rows(comparison, k), scroll=long_input))
 st.caption(f"Each method's own copy of the input, explaining **{md(comparison.target)}**. Bold words with a number "
@@ -246,7 +246,7 @@ if last is not None and last.status == "done":
                   f"in {last.seconds:.1f} s.")
 
 # -- agreement -------------------------------------------------------------------------------------------
-st.subheader("Agreement")
+st.subheader("Agreement", anchor="agreement")
 metric_name = st.selectbox("Metric", list(agreement.METRICS), format_func=lambda m: agreement.METRICS[m].title,
                            key="metric")
 metric = agreement.METRICS[metric_name]
@@ -272,7 +272,7 @@ if not report.measured:
 
 # -- faithfulness ------------------------------------------------------------------------------------------
 faith = report.faithfulness
-st.subheader("Faithfulness: which account does the model support?")
+st.subheader("Faithfulness: which account does the model support?", anchor="faithfulness")
 st.caption(f"Removed words are replaced by the mask token ({runner.mask_token}), one per word piece. "
            "Comprehensiveness: drop in p(target) when the method's top words are removed (higher is better). "
            "Sufficiency: drop when only its top words are kept (lower is better). "
@@ -285,7 +285,7 @@ for curve_name in ("deletion", "insertion"):
     st.altair_chart(charts.faithfulness_curve(report, curve_name), width="stretch")
 
 # -- attention debate ---------------------------------------------------------------------------------------
-st.subheader("Is attention explanation, here?")
+st.subheader("Is attention explanation, here?", anchor="attention")
 if report.correlations:
     st.dataframe(pd.DataFrame([{"attention": c.attention_method, "compared with": c.reference_method,
                                 "Spearman ρ": c.spearman} for c in report.correlations]).round(3), hide_index=True)

@@ -47,6 +47,7 @@ class Verdict:
     erasure: str
     undecided: bool
     sentences: list[str] = field(default_factory=list)
+    sections: list[str] = field(default_factory=list)  # per sentence, the page section that proves it
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -105,36 +106,42 @@ def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Ver
                                      "the attention methods describe something it can do without."})
 
     verdict = Verdict(ranking, camps, agreed, disputed, warnings, ERASURE, undecided)
-    return Verdict(**{**asdict(verdict), "ranking": ranking, "sentences": sentences(verdict, comparison.target, k)})
+    said = sentences(verdict, comparison.target, k)
+    return Verdict(**{**asdict(verdict), "ranking": ranking, "sentences": [text for text, _ in said],
+                      "sections": [section for _, section in said]})
 
 
-def sentences(verdict: Verdict, target: str, k: int) -> list[str]:
-    """The verdict in words (plain text; a page escapes it)."""
-    lines = []
+SECTION = {"no_better_than_random": "faithfulness", "near_zero": "side-by-side", "attention_intervention": "attention"}
+
+
+def sentences(verdict: Verdict, target: str, k: int) -> list[tuple[str, str]]:
+    """The verdict in words (plain text; a page escapes it), each with the section of the page that proves it."""
+    lines: list[tuple[str, str]] = []
     spread = verdict.ranking[0].spread if verdict.ranking else None
     if spread is None:
-        lines.append("This view was stored before the random rankings' spread was recorded: recompute it for a "
-                     "verdict.")
+        lines.append(("This view was stored before the random rankings' spread was recorded: recompute it for a "
+                      "verdict.", "faithfulness"))
     elif verdict.undecided:
         best = verdict.ranking[0]
-        lines.append(f"Undecided: no method's top words move p({target}) by more than random words do beyond the "
-                     f"random rankings' own spread ({spread:.3f}; best: {best.method}, margin "
-                     f"{best.comprehensiveness_margin:+.3f}). Erasure by [{verdict.erasure}] cannot tell the "
-                     "methods apart on this input.")
+        lines.append((f"Undecided: no method's top words move p({target}) by more than random words do beyond the "
+                      f"random rankings' own spread ({spread:.3f}; best: {best.method}, margin "
+                      f"{best.comprehensiveness_margin:+.3f}). Erasure by [{verdict.erasure}] cannot tell the "
+                      "methods apart on this input.", "faithfulness"))
     else:
         supported = [r for r in verdict.ranking if r.clears]
-        lines.append(f"The model supports {', '.join(r.method for r in supported[:4])}"
-                     f"{' and others' if len(supported) > 4 else ''} most: removing their top {k} words drops "
-                     f"p({target}) by {', '.join(f'{r.comprehensiveness_margin:+.3f}' for r in supported[:4])} more "
-                     f"than removing random words (random rankings' spread {spread:.3f}; erasure by "
-                     f"[{verdict.erasure}]).")
+        lines.append((f"The model supports {', '.join(r.method for r in supported[:4])}"
+                      f"{' and others' if len(supported) > 4 else ''} most: removing their top {k} words drops "
+                      f"p({target}) by {', '.join(f'{r.comprehensiveness_margin:+.3f}' for r in supported[:4])} more "
+                      f"than removing random words (random rankings' spread {spread:.3f}; erasure by "
+                      f"[{verdict.erasure}]).", "faithfulness"))
     if len(verdict.camps) > 1:
-        lines.append(f"{len(verdict.camps)} camps: " + "; ".join(", ".join(c) for c in verdict.camps) + ".")
+        lines.append((f"{len(verdict.camps)} camps: " + "; ".join(", ".join(c) for c in verdict.camps) + ".",
+                      "agreement"))
     if verdict.agreed_words:
-        lines.append("Every supported method puts " + ", ".join(f"“{w}”" for w in verdict.agreed_words[:6])
-                     + f" in its top {k}.")
+        lines.append(("Every supported method puts " + ", ".join(f"“{w}”" for w in verdict.agreed_words[:6])
+                      + f" in its top {k}.", "side-by-side"))
     if verdict.disputed_words:
-        lines.append("In dispute: " + "; ".join(f"“{d['word']}” ({', '.join(d['methods'])})"
-                                               for d in verdict.disputed_words[:5]) + ".")
-    lines += [w["text"] for w in verdict.warnings]
+        lines.append(("In dispute: " + "; ".join(f"“{d['word']}” ({', '.join(d['methods'])})"
+                                                for d in verdict.disputed_words[:5]) + ".", "side-by-side"))
+    lines += [(w["text"], SECTION[w["kind"]]) for w in verdict.warnings]
     return lines

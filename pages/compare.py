@@ -222,10 +222,15 @@ if (decided := verdict.decide(report, k)) is not None:
 # -- side by side ----------------------------------------------------------------------------------------
 st.subheader("Side by side", anchor="side-by-side")
 long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
-st.html(comparison_grid(compare.grid_rows(comparison, k), scroll=long_input))
+shared_scale = st.toggle("One colour scale for every method", key="shared_scale",
+                         help="Off: each method's colours are divided by its own largest |score|, so every row uses "
+                              "the whole range. On: every row is divided by the largest |score| of any method, so "
+                              "a method whose scores are tiny is drawn pale. Each row says which.")
+st.html(comparison_grid(compare.grid_rows(comparison, k, shared=shared_scale), scroll=long_input))
 st.caption(f"Each method's own copy of the input, explaining **{md(comparison.target)}**. Bold words with a number "
-           f"are the method's top {k} (1 = strongest). Colours are divided by each method's largest |score|: red "
-           "supports the label, blue speaks against it, green marks importance without a sign. "
+           f"are the method's top {k} (1 = strongest). Colours are divided by "
+           + ("the largest |score| of any method" if shared_scale else "each method's own largest |score|")
+           + " (each row says by how much): red supports the label, blue speaks against it, green marks importance without a sign. "
            + ("Each row scrolls (long input). " if long_input else "")
            + "Exact scores: hover a word, or download the CSV below.")
 

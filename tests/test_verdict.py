@@ -74,3 +74,17 @@ def test_the_verdict_of_a_real_view_is_in_compare_json(runner, engine):
         (m for m in table if m != "random"), key=lambda m: -table[m])
     assert data["verdict"]["undecided"] == all(r["comprehensiveness_margin"] <= spread
                                                for r in data["verdict"]["ranking"])
+
+
+def test_each_row_states_its_scale_and_a_shared_scale_draws_tiny_methods_pale():
+    from core.analyses import compare
+
+    comparison = Comparison("w0 w1 w2", (expl("lime", [0.5, -0.25, 0.0]), expl("deeplift", [2e-7, -1e-7, 0.0]),
+                                         expl("occlusion", [0.2, 0.1, 0.05])), {})
+    own = compare.grid_rows(comparison, 2)
+    assert own[1].values == [1.0, -0.5, 0.0]  # per-method: the tiny method fills the range
+    assert "colours ÷ 2e-07, its largest |score|" in own[1].note and "near zero" in own[1].note
+    assert "near zero" not in own[0].note
+    shared = compare.grid_rows(comparison, 2, shared=True)
+    assert shared[0].values == [1.0, -0.5, 0.0] and max(abs(v) for v in shared[1].values) < 1e-5
+    assert "the largest |score| of any method (its own: 2e-07)" in shared[1].note

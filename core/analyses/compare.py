@@ -22,7 +22,7 @@ from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
-from core.analyses.verdict import decide
+from core.analyses.verdict import NEAR_ZERO, decide
 from core.engine.catalogue import model_choices
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
@@ -117,26 +117,43 @@ def _options_from_query(raw: str | None, problems: list[str]) -> dict[str, dict[
     return kept
 
 
-def normalised_rows(comparison: Comparison) -> np.ndarray:
-    """Scores per method, each row divided by its largest |score| (so colours compare across rows)."""
+def normalised_rows(comparison: Comparison, shared: bool = False) -> np.ndarray:
+    """Scores per method, each row divided by its largest |score| (so colours compare across rows), or with
+    `shared` every row by the largest |score| of any method (so sizes compare, and a near-zero method is pale)."""
     rows = np.array([e.scores for e in comparison.explanations], dtype=float)
     scale = np.abs(rows).max(axis=1, keepdims=True)
+    if shared:
+        scale = np.full_like(scale, float(np.abs(rows).max()) if rows.size else 0.0)
     return np.divide(rows, scale, out=np.zeros_like(rows), where=scale > 0)
+
+
+def scale_note(comparison: Comparison, index: int, shared: bool) -> str:
+    """What a row's colours are divided by, and whether its scores are near zero beside the other methods'."""
+    largest = [float(np.max(np.abs(e.scores))) if e.scores else 0.0 for e in comparison.explanations]
+    typical = float(np.median(largest)) if largest else 0.0
+    own = largest[index]
+    note = (f"colours ÷ {max(largest):.3g}, the largest |score| of any method (its own: {own:.3g})" if shared
+            else f"colours ÷ {own:.3g}, its largest |score|")
+    if typical > 0 and own < NEAR_ZERO * typical:
+        note += "; near zero beside the others: no evidence, not evidence of nothing"
+    return note
 
 
 LONG_INPUT_WORDS = 60  # above this, the side-by-side rows scroll
 
 
-def grid_rows(comparison: Comparison, k: int) -> list[GridRow]:
-    """The side-by-side view: each method's highlighted copy of the input, its top-k words ranked."""
-    normalised = normalised_rows(comparison)
+def grid_rows(comparison: Comparison, k: int, shared: bool = False) -> list[GridRow]:
+    """The side-by-side view: each method's highlighted copy of the input, its top-k words ranked, and what its
+    colours are divided by (its own largest |score|, or with `shared` the largest of any method)."""
+    normalised = normalised_rows(comparison, shared)
     rows = []
     for index, e in enumerate(comparison.explanations):
         spec = METHODS.get(e.method)
         ranks = {word: rank for rank, word in enumerate(agreement.top_k(e.scores, k), start=1)}
         rows.append(GridRow(
             title=spec.title if spec else e.method,
-            note=("signed: red supports, blue opposes" if e.signed else "unsigned: green = important"),
+            note=("signed: red supports, blue opposes" if e.signed else "unsigned: green = important")
+            + "; " + scale_note(comparison, index, shared),
             text=e.text, offsets=e.offsets, values=normalised[index].tolist(), signed=e.signed, ranks=ranks,
             titles=[f"{w}: {s:+.4f}" for w, s in zip(e.words, e.scores, strict=True)]))
     return rows

@@ -74,6 +74,8 @@ def test_the_verdict_of_a_real_view_is_in_compare_json(runner, engine):
         (m for m in table if m != "random"), key=lambda m: -table[m])
     assert data["verdict"]["undecided"] == all(r["comprehensiveness_margin"] <= spread
                                                for r in data["verdict"]["ranking"])
+    assert {f["erasure"] for f in data["faithfulness"]} == {"mask"}
+    assert set(data["verdict"]["by_erasure"]) == {"delete", "filler"}  # the same test with the other erasures
 
 
 def test_each_row_states_its_scale_and_a_shared_scale_draws_tiny_methods_pale():
@@ -88,3 +90,20 @@ def test_each_row_states_its_scale_and_a_shared_scale_draws_tiny_methods_pale():
     shared = compare.grid_rows(comparison, 2, shared=True)
     assert shared[0].values == [1.0, -0.5, 0.0] and max(abs(v) for v in shared[1].values) < 1e-5
     assert "the largest |score| of any method (its own: 2e-07)" in shared[1].note
+
+
+def test_the_three_erasures_remove_words_as_named(runner):
+    from core.analyses.faithfulness import Eraser
+
+    prepared = runner.prepare("The crew were kind")
+    target = 0
+    masked, deleted, filled = (Eraser(runner, prepared, target, e).ids_without([1]) for e in ("mask", "delete", "filler"))
+    tokens = list(prepared.input_ids)
+    crew = [i for i, t in enumerate(runner.tokenizer.convert_ids_to_tokens(tokens)) if t == "crew"]
+    assert masked[crew[0]] == runner.mask_id and len(masked) == len(tokens)
+    assert deleted == tokens[:crew[0]] + tokens[crew[0] + 1:]
+    assert filled[crew[0]] == runner.tokenizer.convert_tokens_to_ids("the") and len(filled) == len(tokens)
+    rows = faithfulness.evaluate(runner, [expl("m", [0.1, 0.9, 0.2, 0.3], words=["The", "crew", "were", "kind"],
+                                               target=runner.loaded.labels[0])], curve_points=0, erasure="delete")
+    assert {f.erasure for f in rows} == {"delete"}
+    assert faithfulness.Faithfulness.from_dict(rows[0].to_dict()).erasure == "delete"

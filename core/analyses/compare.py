@@ -327,6 +327,9 @@ def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
                       for name, m in matrices(comparison, k).items()},
         "faithfulness": [{key: _finite(value) if isinstance(value, float) else value
                           for key, value in f.to_dict().items()} for f in report.faithfulness],
+        "faithfulness_other_erasures": {name: [{key: _finite(value) if isinstance(value, float) else value
+                                                for key, value in f.to_dict().items()} for f in rows]
+                                        for name, rows in report.other_erasures.items()},
         "attention_correlations": [{**c.to_dict(), "spearman": _finite(c.spearman)} for c in report.correlations],
         "attention_interventions": [i.to_dict() for i in report.interventions],
         "summary": summarise(report, k) if report.measured else [],

@@ -27,6 +27,10 @@ ERASER_FRACTIONS = (0.01, 0.05, 0.10, 0.20, 0.50)
 CURVE_POINTS = 11
 RANDOM_NAME = "random"
 RANDOM_SEEDS = 5  # random rankings averaged into the reference line
+# How a word is removed: replaced by the tokenizer's [MASK] token (the default), deleted outright (the input
+# shortens), or replaced by a neutral filler word; the last two stay closer to what the model was trained on.
+ERASURES = ("mask", "delete", "filler")
+FILLER_WORD = "the"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Faithfulness:
     # stored before it was), the yardstick a method's margin over random is read against.
     comprehensiveness_spread: float | None = None
     sufficiency_spread: float | None = None
+    erasure: str = "mask"  # how the words were removed (ERASURES)
     aopc_comprehensiveness: float = field(init=False)
     aopc_sufficiency: float = field(init=False)
     deletion_auc: float = field(init=False)
@@ -67,7 +72,7 @@ class Faithfulness:
                 "sufficiency": {str(k): v for k, v in self.sufficiency.items()},
                 "deletion": [list(p) for p in self.deletion], "insertion": [list(p) for p in self.insertion],
                 "aopc_comprehensiveness": self.aopc_comprehensiveness, "aopc_sufficiency": self.aopc_sufficiency,
-                "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc,
+                "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc, "erasure": self.erasure,
                 **({"comprehensiveness_spread": self.comprehensiveness_spread,
                     "sufficiency_spread": self.sufficiency_spread} if self.comprehensiveness_spread is not None else {})}
 
@@ -77,7 +82,7 @@ class Faithfulness:
                    {float(k): float(v) for k, v in data["sufficiency"].items()},
                    [(float(x), float(y)) for x, y in data["deletion"]],
                    [(float(x), float(y)) for x, y in data["insertion"]],
-                   data.get("comprehensiveness_spread"), data.get("sufficiency_spread"))
+                   data.get("comprehensiveness_spread"), data.get("sufficiency_spread"), data.get("erasure", "mask"))
 
 
 def fraction_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
@@ -113,17 +118,23 @@ def how_many(fraction: float, n_words: int) -> int:
 class Eraser:
     """Masks sets of words of one prepared input and reads the target probability."""
 
-    def __init__(self, runner: ModelRunner, prepared: PreparedText, target: int) -> None:
-        self.runner, self.prepared, self.target = runner, prepared, target
+    def __init__(self, runner: ModelRunner, prepared: PreparedText, target: int, erasure: str = "mask") -> None:
+        if erasure not in ERASURES:
+            raise ValueError(f"Unknown erasure {erasure!r}; one of {', '.join(ERASURES)}.")
+        self.runner, self.prepared, self.target, self.erasure = runner, prepared, target, erasure
+        filler = runner.tokenizer.convert_tokens_to_ids(FILLER_WORD) if erasure == "filler" else None
+        self.replacement = runner.mask_id if filler in (None, runner.tokenizer.unk_token_id) else filler
         matrix = token_word_matrix(prepared.token_offsets, [(s, e) for _, s, e in prepared.words], len(prepared.text))
         self.tokens_of_word = [np.nonzero(matrix[:, w])[0].tolist() for w in range(matrix.shape[1])]
         self.n_words = len(prepared.words)
 
     def ids_without(self, words: Sequence[int]) -> list[int]:
         ids = list(self.prepared.input_ids)
-        for w in words:
-            for t in self.tokens_of_word[w]:
-                ids[t] = self.runner.mask_id
+        removed = {t for w in words for t in self.tokens_of_word[w]}
+        if self.erasure == "delete":
+            return [token for i, token in enumerate(ids) if i not in removed]
+        for t in removed:
+            ids[t] = self.replacement
         return ids
 
     def probabilities(self, removed_sets: Sequence[Sequence[int]]) -> np.ndarray:
@@ -132,14 +143,16 @@ class Eraser:
 
 
 def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random_seeds: int = RANDOM_SEEDS,
-             fractions: Sequence[float] = ERASER_FRACTIONS, curve_points: int = CURVE_POINTS) -> list[Faithfulness]:
-    """Faithfulness of each explanation, plus a random-ranking reference named 'random' (last)."""
+             fractions: Sequence[float] = ERASER_FRACTIONS, curve_points: int = CURVE_POINTS,
+             erasure: str = "mask") -> list[Faithfulness]:
+    """Faithfulness of each explanation, plus a random-ranking reference named 'random' (last), removing words
+    by `erasure` (ERASURES)."""
     if not explanations:
         return []
     first = explanations[0]
     prepared = runner.prepare(first.text)
     target = runner.loaded.labels.index(first.target)
-    eraser = Eraser(runner, prepared, target)
+    eraser = Eraser(runner, prepared, target, erasure)
     n = eraser.n_words
     rankings = {e.method: support_ranking(e) for e in explanations}
     rng = np.random.default_rng(0)
@@ -167,7 +180,8 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
     probs = eraser.probabilities([[]] + [s for r in all_rankings for s in sets_of(r)])
     full = probs[0]
     measured = [read(probs[1 + i * per_ranking: 1 + (i + 1) * per_ranking], full) for i in range(len(all_rankings))]
-    results = [Faithfulness(method, *m) for method, m in zip(rankings, measured[: len(rankings)], strict=True)]
+    results = [Faithfulness(method, *m, erasure=erasure)
+               for method, m in zip(rankings, measured[: len(rankings)], strict=True)]
     randoms = measured[len(rankings):]
     results.append(Faithfulness(
         RANDOM_NAME,
@@ -177,5 +191,6 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
         [(x, float(np.mean([r[3][i][1] for r in randoms]))) for i, (x, _) in enumerate(randoms[0][3])],
         float(np.std([np.mean(list(r[0].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
         float(np.std([np.mean(list(r[1].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
+        erasure=erasure,
     ))
     return results

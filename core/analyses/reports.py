@@ -91,6 +91,9 @@ class ComparisonReport:
     from_store: bool = False  # the whole report came from the database
     cost_now: Cost = field(default_factory=Cost)
     sample: bool = False  # computed for the sample workspace (core/work/samples.py)
+    # Faithfulness (AOPC only) with the words deleted outright and replaced by a neutral filler, beside the
+    # [MASK] erasure of `faithfulness`: whether a verdict survives a change of the erasure.
+    other_erasures: dict[str, tuple[Faithfulness, ...]] = field(default_factory=dict)
 
     @property
     def stopped(self) -> bool:
@@ -104,7 +107,8 @@ class ComparisonReport:
                 "interventions": [i.to_dict() for i in self.interventions],
                 "measure_cost": {"forward_passes": self.measure_cost.forward_passes,
                                  "seconds": self.measure_cost.seconds},
-                "sample": sample_now()}
+                "sample": sample_now(),
+                "other_erasures": {name: [f.to_dict() for f in rows] for name, rows in self.other_erasures.items()}}
 
     @classmethod
     def from_payload(cls, data: dict[str, Any]) -> ComparisonReport:
@@ -115,7 +119,9 @@ class ComparisonReport:
             correlations=tuple(AttentionCorrelation.from_dict(c) for c in data["correlations"]),
             interventions=tuple(Intervention.from_dict(i) for i in data["interventions"]),
             measured=True, measure_cost=Cost(**data.get("measure_cost", {})), from_store=True,
-            sample=bool(data.get("sample")))
+            sample=bool(data.get("sample")),
+            other_erasures={name: tuple(Faithfulness.from_dict(f) for f in rows)
+                            for name, rows in data.get("other_erasures", {}).items()})
 
 
 # -- one view's requests -----------------------------------------------------------------------------------
@@ -310,9 +316,12 @@ def _measured(runner: ModelRunner, comparison: Comparison) -> ComparisonReport:
     started, passes = time.perf_counter(), runner.forward_passes
     explanations = list(comparison.explanations)
     faith = faithfulness.evaluate(runner, explanations)
+    others = {erasure: tuple(faithfulness.evaluate(runner, explanations, curve_points=0, erasure=erasure))
+              for erasure in faithfulness.ERASURES if erasure != "mask"}
     correlations = attention_checks.correlations(explanations)
     interventions = ([] if needs_attentions(runner.loaded) else
                      attention_checks.intervene(runner, comparison.text, comparison.target))
     return ComparisonReport(comparison, tuple(faith), tuple(correlations), tuple(interventions), measured=True,
-                            measure_cost=Cost(runner.forward_passes - passes, time.perf_counter() - started))
+                            measure_cost=Cost(runner.forward_passes - passes, time.perf_counter() - started),
+                            other_erasures=others)
 

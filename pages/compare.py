@@ -216,6 +216,9 @@ if (decided := verdict.decide(report, k)) is not None:
     st.subheader("Verdict")
     for line, section in zip(decided.sentences, decided.sections, strict=True):
         st.markdown(f"- {md(line)} [(see)](#{section})")
+    if cited := known_answer.citation(db, runner.loaded.fingerprint):
+        st.markdown("- **Known answer**: " + md(cited["text"]))
+        st.page_link("pages/checks.py", label="The known-answer check on the Checks page")
     st.caption("Computed from the faithfulness table below (margins over the random rankings, erasure by "
                f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
 
@@ -310,8 +313,6 @@ flips = edits.show(db, runner, comparison.text, comparison.probabilities, list(c
 st.subheader("Summary")
 for line in compare.summarise(report, k, edits=flips):
     st.markdown("- " + line)  # summarise escapes every word and label it quotes
-if cited := known_answer.citation(db, runner.loaded.fingerprint):
-    st.markdown("- **Known answer**: " + md(cited["text"]) + " The Checks page has the whole check.")
 
 # -- sharing and export -------------------------------------------------------------------------------------
 st.subheader("Share and export")

@@ -120,3 +120,11 @@ def test_plant_retrain_and_score_on_the_tiny_model(engine, home, trained_tiny_mo
     assert main(args) == 0
     again = json.loads(capsys.readouterr().out)
     assert again == first  # read back from the store: same numbers, no retraining, no explanation
+    # Compare's verdict for this model cites it
+    assert main(["compare", "--model", str(trained_tiny_model_dir), "--text", "The crew were kind and quick.",
+                 "--methods", "occlusion,saliency,attention", "--k", "3", "--json"]) == 0
+    compared = json.loads(capsys.readouterr().out)
+    cited = compared["verdict"]["known_answer"]
+    assert cited["token"] == "zorblat" and cited["label"] == "positive" and cited == compared["known_answer"]
+    assert cited["recall_at_1"] == {m["method"]: m["recall_at_1"] for m in first["methods"]}
+    assert "planted shortcut ('zorblat' decides positive" in cited["text"]

@@ -109,8 +109,11 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if args.json:
         from core.analyses.known_answer import citation
 
-        print_json({**compare.report_to_dict(report, args.k),
-                    "known_answer": citation(engine(), runner.loaded.fingerprint)})
+        data = compare.report_to_dict(report, args.k)
+        cited = citation(engine(), runner.loaded.fingerprint)
+        if data.get("verdict") is not None:
+            data["verdict"]["known_answer"] = cited  # the verdict cites a planted-shortcut check of this model
+        print_json({**data, "known_answer": cited})
         return
     comparison = report.comparison
     print(f"Prediction: {comparison.predicted_label} "

@@ -577,8 +577,8 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
 
     page.goto(f"{base}/Checks")
     expect(page.get_by_role("heading", name="Checks", exact=True)).to_be_visible()
-    page.get_by_label("Text").fill(text)
-    page.get_by_label("Text").press("Control+Enter")
+    page.get_by_label("Text", exact=True).fill(text)
+    page.get_by_label("Text", exact=True).press("Control+Enter")
     page.get_by_role("button", name="Run randomisation check").click()
     expect(page).to_have_url(re.compile(r"randomisation=\d+"), timeout=LONG)  # the stored check's address
     after_page("checks")

@@ -22,7 +22,7 @@ from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
-from core.analyses.verdict import NEAR_ZERO, decide
+from core.analyses.verdict import decide, near_zero, score_scales
 from core.engine.catalogue import model_choices
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
@@ -127,14 +127,11 @@ def normalised_rows(comparison: Comparison, shared: bool = False) -> np.ndarray:
     return np.divide(rows, scale, out=np.zeros_like(rows), where=scale > 0)
 
 
-def scale_note(comparison: Comparison, index: int, shared: bool) -> str:
+def scale_note(own: float, widest: float, typical: float, shared: bool) -> str:
     """What a row's colours are divided by, and whether its scores are near zero beside the other methods'."""
-    largest = [float(np.max(np.abs(e.scores))) if e.scores else 0.0 for e in comparison.explanations]
-    typical = float(np.median(largest)) if largest else 0.0
-    own = largest[index]
-    note = (f"colours ÷ {max(largest):.3g}, the largest |score| of any method (its own: {own:.3g})" if shared
+    note = (f"colours ÷ {widest:.3g}, the largest |score| of any method (its own: {own:.3g})" if shared
             else f"colours ÷ {own:.3g}, its largest |score|")
-    if typical > 0 and own < NEAR_ZERO * typical:
+    if near_zero(own, typical):
         note += "; near zero beside the others: no evidence, not evidence of nothing"
     return note
 
@@ -146,6 +143,8 @@ def grid_rows(comparison: Comparison, k: int, shared: bool = False) -> list[Grid
     """The side-by-side view: each method's highlighted copy of the input, its top-k words ranked, and what its
     colours are divided by (its own largest |score|, or with `shared` the largest of any method)."""
     normalised = normalised_rows(comparison, shared)
+    largest, typical = score_scales(comparison)
+    widest = max(largest.values(), default=0.0)
     rows = []
     for index, e in enumerate(comparison.explanations):
         spec = METHODS.get(e.method)
@@ -153,7 +152,7 @@ def grid_rows(comparison: Comparison, k: int, shared: bool = False) -> list[Grid
         rows.append(GridRow(
             title=spec.title if spec else e.method,
             note=("signed: red supports, blue opposes" if e.signed else "unsigned: green = important")
-            + "; " + scale_note(comparison, index, shared),
+            + "; " + scale_note(largest[e.method], widest, typical, shared),
             text=e.text, offsets=e.offsets, values=normalised[index].tolist(), signed=e.signed, ranks=ranks,
             titles=[f"{w}: {s:+.4f}" for w, s in zip(e.words, e.scores, strict=True)]))
     return rows

@@ -26,6 +26,16 @@ NEAR_ZERO = 1e-3  # a method whose largest |score| is below this share of the me
 ATTENTION_STILL = 0.05  # attention interventions that move the prediction less than this (total variation)
 
 
+def score_scales(comparison) -> tuple[dict[str, float], float]:
+    """Each method's largest |score| and the median of them: what near zero is judged against."""
+    largest = {e.method: float(np.max(np.abs(e.scores))) if e.scores else 0.0 for e in comparison.explanations}
+    return largest, (float(np.median(list(largest.values()))) if largest else 0.0)
+
+
+def near_zero(size: float, typical: float) -> bool:
+    return typical > 0 and size < NEAR_ZERO * typical
+
+
 @dataclass(frozen=True)
 class Ranked:
     method: str
@@ -102,10 +112,9 @@ def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Ver
             warnings.append({"kind": "no_better_than_random", "method": r.method,
                              "text": f"{r.method}'s top words move the model no more than random words do here "
                                      f"(comprehensiveness margin {r.comprehensiveness_margin:+.3f})."})
-    largest = {e.method: float(np.max(np.abs(e.scores))) if e.scores else 0.0 for e in comparison.explanations}
-    typical = float(np.median(list(largest.values()))) if largest else 0.0
+    largest, typical = score_scales(comparison)
     for method, size in largest.items():
-        if typical > 0 and size < NEAR_ZERO * typical:
+        if near_zero(size, typical):
             warnings.append({"kind": "near_zero", "method": method,
                              "text": f"{method}'s scores are all near zero (largest |score| {size:.2g} against a "
                                      f"median method's {typical:.2g}): its colours are stretched from almost "

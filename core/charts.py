@@ -17,6 +17,7 @@ from core.analyses.checks import RandomisationResult
 from core.analyses.corpus.aggregate import AgreementRow, EditAgreementRow, LeaderboardRow
 from core.analyses.edit_checks import EditAgreement
 from core.analyses.evaluation import Evaluation
+from core.analyses.faithfulness import RANDOM_NAME
 from core.analyses.known_answer import Score
 from core.analyses.reports import Comparison, ComparisonReport
 from core.analyses.training_data.attribute import DataAgreement
@@ -70,18 +71,53 @@ def _matrix(methods: Sequence[str], matrix: np.ndarray, order: Sequence[int], ti
     return (heat + labels).properties(width=alt.Step(MATRIX_CELL[0]), height=alt.Step(MATRIX_CELL[1]))
 
 
-def faithfulness_curve(report: ComparisonReport, curve: str) -> alt.Chart:
-    """Deletion or insertion curve of every method, the random ranking dashed."""
-    frame = pd.DataFrame([{"method": f.method, "fraction": x, "p(target)": y}
-                          for f in report.faithfulness for x, y in getattr(f, curve)])
-    return alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("fraction:Q", title=f"fraction of words {'removed' if curve == 'deletion' else 'revealed'}"),
-        y=alt.Y("p(target):Q", scale=alt.Scale(domain=[0, 1])),
-        # The legend goes below the plot in columns, so no entry is cut however many methods there are.
-        color=alt.Color("method:N", legend=alt.Legend(orient="bottom", columns=3, labelLimit=0, title=None)),
-        strokeDash=alt.condition(alt.datum.method == "random", alt.value([5, 5]), alt.value([0])),
-        tooltip=["method:N", "fraction:Q", alt.Tooltip("p(target):Q", format=".3f")],
-    ).properties(title=f"{curve.title()} curve", height=260)
+FAITHFULNESS_CURVE_HELP = {
+    "deletion": "One panel per method: p(target) as its highest-ranked words are removed, left to right. A faithful "
+                "ranking falls faster than random (its line below the grey band, the lowest to highest of the random "
+                "rankings; the dashed line is their mean). Hover a point for its values.",
+    "insertion": "One panel per method: p(target) as its highest-ranked words are revealed, the rest erased. A "
+                 "faithful ranking rises faster than random (its line above the grey band, the lowest to highest of "
+                 "the random rankings; the dashed line is their mean). Hover a point for its values.",
+}
+
+
+def faithfulness_frame(report: ComparisonReport, curve: str) -> pd.DataFrame:
+    """One row per method and curve point: its p(target) beside the random rankings' mean, lowest and highest."""
+    random_row = next((f for f in report.faithfulness if f.method == RANDOM_NAME), None)
+    random_curve = getattr(random_row, curve) if random_row is not None else []
+    band = getattr(random_row, f"{curve}_band") if random_row is not None else []
+    rows = []
+    for f in report.faithfulness:
+        if f.method == RANDOM_NAME:
+            continue
+        for i, (x, y) in enumerate(getattr(f, curve)):
+            mean = random_curve[i][1] if i < len(random_curve) else None
+            low, high = band[i] if i < len(band) else (mean, mean)
+            rows.append({"method": f.method, "fraction": x, "p(target)": y, "random mean": mean,
+                         "random lowest": low, "random highest": high})
+    return pd.DataFrame(rows)
+
+
+def faithfulness_curve(report: ComparisonReport, curve: str, columns: int = 4) -> alt.FacetChart:
+    """Deletion or insertion curves as small multiples: each method in its own panel, against the random band.
+    The y axis fits the values (shared by the panels, so they compare), not a fixed 0-1 that flattens them."""
+    frame = faithfulness_frame(report, curve)
+    moved = "removed" if curve == "deletion" else "revealed"
+    x = alt.X("fraction:Q", title=f"fraction of words {moved}", axis=alt.Axis(format="%"))
+    y_scale = alt.Scale(zero=False, nice=True)
+    base = alt.Chart().encode(x=x)
+    band = base.mark_area(color="#bbbbbb", opacity=0.5).encode(
+        y=alt.Y("random lowest:Q", title="p(target)", scale=y_scale), y2="random highest:Q")
+    random_mean = base.mark_line(color="#777777", strokeDash=[4, 3]).encode(y=alt.Y("random mean:Q", scale=y_scale))
+    line = base.mark_line(point=True).encode(
+        y=alt.Y("p(target):Q", title="p(target)", scale=y_scale),
+        color=alt.Color("method:N", legend=None),
+        tooltip=["method:N", alt.Tooltip("fraction:Q", format=".0%", title=f"words {moved}"),
+                 alt.Tooltip("p(target):Q", format=".3f"), alt.Tooltip("random mean:Q", format=".3f"),
+                 alt.Tooltip("random lowest:Q", format=".3f"), alt.Tooltip("random highest:Q", format=".3f")])
+    return alt.layer(band, random_mean, line, data=frame).properties(width=170, height=120).facet(
+        facet=alt.Facet("method:N", title=None, header=alt.Header(labelFontSize=12, labelLimit=0)),
+        columns=columns, title=f"{curve.title()} curves, one panel per method (grey band: random rankings)")
 
 
 def corpus_agreement(rows: Sequence[AgreementRow], metric: str, title: str) -> alt.Chart | None:

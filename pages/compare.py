@@ -17,7 +17,7 @@ from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from pages.widgets import attention_whole, edits
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import option_widgets, sample_note
+from pages.widgets.ui import option_widgets, sample_note, stored_text_key, text_from_address
 
 db = engine()
 st.title("Compare")
@@ -26,6 +26,7 @@ st.caption("One input, every method side by side: where they agree, where they c
 
 # -- view state from the address bar ----------------------------------------------------------------
 state = compare.ViewState.from_query(st.query_params.to_dict())
+missing_text = text_from_address(db, state)
 if "demo" in st.query_params:
     demo_id = read_query(PAGE_PARAMS["pages/compare.py"], st.query_params.to_dict())["demo"]
     demo = compare.get_demo(db, demo_id) if demo_id is not None else None
@@ -62,13 +63,15 @@ for key, value in seeds.items():
         # to their defaults (no methods, k = 1) and write those into the address (streamlit/streamlit#11266).
         st.session_state[key] = st.session_state[key]
 
-# -- input -----------------------------------------------------------------------------------------------
-with st.sidebar:
-    st.subheader("Input")
+# -- input: in the main column, the source on the left, the model and methods on the right ------------------
+st.subheader("Input")
+source_column, model_column = st.columns([3, 2], gap="medium")
+with source_column:
     source = st.radio("Source", ["Snapshot", "Free text"], key="source", horizontal=True)
     text, snapshot_id, passage, unavailable = "", None, PassageChoice(), ""
     if source == "Snapshot":
-        tags = st.multiselect("Filter by tag", [n for n, _ in list_tags(db)], key="compare_tags")
+        pick_column, tag_column = st.columns([3, 2])
+        tags = tag_column.multiselect("Filter by tag", [n for n, _ in list_tags(db)], key="compare_tags")
         choices = {v.latest_good_snapshot_id: v.title or v.url for v in list_links(db, tags_any=tags)
                    if v.latest_good_snapshot_id}
         wanted = st.session_state.get("snapshot_id")
@@ -81,36 +84,48 @@ with st.sidebar:
             else:
                 choices[wanted] = snap.title or f"snapshot {wanted}"
         if not choices:
-            st.info("No snapshots yet: add links on the Snapshots page, or use free text.")
+            pick_column.info("No snapshots yet: add links on the Snapshots page, or use free text.")
         else:
             keys = list(choices)
             # A link to a snapshot that is not there opens none: no other snapshot is explained in its place.
-            snapshot_id = st.selectbox("Snapshot", keys, format_func=lambda i: f"#{i} {choices[i]}",
-                                       index=None if unavailable else keys.index(wanted) if wanted in keys else 0,
-                                       placeholder="Choose a snapshot")
+            snapshot_id = pick_column.selectbox(
+                "Snapshot", keys, format_func=lambda i: f"#{i} {choices[i]}",
+                index=None if unavailable else keys.index(wanted) if wanted in keys else 0,
+                placeholder="Choose a snapshot")
+        if unavailable and snapshot_id is None:
+            # The address keeps what it asked for: nothing else is explained, and it is not rewritten.
+            st.error(f"{unavailable} Choose one in the list above, or open the Snapshots page.")
+            st.page_link("pages/snapshots.py", label="Open the Snapshots page")
         if snapshot_id is not None:
             snap = get_snapshot(db, snapshot_id)
-            mode = st.radio("Passage", ["paragraph", "sentences", "all"], key="passage_mode", horizontal=True,
-                            help="Articles are longer than the model reads: pick a paragraph or a sentence range.")
+            mode_column, range_column = st.columns([2, 3])
+            mode = mode_column.radio("Passage", ["paragraph", "sentences", "all"], key="passage_mode",
+                                     horizontal=True, help="Articles are longer than the model reads: pick a "
+                                                           "paragraph or a sentence range.")
             if mode == "paragraph":
                 paras = paragraphs(snap.text)
-                start = st.number_input(f"Paragraph (1-{len(paras)})", 1, max(1, len(paras)),
-                                        min(len(paras), st.session_state.get("passage_start", 0) + 1)) - 1
+                start = range_column.number_input(
+                    f"Paragraph (1-{len(paras)})", 1, max(1, len(paras)),
+                    min(len(paras), st.session_state.get("passage_start", 0) + 1)) - 1
                 passage = PassageChoice("paragraph", start, start)
             elif mode == "sentences":
                 sents = sentences(snap.text)
-                first, last = st.slider("Sentences", 1, max(2, len(sents)),
-                                        (st.session_state.get("passage_start", 0) + 1,
-                                         min(len(sents), st.session_state.get("passage_end", 0) + 1) or 1))
+                first, last = range_column.slider("Sentences", 1, max(2, len(sents)),
+                                                  (st.session_state.get("passage_start", 0) + 1,
+                                                   min(len(sents), st.session_state.get("passage_end", 0) + 1) or 1))
                 passage = PassageChoice("sentences", first - 1, last - 1)
             else:
                 passage = PassageChoice("all", 0, 0)
             text = select_passage(snap.text, passage)
+            with st.expander("The passage explained", expanded=False):
+                st.text(text)
     else:
         text = st.text_area("Text to explain", key="free_text", height=140,
                             placeholder="The acting was wonderful but the plot made no sense.")
+        if missing_text and not text.strip():
+            st.error(md(missing_text))
 
-    st.subheader("Model and methods")
+with model_column:
     model_spec = model_picker("Model", key="model_spec")
     runner = runner_or_stop(model_spec)
     labels = runner.loaded.labels
@@ -123,22 +138,27 @@ with st.sidebar:
                           help="Every method explains the model's probability of this label.")
     methods = st.multiselect("Methods", list(METHODS), key="methods",
                              format_func=lambda m: METHODS[m].title)
+    if not methods:
+        st.warning("Choose at least one method.")
+    k_column, fresh_column = st.columns(2)
+    k = k_column.slider("k (top words compared)", 1, compare.MAX_K, key="k")
+    fresh = fresh_column.checkbox("Recompute", value=False, help="Ignore stored results and compute again.")
     options: dict[str, dict] = {}
-    for name in methods:
-        if METHODS[name].options:
-            with st.expander(f"{METHODS[name].title} options"):
+    with_options = [name for name in methods if METHODS[name].options]
+    if with_options:
+        with st.expander("Method options"):
+            for name in with_options:
+                st.markdown(f"**{METHODS[name].title}**")
                 if changed := option_widgets(METHODS[name]):
                     options[name] = changed
-    k = st.slider("k (top words compared)", 1, compare.MAX_K, key="k")
-    fresh = st.checkbox("Recompute (ignore stored results)", value=False)
 
-if unavailable and snapshot_id is None:
-    # The address keeps what it asked for: nothing else is explained, and it is not rewritten to another view.
-    st.error(f"{unavailable} Choose one in the sidebar's list, or open the Snapshots page.")
-    st.stop()
+if (unavailable and snapshot_id is None) or (missing_text and snapshot_id is None and not text.strip()):
+    st.stop()  # said next to the snapshot list or the text box; the address keeps what it asked for
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
                          model=model_spec.strip(), methods=methods, options=options, target=target, k=k)
+if snapshot_id is None and text.strip():
+    view.text_key = stored_text_key(db, text)  # the address names the stored text, however long it is
 if st.query_params.to_dict() != view.to_query():
     st.query_params.from_dict(view.to_query())
 st.session_state["_view_loaded"] = view.to_query()
@@ -146,15 +166,8 @@ st.session_state["_view_loaded"] = view.to_query()
 if not text.strip():
     st.info("Choose a snapshot or type some text, then press Run.")
     st.stop()
-training_view = DataView(snapshot=snapshot_id, text=view.text, passage=passage, model=view.model, target=target)
-st.page_link("pages/training_data.py", label="Which training examples made the model say this? →",
-             query_params=training_view.to_query())
 if not methods:
-    st.warning("Choose at least one method.")
-    st.stop()
-
-with st.expander("Input text", expanded=False):
-    st.text(text)
+    st.stop()  # said under the method list
 
 
 def keep_first_window(window: str) -> None:
@@ -207,132 +220,167 @@ elif not report.measured:
 probs = comparison.probabilities
 st.subheader(f"Prediction: {md(comparison.predicted_label)} ({probs[comparison.predicted_label]:.2f})")
 st.html(prediction_bars(probs))
-cached_note = [m for m, c in comparison.cached.items() if c]
-if cached_note:
-    st.caption(f"Stored results reused for: {', '.join(cached_note)}.")
+st.caption(compare.provenance(comparison, last.result if last is not None and last.status == "done" else None))
 
-# -- verdict: which account the model supports, from the faithfulness table below --------------------------
+# -- verdict: which account the model supports, from the faithfulness table -------------------------------
+TABS = {"side-by-side": "Words", "agreement": "Agreement", "faithfulness": "Faithfulness", "attention": "Attention",
+        "edits": "What would flip it?", "export": "Summary and export"}
+
+
+def open_tab(label: str) -> None:
+    st.session_state["section"] = label
+
+
 if (decided := verdict.decide(report, k)) is not None:
-    st.subheader("Verdict")
-    for line, section in zip(decided.sentences, decided.sections, strict=True):
-        st.markdown(f"- {md(line)} [(see)](#{section})")
+    st.subheader("Verdict", anchor="verdict")
+    for number, (line, section) in enumerate(zip(decided.sentences, decided.sections, strict=True)):
+        sentence_column, link_column = st.columns([12, 2], vertical_alignment="center")
+        sentence_column.markdown(f"- {md(line)}")
+        link_column.button(f"{TABS[section]} →", key=f"see_{number}", type="tertiary", on_click=open_tab,
+                           args=(TABS[section],), help=f"Open the {TABS[section]} tab, which shows this.")
     if cited := known_answer.citation(db, runner.loaded.fingerprint):
         st.markdown("- **Known answer**: " + md(cited["text"]))
         st.page_link("pages/checks.py", label="The known-answer check on the Checks page")
-    st.caption("Computed from the faithfulness table below (margins over the random rankings, erasure by "
+    st.caption("Computed from the Faithfulness tab's table (margins over the random rankings, erasure by "
                f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
+elif not report.measured:
+    st.info("No verdict yet: it is read from faithfulness, which is not measured for this view: press **Run**.")
+
+words_tab, agreement_tab, faithfulness_tab, attention_tab, edits_tab, export_tab = st.tabs(
+    list(TABS.values()), key="section", on_change="rerun")
 
 # -- side by side ----------------------------------------------------------------------------------------
-st.subheader("Side by side", anchor="side-by-side")
-long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
-shared_scale = st.toggle("One colour scale for every method", key="shared_scale",
-                         help="Off: each method's colours are divided by its own largest |score|, so every row uses "
-                              "the whole range. On: every row is divided by the largest |score| of any method, so "
-                              "a method whose scores are tiny is drawn pale. Each row says which.")
-st.html(comparison_grid(compare.grid_rows(comparison, k, shared=shared_scale), scroll=long_input))
-st.caption(f"Each method's own copy of the input, explaining **{md(comparison.target)}**. Bold words with a number "
-           f"are the method's top {k} (1 = strongest). Colours are divided by "
-           + ("the largest |score| of any method" if shared_scale else "each method's own largest |score|")
-           + " (each row says by how much): red supports the label, blue speaks against it, green marks importance without a sign. "
-           + ("Each row scrolls (long input). " if long_input else "")
-           + "Exact scores: hover a word, or download the CSV below.")
-
-st.markdown(f"**Top {k} words per method**")
-st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
-st.markdown("**Cost**")
-left, right = st.columns([1, 2])
-cost = compare.cost_rows(report)
-left.altair_chart(charts.cost(cost), width="stretch")
-right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
-passes_now = report.cost_now.forward_passes
-right.caption(f"Model passes to show this view now: {passes_now}"
-              + (" (everything came from the store)." if passes_now == 0 else ".")
-              + " Adaptive methods sample (LIME, SHAP, KernelSHAP) or add steps (Integrated Gradients) until their "
-                "top words, or completeness gap, are stable; 'no (cap)' means they stopped at the cap unsettled.")
-if last is not None and last.status == "done":
-    right.caption(f"Its last run (task {last.id}, attempt {last.attempts}): {last.forward_passes:,} model passes "
-                  f"in {last.seconds:.1f} s.")
+with words_tab:
+    st.subheader("Side by side", anchor="side-by-side")
+    long_input = len(comparison.words) > compare.LONG_INPUT_WORDS
+    shared_scale = st.toggle("One colour scale for every method", key="shared_scale",
+                             help="Off: each method's colours are divided by its own largest |score|, so every row "
+                                  "uses the whole range. On: every row is divided by the largest |score| of any "
+                                  "method, so a method whose scores are tiny is drawn pale. Each row says which.")
+    st.html(comparison_grid(compare.grid_rows(comparison, k, shared=shared_scale), scroll=long_input))
+    st.caption(f"Each method's own copy of the input, explaining **{md(comparison.target)}**. Bold words with a "
+               f"number are the method's top {k} (1 = strongest). Colours are divided by "
+               + ("the largest |score| of any method" if shared_scale else "each method's own largest |score|")
+               + " (each row says by how much): red supports the label, blue speaks against it, green marks "
+                 "importance without a sign. "
+               + ("Each row scrolls (long input). " if long_input else "")
+               + "Exact scores: hover a word, or download the CSV in Summary and export.")
+    training_view = DataView(snapshot=snapshot_id, text=view.text, passage=passage, model=view.model, target=target)
+    st.page_link("pages/training_data.py", label="Which training examples made the model say this? →",
+                 query_params=training_view.to_query())
+    st.markdown(f"**Top {k} words per method**")
+    st.dataframe(pd.DataFrame(compare.top_words_table(comparison, k)), hide_index=True, width="stretch")
+    st.markdown("**Cost**")
+    left, right = st.columns([1, 2])
+    cost = compare.cost_rows(report)
+    left.altair_chart(charts.cost(cost), width="stretch")
+    right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
+    passes_now = report.cost_now.forward_passes
+    right.caption(f"Model passes to show this view now: {passes_now}"
+                  + (" (everything came from the store)." if passes_now == 0 else ".")
+                  + " Adaptive methods sample (LIME, SHAP, KernelSHAP) or add steps (Integrated Gradients) until "
+                    "their top words, or completeness gap, are stable; 'no (cap)' means they stopped at the cap "
+                    "unsettled.")
+    if last is not None and last.status == "done":
+        right.caption(f"Its last run (task {last.id}, attempt {last.attempts}): {last.forward_passes:,} model "
+                      f"passes in {last.seconds:.1f} s.")
 
 # -- agreement -------------------------------------------------------------------------------------------
-st.subheader("Agreement", anchor="agreement")
-metric_name = st.selectbox("Metric", list(agreement.METRICS), format_func=lambda m: agreement.METRICS[m].title,
-                           key="metric")
-metric = agreement.METRICS[metric_name]
-st.altair_chart(charts.agreement_matrix(comparison, metric_name, k), width="content")
-st.caption(f"{metric.help} Range {metric.range[0]} to {metric.range[1]}, higher means more agreement"
-           + (f"; k = {k}." if metric.uses_k else "; computed over all words.")
-           + " Methods are ordered by clustering so that those that agree sit together.")
+with agreement_tab:
+    st.subheader("Agreement", anchor="agreement")
+    metric_name = st.selectbox("Metric", list(agreement.METRICS), format_func=lambda m: agreement.METRICS[m].title,
+                               key="metric")
+    metric = agreement.METRICS[metric_name]
+    st.altair_chart(charts.agreement_matrix(comparison, metric_name, k), width="content")
+    st.caption(f"{metric.help} Range {metric.range[0]} to {metric.range[1]}, higher means more agreement"
+               + (f"; k = {k}." if metric.uses_k else "; computed over all words.")
+               + " Methods are ordered by clustering so that those that agree sit together.")
 
-spots = agreement.hot_spots(comparison.explanations, k)[:10]
-if spots:
-    st.markdown("**Disagreement hot spots**: the words the methods dispute most")
-    st.dataframe(pd.DataFrame([{"word": s.word, "position": s.index, "sign conflict": s.sign_conflict,
-                                "says it supports": ", ".join(s.positive_methods),
-                                "says it opposes": ", ".join(s.negative_methods), "rank spread": s.rank_spread}
-                               for s in spots]), hide_index=True, width="stretch")
-    first = comparison.explanations[0]
-    st.html(highlighted_text(first.text, first.offsets, [0.0] * len(first.words), True,
-                             titles=[f"rank spread {next((s.rank_spread for s in spots if s.index == i), 0)}"
-                                     for i in range(len(first.words))], outlined=[s.index for s in spots]))
+    spots = agreement.hot_spots(comparison.explanations, k)[:10]
+    if spots:
+        st.markdown("**Disagreement hot spots**: the words the methods dispute most")
+        st.dataframe(pd.DataFrame([{"word": s.word, "position": s.index, "sign conflict": s.sign_conflict,
+                                    "says it supports": ", ".join(s.positive_methods),
+                                    "says it opposes": ", ".join(s.negative_methods), "rank spread": s.rank_spread}
+                                   for s in spots]), hide_index=True, width="stretch")
+        first = comparison.explanations[0]
+        st.html(highlighted_text(first.text, first.offsets, [0.0] * len(first.words), True,
+                                 titles=[f"rank spread {next((s.rank_spread for s in spots if s.index == i), 0)}"
+                                         for i in range(len(first.words))], outlined=[s.index for s in spots]))
 
-if not report.measured:
-    st.stop()  # faithfulness and the attention checks need every method, measured by a worker
+NOT_MEASURED = "Not measured for this view yet: press **Run** (faithfulness and the attention checks need every method)."
 
 # -- faithfulness ------------------------------------------------------------------------------------------
-faith = report.faithfulness
-st.subheader("Faithfulness: which account does the model support?", anchor="faithfulness")
-st.caption(f"Removed words are replaced by the mask token ({runner.mask_token}), one per word piece. "
-           "Comprehensiveness: drop in p(target) when the method's top words are removed (higher is better). "
-           "Sufficiency: drop when only its top words are kept (lower is better). "
-           "AOPC averages k = 1, 5, 10, 20, 50% of the words. 'random' is a random ranking (mean of 5).")
-st.dataframe(pd.DataFrame([{"method": f.method, "comprehensiveness AOPC ↑": f.aopc_comprehensiveness,
-                            "sufficiency AOPC ↓": f.aopc_sufficiency, "deletion AUC ↓": f.deletion_auc,
-                            "insertion AUC ↑": f.insertion_auc} for f in faith]).round(4),
-             hide_index=True, width="stretch")
-for curve_name in ("deletion", "insertion"):
-    st.altair_chart(charts.faithfulness_curve(report, curve_name), width="stretch")
+with faithfulness_tab:
+    st.subheader("Faithfulness: which account does the model support?", anchor="faithfulness")
+    if not report.measured:
+        st.info(NOT_MEASURED)
+    else:
+        faith = report.faithfulness
+        st.caption(f"Removed words are replaced by the mask token ({runner.mask_token}), one per word piece. "
+                   "Comprehensiveness: drop in p(target) when the method's top words are removed (higher is better). "
+                   "Sufficiency: drop when only its top words are kept (lower is better). "
+                   "AOPC averages k = 1, 5, 10, 20, 50% of the words. 'random' is a random ranking (mean of 5).")
+        st.dataframe(pd.DataFrame([{"method": f.method, "comprehensiveness AOPC ↑": f.aopc_comprehensiveness,
+                                    "sufficiency AOPC ↓": f.aopc_sufficiency, "deletion AUC ↓": f.deletion_auc,
+                                    "insertion AUC ↑": f.insertion_auc} for f in faith]).round(4),
+                     hide_index=True, width="stretch")
+        curve_name = st.segmented_control("Curve", ["deletion", "insertion"], key="curve", required=True,
+                                          default="deletion")
+        st.altair_chart(charts.faithfulness_curve(report, curve_name or "deletion"), width="stretch")
+        st.caption(charts.FAITHFULNESS_CURVE_HELP[curve_name or "deletion"])
 
 # -- attention debate ---------------------------------------------------------------------------------------
-st.subheader("Is attention explanation, here?", anchor="attention")
-if report.correlations:
-    st.dataframe(pd.DataFrame([{"attention": c.attention_method, "compared with": c.reference_method,
-                                "Spearman ρ": c.spearman} for c in report.correlations]).round(3), hide_index=True)
-else:
-    st.caption("Select an attention method and a gradient or occlusion method to correlate them.")
-st.dataframe(pd.DataFrame([{"layer": i.layer, "replacement": i.mode, "p(target) change": i.target_change,
-                            "total variation": i.total_variation, "label flipped": i.label_flipped}
-                           for i in report.interventions]).round(4), hide_index=True, width="stretch")
-st.caption("Each row replaces one layer's attention weights (uniform over tokens, or permuted) and reruns "
-           "the model. If the prediction barely moves, that layer's attention weights are not what decides it. "
-           "Head importance (below) does the same for single heads.")
+with attention_tab:
+    st.subheader("Is attention explanation, here?", anchor="attention")
+    if not report.measured:
+        st.info(NOT_MEASURED)
+    else:
+        if report.correlations:
+            st.dataframe(pd.DataFrame([{"attention": c.attention_method, "compared with": c.reference_method,
+                                        "Spearman ρ": c.spearman} for c in report.correlations]).round(3),
+                         hide_index=True)
+        else:
+            st.caption("Select an attention method and a gradient or occlusion method to correlate them.")
+        st.dataframe(pd.DataFrame([{"layer": i.layer, "replacement": i.mode, "p(target) change": i.target_change,
+                                    "total variation": i.total_variation, "label flipped": i.label_flipped}
+                                   for i in report.interventions]).round(4), hide_index=True, width="stretch")
+        st.caption("Each row replaces one layer's attention weights (uniform over tokens, or permuted) and reruns "
+                   "the model. If the prediction barely moves, that layer's attention weights are not what decides "
+                   "it. Head importance (below) does the same for single heads.")
+    attention_whole.show(runner, comparison.text, comparison.target)
 
-attention_whole.show(runner, comparison.text, comparison.target)
-flips = edits.show(db, runner, comparison.text, comparison.probabilities, list(comparison.methods), options, k)
+with edits_tab:
+    flips = edits.show(db, runner, comparison.text, comparison.probabilities, list(comparison.methods), options, k)
 
-# -- summary ------------------------------------------------------------------------------------------------
-st.subheader("Summary")
-for line in compare.summarise(report, k, edits=flips):
-    st.markdown("- " + line)  # summarise escapes every word and label it quotes
+with export_tab:
+    # -- summary ------------------------------------------------------------------------------------------------
+    st.subheader("Summary")
+    if report.measured:
+        for line in compare.summarise(report, k, edits=flips):
+            st.markdown("- " + line)  # summarise escapes every word and label it quotes
+    else:
+        st.info(NOT_MEASURED)
 
-# -- sharing and export -------------------------------------------------------------------------------------
-st.subheader("Share and export")
-st.caption("The address bar always holds a working link to this view; results are stored, so it opens instantly.")
-with st.form("save-demo"):
-    demo_name = st.text_input("Demo name", key="demo_name")
-    demo_note = st.text_area("Note", key="demo_note", height=70)
-    if st.form_submit_button("Save as demo"):
-        try:
-            saved = compare.save_demo(db, demo_name, demo_note, view)
-            st.success(f"Saved demo '{md(saved.name)}'.")
-        except ExplainError as exc:
-            st.error(md(str(exc)))
-demos = compare.list_demos(db)
-if demos:
-    st.markdown("**Saved demos**")
-    for d in demos:
-        st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
-a, b, c = st.columns(3)
-a.download_button("Comparison (JSON)", compare.to_json(report, k), "rashomon-comparison.json",
-                  "application/json")
-b.download_button("Scores per word (CSV)", compare.to_csv(comparison), "rashomon-scores.csv", "text/csv")
-c.download_button("Agreement metrics (CSV)", compare.metrics_csv(comparison, k), "rashomon-metrics.csv", "text/csv")
+    # -- sharing and export -------------------------------------------------------------------------------------
+    st.subheader("Share and export")
+    st.caption("The address bar always holds a working link to this view; results are stored, so it opens instantly.")
+    with st.form("save-demo"):
+        demo_name = st.text_input("Demo name", key="demo_name")
+        demo_note = st.text_area("Note", key="demo_note", height=70)
+        if st.form_submit_button("Save as demo"):
+            try:
+                saved = compare.save_demo(db, demo_name, demo_note, view)
+                st.success(f"Saved demo '{md(saved.name)}'.")
+            except ExplainError as exc:
+                st.error(md(str(exc)))
+    demos = compare.list_demos(db)
+    if demos:
+        st.markdown("**Saved demos**")
+        for d in demos:
+            st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
+    a, b, c = st.columns(3)
+    a.download_button("Comparison (JSON)", compare.to_json(report, k), "rashomon-comparison.json",
+                      "application/json")
+    b.download_button("Scores per word (CSV)", compare.to_csv(comparison), "rashomon-scores.csv", "text/csv")
+    c.download_button("Agreement metrics (CSV)", compare.metrics_csv(comparison, k), "rashomon-metrics.csv", "text/csv")

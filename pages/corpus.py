@@ -153,68 +153,79 @@ if not rows:
     st.info("Results appear here as inputs finish.")
     st.stop()
 
-st.subheader("Agreement between methods, over inputs")
-for metric, title in (("spearman", "Spearman rank correlation"), ("feature_agreement", f"Top-{job.k} feature agreement")):
-    chart = charts.corpus_agreement(rows, metric, title)
-    if chart is not None:
-        st.altair_chart(chart, width="stretch")
+# The leaderboard (which methods the model supports over the corpus) first; the evidence in tabs beside it.
+board_tab, agreement_tab, edits_tab, disputed_tab, cost_tab, label_tab = st.tabs(
+    ["Leaderboard", "Agreement", "Edits", "Most disputed inputs", "Cost", "By label and export"])
+with board_tab:
+    st.subheader("Faithfulness leaderboard")
+    board_rows = corpus.leaderboard(db, job_id)
+    board = pd.DataFrame([asdict(r) for r in board_rows])
+    sampled = len(corpus.faithfulness_positions(job.total, job.faithfulness_inputs))
+    st.caption("ERASER comprehensiveness and sufficiency (AOPC), removed words replaced by the mask token, on "
+               + (f"a seeded random sample of {sampled} of the {job.total} inputs." if sampled < job.total
+                  else f"all {job.total} inputs."))
+    if board_rows:
+        st.altair_chart(charts.leaderboard(board_rows), width="stretch")
+        st.dataframe(board.round(4), hide_index=True, width="stretch")
 
-st.subheader("Faithfulness leaderboard")
-board_rows = corpus.leaderboard(db, job_id)
-board = pd.DataFrame([asdict(r) for r in board_rows])
-sampled = len(corpus.faithfulness_positions(job.total, job.faithfulness_inputs))
-st.caption("ERASER comprehensiveness and sufficiency (AOPC), removed words replaced by the mask token, on "
-           + (f"a seeded random sample of {sampled} of the {job.total} inputs." if sampled < job.total
-              else f"all {job.total} inputs."))
-if board_rows:
-    st.altair_chart(charts.leaderboard(board_rows), width="stretch")
-    st.dataframe(board.round(4), hide_index=True, width="stretch")
+with agreement_tab:
+    st.subheader("Agreement between methods, over inputs")
+    for metric, title in (("spearman", "Spearman rank correlation"), ("feature_agreement", f"Top-{job.k} feature agreement")):
+        chart = charts.corpus_agreement(rows, metric, title)
+        if chart is not None:
+            st.altair_chart(chart, width="stretch")
 
-attack_rows = corpus.attack_rows(db, job_id)
-if attack_rows:
-    st.subheader("Edits that flip the prediction")
-    st.caption(f"Each input attacked: any label but the predicted one, words changed: at most {job.edits['max_edits']} "
-               f"(deleted, or swapped for the model's nearest words), sentence similarity at least "
-               f"{job.edits['similarity']:.2f}; every word a candidate, so no method's ranking steers the search.")
-    st.dataframe(pd.DataFrame([asdict(r) for r in attack_rows]).round(3), hide_index=True, width="stretch")
-    edit_rows = corpus.edit_agreement_rows(db, job_id)
-    if edit_rows:
-        st.markdown(f"**Counterfactual agreement**: share of the minimal flipping edits that touch each method's "
-                    f"top {job.k} words (red tick: a random ranking on the same edits)")
-        st.altair_chart(charts.corpus_edit_agreement(edit_rows), width="stretch")
-        st.dataframe(pd.DataFrame([asdict(r) for r in edit_rows]).round(3), hide_index=True, width="stretch")
-    frail = corpus.fragility_rows(db, job_id)
-    if frail:
-        st.markdown(f"**Fragility** (Ghorbani et al. 2019): share of each method's top {job.k} words kept, and rank "
-                    "correlation, under a meaning-preserving swap that keeps the prediction (lower = more fragile)")
-        st.dataframe(pd.DataFrame([asdict(r) for r in frail]).round(3), hide_index=True, width="stretch")
+with edits_tab:
+    attack_rows = corpus.attack_rows(db, job_id)
+    if not attack_rows:
+        st.info("This run did not attack its inputs (the edits option was off).")
+    else:
+        st.subheader("Edits that flip the prediction")
+        st.caption(f"Each input attacked: any label but the predicted one, words changed: at most {job.edits['max_edits']} "
+                   f"(deleted, or swapped for the model's nearest words), sentence similarity at least "
+                   f"{job.edits['similarity']:.2f}; every word a candidate, so no method's ranking steers the search.")
+        st.dataframe(pd.DataFrame([asdict(r) for r in attack_rows]).round(3), hide_index=True, width="stretch")
+        edit_rows = corpus.edit_agreement_rows(db, job_id)
+        if edit_rows:
+            st.markdown(f"**Counterfactual agreement**: share of the minimal flipping edits that touch each method's "
+                        f"top {job.k} words (red tick: a random ranking on the same edits)")
+            st.altair_chart(charts.corpus_edit_agreement(edit_rows), width="stretch")
+            st.dataframe(pd.DataFrame([asdict(r) for r in edit_rows]).round(3), hide_index=True, width="stretch")
+        frail = corpus.fragility_rows(db, job_id)
+        if frail:
+            st.markdown(f"**Fragility** (Ghorbani et al. 2019): share of each method's top {job.k} words kept, and rank "
+                        "correlation, under a meaning-preserving swap that keeps the prediction (lower = more fragile)")
+            st.dataframe(pd.DataFrame([asdict(r) for r in frail]).round(3), hide_index=True, width="stretch")
 
-st.subheader("Inputs where the methods disagree most")
-link_model = name_for(job.model)  # the run's model as links name it (a directory listing: once, not per row)
-for row in corpus.most_disputed(db, job_id):
-    # The run's model, methods, options and k, so that Compare opens on the stored results.
-    view = ViewState(text=row.text, model=link_model, methods=job.methods,
-                     options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
-    st.page_link("pages/compare.py", label=f"{md(row.origin)} · mean Spearman {row.mean_spearman:.2f} · {md(row.text[:90])}",
-                 query_params=view.to_query())
+with disputed_tab:
+    st.subheader("Inputs where the methods disagree most")
+    link_model = name_for(job.model)  # the run's model as links name it (a directory listing: once, not per row)
+    for row in corpus.most_disputed(db, job_id):
+        # The run's model, methods, options and k, so that Compare opens on the stored results.
+        view = ViewState(text=row.text, model=link_model, methods=job.methods,
+                         options={m: v for m, v in job.options.items() if m in job.methods}, k=job.k)
+        st.page_link("pages/compare.py", label=f"{md(row.origin)} · mean Spearman {row.mean_spearman:.2f} · {md(row.text[:90])}",
+                     query_params=view.to_query())
 
-st.subheader("Cost")
-cost = pd.DataFrame([asdict(r) for r in corpus.cost_rows(db, job_id)])
-if not cost.empty:
-    st.dataframe(cost.round(3), hide_index=True, width="stretch")
-for gap in corpus.completeness_gaps(db, job_id):
-    st.caption(f"{gap.method}: completeness gap (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) "
-               f"over {gap.inputs} inputs: median {gap.median:.1%}, 90th percentile {gap.p90:.1%}, "
-               f"max {gap.max:.1%}. Large gaps mean too few steps for these inputs.")
+with cost_tab:
+    st.subheader("Cost")
+    cost = pd.DataFrame([asdict(r) for r in corpus.cost_rows(db, job_id)])
+    if not cost.empty:
+        st.dataframe(cost.round(3), hide_index=True, width="stretch")
+    for gap in corpus.completeness_gaps(db, job_id):
+        st.caption(f"{gap.method}: completeness gap (|sum of attributions - (f(x) - f(baseline))| / |f(x) - f(baseline)|) "
+                   f"over {gap.inputs} inputs: median {gap.median:.1%}, 90th percentile {gap.p90:.1%}, "
+                   f"max {gap.max:.1%}. Large gaps mean too few steps for these inputs.")
 
-st.subheader("By predicted label")
-st.dataframe(pd.DataFrame([asdict(r) for r in corpus.per_label(db, job_id)]).round(4), hide_index=True,
-             width="stretch")
-failed = corpus.items_of(db, job_id, "failed")
-if failed:
-    with st.expander(f"{len(failed)} inputs failed"):
-        for item in failed:
-            st.text(f"{item.origin}: {item.error}")
-a, b = st.columns(2)
-a.download_button("Export JSON", corpus.export_json(db, job_id), f"rashomon-corpus-{job_id}.json", "application/json")
-b.download_button("Export CSV", corpus.export_csv(db, job_id), f"rashomon-corpus-{job_id}.csv", "text/csv")
+with label_tab:
+    st.subheader("By predicted label")
+    st.dataframe(pd.DataFrame([asdict(r) for r in corpus.per_label(db, job_id)]).round(4), hide_index=True,
+                 width="stretch")
+    failed = corpus.items_of(db, job_id, "failed")
+    if failed:
+        with st.expander(f"{len(failed)} inputs failed"):
+            for item in failed:
+                st.text(f"{item.origin}: {item.error}")
+    a, b = st.columns(2)
+    a.download_button("Export JSON", corpus.export_json(db, job_id), f"rashomon-corpus-{job_id}.json", "application/json")
+    b.download_button("Export CSV", corpus.export_csv(db, job_id), f"rashomon-corpus-{job_id}.csv", "text/csv")

@@ -21,7 +21,7 @@ from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
 from core.work import builds, tasks
 from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import follow_task, sample_note
+from pages.widgets.ui import follow_task, sample_note, stored_text_key, text_from_address
 
 db = engine()
 st.title("Training data")
@@ -29,6 +29,7 @@ st.caption("Which training examples made the model say this? Nearest neighbours,
            "influence functions side by side, and how far they agree.")
 
 view = DataView.from_query(st.query_params.to_dict())
+missing_text = text_from_address(db, view)
 new_address = st.session_state.get("_data_view_loaded") != st.query_params.to_dict()
 if new_address:
     for problem in view.problems:
@@ -69,6 +70,8 @@ with st.sidebar:
             text = select_passage(snap.text, passage)
     else:
         text = st.text_area("Text", key="data_text", height=140, placeholder="@united lost my bag again, thanks a lot")
+        if missing_text and not text.strip():
+            st.error(md(missing_text))
     st.subheader("Model and methods")
     model_spec = model_picker("Model", key="data_model")
     runner = runner_or_stop(model_spec)
@@ -86,6 +89,10 @@ with st.sidebar:
 
 current = DataView(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
                    model=model_spec.strip(), target=target, k=k, methods=methods)
+if missing_text and snapshot_id is None and not text.strip():
+    st.stop()  # said next to the text box; the address keeps the key it named
+if snapshot_id is None and text.strip():
+    current.text_key = stored_text_key(db, text)  # the address names the stored text, however long it is
 if st.query_params.to_dict() != current.to_query():
     st.query_params.from_dict(current.to_query())
 st.session_state["_data_view_loaded"] = current.to_query()

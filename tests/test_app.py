@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.render import shown
 from core.storage.db import get_engine
+from tests.support.compare_page import summary_lines
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +159,7 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     headers = [s.value for s in app.subheader]
     assert any(h.startswith("Prediction:") for h in headers)
     assert {"Side by side", "Agreement", "Faithfulness: which account does the model support?", "Summary"} <= set(headers)
-    summary = [m.value for m in app.markdown if m.value.startswith("- ") and "[(see)](#" not in m.value]
+    summary = summary_lines(app)
     assert summary and "The model predicts" in summary[0]
     from core.methods import METHODS
 
@@ -177,7 +178,11 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
     st.cache_resource.clear()
     shared = run_page("pages/compare.py", text=text, methods=FAST, k="5")
     assert not shared.exception
-    assert any("Stored results reused for: occlusion, attention" in c.value for c in shared.caption)
+    # Where the results came from, honestly: its last run computed them (the old page said "Stored results reused
+    # for" every method right after a fresh run, because the page reads what the worker stored).
+    computed = f"Computed by this view's last run: all {len(FAST.split(','))} methods."
+    assert any(c.value == computed for c in app.caption) and not any("reused" in c.value for c in app.caption)
+    assert any(c.value == computed for c in shared.caption)
     assert [s.value for s in shared.subheader if s.value.startswith("Prediction")] == \
         [s.value for s in app.subheader if s.value.startswith("Prediction")]
     assert any(c.value.startswith("Model passes to show this view now: 0 ") for c in shared.caption)
@@ -211,6 +216,34 @@ def test_a_link_to_a_missing_snapshot_explains_no_other_and_keeps_its_address(ho
     assert not [s for s in app.subheader if s.value.startswith("Prediction")]
     assert not any("Press **Run**" in i.value for i in app.info)  # nothing else offered to explain
     assert app.query_params["snapshot"] == ["4242"] or app.query_params["snapshot"] == "4242"
+
+def test_free_text_is_stored_and_the_address_names_it_by_a_short_key(home):
+    """Before, the address carried the text itself: a 20,000-word text made a 91,835-character link that chat tools
+    and proxies cut. Now the page stores the text and the address carries its key; old `text=` links still open
+    (and are rewritten to the key), and a key this server does not have is said so, with the address kept."""
+    from core.storage.db import get_engine
+    from core.storage.texts import recall_text, text_key
+
+    def query_value(app, name):
+        value = app.query_params.get(name)
+        return value[0] if isinstance(value, list) else value
+
+    long_text = " ".join(["The staff were kind but the room was cold."] * 2000)  # 18,000 words
+    for page, box in (("pages/compare.py", "free_text"), ("pages/training_data.py", "data_text")):
+        app = run_page(page, text=long_text, methods=FAST if page.endswith("compare.py") else "knn")
+        assert not app.exception
+        key = query_value(app, "t")
+        assert key == text_key(long_text) and "text" not in app.query_params  # rewritten to the stored key
+        assert recall_text(get_engine(), key) == long_text
+        assert sum(len(k) + len(str(v)) + 2 for k, v in app.query_params.items()) < 300  # a short address
+        reopened = run_page(page, t=key)
+        assert not reopened.exception and reopened.text_area(key=box).value == long_text
+        unknown = run_page(page, t="0123456789abcdef")
+        assert not unknown.exception
+        assert any("t=0123456789abcdef" in e.value and "does not have" in e.value for e in unknown.error), page
+        assert query_value(unknown, "t") == "0123456789abcdef"  # kept, not rewritten to another view
+        assert not [s for s in unknown.subheader if s.value.startswith("Prediction")]
+
 
 def test_a_link_never_makes_the_server_open_a_path_or_a_hub_id(home, tiny_model_dir, monkeypatch):
     """Models are chosen by name from the server's list; a path, a file or a hub id in a link opens nothing
@@ -324,7 +357,9 @@ def test_compare_shows_a_partly_stored_view_and_names_what_is_missing(home):
     warning = next(w.value for w in app.warning if w.value.startswith("Partly computed:"))
     assert "occlusion finished and are kept" in warning and "attention, attention_rollout" in warning
     headers = [s.value for s in app.subheader]
-    assert "Side by side" in headers and "Summary" not in headers  # no faithfulness claims on half a view
+    assert "Side by side" in headers and summary_lines(app) == []  # no faithfulness claims on half a view
+    assert any(i.value.startswith("Not measured for this view yet") for i in app.tabs[-1].info)
+    assert any(c.value.startswith("Read from the store: every method's result") for c in app.caption)
 
 
 @pytest.mark.processes
@@ -373,7 +408,7 @@ def test_compare_target_label_control_is_honoured_in_links_and_stored_results(ho
     next(b for b in app.button if b.label == "Run").click().run()
     assert not app.exception
     assert app.query_params["target"] in ("negative", ["negative"])
-    summary = [m.value for m in app.markdown if m.value.startswith("- ") and "[(see)](#" not in m.value]
+    summary = summary_lines(app)
     assert "**negative**" in summary[0]  # predicted, or named as the label the methods explain
     assert any("explaining **negative**" in c.value for c in app.caption)
     app.selectbox(key="target").set_value("positive").run()

@@ -227,13 +227,14 @@ def test_compare_json_is_the_pages_view(home, here):
     for row, f in zip(shown.itertuples(index=False), data["faithfulness"], strict=True):
         assert row[0] == f["method"] and row[1] == round(f["aopc_comprehensiveness"], 4)
         assert row[2] == round(f["aopc_sufficiency"], 4)
-    summary = [m.value[2:] for m in app.markdown if m.value.startswith("- ") and "[(see)](#" not in m.value]
-    assert summary == data["summary"]
-    from core.render import md  # the verdict on the page is the JSON's, word for word, each with its section
+    from core.render import md
+    from tests.support.compare_page import summary_lines, verdict_lines
 
-    shown_verdict = [m.value[2:] for m in app.markdown if m.value.startswith("- ") and "[(see)](#" in m.value]
-    assert shown_verdict == [f"{md(s)} [(see)](#{section})" for s, section in
-                             zip(data["verdict"]["sentences"], data["verdict"]["sections"], strict=True)]
+    assert summary_lines(app) == data["summary"]
+    # The verdict on the page is the JSON's, word for word, each with a button opening the tab that shows it.
+    tabs = {"faithfulness": "Faithfulness", "side-by-side": "Words", "agreement": "Agreement", "attention": "Attention"}
+    assert verdict_lines(app) == [(md(s), tabs[section]) for s, section in
+                                  zip(data["verdict"]["sentences"], data["verdict"]["sections"], strict=True)]
 
 
 def test_corpus_commands(home, tmp_path, here):

@@ -327,12 +327,25 @@ def test_chart_specs_keep_every_label_readable():
     assert matrix["layer"][0]["encoding"]["x"]["axis"]["labelLimit"] == 0
     assert matrix["layer"][1]["mark"]["type"] == "text"  # values written in the cells
     fractions = faithfulness.ERASER_FRACTIONS
-    curves = faithfulness.Faithfulness("integrated_gradients", dict.fromkeys(fractions, 0.1), dict.fromkeys(fractions, 0.1),
-                                       [(0.0, 0.9), (1.0, 0.2)], [(0.0, 0.2), (1.0, 0.9)])
-    report = ComparisonReport(comparison, (curves,), measured=True)
+    curves = [faithfulness.Faithfulness(name, dict.fromkeys(fractions, 0.1), dict.fromkeys(fractions, 0.1),
+                                        [(0.0, 0.9), (1.0, y)], [(0.0, 0.2), (1.0, 0.9)])
+              for name, y in (("integrated_gradients", 0.2), ("attention", 0.6))]
+    random_row = faithfulness.Faithfulness("random", dict.fromkeys(fractions, 0.1), dict.fromkeys(fractions, 0.1),
+                                           [(0.0, 0.9), (1.0, 0.5)], [(0.0, 0.2), (1.0, 0.9)],
+                                           deletion_band=[(0.9, 0.9), (0.4, 0.55)], insertion_band=[(0.2, 0.2), (0.8, 1.0)])
+    report = ComparisonReport(comparison, (*curves, random_row), measured=True)
     curve = charts.faithfulness_curve(report, "deletion").to_dict()
-    legend = curve["encoding"]["color"]["legend"]
-    assert legend["orient"] == "bottom" and legend["labelLimit"] == 0
+    # One panel per method, each with the random band, its mean dashed, and the method's points with tooltips.
+    assert curve["facet"]["field"] == "method" and curve["facet"]["header"]["labelLimit"] == 0
+    band, mean, line = curve["spec"]["layer"]
+    assert band["mark"]["type"] == "area" and band["encoding"]["y2"]["field"] == "random highest"
+    assert mean["mark"]["strokeDash"] and line["mark"]["point"] is True
+    assert line["encoding"]["y"]["scale"]["zero"] is False  # the axis fits the values, not a fixed 0-1
+    assert {t["field"] for t in line["encoding"]["tooltip"]} >= {"method", "fraction", "p(target)", "random mean"}
+    frame = charts.faithfulness_frame(report, "deletion")
+    assert sorted(frame["method"].unique()) == ["attention", "integrated_gradients"]  # random is the band, not a panel
+    last = frame[(frame["method"] == "attention") & (frame["fraction"] == 1.0)].iloc[0]
+    assert (last["p(target)"], last["random mean"], last["random lowest"], last["random highest"]) == (0.6, 0.5, 0.4, 0.55)
     rows = [AgreementRow(i, f"{a} vs {b}", "spearman", 0.5, "x") for i in range(3)
             for a, b in (("integrated_gradients", "input_x_gradient"), ("attention", "attention_rollout"))]
     box = charts.corpus_agreement(rows, "spearman", "Spearman").to_dict()

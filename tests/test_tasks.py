@@ -58,7 +58,8 @@ def test_a_comparison_task_stores_the_same_report_as_running_it_directly(engine,
     task = tasks.submit(engine, "comparison", str(tiny_model_dir), comparison())
     done = tasks.run_here(engine, runner, task.id)
     assert done.status == "done" and done.error == "" and done.attempts == 1
-    assert done.result == {"methods": ["occlusion", "attention"], "target": done.result["target"]}
+    assert done.result == {"methods": ["occlusion", "attention"], "target": done.result["target"],
+                           "computed": ["occlusion", "attention"], "reused": []}
     assert done.forward_passes > 0 and done.seconds > 0  # the cost is recorded
     assert set(done.progress) >= {"occlusion", "attention", "measures"} and done.fraction == 1.0
     stored = open_report(engine, runner, TEXT, ["occlusion", "attention"])

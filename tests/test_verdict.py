@@ -65,8 +65,15 @@ def test_the_verdict_of_a_real_view_is_in_compare_json(runner, engine):
 
     real = run_report(engine, runner, "The crew were kind but the seats were broken and dirty.",
                       ["occlusion", "saliency", "attention"])
-    spread = next(f for f in real.faithfulness if f.method == "random").comprehensiveness_spread
+    random_row = next(f for f in real.faithfulness if f.method == "random")
+    spread = random_row.comprehensiveness_spread
     assert spread is not None and spread >= 0
+    # The random band holds its mean curve at every point (the lowest and highest of the draws).
+    for curve in ("deletion", "insertion"):
+        band = getattr(random_row, f"{curve}_band")
+        assert len(band) == len(getattr(random_row, curve))
+        assert all(lo - 1e-9 <= y <= hi + 1e-9 for (lo, hi), (_, y) in zip(band, getattr(random_row, curve), strict=True))
+    assert any(lo < hi for lo, hi in random_row.deletion_band)  # the draws differ: a band, not a line
     data = compare.report_to_dict(real, 3)
     assert data["verdict"] == verdict.decide(real, 3).to_dict()
     table = {f["method"]: f["aopc_comprehensiveness"] for f in data["faithfulness"]}

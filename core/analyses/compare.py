@@ -48,6 +48,9 @@ class ViewState:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = ""
     k: int = DEFAULT_K
+    # The stored text's key (core/storage/texts.py): when set, the address names the text by it (`t=`) instead of
+    # carrying the text; a page sets it once the text is stored.
+    text_key: str = field(default="", compare=False)
     problems: list[str] = field(default_factory=list, compare=False)  # what the link had wrong
 
     def to_query(self) -> dict[str, str]:
@@ -55,6 +58,8 @@ class ViewState:
         if self.snapshot is not None:
             query["snapshot"] = str(self.snapshot)
             query["passage"] = self.passage.to_query()
+        elif self.text_key:
+            query["t"] = self.text_key
         else:
             query["text"] = self.text
         if self.model:
@@ -75,6 +80,7 @@ class ViewState:
         if state.snapshot is not None:
             state.passage = PassageChoice.from_query(parsed["passage"])
         state.text, state.model, state.target, state.k = parsed["text"], parsed["model"], parsed["target"], parsed["k"]
+        state.text_key = parsed["t"] if state.snapshot is None else ""
         state.methods = parsed["methods"] or list(METHODS)
         state.options = _options_from_query(parsed["options"], state.problems)
         return state
@@ -84,7 +90,8 @@ class ViewState:
 VIEW_PARAMS = (
     Param("snapshot", "id", help="a snapshot's number"),
     Param("passage", "text", default="", max_length=64, help="paragraph:N-M, sentences:N-M or all:0-0"),
-    Param("text", "text", default="", help="free text to explain"),
+    Param("text", "text", default="", help="free text to explain (older links; the page stores it and names it by t)"),
+    Param("t", "text", default="", max_length=32, help="the key of a stored free text (core/storage/texts.py)"),
     Param("model", "choice", default="", choices=lambda: list(model_choices()), help="one of the server's models"),
     Param("methods", "names", default=None, choices=lambda: list(METHODS), help="comma-separated method names"),
     Param("options", "text", default="", max_length=20_000, help="each method's options, as JSON"),
@@ -352,6 +359,28 @@ def convergence(diagnostics: dict[str, Any]) -> tuple[int | None, str]:
         return int(diagnostics["steps"]), "yes" if diagnostics["converged"] else "no (cap)"
     used = diagnostics.get("samples", diagnostics.get("steps"))
     return (int(used) if used is not None else None), ""
+
+
+def provenance(comparison: Comparison, last_run: dict[str, Any] | None) -> str:
+    """Where this view's explanations came from, honestly: computed by its last run, or read from the store
+    (made earlier by a corpus run, another view or a run whose record is gone). `last_run`: the result of the
+    view's last finished comparison task, None if there is none."""
+    shown = set(comparison.methods)
+    if last_run and set(last_run.get("methods", [])) >= shown and "computed" in last_run:
+        computed = [m for m in last_run["computed"] if m in shown]
+        reused = [m for m in last_run.get("reused", []) if m in shown]
+        if not reused:
+            return f"Computed by this view's last run: all {len(computed)} methods."
+        if not computed:
+            return f"This view's last run reused stored results for all {len(reused)} methods (nothing recomputed)."
+        return (f"This view's last run computed {', '.join(computed)}; it reused stored results for "
+                f"{', '.join(reused)}.")
+    stored = [m for m in comparison.methods if comparison.cached.get(m)]
+    if len(stored) == len(shown):
+        return "Read from the store: every method's result was computed earlier (this view or another)."
+    if stored:
+        return f"Read from the store: {', '.join(stored)}."
+    return ""
 
 
 def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:

@@ -45,6 +45,10 @@ class Faithfulness:
     comprehensiveness_spread: float | None = None
     sufficiency_spread: float | None = None
     erasure: str = "mask"  # how the words were removed (ERASURES)
+    # The random ranking's only: at each curve point, the lowest and highest p(target) of its draws (the band a
+    # method's curve is read against; empty for views stored before it was recorded).
+    deletion_band: list[tuple[float, float]] = field(default_factory=list)
+    insertion_band: list[tuple[float, float]] = field(default_factory=list)
     aopc_comprehensiveness: float = field(init=False)
     aopc_sufficiency: float = field(init=False)
     deletion_auc: float = field(init=False)
@@ -74,7 +78,9 @@ class Faithfulness:
                 "aopc_comprehensiveness": self.aopc_comprehensiveness, "aopc_sufficiency": self.aopc_sufficiency,
                 "deletion_auc": self.deletion_auc, "insertion_auc": self.insertion_auc, "erasure": self.erasure,
                 **({"comprehensiveness_spread": self.comprehensiveness_spread,
-                    "sufficiency_spread": self.sufficiency_spread} if self.comprehensiveness_spread is not None else {})}
+                    "sufficiency_spread": self.sufficiency_spread} if self.comprehensiveness_spread is not None else {}),
+                **({"deletion_band": [list(b) for b in self.deletion_band],
+                    "insertion_band": [list(b) for b in self.insertion_band]} if self.deletion_band else {})}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faithfulness:
@@ -82,7 +88,14 @@ class Faithfulness:
                    {float(k): float(v) for k, v in data["sufficiency"].items()},
                    [(float(x), float(y)) for x, y in data["deletion"]],
                    [(float(x), float(y)) for x, y in data["insertion"]],
-                   data.get("comprehensiveness_spread"), data.get("sufficiency_spread"), data.get("erasure", "mask"))
+                   data.get("comprehensiveness_spread"), data.get("sufficiency_spread"), data.get("erasure", "mask"),
+                   [(float(lo), float(hi)) for lo, hi in data.get("deletion_band", [])],
+                   [(float(lo), float(hi)) for lo, hi in data.get("insertion_band", [])])
+
+
+def _band(curves: Sequence[Sequence[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """Per curve point, the lowest and highest p(target) over the random draws' curves."""
+    return [(min(c[i][1] for c in curves), max(c[i][1] for c in curves)) for i in range(len(curves[0]))]
 
 
 def fraction_interval(values: Sequence[float], *, samples: int = 2000, seed: int = 0,
@@ -192,5 +205,7 @@ def evaluate(runner: ModelRunner, explanations: Sequence[Explanation], *, random
         float(np.std([np.mean(list(r[0].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
         float(np.std([np.mean(list(r[1].values())) for r in randoms], ddof=1)) if len(randoms) > 1 else None,
         erasure=erasure,
+        deletion_band=_band([r[2] for r in randoms]),
+        insertion_band=_band([r[3] for r in randoms]),
     ))
     return results

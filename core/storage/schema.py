@@ -133,6 +133,16 @@ class Demo(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class StoredText(SQLModel, table=True):
+    """Free text a Compare or Training data address refers to by a short key (sha256 of the text, 16 hex
+    characters), so that a link stays short however long the text (core/storage/texts.py)."""
+
+    __tablename__ = "stored_text"
+    key: str = Field(primary_key=True, max_length=16)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class CorpusJob(SQLModel, table=True):
     """A run of several methods over many inputs; items are stored one by one as they finish."""
 

@@ -122,7 +122,10 @@ def _run_comparison(engine: Engine, runner: ModelRunner, params: dict[str, Any],
     if report.stopped:
         raise StopRequested(f"Stopped: {', '.join(report.comparison.methods)} finished and are kept; "
                             f"{', '.join(report.comparison.missing)} did not run.")
-    return {"methods": report.comparison.methods, "target": report.comparison.target}
+    cached = report.comparison.cached
+    return {"methods": report.comparison.methods, "target": report.comparison.target,
+            "computed": [m for m in report.comparison.methods if not cached.get(m)],
+            "reused": [m for m in report.comparison.methods if cached.get(m)]}
 
 
 def _run_stability(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,

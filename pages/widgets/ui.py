@@ -129,3 +129,29 @@ def follow_task(db, task_id: int, titles: dict[str, str] | None, *, key: str, st
                   help=stop_help or None)
 
     follow()
+
+
+def text_from_address(db, view) -> str:
+    """Fill a view's free text from the key its address names (`t=`); returns what to say when no text is stored
+    under that key ("" when there is nothing to say)."""
+    from core.storage.texts import recall_text
+
+    if not view.text_key or view.text:
+        return ""
+    stored = recall_text(db, view.text_key)
+    if stored is None:
+        return (f"This link names a stored text (t={view.text_key}) that this server does not have: it was saved "
+                "on another server, or the database was reset. Paste the text to explain it.")
+    view.text = stored
+    return ""
+
+
+def stored_text_key(db, text: str) -> str:
+    """The key of `text`, stored once per text and session (the address then names it instead of carrying it)."""
+    from core.storage.texts import remember_text
+
+    known = st.session_state.setdefault("_stored_text_keys", {})
+    if text not in known:
+        known.clear()  # one text at a time: a page run names only its own
+        known[text] = remember_text(db, text)
+    return known[text]

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output" / "browser"
@@ -127,3 +128,12 @@ def screenshot(page, name: str, height: int = 1000) -> Path:
         page.wait_for_load_state("networkidle")
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def open_tab(page, name: str) -> None:
+    """Open Compare's result tab `name` (Words, Agreement, Faithfulness, Attention, What would flip it?, Summary and
+    export) and wait until it is the selected one (selecting it reruns the page)."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    tab.click()
+    expect(tab).to_have_attribute("aria-selected", "true")
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached")  # the rerun has ended

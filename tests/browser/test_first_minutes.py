@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import open_tab, screenshot
 
 pytestmark = pytest.mark.browser
 LONG = 300_000  # ms: the build, its preparation and the samples on a cold server's workers
@@ -35,8 +35,9 @@ def test_15_the_first_ten_minutes_on_an_empty_data_directory(page, fresh_server)
     screenshot(page, "15-home-three-things-to-try")
 
     page.get_by_role("link", name="Fourteen accounts of one tweet").click()
-    expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("this comparison was computed by a worker")).to_be_visible()
+    open_tab(page, "What would flip it?")
     expect(page.get_by_text("(stored result, no model work now)")).to_be_visible()  # the sample edit search
     no_exception(page)
 
@@ -65,7 +66,7 @@ def test_15_the_first_ten_minutes_on_an_empty_data_directory(page, fresh_server)
     # A newcomer's own first comparison, on the model that was just built.
     page.goto(f"{base}/Compare?methods=occlusion,saliency&text=The+staff+were+kind+but+the+room+was+cold")
     page.get_by_role("button", name="Run", exact=True).click()
-    expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("this comparison was computed by a worker")).to_have_count(0)
 
     page.goto(f"{base}/")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import open_tab, screenshot
 
 pytestmark = pytest.mark.browser
 LONG = 240_000  # ms: all eight methods on a cold server (shap compiles on first use)
@@ -143,6 +143,8 @@ def compared(browser, journey, app_server):
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    open_tab(page, "Summary and export")
     summary = page.locator("li").filter(has_text="Removing its top words")
     expect(summary).to_be_visible(timeout=LONG)
     yield {"page": page, "share_url": page.url,
@@ -153,14 +155,16 @@ def compared(browser, journey, app_server):
 
 def test_2_compare_a_snapshot_with_every_method(compared):
     page = compared["page"]
-    for heading in ("Side by side", "Agreement", "Faithfulness: which account does the model support?",
-                    "Is attention explanation, here?", "Summary"):
-        expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=LONG)
     expect(page.get_by_text("The model predicts")).to_be_visible()
-    expect(page.locator(".vega-embed").first).to_be_visible()
-    # Four charts (cost, agreement, two curves); they render one by one.
-    expect(page.locator(".vega-embed").nth(3)).to_be_attached()
-    screenshot(page, "2-compare", height=5200)
+    for tab, heading in (("Words", "Side by side"), ("Agreement", "Agreement"),
+                         ("Faithfulness", "Faithfulness: which account does the model support?"),
+                         ("Attention", "Is attention explanation, here?"), ("Summary and export", "Summary")):
+        open_tab(page, tab)
+        expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=LONG)
+        if tab in ("Words", "Agreement", "Faithfulness"):  # the cost chart, the matrix, the curves
+            expect(page.locator('[role="tabpanel"]:visible .vega-embed').first).to_be_visible()
+    open_tab(page, "Words")
+    screenshot(page, "2-compare", height=2400)
 
 
 def test_3_share_link_reopens_without_recomputing(browser, compared):
@@ -174,11 +178,12 @@ def test_3_share_link_reopens_without_recomputing(browser, compared):
     # Nothing was pressed: every method comes from the store.
     from core.methods import METHODS
 
-    expect(page.get_by_text(f"Stored results reused for: {', '.join(METHODS)}.")).to_be_visible()
+    expect(page.get_by_text(f"Computed by this view's last run: all {len(METHODS)} methods.")).to_be_visible()
     assert page.get_by_role("heading", name="Prediction:").inner_text() == compared["prediction"]
-    expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(compared["summary"])
     # Faithfulness and the attention checks come from the stored report too: the model never ran.
     expect(page.get_by_text("Model passes to show this view now: 0 (everything came from the store).")).to_be_visible()
+    open_tab(page, "Summary and export")
+    expect(page.locator("li").filter(has_text="Removing its top words")).to_have_text(compared["summary"])
     screenshot(page, "3-shared-link")
     teammate.close()
 
@@ -225,8 +230,9 @@ def test_5_corpus_run_survives_a_reload(page, journey):
     page.reload()  # the run lives on the server, not in this browser tab
     expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
     expect(page.get_by_role("heading", name="Faithfulness leaderboard")).to_be_visible(timeout=LONG)
-    expect(page.get_by_role("heading", name="Inputs where the methods disagree most")).to_be_visible()
     screenshot(page, "5-corpus")
+    open_tab(page, "Most disputed inputs")
+    expect(page.get_by_role("heading", name="Inputs where the methods disagree most")).to_be_visible()
 
 
 THIRTY_WORDS = ("The hotel staff were friendly and the room was spotless, but breakfast was cold, the wifi kept "
@@ -320,16 +326,18 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     page.goto(f"{base}/Compare?" + urlencode(ViewState(text=text, methods=["attention", "occlusion"]).to_query()))
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    open_tab(page, "Attention")
     expect(page.get_by_role("heading", name="Attention seen whole")).to_be_visible(timeout=LONG)
-    charts_before = 4  # cost, agreement and the two faithfulness curves
-    expect(page.locator(".vega-embed")).to_have_count(charts_before)
+    charts = page.locator('[role="tabpanel"]:visible .vega-embed')  # the Attention tab's own charts
+    expect(charts).to_have_count(0)
     page.get_by_text("Show every layer and head").click()
     page.get_by_role("button", name="Compute every layer and head (one model pass)").click()  # on a worker
     expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible(timeout=LONG)
-    expect(page.locator(".vega-embed")).to_have_count(charts_before + 2)  # the grid and the head view
+    expect(charts).to_have_count(2)  # the grid and the head view
     page.get_by_role("button", name="Head importance (4 model passes)").click()
     expect(page.get_by_text("when each head is silenced")).to_be_visible()
-    expect(page.locator(".vega-embed")).to_have_count(charts_before + 3)
+    expect(charts).to_have_count(3)
     page.get_by_role("heading", name="Attention seen whole").scroll_into_view_if_needed()
     keep_for_readme(screenshot(page, "9-attention", height=3200), "attention")
 
@@ -353,8 +361,9 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     expect(page.locator("strong").filter(has_text="A long stay by the harbour")).to_be_visible()
     page.get_by_role("button", name="Explain the whole document").click()
     expect(page.get_by_role("heading", name="Explaining")).to_be_visible(timeout=LONG)
-    expect(page.get_by_text("¶ 3")).to_be_visible()
     expect(page.get_by_text("Paragraphs, most disputed first")).to_be_visible()
+    page.get_by_role("tab", name="The document, coloured").click()
+    expect(page.get_by_text("¶ 3")).to_be_visible()
     keep_for_readme(screenshot(page, "9-document", height=2000), "document")
 
 
@@ -369,6 +378,8 @@ def test_10_edits_that_flip_the_prediction(page, journey):
     address = f"{journey['base']}/Compare?" + urlencode(ViewState(text=text, methods=["occlusion", "saliency"]).to_query())
     page.goto(address)
     page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    open_tab(page, "What would flip it?")
     expect(page.get_by_role("heading", name="What would flip it?")).to_be_visible(timeout=LONG)
     page.get_by_role("button", name="Search for edits").click()
     diffs = page.get_by_test_id("rashomon-diff")
@@ -380,13 +391,14 @@ def test_10_edits_that_flip_the_prediction(page, journey):
     assert diffs.first.locator("b").count() == 0
     expect(page.get_by_text("Counterfactual agreement", exact=False).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"\d+ counterfactual\(s\); \d+ model passes"))).to_be_visible()
-    summary = page.get_by_role("heading", name="Summary")
-    summary.scroll_into_view_if_needed()
+    open_tab(page, "Summary and export")
     expect(page.get_by_text(re.compile(r"minimal edits that flip the prediction|touch no method"))).to_be_visible()
-    page.get_by_role("heading", name="What would flip it?").scroll_into_view_if_needed()
+    open_tab(page, "What would flip it?")
     keep_for_readme(screenshot(page, "10-edits", height=2600), "edits")
 
     page.goto(address)  # a fresh session: the stored comparison and the stored search, no button to press
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    open_tab(page, "What would flip it?")
     expect(page.get_by_text(re.compile(r"stored result, no model work now"))).to_be_visible(timeout=LONG)
     expect(page.get_by_role("button", name="Search for edits")).to_have_count(0)
 
@@ -487,7 +499,7 @@ def test_13_two_comparisons_at_once_and_a_third_page_meanwhile(browser, journey)
     third.close()
     for context, page in people:
         expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
-        expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+        expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
         context.close()
     ran = [t for t in tasks.list_tasks(db) if t.kind == "comparison" and "Visit" in t.params["text"]]
     assert [t.status for t in ran] == ["done", "done"]
@@ -542,7 +554,8 @@ def test_14_every_page_is_used_and_the_server_makes_no_model_pass(page, journey,
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Prediction:")).to_be_visible(timeout=LONG)
-    expect(page.get_by_role("heading", name="Summary")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    open_tab(page, "Attention")
     page.get_by_text("Show every layer and head").click()
     page.get_by_role("button", name="Compute every layer and head (one model pass)").click()
     expect(page.get_by_text("Each panel is a layer, each strip a head")).to_be_visible(timeout=LONG)

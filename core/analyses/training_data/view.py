@@ -17,6 +17,7 @@ VIEW_PARAMS = (
     Param("snapshot", "id", help="a snapshot's number"),
     Param("passage", "text", default="", max_length=64),
     Param("text", "text", default=""),
+    Param("t", "text", default="", max_length=32, help="the key of a stored free text (core/storage/texts.py)"),
     Param("model", "choice", default="", choices=lambda: list(model_choices()), help="one of the server's models"),
     Param("target", "text", default="", max_length=300),
     Param("k", "int", default=10, minimum=1, maximum=MAX_K, help="training examples shown"),
@@ -33,12 +34,17 @@ class DataView:
     target: str = ""
     k: int = 10
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_METHODS))
+    # The stored text's key (core/storage/texts.py): when set, the address names the text by it (`t=`) instead of
+    # carrying the text; a page sets it once the text is stored.
+    text_key: str = field(default="", compare=False)
     problems: list[str] = field(default_factory=list, compare=False)
 
     def to_query(self) -> dict[str, str]:
         query: dict[str, str] = {"k": str(self.k), "methods": ",".join(self.methods)}
         if self.snapshot is not None:
             query |= {"snapshot": str(self.snapshot), "passage": self.passage.to_query()}
+        elif self.text_key:
+            query["t"] = self.text_key
         else:
             query["text"] = self.text
         if self.model:
@@ -54,6 +60,7 @@ class DataView:
         view = cls(text=parsed["text"], model=parsed["model"], target=parsed["target"], k=parsed["k"],
                    methods=parsed["methods"] or list(DEFAULT_METHODS), problems=parsed.problems)
         view.snapshot = parsed["snapshot"]
+        view.text_key = parsed["t"] if view.snapshot is None else ""
         if view.snapshot is not None:
             view.passage = PassageChoice.from_query(parsed["passage"])
         return view

@@ -9,7 +9,7 @@ from core.analyses import agreement, compare, known_answer, verdict
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report
 from core.analyses.training_data.view import DataView
-from core.engine.pass_time import estimate_sentence, stored_pass_time
+from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
 from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
@@ -17,7 +17,7 @@ from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from pages.widgets import attention_whole, edits
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import option_widgets, sample_note, stored_text_key, text_from_address
+from pages.widgets.ui import option_widgets, sample_note, seed_widgets, stored_text_key, text_from_address
 
 db = engine()
 st.title("Compare")
@@ -54,14 +54,7 @@ if state.snapshot is not None:
 for method, values in state.options.items():
     for name, value in values.items():
         seeds[f"opt_{method}_{name}"] = value
-for key, value in seeds.items():
-    if new_address or key not in st.session_state:
-        st.session_state[key] = value
-    else:
-        # Re-assert the widget's own value: a full rerun asked for from inside a fragment (the task follower's,
-        # when a task ends) can arrive without the sidebar widgets' states, and the widgets would then fall back
-        # to their defaults (no methods, k = 1) and write those into the address (streamlit/streamlit#11266).
-        st.session_state[key] = st.session_state[key]
+seed_widgets(seeds, new_address)
 
 # -- input: in the main column, the source on the left, the model and methods on the right ------------------
 st.subheader("Input")
@@ -189,11 +182,13 @@ if estimate.truncated_words:
                   if snapshot_id is not None else "Explain only the first window, or shorten the text."))
     if snapshot_id is None:
         st.button("Keep only the first window", on_click=keep_first_window, args=(runner.prepare(text).text,))
+expected = estimate_range(db, runner.loaded.fingerprint, "comparison", runner.loaded.path, estimate.forward_passes)
 if report is None or not report.measured:
-    st.caption(estimate_sentence(estimate.forward_passes, stored_pass_time(db, runner.loaded.fingerprint)))
+    st.caption(estimate_sentence(expected))
 
 titles = {name: METHODS[name].title for name in methods} | {MEASURES: "Faithfulness and attention checks"}
-last = task_button("Run", "comparison", task_params, runner, titles=titles, key="compare", extra={"fresh": fresh},
+last = task_button("Run", "comparison", task_params, runner, titles=titles, key="compare",
+                   extra={"fresh": fresh, ESTIMATE_PARAM: expected.point},
                    stop_help="Stops the run now. Methods that already finished are stored and kept (the page then "
                              "shows them); the one in progress is dropped and runs again on the next Run.")
 if last is not None and last.active:
@@ -283,7 +278,7 @@ with words_tab:
                     "unsettled.")
     if last is not None and last.status == "done":
         right.caption(f"Its last run (task {last.id}, attempt {last.attempts}): {last.forward_passes:,} model "
-                      f"passes in {last.seconds:.1f} s.")
+                      f"passes. " + took_sentence(last.seconds, last.params.get(ESTIMATE_PARAM)))
 
 # -- agreement -------------------------------------------------------------------------------------------
 with agreement_tab:

@@ -7,7 +7,7 @@ from core import charts
 from core.analyses import corpus
 from core.analyses.compare import ViewState
 from core.engine.catalogue import name_for
-from core.engine.pass_time import stored_pass_time
+from core.engine.pass_time import ESTIMATE_PARAM, UNCALIBRATED_HIGH, estimate_range, range_text, took_sentence
 from core.library.snapshots import list_tags
 from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
@@ -80,10 +80,17 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
     if inputs and methods:
         passes = estimate(runner, runner.loaded.fingerprint, tuple(methods), tuple(i.text for i in inputs),
                           int(faithfulness_inputs))
-        per_pass = stored_pass_time(db, runner.loaded.fingerprint)  # measured by a worker, never here
-        how_long = (f"about {passes * per_pass / 60:.1f} minutes ({passes:,.0f} model passes)" if per_pass is not None
+        expected = estimate_range(db, runner.loaded.fingerprint, "corpus_run", runner.loaded.path, passes)
+        how_long = (f"{range_text(expected)} ({passes:,.0f} model passes; "
+                    + (f"calibrated on {expected.calibrated_on} finished run(s) here" if expected.calibrated_on else
+                       "no run has finished here yet: from the passes' time alone, a lower bound, to "
+                       f"{UNCALIBRATED_HIGH:g}x it") + ")"
+                    if expected.point is not None
                     else f"not measured yet ({passes:,.0f} model passes; a worker measures this model's pass time "
                          "when it loads it)")
+        if attack:
+            how_long += (", plus the edit search on every input, which this does not count (its cost depends on how "
+                         "soon an edit flips the prediction: from tens to thousands of passes an input)")
         if slow:
             st.warning(f"{', '.join(slow)} over {len(inputs)} inputs is slow. Estimated time on this machine: "
                        f"{how_long}.")
@@ -94,7 +101,7 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
         try:
             job_id = corpus.create_job(db, name, inputs, methods, model=runner.loaded.path, k=k, source=source_label,
                                        faithfulness_inputs=int(faithfulness_inputs), edits=edit_options)
-            start_job(job_id, runner.loaded.path)
+            start_job(job_id, runner.loaded.path, expected.point if inputs and methods else None)
             st.query_params["job"] = str(job_id)
             st.rerun()
         except corpus.CorpusError as exc:
@@ -123,6 +130,8 @@ def job_status() -> None:
         st.caption(f"About {left:.0f} s left.")
     if job.error:
         st.error(f"The run failed: {md(job.error)}")
+    if task is not None and task.status == "done" and job.status == "done":
+        st.caption(took_sentence(task.seconds, task.params.get(ESTIMATE_PARAM)))
     a, b = st.columns(2)
     if job.status in ("queued", "running") and (running_here or not corpus.is_stale(job)):
         if a.button("Stop", key=f"stop_{job_id}", disabled=job.stop_requested):

@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.analyses.evaluation import EvaluationError, heldout_inputs
 from core.analyses.model_compare import stored_diff, stored_pairs
-from core.engine.catalogue import model_choices
+from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.default_model import model_versions
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
@@ -47,8 +47,13 @@ if builds:
 query = address("pages/models.py")
 built = {v["path"] for v in model_versions()}
 versions = [name for name, spec in model_choices().items() if spec in built]  # oldest first
+choices = model_choices()
+# B defaults to the newest version built here, else to another of the server's models: never to A itself.
+other = next((v for v in reversed(versions) if v), "") or next(
+    (name for name, spec in choices.items() if name != DEFAULT_NAME and spec != choices.get(query["a"] or DEFAULT_NAME)),
+    "")
 for key, value in (("models_a", query["a"]),
-                   ("models_b", query["b"] or next((v for v in reversed(versions) if v), "")),
+                   ("models_b", query["b"] or other),
                    ("models_limit", query["limit"]),
                    ("models_text", query["text"])):
     if key not in st.session_state:
@@ -56,16 +61,21 @@ for key, value in (("models_a", query["a"]),
 left, right = st.columns(2)
 name_a = model_picker("Model A (before)", key="models_a", container=left)
 name_b = model_picker("Model B (after)", key="models_b", container=right)
+same_model = resolve(name_a) == resolve(name_b)
+if same_model and len(set(choices.values())) == 1:
+    st.info("This server has one model, so there is nothing to compare it with yet: rebuild it with extra training "
+            "rows from an error group (Evaluation page), or name more models in RASHOMON_MODELS.")
+    st.page_link("pages/evaluation.py", label="Evaluation: find error groups and rebuild →")
+elif same_model:
+    st.warning(f"Model A and model B are the same model ({md(name_a or 'default')}): choose another model B.")
 st.caption("The server's models: the configured one, those in RASHOMON_MODELS and the versions built here.")
 limit = int(st.number_input("Held-out rows of the default model (of 2,000)", 1, 2000, key="models_limit"))
 text = st.text_input("One input to explain with both models (optional)", key="models_text")
 st.query_params.from_dict({**({"a": name_a} if name_a else {}), **({"b": name_b} if name_b else {}),
                            "limit": str(limit), **({"text": text} if text else {})})
 a, b = runner_or_stop(name_a), runner_or_stop(name_b)
-if a.loaded.path == b.loaded.path:
-    st.info("Choose two different models: for example the default model and a version rebuilt with extra "
-            "training rows.")
-    st.stop()
+if same_model or a.loaded.path == b.loaded.path:
+    st.stop()  # said under the two model pickers
 inputs = heldout_inputs(limit)
 try:
     diff = stored_diff(db, a, b, inputs, only_stored=True)

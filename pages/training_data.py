@@ -21,7 +21,7 @@ from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
 from core.work import builds, tasks
 from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import follow_task, sample_note, stored_text_key, text_from_address
+from pages.widgets.ui import follow_task, sample_note, seed_widgets, stored_text_key, text_from_address
 
 db = engine()
 st.title("Training data")
@@ -37,12 +37,11 @@ if new_address:
 seeds = {"data_source": "Snapshot" if view.snapshot is not None else "Free text", "data_text": view.text,
          "data_model": view.model, "data_target": view.target, "data_k": view.k, "data_methods": view.methods,
          "data_paragraph": view.passage.start + 1, "data_whole": view.passage.mode == "all"}
-for key, value in seeds.items():
-    if new_address or key not in st.session_state:
-        st.session_state[key] = value
+seed_widgets(seeds, new_address)  # re-asserted each run: the "Choose at least one method" with methods chosen
 
-with st.sidebar:
-    st.subheader("Input")
+st.subheader("Input")
+source_column, model_column = st.columns([3, 2], gap="medium")
+with source_column:
     source = st.radio("Source", ["Snapshot", "Free text"], key="data_source", horizontal=True)
     text, snapshot_id, passage = "", None, PassageChoice()
     if source == "Snapshot":
@@ -72,7 +71,7 @@ with st.sidebar:
         text = st.text_area("Text", key="data_text", height=140, placeholder="@united lost my bag again, thanks a lot")
         if missing_text and not text.strip():
             st.error(md(missing_text))
-    st.subheader("Model and methods")
+with model_column:
     model_spec = model_picker("Model", key="data_model")
     runner = runner_or_stop(model_spec)
     loaded = runner.loaded
@@ -85,6 +84,8 @@ with st.sidebar:
                           help="Proponents pushed the model towards this label; opponents away from it.")
     methods = st.multiselect("Methods", list(data_methods()), key="data_methods",
                              format_func=lambda m: data_method(m).title)
+    if not methods:
+        st.warning("Choose at least one method.")
     k = st.slider("Examples listed per method (k)", 1, MAX_K, key="data_k")
 
 current = DataView(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
@@ -134,8 +135,7 @@ if not text.strip():
     st.info("Choose a snapshot or type some text.")
     st.stop()
 if not methods:
-    st.info("Choose at least one method.")
-    st.stop()
+    st.stop()  # said under the method list
 
 try:
     results, complete = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,

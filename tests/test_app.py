@@ -714,3 +714,19 @@ def test_model_vs_model_page_compares_and_reopens_stored(home, trained_tiny_mode
     bad = run_page("pages/models.py", a="tiny", b=str(trained_tiny_model_dir))  # a path in a link opens nothing
     assert not bad.exception
     assert any("'b' must be one of default, tiny, trained" in w.value for w in bad.warning)
+
+
+def test_model_vs_model_never_opens_on_one_model_against_itself_without_a_word(home, trained_tiny_model_dir,
+                                                                            tiny_model_dir, monkeypatch):
+    """Before, the page opened with the configured model on both sides and a note at the bottom. Now B defaults to
+    another of the server's models; the same model twice, or a server with one model, is said under the pickers."""
+    app = run_page("pages/models.py")  # one model: nothing to compare it with, and where to get a second
+    assert not app.exception and any("This server has one model" in i.value for i in app.info)
+    monkeypatch.setenv("RASHOMON_MODELS", f"trained={trained_tiny_model_dir}")
+    app = run_page("pages/models.py")
+    assert not app.exception and app.selectbox(key="models_b").value == "trained"  # not the default again
+    assert any(b.label == "Compare on the held-out rows" for b in app.button)
+    same = run_page("pages/models.py", a="trained", b="trained")
+    assert not same.exception
+    assert any("Model A and model B are the same model (trained)" in w.value for w in same.warning)
+    assert not any(b.label == "Compare on the held-out rows" for b in same.button)

@@ -34,6 +34,7 @@ from sqlmodel import col, select
 
 from core.analyses.reports import StopRequested
 from core.engine.fingerprints import remember
+from core.engine.pass_time import ESTIMATE_PARAM
 from core.engine.runner import ModelRunner
 from core.plugins import import_plugins
 from core.storage.db import session_scope
@@ -356,7 +357,8 @@ def load_plugins() -> list[str]:
 
 # -- submitting and reading -----------------------------------------------------------------------------------
 def task_key(kind: str, model: str, params: dict[str, Any]) -> str:
-    identity = KINDS[kind].identity(params)
+    # what a page estimated is kept with the task, but two runs of the same work are one task whatever it said
+    identity = {k: v for k, v in KINDS[kind].identity(params).items() if k != ESTIMATE_PARAM}
     text = json.dumps({"kind": kind, "model": model, "params": identity}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
 

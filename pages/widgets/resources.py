@@ -132,9 +132,13 @@ def forget_models() -> None:
     cached_model.clear()
 
 
-def start_job(job_id: int, model: str):
-    """Run (or resume) a corpus run or evaluation as a `corpus_run` task on the workers."""
-    return start_task("corpus_run", {"job": job_id}, None, model=model)
+def start_job(job_id: int, model: str, estimated_seconds: float | None = None):
+    """Run (or resume) a corpus run or evaluation as a `corpus_run` task on the workers (with what the page
+    estimated, kept beside the task so that the page can show both afterwards and calibrate the next estimate)."""
+    from core.engine.pass_time import ESTIMATE_PARAM
+
+    return start_task("corpus_run", {"job": job_id, **({ESTIMATE_PARAM: estimated_seconds} if estimated_seconds else {})},
+                      None, model=model)
 
 
 def job_task(job_id: int, model: str):

@@ -155,3 +155,15 @@ def stored_text_key(db, text: str) -> str:
         known.clear()  # one text at a time: a page run names only its own
         known[text] = remember_text(db, text)
     return known[text]
+
+
+def seed_widgets(seeds: dict[str, Any], new_address: bool) -> None:
+    """Give each widget key its value from the address when the address is new (or the key is missing), and
+    otherwise re-assert the widget's own value: a full rerun asked for from inside a fragment (a task follower's,
+    when a task ends) can arrive without the widgets' states, and they would fall back to their defaults (no
+    methods chosen, k = 1) and write those into the address (streamlit/streamlit#11266)."""
+    for key, value in seeds.items():
+        if new_address or key not in st.session_state:
+            st.session_state[key] = value
+        else:
+            st.session_state[key] = st.session_state[key]

@@ -226,13 +226,18 @@ def open_tab(label: str) -> None:
     st.session_state["section"] = label
 
 
-if (decided := verdict.decide(report, k)) is not None:
+evidence = verdict.gather(db, runner, report, k, options)  # stored checks and edit search: no model pass
+if (decided := verdict.decide(report, k, evidence=evidence)) is not None:
     st.subheader("Verdict", anchor="verdict")
     for number, (line, section) in enumerate(zip(decided.sentences, decided.sections, strict=True)):
         sentence_column, link_column = st.columns([12, 2], vertical_alignment="center")
         sentence_column.markdown(f"- {md(line)}")
-        link_column.button(f"{TABS[section]} →", key=f"see_{number}", type="tertiary", on_click=open_tab,
-                           args=(TABS[section],), help=f"Open the {TABS[section]} tab, which shows this.")
+        with link_column:
+            if section in TABS:
+                st.button(f"{TABS[section]} →", key=f"see_{number}", type="tertiary", on_click=open_tab,
+                          args=(TABS[section],), help=f"Open the {TABS[section]} tab, which shows this.")
+            else:  # stored on another page (a stability check): a link there
+                st.page_link("pages/checks.py", label="Checks →")
     if cited := known_answer.citation(db, runner.loaded.fingerprint):
         st.markdown("- **Known answer**: " + md(cited["text"]))
         st.page_link("pages/checks.py", label="The known-answer check on the Checks page")
@@ -375,7 +380,7 @@ with export_tab:
         for d in demos:
             st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
     a, b, c = st.columns(3)
-    a.download_button("Comparison (JSON)", compare.to_json(report, k), "rashomon-comparison.json",
+    a.download_button("Comparison (JSON)", compare.to_json(report, k, evidence), "rashomon-comparison.json",
                       "application/json")
     b.download_button("Scores per word (CSV)", compare.to_csv(comparison), "rashomon-scores.csv", "text/csv")
     c.download_button("Agreement metrics (CSV)", compare.metrics_csv(comparison, k), "rashomon-metrics.csv", "text/csv")

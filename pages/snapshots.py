@@ -23,7 +23,7 @@ from core.library.snapshots import (
 )
 from core.render import md
 from pages.widgets.resources import engine
-from pages.widgets.ui import address, flash, streamlit_progress
+from pages.widgets.ui import address, flash, show_flashes, streamlit_progress
 
 db = engine()
 st.title("Snapshots")
@@ -31,16 +31,16 @@ st.caption("Paste links; Rashomon fetches each page and keeps a snapshot of its 
            "Snapshots are never overwritten: refreshing adds a version.")
 
 
-def library_action(fn, *args, success: str = "", **kwargs):
+def library_action(fn, *args, success: str = "", where: str = "page", **kwargs):
     """Run a library call; its one-sentence error or its success message is kept across the rerun that
-    refreshes the page (a message shown and then rerun away is a message never seen)."""
+    refreshes the page (a message shown and then rerun away is a message never seen), and shown at `where`."""
     try:
         result = fn(*args, **kwargs)
     except LibraryError as exc:
-        flash("error", md(str(exc)))
+        flash("error", md(str(exc)), where)
         return None
     if success:
-        flash("success", md(success))
+        flash("success", md(success), where)
     return result
 
 
@@ -78,7 +78,9 @@ if not views:
     st.info("No links match." if (all_of or any_of or search) else "No links yet: add some above.")
 else:
     table = pd.DataFrame([{
-        "id": v.id, "title": v.title or "(untitled)", "url": v.url, "tags": ", ".join(v.tags),
+        # a failed fetch has no title: it is named by its address, and its status says why it failed
+        "id": v.id, "title": v.title or (f"(fetch failed) {v.url}" if v.latest_error else "(no title) " + v.url),
+        "url": v.url, "tags": ", ".join(v.tags),
         "snapshots": v.snapshot_count, "last fetch": v.latest_fetched_at,
         "status": ("failed: " + v.latest_error) if v.latest_error else "ok",
     } for v in views])
@@ -114,17 +116,22 @@ else:
     c1, c2 = st.columns([1, 3])
     if c1.button("Re-snapshot now", key="refresh"):
         with st.spinner("Fetching…"):
-            outcome = library_action(refresh_link, db, link.id)
+            outcome = library_action(refresh_link, db, link.id, where="link")
+        count = len(snapshots_of(db, link.id))  # this link's versions, the new one included
         if outcome is not None and outcome.error:
-            flash("error", f"The new snapshot failed: {md(outcome.error)} Earlier snapshots are unchanged.")
+            flash("error", f"The new snapshot failed ({md(link.url)}): {md(outcome.error)} It is kept as version "
+                           f"{count} (failed); earlier versions are unchanged.", "link")
         elif outcome is not None and outcome.unchanged_since is not None:
             same = outcome.unchanged_since
             flash("info", f"Fetched again: the text is unchanged since snapshot #{same.id} of "
-                          f"{same.fetched_at:%Y-%m-%d %H:%M:%S} (kept as #{outcome.snapshot.id}, marked as the same text).")
+                          f"{same.fetched_at:%Y-%m-%d %H:%M:%S}; kept as version {count} (#{outcome.snapshot.id}), "
+                          "marked as the same text.", "link")
         elif outcome is not None:
-            flash("success", f"New snapshot #{outcome.snapshot.id} stored; it is shown below.")
+            flash("success", f"New version {count} (snapshot #{outcome.snapshot.id}) stored; it is shown below.",
+                  "link")
         st.session_state.pop(f"version_{link.id}", None)  # show the newest version, not the one picked before
         st.rerun()
+    show_flashes("link")
     notes = c2.text_input("Notes", value=link.notes, key=f"notes_{link.id}")
     if notes != link.notes:
         update_notes(db, link.id, notes)
@@ -136,12 +143,17 @@ else:
 
     if snapshots:
         same_as = same_text_as(snapshots)
-        labels = {s.id: f"#{s.id} · {s.fetched_at:%Y-%m-%d %H:%M:%S}" + (" · failed" if s.error else "")
-                  + (f" · same text as #{same_as[s.id]}" if s.id in same_as else "") for s in snapshots}
+        # Versions are numbered per link, oldest 1 (snapshot ids are global: #12 may be this link's second)
+        order = sorted(snapshots, key=lambda s: (s.fetched_at, s.id))
+        number = {s.id: i + 1 for i, s in enumerate(order)}
+        labels = {s.id: f"version {number[s.id]} of {len(snapshots)} · #{s.id} · {s.fetched_at:%Y-%m-%d %H:%M:%S}"
+                  + (" · failed" if s.error else "")
+                  + (f" · same text as version {number.get(same_as[s.id], '?')}" if s.id in same_as else "")
+                  for s in snapshots}
         chosen = st.selectbox("Version", list(labels), format_func=labels.get, key=f"version_{link.id}")
         snap = next(s for s in snapshots if s.id == chosen)
         if snap.error:
-            st.error(f"This fetch failed: {md(snap.error)}")
+            st.error(f"This fetch of {md(snap.final_url or link.url)} failed: {md(snap.error)}")
         else:
             st.text(f"Title: {snap.title}\nAuthors: {snap.authors or '—'}\nPublished: {snap.publish_date or '—'}\n"
                     f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
@@ -162,7 +174,7 @@ else:
                 old = x.selectbox("Older", ids, index=len(ids) - 1, format_func=labels.get, key="diff_old")
                 new = y.selectbox("Newer", ids, index=0, format_func=labels.get, key="diff_new")
                 patch = diff_snapshots(next(s for s in good if s.id == old), next(s for s in good if s.id == new))
-                st.code(patch or "The texts are identical.", language="diff")
+                st.code(patch or "The texts are identical.", language="diff", wrap_lines=True)
 
 st.markdown("---")
 left, right = st.columns(2)
@@ -177,23 +189,26 @@ with left:
         target = st.text_input("New name / target tag")
         if st.form_submit_button("Apply") and source:
             if action == "Rename":
-                library_action(rename_tag, db, source, target, success=f"Renamed tag '{source}' to '{target.strip()}'.")
+                library_action(rename_tag, db, source, target, where="tags",
+                               success=f"Renamed tag '{source}' to '{target.strip()}'.")
             elif action == "Merge into":
-                moved = library_action(merge_tags, db, source, target)
-                if moved is not None:
-                    flash("success", md(f"Merged tag '{source}' into '{target.strip()}': {moved} link(s) moved."))
+                merged = library_action(merge_tags, db, source, target, where="tags")
+                if merged is not None:
+                    flash("success", md(merged.sentence(source, target.strip())), "tags")
             else:
-                library_action(delete_tag, db, source, success=f"Deleted tag '{source}'; its links stay.")
+                library_action(delete_tag, db, source, where="tags", success=f"Deleted tag '{source}'; its links stay.")
             st.rerun()
+    show_flashes("tags")
 with right:
     st.subheader("Import and export")
     upload = st.file_uploader("Netscape bookmark file (browsers, linkding)", type=["html", "htm"])
     if upload is not None and st.button("Import bookmarks"):
         summary = import_bookmarks(db, upload.getvalue().decode("utf-8", errors="replace"))
-        flash("success", f"{summary.added} links added, {summary.existing} already present.")
+        flash("success", f"{summary.added} links added, {summary.existing} already present.", "import")
         for url, reason in summary.skipped:
-            flash("warning", md(f"Skipped {url}: {reason}"))
-        st.rerun()  # the link list and the tag filters above must show the imported links
+            flash("warning", md(f"Skipped {url}: {reason}"), "import")
+        st.rerun()
+    show_flashes("import")  # the link list and the tag filters above must show the imported links
     for fmt, mime in (("html", "text/html"), ("json", "application/json"), ("csv", "text/csv")):
         st.download_button(f"Export {fmt.upper()}", export_links(db, fmt), file_name=f"rashomon-links.{fmt}",
                            mime=mime, key=f"export_{fmt}")

@@ -473,7 +473,7 @@ def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_ser
     apply("Rename", "city", "town")
     assert any("Renamed tag 'city' to 'town'" in shown(s.value) for s in app.success)
     apply("Merge into", "town", "news")
-    assert any("Merged tag 'town' into 'news': 1 link(s) moved" in shown(s.value) for s in app.success)
+    assert any("Merged tag 'town' into 'news': 1 link(s) moved; 'town' is gone." in shown(s.value) for s in app.success)
 
     link = app.query_params["link"]
     link_id = int(link if isinstance(link, str) else link[0])
@@ -483,7 +483,16 @@ def test_snapshots_page_says_what_every_tag_action_and_refresh_did(home, web_ser
     after = app.selectbox(key=f"version_{link_id}").value
     assert after > before  # the page shows the snapshot just taken, not the one shown before
     # The newest link is /versioned, whose text changes on every fetch: a new version, said so.
-    assert any(f"New snapshot #{after} stored" in s.value for s in app.success)
+    assert any(f"New version 2 (snapshot #{after}) stored" in s.value for s in app.success)
+    # Versions are numbered per link (the label used to be the global snapshot id alone).
+    assert app.selectbox(key=f"version_{link_id}").options[0].startswith(f"version 2 of 2 · #{after} · ")
+    # A failed fetch is listed by its address and its reason, never as "(untitled)".
+    snapshot_url(get_engine(), f"{web_server}/doc.pdf", [])
+    app = run_page("pages/snapshots.py")
+    table = next(d.value for d in app.dataframe if "title" in d.value.columns)
+    failed = table[table["url"].str.endswith("/doc.pdf")].iloc[0]
+    assert failed["title"] == f"(fetch failed) {web_server}/doc.pdf" and failed["status"].startswith("failed: ")
+    assert "(untitled)" not in set(table["title"])
 
 
 UNESCAPED = __import__("re").compile(r"(?<!\\)!\[|(?<!\\)\]\(|(?<!\\)<(img|b|script)")

@@ -119,9 +119,14 @@ def test_tags_add_remove_rename_merge_delete(web_server, engine):
     assert [v.id for v in list_links(engine, tags_all=["first"])] == [a]
     with pytest.raises(LibraryError, match="already exists"):
         rename_tag(engine, "first", "beta")
-    assert merge_tags(engine, "beta", "first") == 1
+    assert merge_tags(engine, "beta", "first").moved == 1
     assert {v.id for v in list_links(engine, tags_all=["first"])} == {a, b}
     assert "beta" not in dict(list_tags(engine))
+    # A merge reports the links that already had the target (before, "0 link(s) moved" though both were merged).
+    merged = merge_tags(engine, "shared", "first")
+    assert (merged.moved, merged.already_tagged) == (0, 1)
+    assert merged.sentence("shared", "first") == ("Merged tag 'shared' into 'first': 0 link(s) moved, 1 already had "
+                                                  "'first'; 'shared' is gone.")
     delete_tag(engine, "first")
     assert len(list_links(engine)) == 2  # links stay
     with pytest.raises(LibraryError):
@@ -262,3 +267,31 @@ def test_search_puts_the_most_relevant_link_first(engine):
     assert [v.url for v in list_links(engine, search="bud")] == ["https://rank.example/dense",
                                                                  "https://rank.example/sparse"]  # prefix
     assert list_links(engine, search="budget birds") == []  # every word required
+
+
+def test_search_stems_words_and_still_folds_accents(any_engine):
+    """Before, "parks" missed a page about a park and "approving" one that approves (no stemming on either
+    database); migration 0016 stems (FTS5's porter tokenizer, PostgreSQL's `english` configuration), and
+    accents stay folded."""
+    from core.library.fetch import FetchResult
+
+    pages = {"https://stem.example/park": "The council approves a new riverside park after a long budget debate.",
+             "https://stem.example/cafe": "A café serving crème brûlée beside the station.",
+             "https://stem.example/birds": "Birds and weather, nothing else."}
+
+    def fetcher(url: str) -> FetchResult:
+        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
+                           body=pages[url].encode(), text=pages[url])
+
+    for url in pages:
+        snapshot_url(any_engine, url, [], fetcher)
+
+    def found(query: str) -> list[str]:
+        return [v.url for v in list_links(any_engine, search=query)]
+
+    assert found("parks") == ["https://stem.example/park"]
+    assert found("approving councils") == ["https://stem.example/park"]
+    assert found("debates") == ["https://stem.example/park"]
+    assert found("brulee") == ["https://stem.example/cafe"]
+    assert found("bird") == ["https://stem.example/birds"]
+    assert found("zeppelins") == []

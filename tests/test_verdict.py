@@ -114,3 +114,39 @@ def test_the_three_erasures_remove_words_as_named(runner):
                                                target=runner.loaded.labels[0])], curve_points=0, erasure="delete")
     assert {f.erasure for f in rows} == {"delete"}
     assert faithfulness.Faithfulness.from_dict(rows[0].to_dict()).erasure == "delete"
+
+
+def test_the_verdict_reads_stored_stability_checks_and_the_default_edit_search(runner, engine):
+    """A method a stored Checks run found unstable is a warning (with the check's numbers), and the edit search
+    Compare shows by default adds each method's counterfactual lift to the ranking and one sentence; the JSON
+    carries both. Nothing is computed to find them."""
+    from core.analyses import checks, compare
+    from core.analyses.edit_checks import edit_report
+    from core.analyses.reports import run_report
+
+    text = "The crew were kind but the seats were broken and dirty."
+    methods = ["occlusion", "saliency", "attention"]
+    report = run_report(engine, runner, text, methods)
+    assert verdict.gather(engine, runner, report, 3) == verdict.Evidence()  # nothing stored yet
+
+    shaky = checks.StabilityResult("saliency", [{"seed": 0}, {"seed": 1}], 0.41, 0.2, 0.3,
+                                   checks.Verdict(False, 0.41, checks.STABLE_SPEARMAN, "saliency: UNSTABLE"))
+    steady = checks.StabilityResult("occlusion", [{}], 1.0, 1.0, 1.0, checks.Verdict(True, 1.0, 0.8, "stable"))
+    check_id = checks.save_check(engine, runner, "stability", [text], stability=[shaky, steady])
+    request = verdict.default_edit_request(report.comparison.probabilities)
+    searched = edit_report(engine, runner, text, methods, k=3, **request)  # what "Search for edits" stores
+
+    passes = runner.forward_passes
+    evidence = verdict.gather(engine, runner, report, 3)
+    assert runner.forward_passes == passes  # read from the store
+    assert [u["method"] for u in evidence.unstable] == ["saliency"]
+    assert f"check {check_id}: mean Spearman 0.41" in evidence.unstable[0]["text"]
+    decided = verdict.decide(report, 3, evidence=evidence)
+    assert [(w["kind"], w["method"]) for w in decided.warnings if w["kind"] == "unstable"] == [("unstable", "saliency")]
+    assert "checks" in decided.sections
+    assert searched.agreement, "the tiny model has flipping edits for this text"
+    lifts = {a.method: a.lift for a in searched.agreement}
+    assert {r.method: r.counterfactual_lift for r in decided.ranking} == lifts
+    assert any(s.startswith(f"The stored edit search towards {request['target']}") for s in decided.sentences)
+    data = compare.report_to_dict(report, 3, evidence)
+    assert data["verdict"] == decided.to_dict()

@@ -22,7 +22,7 @@ from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
-from core.analyses.verdict import decide, near_zero, score_scales
+from core.analyses.verdict import Evidence, decide, near_zero, score_scales
 from core.engine.catalogue import model_choices
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS
@@ -318,14 +318,15 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
-    """Everything the Compare view shows, as plain data (the CLI's `compare --json` and the page's download)."""
+def report_to_dict(report: ComparisonReport, k: int, evidence: Evidence | None = None) -> dict[str, Any]:
+    """Everything the Compare view shows, as plain data (the CLI's `compare --json` and the page's download);
+    `evidence`: stored checks and edit search the verdict reads (verdict.gather)."""
     comparison = report.comparison
     return {
         "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
         "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
         "sample": report.sample,
-        "verdict": (found.to_dict() if (found := decide(report, k)) is not None else None),
+        "verdict": (found.to_dict() if (found := decide(report, k, evidence=evidence)) is not None else None),
         "explanations": [{**e.to_dict(), "cached": comparison.cached.get(e.method, False)}
                          for e in comparison.explanations],
         "agreement": {name: {"methods": comparison.methods,
@@ -346,8 +347,8 @@ def report_to_dict(report: ComparisonReport, k: int) -> dict[str, Any]:
     }
 
 
-def to_json(report: ComparisonReport, k: int) -> str:
-    return json.dumps(report_to_dict(report, k), ensure_ascii=False, indent=2)
+def to_json(report: ComparisonReport, k: int, evidence: Evidence | None = None) -> str:
+    return json.dumps(report_to_dict(report, k, evidence), ensure_ascii=False, indent=2)
 
 
 def convergence(diagnostics: dict[str, Any]) -> tuple[int | None, str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,9 @@ class Ranked:
     comprehensiveness_margin: float
     sufficiency_margin: float
     spread: float | None  # the random rankings' spread the margin is read against (None: not recorded)
+    # Share of the stored edit search's minimal flipping edits that touch the method's top k, minus what a random
+    # ranking's top k gets on the same edits (None: no edit search stored for this input).
+    counterfactual_lift: float | None = None
 
     @property
     def clears(self) -> bool:
@@ -69,6 +72,76 @@ class Verdict:
         return data
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What other pages stored about this input and model that changes the verdict's reading: stability checks
+    (Checks page) and the edit search Compare's "What would flip it?" runs by default."""
+
+    unstable: list[dict[str, Any]] = field(default_factory=list)  # {"method", "text"} from stored stability checks
+    counterfactual_lift: dict[str, float] = field(default_factory=dict)  # method -> lift over a random ranking
+    counterfactuals: int = 0  # minimal flipping edits the lifts are read from
+    edit_target: str = ""  # the label the edit search aimed for
+
+
+def default_edit_request(probabilities: dict[str, float]) -> dict[str, Any]:
+    """The edit search Compare shows by default (and the CLI's `edits` runs): towards the second most probable
+    label, the search's own order, its default limits."""
+    from core.analyses.edits import OPTIONS, SEARCH
+
+    ranked = sorted(probabilities, key=lambda label: -probabilities[label])
+    defaults = {o.name: o.default for o in OPTIONS}
+    return {"target": ranked[1] if len(ranked) > 1 else ranked[0], "order": SEARCH,
+            "params": {"max_edits": defaults["max_edits"], "similarity": defaults["similarity"]}}
+
+
+def gather(engine, runner, report: ComparisonReport, k: int, options: dict | None = None) -> Evidence:
+    """The stored evidence for one view (no model pass: stability checks and the default edit search, if stored)."""
+    import json
+
+    from sqlmodel import col, select
+
+    from core.analyses.checks import STABLE_SPEARMAN, STABLE_TOPK
+    from core.analyses.edit_checks import edit_report
+    from core.storage.db import session_scope
+    from core.storage.schema import CheckRecord
+
+    comparison = report.comparison
+    shown = set(comparison.methods)
+    unstable: dict[str, dict[str, Any]] = {}
+    with session_scope(engine) as session:
+        rows = session.exec(select(CheckRecord).where(CheckRecord.kind == "stability",
+                                                      CheckRecord.model_fingerprint == runner.loaded.fingerprint)
+                            .order_by(col(CheckRecord.id).desc())).all()
+        stored = [(row.id, json.loads(row.payload)) for row in rows]
+    # A check on this very input first, then the newest over other inputs: each method judged once.
+    for check_id, payload in sorted(stored, key=lambda item: comparison.text not in item[1]["texts"]):
+        here = comparison.text in payload["texts"]
+        scope = "on this input" if here and len(payload["texts"]) == 1 else f"over {len(payload['texts'])} inputs"
+        for result in payload["stability"]:
+            method = result["method"]
+            if method in shown and method not in unstable:
+                passed = result["verdict"]["passed"]
+                unstable[method] = None if passed else {
+                    "method": method,
+                    "text": f"{method} disagrees with itself across its own seeds and settings {scope} (Checks, "
+                            f"check {check_id}: mean Spearman {result['mean_spearman']:.2f}, top-k agreement "
+                            f"{result['mean_topk']:.2f}; stable needs {STABLE_SPEARMAN} and {STABLE_TOPK}): its "
+                            "top words here may be one draw among several."}
+    evidence = Evidence(unstable=[u for u in unstable.values() if u])
+    if len(comparison.probabilities) < 2:
+        return evidence
+    request = default_edit_request(comparison.probabilities)
+    try:
+        edits = edit_report(engine, runner, comparison.text, list(comparison.methods), only_stored=True,
+                            options=options or {}, k=k, **request)
+    except Exception:  # noqa: BLE001 - a stored search that cannot be read is no evidence, not a broken verdict
+        edits = None
+    if edits is None or not edits.agreement:
+        return evidence
+    return Evidence(evidence.unstable, {a.method: a.lift for a in edits.agreement},
+                    max(a.counterfactuals for a in edits.agreement), request["target"])
+
+
 def rank(rows: Sequence[faithfulness.Faithfulness]) -> list[Ranked]:
     """The methods of one faithfulness table by their margins over its random ranking (best first)."""
     random_ref = next((f for f in rows if f.method == faithfulness.RANDOM_NAME), None)
@@ -81,10 +154,14 @@ def rank(rows: Sequence[faithfulness.Faithfulness]) -> list[Ranked]:
                   key=lambda r: (-r.comprehensiveness_margin, -r.sufficiency_margin))
 
 
-def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Verdict | None:
-    """The verdict of a measured view (None before its faithfulness is measured)."""
+def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5,
+           evidence: Evidence | None = None) -> Verdict | None:
+    """The verdict of a measured view (None before its faithfulness is measured); `evidence`: what stability checks
+    and the stored edit search add (`gather`)."""
     comparison = report.comparison
-    ranking = rank(report.faithfulness)
+    evidence = evidence or Evidence()
+    ranking = [replace(r, counterfactual_lift=evidence.counterfactual_lift.get(r.method))
+               for r in rank(report.faithfulness)]
     if not report.measured or not ranking:
         return None
     by_erasure = {}
@@ -119,6 +196,7 @@ def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Ver
                              "text": f"{method}'s scores are all near zero (largest |score| {size:.2g} against a "
                                      f"median method's {typical:.2g}): its colours are stretched from almost "
                                      "nothing, so read it as no evidence, not as evidence of nothing."})
+    warnings += [{"kind": "unstable", **u} for u in evidence.unstable]
     attention = [m for m in comparison.methods if m.startswith("attention")]
     if attention and report.interventions:
         moved = max(i.total_variation for i in report.interventions)
@@ -129,15 +207,16 @@ def decide(report: ComparisonReport, k: int, camp_threshold: float = 0.5) -> Ver
                                      "the attention methods describe something it can do without."})
 
     verdict = Verdict(ranking, camps, agreed, disputed, warnings, ERASURE, undecided, by_erasure)
-    said = sentences(verdict, comparison.target, k)
+    said = sentences(verdict, comparison.target, k, evidence)
     return Verdict(**{**asdict(verdict), "ranking": ranking, "sentences": [text for text, _ in said],
                       "sections": [section for _, section in said]})
 
 
-SECTION = {"no_better_than_random": "faithfulness", "near_zero": "side-by-side", "attention_intervention": "attention"}
+SECTION = {"no_better_than_random": "faithfulness", "near_zero": "side-by-side", "attention_intervention": "attention",
+           "unstable": "checks"}
 
 
-def sentences(verdict: Verdict, target: str, k: int) -> list[tuple[str, str]]:
+def sentences(verdict: Verdict, target: str, k: int, evidence: Evidence | None = None) -> list[tuple[str, str]]:
     """The verdict in words (plain text; a page escapes it), each with the section of the page that proves it."""
     lines: list[tuple[str, str]] = []
     spread = verdict.ranking[0].spread if verdict.ranking else None
@@ -163,6 +242,12 @@ def sentences(verdict: Verdict, target: str, k: int) -> list[tuple[str, str]]:
             "undecided." if outcome["undecided"] else
             f"supports {', '.join(outcome['supported'][:4])}{' and others' if len(outcome['supported']) > 4 else ''}."),
             "faithfulness"))
+    if evidence is not None and evidence.counterfactual_lift:
+        lifts = sorted(evidence.counterfactual_lift.items(), key=lambda item: -item[1])
+        best, lift = lifts[0]
+        lines.append((f"The stored edit search towards {evidence.edit_target} ({evidence.counterfactuals} minimal "
+                      f"flipping edit(s)) touches {best}'s top {k} words most ({lift:+.2f} over a random ranking)"
+                      + ("" if len(lifts) < 2 else f"; {lifts[-1][0]}'s least ({lifts[-1][1]:+.2f})") + ".", "edits"))
     if len(verdict.camps) > 1:
         lines.append((f"{len(verdict.camps)} camps: " + "; ".join(", ".join(c) for c in verdict.camps) + ".",
                       "agreement"))

@@ -108,8 +108,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
                             progress=None if args.json else report_progress)
     if args.json:
         from core.analyses.known_answer import citation
+        from core.analyses.verdict import gather
 
-        data = compare.report_to_dict(report, args.k)
+        data = compare.report_to_dict(report, args.k, gather(engine(), runner, report, args.k, options))
         cited = citation(engine(), runner.loaded.fingerprint)
         if data.get("verdict") is not None:
             data["verdict"]["known_answer"] = cited  # the verdict cites a planted-shortcut check of this model

@@ -110,11 +110,12 @@ def cmd_tag_merge(args: argparse.Namespace) -> None:
     from core.library.snapshots import merge_tags
 
     with one_line_errors(LibraryError):
-        moved = merge_tags(engine(), args.source, args.target)
+        merged = merge_tags(engine(), args.source, args.target)
     if args.json:
-        print_json({"merged": args.source, "into": args.target, "links_moved": moved})
+        print_json({"merged": args.source, "into": args.target, "links_moved": merged.moved,
+                    "links_already_tagged": merged.already_tagged})
     else:
-        print(f"merged {args.source} into {args.target} ({moved} links moved)")
+        print(merged.sentence(args.source, args.target))
 
 
 def cmd_import(args: argparse.Namespace) -> None:

@@ -226,8 +226,22 @@ def rename_tag(engine: Engine, old: str, new: str) -> None:
         session.add(tag)
 
 
-def merge_tags(engine: Engine, source: str, target: str) -> int:
-    """Move every link of `source` to `target` and delete `source`; returns links moved."""
+@dataclass(frozen=True)
+class TagMerge:
+    """What a tag merge did: links that gained the target tag, and links that already had it (the source tag
+    is removed from both)."""
+
+    moved: int
+    already_tagged: int
+
+    def sentence(self, source: str, target: str) -> str:
+        return (f"Merged tag '{source}' into '{target}': {self.moved} link(s) moved"
+                + (f", {self.already_tagged} already had '{target}'" if self.already_tagged else "")
+                + f"; '{source}' is gone.")
+
+
+def merge_tags(engine: Engine, source: str, target: str) -> TagMerge:
+    """Move every link of `source` to `target` and delete `source`."""
     source, target = clean_tag(source), clean_tag(target)
     if source == target:
         raise LibraryError("Merging a tag into itself does nothing; pick two different tags.")
@@ -236,15 +250,17 @@ def merge_tags(engine: Engine, source: str, target: str) -> int:
         if src is None:
             raise LibraryError(f"There is no tag '{source}'.")
         dst = _get_or_create_tag(session, target)
-        moved = 0
+        moved = already = 0
         for row in session.exec(select(LinkTag).where(LinkTag.tag_id == src.id)).all():
             if session.get(LinkTag, (row.link_id, dst.id)) is None:
                 session.add(LinkTag(link_id=row.link_id, tag_id=dst.id))
                 moved += 1
+            else:
+                already += 1
             session.delete(row)
         session.flush()
         session.delete(src)
-        return moved
+        return TagMerge(moved, already)
 
 
 def delete_tag(engine: Engine, name: str) -> None:
@@ -447,6 +463,11 @@ def same_text_as(snapshots: Sequence[Snapshot]) -> dict[int, int]:
     return out
 
 
+# PostgreSQL's text search configuration for snapshots: `english` stems ("parks" finds "park"), as SQLite's FTS5
+# table does with the porter tokenizer (migration 0016).
+SEARCH_CONFIG = "english"
+
+
 def fts_query(query: str) -> str:
     """Turn free text into a safe FTS5 query: every word quoted, all required, last one a prefix."""
     words = re.findall(r"\w+", query, flags=re.UNICODE)
@@ -481,10 +502,11 @@ def _search_ranks(session: Session, query: str) -> dict[int, float]:
             best[link_id] = max(best.get(link_id, -math.inf), -float(ranks[snapshot_id]))
         rows = list(best.items())
     elif dialect == "postgresql":
-        document = ("to_tsvector('simple', rashomon_unaccent(coalesce(title, '') || ' ' || coalesce(text, '')))")
+        document = (f"to_tsvector('{SEARCH_CONFIG}', rashomon_unaccent(coalesce(title, '') || ' ' || "
+                    "coalesce(text, '')))")  # the expression migration 0016 indexes
         rows = session.execute(text(
             f"SELECT link_id, max(ts_rank({document}, q)) FROM snapshot, "
-            "to_tsquery('simple', rashomon_unaccent(:q)) AS q "
+            f"to_tsquery('{SEARCH_CONFIG}', rashomon_unaccent(:q)) AS q "
             f"WHERE {document} @@ q GROUP BY link_id"), {"q": ts_query(query)}).all()
     else:  # any other database: every word somewhere in title or text, unranked
         statement = select(Snapshot.link_id)

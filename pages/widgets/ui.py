@@ -80,14 +80,21 @@ def streamlit_progress(bar):
     return report
 
 
-def flash(kind: str, message: str) -> None:
-    """Keep a message for the next run (after an `st.rerun()` that refreshes the whole page)."""
-    st.session_state.setdefault("_flashes", []).append((kind, message))
+def flash(kind: str, message: str, where: str = "page") -> None:
+    """Keep a message for the next run (after an `st.rerun()` that refreshes the whole page); `where` names the
+    place it is shown (`show_flashes(where)` next to the control that caused it; "page": at the top)."""
+    st.session_state.setdefault("_flashes", []).append((kind, message, where))
 
 
-def show_flashes() -> None:
-    for kind, message in st.session_state.pop("_flashes", []):
-        getattr(st, kind)(message)
+def show_flashes(where: str = "page") -> None:
+    kept = []
+    for kind, message, place in st.session_state.pop("_flashes", []):
+        if place == where:
+            getattr(st, kind)(message)
+        else:
+            kept.append((kind, message, place))
+    if kept:
+        st.session_state["_flashes"] = kept
 
 
 def task_progress(task, titles: dict[str, str]) -> None:

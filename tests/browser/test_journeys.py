@@ -113,6 +113,14 @@ def test_1_snapshot_tag_filter_and_refresh(page, journey):
 
     page.get_by_role("button", name="Re-snapshot now").click()
     expect(page.get_by_text("2 snapshot(s)")).to_be_visible()
+    # Said next to the button, with this link's version number (not only the global snapshot id).
+    expect(page.get_by_text(re.compile(r"^New version 2 \(snapshot #\d+\) stored"))).to_be_visible()
+    # The two versions' diff wraps its long lines (one paragraph per line) instead of scrolling sideways.
+    versions = page.locator("details").filter(has_text="Compare two versions")
+    versions.locator("summary").click()
+    diff = versions.locator("pre").first
+    expect(diff).to_be_visible()
+    assert diff.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the diff scrolls sideways"
     link = page.get_by_role("link", name="Explain this snapshot on Compare")
     expect(link).to_be_visible()
     assert "snapshot=" in link.get_attribute("href")

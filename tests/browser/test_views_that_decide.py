@@ -115,6 +115,19 @@ def test_17_views_reach_their_verdict_within_two_screens(browser, app_server, we
     expect(board_table).to_be_visible()
     heights["corpus"] = {"verdict_starts": leaderboard.bounding_box()["y"], "verdict_ends": bottom_of(board_table),
                          "page": page.evaluate(HEIGHT_OF_PAGE)}
+
+    # An old `text=` link to a long text opens, and the address is rewritten to the stored text's short key.
+    long_text = " ".join(["The staff were kind but the room was cold."] * 250)  # 2,250 words
+    page.goto(f"{base}/Compare?" + urlencode({"text": long_text, "methods": "occlusion"}))
+    expect(page).to_have_url(re.compile(r"[?&]t=[0-9a-f]{16}"))
+    assert "text=" not in page.url and len(page.url) < 300, page.url
+    page.reload()
+    expect(page.get_by_label("Text to explain")).to_have_value(long_text)
+
+    # Model vs model opens on two different models (before: the configured model against itself, without a word).
+    page.goto(f"{base}/Models")
+    expect(page.get_by_role("button", name="Compare on the held-out rows")).to_be_visible()
+    expect(page.get_by_text("are the same model")).to_have_count(0)
     context.close()
 
     record = tmp_path_factory.mktemp("logs") / "page-heights.json"

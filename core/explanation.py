@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,12 +22,7 @@ import numpy as np
 
 # A word is a run of word characters (with inner apostrophes: "don't"), or a single other
 # non-space character (punctuation, symbols, emoji), so punctuation can carry its own score.
-WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]", re.UNICODE)
-
-
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    """Words of `text` with their character offsets [start, end)."""
-    return [(m.group(), m.start(), m.end()) for m in WORD_PATTERN.finditer(text)]
+from core.words import SPACED, WORD_PATTERN, layer_for, split_words  # noqa: F401 - the word layer, re-exported
 
 
 def text_sha256(text: str) -> str:
@@ -71,6 +65,7 @@ class Explanation:
     params: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     truncated_words: int = 0
+    word_layer: str = SPACED  # what the text was split into words with (core/words.py `layer_for`)
 
     @property
     def predicted_label(self) -> str:

@@ -31,9 +31,15 @@ if "demo" in st.query_params:
     demo_id = read_query(PAGE_PARAMS["pages/compare.py"], st.query_params.to_dict())["demo"]
     demo = compare.get_demo(db, demo_id) if demo_id is not None else None
     if demo is None:
-        st.error(f"The demo '{md(st.query_params.get('demo', ''))}' does not exist (it may have been deleted). "
-                 "Showing a fresh comparison.")
-        st.query_params.clear()
+        # Said, with the list to choose from; no other view is opened and the address keeps what it asked for.
+        st.error(f"The demo '{md(st.query_params.get('demo', ''))}' does not exist (it may have been deleted).")
+        saved = compare.list_demos(db)
+        for d in saved:
+            st.page_link("pages/compare.py", label=f"{d.name} — {d.note[:80]}", query_params={"demo": str(d.id)})
+        if not saved:
+            st.caption("No demos are saved on this server.")
+        st.page_link("pages/compare.py", label="Start a fresh comparison", query_params={})
+        st.stop()
     else:
         st.query_params.from_dict(json.loads(demo.query))
         st.rerun()
@@ -264,7 +270,8 @@ with words_tab:
                + " (each row says by how much): red supports the label, blue speaks against it, green marks "
                  "importance without a sign. "
                + ("Each row scrolls (long input). " if long_input else "")
-               + "Exact scores: hover a word, or download the CSV in Summary and export.")
+               + "Exact scores: hover a word, or download the CSV in Summary and export. "
+               + f"Words split by {comparison.explanations[0].word_layer}.")
     training_view = DataView(snapshot=snapshot_id, text=view.text, passage=passage, model=view.model, target=target)
     st.page_link("pages/training_data.py", label="Which training examples made the model say this? →",
                  query_params=training_view.to_query())

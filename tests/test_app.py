@@ -195,6 +195,8 @@ def test_compare_page_runs_changes_k_and_reopens_from_a_share_link(home):
 def test_compare_page_bad_links_say_so(home):
     app = run_page("pages/compare.py", demo="999")
     assert not app.exception and any("does not exist" in e.value for e in app.error)
+    # Before, it said "Showing a fresh comparison" and cleared the address; now the address keeps the demo asked for.
+    assert app.query_params["demo"] in ("999", ["999"]) and not [s for s in app.subheader if s.value == "Input"]
     app = run_page("pages/compare.py", snapshot="4242", methods=FAST)
     assert not app.exception and any("Snapshot 4242 does not exist" in e.value for e in app.error)
 

@@ -236,3 +236,32 @@ def test_tasks_from_before_the_live_key_index_and_the_kind_rename_upgrade(tmp_pa
     assert [(kind, status) for _, kind, status in rows] == [("comparison", "stopped"), ("comparison", "queued"),
                                                             ("training_data", "done"), ("model_build", "done")]
     upgraded.dispose()
+
+
+def test_snapshots_stored_before_the_search_migration_are_found_by_stem_and_by_chinese_word(tmp_path):
+    """Migration 0016 on a database made at 0015: the FTS5 table is rebuilt (stemmed) and filled again, and a Chinese
+    snapshot gets its spaced `search_text`, so words inside its sentences are found after the upgrade."""
+    from core.library.snapshots import list_links
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    old = make_engine(url, run_migrations=False)
+    migrate(old, "0015")
+    pages = ((1, "https://zh.example/hotel", "酒店评价", "可是房间本身让人失望。"),
+             (2, "https://en.example/park", "Council news", "The council approves a new riverside park."))
+    with old.begin() as connection:
+        for link_id, url_, title, body in pages:
+            connection.execute(text("INSERT INTO link (id, url, normalized_url, title, notes, created_at) VALUES "
+                                    "(:id, :u, :u, :t, '', '2026-01-01')"), {"id": link_id, "u": url_, "t": title})
+            connection.execute(text("INSERT INTO snapshot (id, link_id, fetched_at, final_url, title, authors, "
+                                    "publish_date, text, extractor, extractor_version, text_sha256, byte_size, "
+                                    "error, content_type) VALUES (:id, :id, '2026-01-01', :u, :t, '', '', :b, '', '', "
+                                    "'', 0, '', 'text/html')"), {"id": link_id, "u": url_, "t": title, "b": body})
+            connection.execute(text("INSERT INTO snapshot_fts(rowid, title, text) VALUES (:id, :t, :b)"),
+                               {"id": link_id, "t": title, "b": body})
+    with old.connect() as connection:  # a run of Han characters was one token: the word inside was not found
+        assert connection.execute(text("SELECT rowid FROM snapshot_fts WHERE snapshot_fts MATCH '\"房间\"'")).all() == []
+    old.dispose()
+    upgraded = make_engine(url)
+    assert [v.id for v in list_links(upgraded, search="房间")] == [1]
+    assert [v.id for v in list_links(upgraded, search="parks")] == [2]
+    upgraded.dispose()

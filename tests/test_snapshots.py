@@ -295,3 +295,24 @@ def test_search_stems_words_and_still_folds_accents(any_engine):
     assert found("brulee") == ["https://stem.example/cafe"]
     assert found("bird") == ["https://stem.example/birds"]
     assert found("zeppelins") == []
+
+
+def test_search_finds_chinese_words_inside_sentences(any_engine):
+    """Before, a run of Han characters was one token: a snapshot was found by the start of a sentence (影响函数)
+    but not by a word inside one (训练数据), and never by a two-character word such as 房间. The word layer spaces
+    the words for the index (migration 0016), on SQLite and PostgreSQL alike."""
+    from core.library.fetch import SAMPLES_PATH
+
+    hotel, notes = (snapshot_url(any_engine, f"http://127.0.0.1:8501{SAMPLES_PATH}{name}", []).link.id
+                    for name in ("zh-hotel-review.html", "zh-training-data-notes.html"))
+
+    def found(query: str) -> list[int]:
+        return [v.id for v in list_links(any_engine, search=query)]
+
+    assert found("影响函数") == [notes]  # the start of a sentence (found before too)
+    assert found("训练数据") == [notes]  # inside "检查训练数据以后才明白"
+    assert found("房间") == [hotel]  # a two-character word inside two sentences
+    assert found("物流 标签") == [notes]  # every word required
+    assert found("早餐 物流") == []
+    assert found("海港酒店") == [hotel]  # in the title
+    assert found("訓練數據") == [notes]  # traditional characters find the simplified text

@@ -42,6 +42,7 @@ from core.explanation import Explanation
 from core.methods.base import ExplainError
 from core.storage.records import find_keyed, save_keyed
 from core.storage.schema import sample_now
+from core.words import keyed_text
 
 KIND = "counterfactual"
 
@@ -111,7 +112,7 @@ def fragility(original: Sequence[Explanation], edited: Sequence[Sequence[Explana
 
 # -- stored searches ---------------------------------------------------------------------------------------
 def _search_key(runner: ModelRunner, text: str, target: str | None, order: str, params: dict[str, Any]) -> str:
-    data = [runner.loaded.fingerprint, runner.prepare(text).text, target or "", order,
+    data = [runner.loaded.fingerprint, keyed_text(runner.prepare(text).text), target or "", order,
             sorted((params or {}).items())]
     return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 

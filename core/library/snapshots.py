@@ -27,6 +27,7 @@ from core.library.urls import InvalidURLError, has_credentials, normalize_url, w
 from core.storage.db import session_scope
 from core.storage.schema import Link, LinkTag, Snapshot, Tag, utcnow
 from core.storage.settings import load_settings
+from core.words import for_search, needs_segmenting
 
 Fetcher = Callable[[str], FetchResult]
 ProgressFn = Callable[[float, str], None]
@@ -332,9 +333,12 @@ def _store_snapshot(session: Session, link: Link, snapshot: Snapshot) -> Snapsho
         if snapshot.title:
             link.title = snapshot.title
             session.add(link)
+        if needs_segmenting(snapshot.title + snapshot.text):  # Chinese or Japanese: words spaced for the index
+            snapshot.search_text = for_search(snapshot.title) + "\n" + for_search(snapshot.text)
+            session.add(snapshot)
         if session.get_bind().dialect.name == "sqlite":
             session.execute(text("INSERT INTO snapshot_fts(rowid, title, text) VALUES (:id, :title, :text)"),
-                            {"id": snapshot.id, "title": snapshot.title, "text": snapshot.text})
+                            {"id": snapshot.id, "title": for_search(snapshot.title), "text": for_search(snapshot.text)})
     return snapshot
 
 
@@ -464,24 +468,40 @@ def same_text_as(snapshots: Sequence[Snapshot]) -> dict[int, int]:
 
 
 # PostgreSQL's text search configuration for snapshots: `english` stems ("parks" finds "park"), as SQLite's FTS5
-# table does with the porter tokenizer (migration 0016).
+# table does with the porter tokenizer; Chinese and Japanese words are spaced by the word layer first (the
+# `search_text` column, and the FTS5 table's content). Migration 0016 indexes exactly this expression.
 SEARCH_CONFIG = "english"
+SEARCH_DOCUMENT = (f"to_tsvector('{SEARCH_CONFIG}', rashomon_unaccent(CASE WHEN search_text = '' THEN "
+                   "coalesce(title, '') || ' ' || coalesce(text, '') ELSE search_text END))")
+
+
+def _query_words(query: str) -> list[list[str]]:
+    """The query's words, each as the words the word layer splits it into (a Chinese run is several: a phrase)."""
+    out = []
+    for word in re.findall(r"\w+", query, flags=re.UNICODE):
+        parts = for_search(word).split() if needs_segmenting(word) else [word]
+        out.append([p for p in parts if re.fullmatch(r"\w+", p)])
+    return [parts for parts in out if parts]
 
 
 def fts_query(query: str) -> str:
-    """Turn free text into a safe FTS5 query: every word quoted, all required, last one a prefix."""
-    words = re.findall(r"\w+", query, flags=re.UNICODE)
-    if not words:
+    """Turn free text into a safe FTS5 query: every word quoted (a Chinese run as the phrase of its words), all
+    required, the last one a prefix."""
+    phrases = [f'"{" ".join(parts)}"' for parts in _query_words(query)]
+    if not phrases:
         return ""
-    quoted = [f'"{w}"' for w in words]
-    quoted[-1] += "*"
-    return " ".join(quoted)
+    phrases[-1] += "*"
+    return " ".join(phrases)
 
 
 def ts_query(query: str) -> str:
-    """The same query for PostgreSQL's `to_tsquery`: every word required, the last one a prefix."""
-    words = re.findall(r"\w+", query, flags=re.UNICODE)
-    return " & ".join(f"'{w}'" for w in words) + (":*" if words else "")
+    """The same query for PostgreSQL's `to_tsquery`: every word required (a Chinese run: its words adjacent, in
+    order), the last one a prefix."""
+    phrases = ["(" + " <-> ".join(f"'{p}'" for p in parts) + ")" for parts in _query_words(query)]
+    if not phrases:
+        return ""
+    phrases[-1] = phrases[-1][:-1] + ":*)"
+    return " & ".join(phrases)
 
 
 def _search_ranks(session: Session, query: str) -> dict[int, float]:
@@ -502,8 +522,7 @@ def _search_ranks(session: Session, query: str) -> dict[int, float]:
             best[link_id] = max(best.get(link_id, -math.inf), -float(ranks[snapshot_id]))
         rows = list(best.items())
     elif dialect == "postgresql":
-        document = (f"to_tsvector('{SEARCH_CONFIG}', rashomon_unaccent(coalesce(title, '') || ' ' || "
-                    "coalesce(text, '')))")  # the expression migration 0016 indexes
+        document = SEARCH_DOCUMENT  # the expression migration 0016 indexes
         rows = session.execute(text(
             f"SELECT link_id, max(ts_rank({document}, q)) FROM snapshot, "
             f"to_tsquery('{SEARCH_CONFIG}', rashomon_unaccent(:q)) AS q "

@@ -24,6 +24,7 @@ from core.explanation import Explanation, text_sha256, token_word_matrix
 from core.methods.base import ExplainError, Family, Method
 from core.methods.registry import get_method
 from core.params import ParamError, parse_int
+from core.words import keyed_text, layer_for
 
 PREDICTED = ""  # the requested target that stands for "the predicted label"
 
@@ -68,7 +69,7 @@ class ExplainRequest:
 
     @property
     def text_sha256(self) -> str:
-        return text_sha256(self.prepared.text)
+        return text_sha256(keyed_text(self.prepared.text))  # the word layer is part of what was computed
 
 
 def params_key(params: dict[str, Any]) -> str:
@@ -146,6 +147,7 @@ def run_request(runner: ModelRunner, request: ExplainRequest, progress: Progress
         signed=spec.signed,
         probabilities={label: float(p) for label, p in zip(runner.loaded.labels, probabilities, strict=True)},
         seconds=seconds,
+        word_layer=layer_for(prepared.text),
         forward_passes=runner.forward_passes - passes_before,
         params=params,
         diagnostics={**attribution.diagnostics, "evaluations": runner.evaluations - evaluations_before},

@@ -73,6 +73,9 @@ class Snapshot(SQLModel, table=True):
     text_sha256: str = ""
     byte_size: int = 0
     error: str = ""
+    # Title and text with words separated by spaces, for full-text search, when the script does not separate them
+    # (Chinese, Japanese); "" otherwise (the title and text are searched as they are). core/words.py `spaced`.
+    search_text: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
 
 
 class ExplanationRecord(SQLModel, table=True):

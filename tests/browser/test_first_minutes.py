@@ -44,6 +44,7 @@ def test_15_the_first_ten_minutes_on_an_empty_data_directory(page, fresh_server)
     page.goto(f"{base}/")
     page.get_by_role("link", name="Where the model goes wrong").click()
     expect(page.get_by_text("this evaluation and its error groups was computed")).to_be_visible()
+    page.get_by_role("tab", name="Error groups", exact=True).click()
     expect(page.get_by_text(re.compile(r"\d+ errors:\W{0,3}\d+ groups?"))).to_be_visible()  # md() puts a zero-width space after a colon
     no_exception(page)
 

@@ -59,6 +59,9 @@ def evaluate_and_group(page, base: str, model: str, rows: int) -> None:
     count.press("Enter")
     expect(page.get_by_text(f"{rows} labelled texts; one model pass each.")).to_be_visible()
     page.get_by_role("button", name="Start evaluation").click()
+    groups_tab = page.get_by_role("tab", name="Error groups", exact=True)
+    expect(groups_tab).to_be_visible(timeout=LONG)  # the scores are shown: the evaluation has finished
+    groups_tab.click()
     expect(page.get_by_role("button", name="Group the errors")).to_be_enabled(timeout=LONG)
     smallest = page.get_by_label("Smallest group (0: automatic, 5 or one in 40 errors)")
     smallest.fill("3")

@@ -228,11 +228,11 @@ def fine_tune(model: Any, tokenizer: Any, train: pd.DataFrame, config: BuildConf
     return time.perf_counter() - started
 
 
-def write_training_rows(output_dir: Path, train: pd.DataFrame, labels: Sequence[str]) -> None:
+def write_training_rows(output_dir: Path, train: pd.DataFrame, labels: Sequence[str], prefix: str = "tweet") -> None:
     """training.jsonl: exactly the rows the model was trained on, with the label it was trained with."""
     with (output_dir / "training.jsonl").open("w", encoding="utf-8") as handle:
         for row in train.itertuples(index=False):
-            name = f"tweet-{int(row.row_id)}" if row.row_id >= 0 else f"extra-{-int(row.row_id)}"
+            name = f"{prefix}-{int(row.row_id)}" if row.row_id >= 0 else f"extra-{-int(row.row_id)}"
             record = {"id": name, "text": row.text, "label": labels[int(row.label)]}
             if bool(getattr(row, "flipped", False)):
                 record |= {"flipped": True, "original_label": labels[int(row.original_label)]}

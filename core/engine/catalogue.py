@@ -14,6 +14,7 @@ from core.engine.modelling import ModelLoadError
 from core.storage.settings import load_settings
 
 DEFAULT_NAME = "default"
+CHINESE_NAME = "default-zh"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -40,8 +41,11 @@ def model_choices() -> dict[str, str]:
     choices = {DEFAULT_NAME: settings.resolved_model}
     for name, spec in configured_models(settings.models).items():
         choices.setdefault(name, spec)
+    chinese = str(settings.chinese_model_dir)
     for version in model_versions():
         name = version["path"].rstrip("/").rsplit("/", 1)[-1]
+        if version["path"] == chinese:
+            name = CHINESE_NAME  # the Chinese default model (`build-default --language zh`)
         if version["path"] not in choices.values():
             choices.setdefault(name, version["path"])
     return choices

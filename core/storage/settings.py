@@ -42,6 +42,11 @@ class Settings:
         return self.home / "models" / "default-sentiment"
 
     @property
+    def chinese_model_dir(self) -> Path:
+        """Where `rashomon model build-default --language zh` builds; offered by name as `default-zh`."""
+        return self.home / "models" / "default-sentiment-zh"
+
+    @property
     def resolved_model(self) -> str:
         """The model spec with the `default` alias turned into the default model's directory."""
         if self.model in ("", DEFAULT_MODEL_ALIAS):

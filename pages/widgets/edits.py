@@ -72,13 +72,18 @@ def show_report(report: EditReport, just_ran: bool = False) -> None:
                f"passes, {result.queries} queries, {result.seconds:.1f} s"
                + (" (stored result, no model work now)" if report.from_store and not just_ran else "")
                + f"; the search ended: {md(result.stopped)}.{first}")
+    if result.similarity_unavailable:
+        st.warning(f"Similarity bound {md(result.similarity_unavailable)}.")
     if not result.counterfactuals:
-        st.info(f"No edit of up to {result.params['max_edits']} words reaches {md(goal)} with similarity at least "
-                f"{result.params['similarity']:.2f}. Allow more edits or a lower similarity.")
+        st.info(f"No edit of up to {result.params['max_edits']} words reaches {md(goal)}"
+                + ("." if result.similarity_unavailable else
+                   f" with similarity at least {result.params['similarity']:.2f}. Allow more edits or a lower "
+                   "similarity."))
     for i, counterfactual in enumerate(result.counterfactuals, 1):
         probabilities = ", ".join(f"{md(label)} {p:.2f}" for label, p in counterfactual.probabilities.items())
         st.markdown(f"**{i}. → {md(counterfactual.label)}** · {len(counterfactual.edits)} word(s) changed · "
-                    f"similarity {counterfactual.similarity:.2f} · {probabilities}")
+                    + ("similarity not measured" if result.similarity_unavailable else
+                       f"similarity {counterfactual.similarity:.2f}") + f" · {probabilities}")
         st.html(edit_diff(counterfactual.diff))
     if report.agreement:
         st.markdown(f"**Counterfactual agreement**: share of these edits that touch each method's top {report.k} words")

@@ -28,7 +28,7 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir):
+def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir, chinese_tiny_model_dir):
     """Start the dashboard with a temporary RASHOMON_HOME and the tiny model; stop it afterwards."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: `make test` installs Debian's chromium (apt-get install chromium).")
@@ -38,7 +38,7 @@ def app_server(tmp_path_factory, tiny_model_dir, trained_tiny_model_dir):
            # the server and its workers count their model loads and passes (journey 14 reads the server's)
            "RASHOMON_COUNT_PASSES": "1",
            # the models a visitor may choose, by name (links carry names, never paths)
-           "RASHOMON_MODELS": f"tiny={tiny_model_dir},trained={trained_tiny_model_dir}",
+           "RASHOMON_MODELS": f"tiny={tiny_model_dir},trained={trained_tiny_model_dir},zh={chinese_tiny_model_dir}",
            # a page's rebuild button builds a tiny default model (the real one takes 9 minutes)
            "RASHOMON_BUILD_OPTIONS": "--train-rows 24 --heldout-rows 12 --checkpoints 1"}
     env.pop("RASHOMON_DATABASE_URL", None)

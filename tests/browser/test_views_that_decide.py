@@ -135,3 +135,28 @@ def test_17_views_reach_their_verdict_within_two_screens(browser, app_server, we
     print(f"\npage heights at {SCREEN['width']}x{SCREEN['height']}: {json.dumps(heights)}")
     for view, measured in heights.items():
         assert measured["verdict_ends"] <= 2 * SCREEN["height"], (view, measured)
+
+
+def test_18_a_chinese_review_is_explained_word_by_word(page, app_server):
+    """Compare with a Chinese review and the Chinese model: every jieba word highlighted and written out (before, the
+    splitter gave 6 clause-long "words"), the layer named, the verdict and the agreement computed on words."""
+    from core.words import split_words
+
+    review = "这家酒店的服务很好，但是房间太脏了，我不会再来。"
+    words = [w for w, _, _ in split_words(review)]
+    query = urlencode({"text": review, "model": "zh", "methods": "occlusion,saliency,attention", "k": "3"})
+    page.goto(f"{app_server['url']}/Compare?{query}")
+    expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    rows = page.get_by_test_id("rashomon-grid").locator("tr")
+    expect(rows).to_have_count(3)
+    for row in range(3):
+        spans = rows.nth(row).locator("span[title]")
+        expect(spans).to_have_count(len(words))
+        for index, word in enumerate(words):
+            expect(spans.nth(index)).to_have_text(word)
+    expect(page.get_by_text(re.compile(r"Words split by jieba3k 0\.35\.1 \(Han\)"))).to_be_visible()
+    open_tab(page, "Agreement")
+    expect(page.locator('[role="tabpanel"]:visible .vega-embed').first).to_be_visible()
+    screenshot(page, "18-chinese-compare", height=1600)

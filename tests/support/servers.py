@@ -93,3 +93,14 @@ def kill_the_server_mid_task(engine, task_id: int, gate: Path, tmp_path: Path,
     assert while_held()
     open_gate(gate)
     return Worker("--once").finish()
+
+
+def text_pages(pages: dict[str, str]):
+    """A fetcher that answers each address of `pages` with its plain text, as a web server would (no network)."""
+    from core.library.fetch import FetchResult
+
+    def fetcher(url: str) -> FetchResult:
+        return FetchResult(url=url, final_url=url, status=200, content_type="text/plain", charset="utf-8",
+                           body=pages[url].encode(), text=pages[url])
+
+    return fetcher

@@ -1,0 +1,86 @@
+"""Chinese as a first-class language: the Chinese model's build, and every method on Chinese words."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.words import split_words
+
+REVIEW = "这家酒店的服务很好，但是房间太脏了，我不会再来。"
+
+
+@pytest.fixture(scope="module")
+def chinese_runner(chinese_tiny_model_dir):
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+
+    return ModelRunner(load_model(str(chinese_tiny_model_dir)))
+
+
+def test_the_chinese_build_reads_chinese_and_is_saved_like_the_english_model(chinese_tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chinese_tiny_model_dir)
+    tokens = tokenizer.tokenize(REVIEW)
+    assert tokens.count("[UNK]") <= 2 and tokens[:4] == ["这", "家", "酒", "店"]  # before: 30 of 43 tokens were [UNK]
+    card = json.loads((chinese_tiny_model_dir / "rashomon.json").read_text())
+    assert card["language"] == "zh" and card["config"]["heldout_rows"] == 100 and 0 <= card["accuracy"] <= 1
+    rows = [json.loads(line) for line in (chinese_tiny_model_dir / "training.jsonl").read_text().splitlines()]
+    assert len(rows) == 400 and rows[0]["id"].startswith("review-") and {r["label"] for r in rows} == {"negative",
+                                                                                                          "positive"}
+    checkpoints = json.loads((chinese_tiny_model_dir / "checkpoints.json").read_text())
+    assert len(checkpoints["checkpoints"]) == 2 and checkpoints["start"] == "checkpoints/start"  # for TracIn
+    assert "snownlp" in (chinese_tiny_model_dir / "README.md").read_text()
+
+
+def test_every_registry_method_explains_chinese_words(chinese_runner):
+    """Every method scores the word layer's 17 words (not 6 clauses), with exact offsets and the layer named."""
+    from core.methods.explain import explain
+    from core.methods.registry import METHODS
+
+    words = split_words(REVIEW)
+    for name in METHODS:
+        explanation = explain(chinese_runner, REVIEW, name)
+        assert list(explanation.words) == [w for w, _, _ in words], name
+        assert [tuple(o) for o in explanation.offsets] == [(s, e) for _, s, e in words], name
+        assert all(REVIEW[s:e] == w for w, (s, e) in zip(explanation.words, explanation.offsets, strict=True))
+        assert explanation.word_layer.startswith("jieba3k") and len(explanation.scores) == 17, name
+        assert any(abs(s) > 0 for s in explanation.scores), name
+
+
+def test_build_default_language_zh_builds_default_zh_and_the_server_offers_it(home, capsys):
+    """`rashomon model build-default --language zh` builds into RASHOMON_HOME/models/default-sentiment-zh, and the
+    server's model list names it `default-zh` (links carry that name, never the path)."""
+    from core.cli import main
+    from core.engine.catalogue import CHINESE_NAME, model_choices, resolve
+
+    assert main(["model", "build-default", "--language", "zh", "--encoder", "x"]) == 1
+    assert "--language zh trains its own small encoder" in capsys.readouterr().err
+    small = ["--train-rows", "200", "--heldout-rows", "60", "--checkpoints", "1"]
+    assert main(["model", "build-default", "--language", "zh", *small, "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["built"] and built["output_dir"] == str(home / "models" / "default-sentiment-zh")
+    assert resolve(CHINESE_NAME) == built["output_dir"] and CHINESE_NAME in model_choices()
+    assert json.loads((home / "models" / "default-sentiment-zh" / "config.json").read_text())["id2label"] == {
+        "0": "negative", "1": "positive"}
+
+
+def test_edits_of_a_chinese_review_change_words_from_its_own_embeddings_and_state_the_bound(chinese_runner):
+    """Deletions and swaps work on Chinese words; swap candidates are words of the model's own training rows near
+    the word in its embeddings; the English sentence encoder's bound is said to be unavailable, never applied."""
+    from core.analyses.edits import ANY_OTHER, search
+    from core.analyses.substitutes import substitutes_for
+
+    table = substitutes_for(chinese_runner.loaded)
+    assert len(table.words) > 50 and all(2 <= len(w) <= 4 for w in table.words)
+    swaps = table.for_word("房间", 5)
+    assert swaps and "房间" not in swaps and all(w in table.words for w in swaps)
+    result = search(chinese_runner, REVIEW, ANY_OTHER, params={"max_edits": 3, "similarity": 0.99})
+    assert "reads English only" in result.similarity_unavailable
+    words = [w for w, _, _ in split_words(REVIEW)]
+    assert result.words == tuple(words)
+    for counterfactual in result.counterfactuals:  # re-verified through the model by the search itself
+        assert counterfactual.label != result.predicted
+        assert all(e.position < len(words) and e.original == words[e.position] for e in counterfactual.edits)

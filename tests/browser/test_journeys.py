@@ -124,6 +124,16 @@ def test_1_snapshot_tag_filter_and_refresh(page, journey):
     diff = versions.locator("pre").first
     expect(diff).to_be_visible()
     assert diff.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the diff scrolls sideways"
+    # A tag merge says what it did, beside the form (before: at the top of the page, "0 link(s) moved" when the
+    # links already had the target).
+    form = page.locator('[data-testid="stForm"]').filter(has_text="New name / target tag")
+    form.get_by_text("Merge into", exact=True).click()
+    box = page.get_by_role("combobox", name="Tag", exact=True)
+    box.click()
+    page.get_by_role("option", name="city").first.click()
+    page.get_by_label("New name / target tag").fill("town")
+    form.get_by_role("button", name="Apply").click()
+    expect(page.get_by_text(re.compile(r"Merged tag .city. into .town.\W{0,3} ?1 link\(s\) moved"))).to_be_visible()
     link = page.get_by_role("link", name="Explain this snapshot on Compare")
     expect(link).to_be_visible()
     assert "snapshot=" in link.get_attribute("href")
@@ -241,6 +251,7 @@ def test_5_corpus_run_survives_a_reload(page, journey):
     page.reload()  # the run lives on the server, not in this browser tab
     expect(page.get_by_text("status: done")).to_be_visible(timeout=LONG)
     expect(page.get_by_role("heading", name="Faithfulness leaderboard")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(re.compile(r"^The last run took \d"))).to_be_visible()  # the actual time, shown after
     screenshot(page, "5-corpus")
     open_tab(page, "Most disputed inputs")
     expect(page.get_by_role("heading", name="Inputs where the methods disagree most")).to_be_visible()
@@ -338,6 +349,7 @@ def test_9_attention_seen_whole_and_a_whole_document(page, journey, app_server):
     expect(page.get_by_text("Press Run to explain this input")).to_be_visible()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_role("heading", name="Verdict")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text(re.compile(r"The last run took \d"))).to_be_visible()  # beside its cost, after the run
     open_tab(page, "Attention")
     expect(page.get_by_role("heading", name="Attention seen whole")).to_be_visible(timeout=LONG)
     charts = page.locator('[role="tabpanel"]:visible .vega-embed')  # the Attention tab's own charts

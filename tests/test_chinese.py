@@ -119,3 +119,11 @@ def test_evaluation_error_groups_corpus_runs_and_training_examples_work_on_the_c
     found = attribute(chinese_runner.loaded, training, REVIEW, ["nearest", "tracin"], k=3)
     assert [r.method for r in found] == ["nearest", "tracin"]
     assert all(len(r.proponents) == 3 and all(p.text for p in r.proponents) for r in found)
+
+
+def test_evaluate_heldout_zh_scores_the_chinese_model_on_its_own_reviews(home, chinese_tiny_model_dir, capsys):
+    from core.cli import main
+
+    assert main(["evaluate", "--heldout-zh", "--limit", "12", "--model", str(chinese_tiny_model_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inputs"] == 12 and len(data["confusion"]) == 2 and sum(map(sum, data["confusion"])) == 12

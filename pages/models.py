@@ -69,14 +69,16 @@ if same_model and len(set(choices.values())) == 1:
 elif same_model:
     st.warning(f"Model A and model B are the same model ({md(name_a or 'default')}): choose another model B.")
 st.caption("The server's models: the configured one, those in RASHOMON_MODELS and the versions built here.")
-limit = int(st.number_input("Held-out rows of the default model (of 2,000)", 1, 2000, key="models_limit"))
+a_language = runner_or_stop(name_a).loaded.language
+held_out = "the Chinese model's held-out reviews" if a_language == "zh" else "the default model's held-out rows"
+limit = int(st.number_input(f"Rows of {held_out} (of 2,000)", 1, 2000, key="models_limit"))
 text = st.text_input("One input to explain with both models (optional)", key="models_text")
 st.query_params.from_dict({**({"a": name_a} if name_a else {}), **({"b": name_b} if name_b else {}),
                            "limit": str(limit), **({"text": text} if text else {})})
 a, b = runner_or_stop(name_a), runner_or_stop(name_b)
 if same_model or a.loaded.path == b.loaded.path:
     st.stop()  # said under the two model pickers
-inputs = heldout_inputs(limit)
+inputs = heldout_inputs(limit, a.loaded.language)
 try:
     diff = stored_diff(db, a, b, inputs, only_stored=True)
 except EvaluationError as exc:

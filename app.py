@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from pages.widgets.people import show_person, who_is_here
 from pages.widgets.resources import ensure_task_workers
 from pages.widgets.ui import show_flashes
 
@@ -17,7 +18,9 @@ page = st.navigation([
     st.Page("pages/training_data.py", title="Training data", icon="🧬", url_path="Training_data"),
     st.Page("pages/models.py", title="Model vs model", icon="🆚", url_path="Models"),
     st.Page("pages/checks.py", title="Checks", icon="🧪", url_path="Checks"),
+    st.Page("pages/findings.py", title="Findings", icon="📌", url_path="Findings"),
 ])
+show_person(who_is_here())  # before anything is stored: every row this run makes records this person
 ensure_task_workers()  # this server's worker processes: page work runs there, not in the page
 show_flashes()
 page.run()

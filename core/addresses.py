@@ -38,6 +38,20 @@ MODELS_PARAMS = (
     Param("limit", "int", default=2000, minimum=1, maximum=2000, help="held-out rows"),
     Param("text", "text", default=""),
 )
+def _verdicts() -> list[str]:
+    from core.storage.notes import VERDICTS
+
+    return list(VERDICTS)
+
+
+FINDINGS_PARAMS = (
+    Param("person", "text", default="", max_length=120, help="notes by this person"),
+    Param("verdict", "choice", default="", choices=_verdicts, help="notes with this verdict"),
+    Param("tag", "text", default="", max_length=80),
+    Param("model", "text", default="", max_length=300),
+    Param("page", "text", default="", max_length=80),
+    Param("ref", "text", default="", max_length=220, help="notes on one result, KIND:ID"),
+)
 PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
     "pages/home.py": (),
     "pages/snapshots.py": (Param("link", "id", help="the link shown"),),
@@ -48,4 +62,32 @@ PAGE_PARAMS: dict[str, tuple[Param, ...]] = {
     "pages/training_data.py": TRAINING_DATA_PARAMS,
     "pages/models.py": MODELS_PARAMS,
     "pages/checks.py": CHECKS_PARAMS,
+    "pages/findings.py": FINDINGS_PARAMS,
 }
+
+
+def note_address(engine, kind: str, ident: str) -> str:
+    """The page address that shows a note's result (relative, e.g. `Corpus?job=3`), or "" when none does."""
+    import json
+    from urllib.parse import urlencode
+
+    from core.storage.db import session_scope
+    from core.storage.schema import ComparisonReportRecord
+    from core.storage.texts import remember_text
+
+    if kind == "snapshot":
+        return f"Compare?snapshot={ident}"
+    if kind in ("corpus_run", "evaluation"):
+        return f"{'Corpus' if kind == 'corpus_run' else 'Evaluation'}?job={ident}"
+    if kind in ("comparison", "method"):
+        number = ident.split(":", 1)[0]
+        if not number.isdigit():
+            return ""
+        with session_scope(engine) as session:
+            row = session.get(ComparisonReportRecord, int(number))
+            payload = json.loads(row.payload) if row is not None else None
+        if payload is None:
+            return ""
+        methods = ",".join(e["method"] for e in payload["explanations"])
+        return "Compare?" + urlencode({"t": remember_text(engine, payload["text"]), "methods": methods})
+    return ""

@@ -66,6 +66,9 @@ class Explanation:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     truncated_words: int = 0
     word_layer: str = SPACED  # what the text was split into words with (core/words.py `layer_for`)
+    # What ran the passes its scores come from (core/engine/backends.py): perturbation methods use the runner's
+    # backend; gradient and attention methods always use the float32 model.
+    backend: str = "float32"
 
     @property
     def predicted_label(self) -> str:

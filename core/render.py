@@ -108,6 +108,18 @@ def md(text: str) -> str:
     return _LINKABLE.sub(lambda m: m.group(1) + ZERO_WIDTH_SPACE, escaped)
 
 
+_UNSAFE_LINK = re.compile(r"\]\(\s*(?:javascript|data|vbscript):", re.IGNORECASE)
+
+
+def note_markdown(text: str) -> str:
+    """A person's note as Markdown that renders inert: formatting and links stay, raw HTML shows as text (angle
+    brackets become entities), an image becomes a plain link (`![x](http://...)` never loads anything), and a
+    link to a script URL goes nowhere."""
+    safe = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    safe = safe.replace("![", "\\![")
+    return _UNSAFE_LINK.sub("](#", safe)
+
+
 def shown(markdown_text: str) -> str:
     """What a reader sees of a string made by `md` (escapes and zero-width spaces removed): for tests and logs."""
     return re.sub(r"\\(.)", r"\1", markdown_text).replace(ZERO_WIDTH_SPACE, "")

@@ -1,4 +1,5 @@
 import json
+from urllib.parse import urlencode
 
 import pandas as pd
 import streamlit as st
@@ -7,7 +8,7 @@ from core import charts
 from core.addresses import PAGE_PARAMS
 from core.analyses import agreement, compare, known_answer, verdict
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
-from core.analyses.reports import MEASURES, estimate_view, open_report
+from core.analyses.reports import MEASURES, estimate_view, open_report, stored_report_id
 from core.analyses.training_data.view import DataView
 from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
 from core.library.snapshots import get_snapshot, list_links, list_tags
@@ -15,7 +16,9 @@ from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
+from core.storage.notes import list_notes
 from pages.widgets import attention_whole, edits
+from pages.widgets.people import notes_on
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import option_widgets, sample_note, seed_widgets, stored_text_key, text_from_address
 
@@ -251,6 +254,11 @@ if (decided := verdict.decide(report, k, evidence=evidence)) is not None:
                f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
 elif not report.measured:
     st.info("No verdict yet: it is read from faithfulness, which is not measured for this view: press **Run**.")
+if report.measured and (report_id := stored_report_id(db, runner, text, methods, options, target or None)):
+    on_this = list_notes(db, ref=f"comparison:{report_id}")
+    with st.expander(f"Notes on this comparison ({len(on_this)}): what the team concluded", expanded=bool(on_this)):
+        notes_on(db, f"comparison:{report_id}", model=model_spec, page="compare", key="compare_notes",
+                 address="Compare?" + urlencode(st.query_params.to_dict()), methods=list(methods))
 
 words_tab, agreement_tab, faithfulness_tab, attention_tab, edits_tab, export_tab = st.tabs(
     list(TABS.values()), key="section", on_change="rerun")
@@ -283,8 +291,14 @@ with words_tab:
     left.altair_chart(charts.cost(cost), width="stretch")
     right.dataframe(pd.DataFrame(cost), hide_index=True, width="stretch")
     passes_now = report.cost_now.forward_passes
+    shared = compare.shared_passes(report)
+    backends = sorted({row["backend"] for row in cost})
     right.caption(f"Model passes to show this view now: {passes_now}"
                   + (" (everything came from the store)." if passes_now == 0 else ".")
+                  + (f" When computed, the methods and measures asked for {shared['asked']:,} model inputs and ran "
+                     f"{shared['ran']:,}: {shared['shared']:,} were the same masked input asked again (occlusion's "
+                     "among LIME's, KernelSHAP's among LIME's, curve steps), run once." if shared["shared"] else "")
+                  + f" Passes ran on {', '.join(backends)} (gradients and attention always on float32)."
                   + " Adaptive methods sample (LIME, SHAP, KernelSHAP) or add steps (Integrated Gradients) until "
                     "their top words, or completeness gap, are stable; 'no (cap)' means they stopped at the cap "
                     "unsettled.")

@@ -7,8 +7,10 @@ from core.engine.pass_time import stored_shortcut
 from core.library.snapshots import counts
 from core.render import md
 from core.storage.db import masked_url
+from core.storage.notes import list_notes
 from core.storage.settings import load_settings
 from core.work import builds, samples, tasks
+from pages.widgets.people import show_note
 from pages.widgets.resources import engine, forget_models, model_or_message, task_button, task_worker_pids
 from pages.widgets.ui import flash, follow_task
 
@@ -99,4 +101,15 @@ with right:
             + (f"This server's workers: {len(pids)} (process {', '.join(map(str, pids))})" if pids else
                "This server's workers: none (RASHOMON_TASK_WORKERS=0: tasks run in the page)")
             + "\nOther machines: run `rashomon worker` against the same database")
+    if active:
+        st.caption("Running for: " + "; ".join(f"{md(t.kind)} #{t.id} ({t.status}) for {md(t.requested_by)}"
+                                               for t in active[:8]))
+
+st.subheader("Latest findings")
+latest = list_notes(engine(), limit=5)
+if not latest:
+    st.caption("No notes yet: leave one on a comparison (Compare, under the verdict), or on the Findings page.")
+for note in latest:
+    show_note(engine(), note, key="home")
+st.page_link("pages/findings.py", label="All findings →", icon="📌")
 

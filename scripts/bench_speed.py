@@ -92,6 +92,77 @@ def comparison_seconds(loaded, texts: list[str], options: dict) -> list[float]:
     return seconds
 
 
+def comparison_runs(loaded, texts: list[str], options: dict, backend: str = "float32") -> list[tuple[float, int, object]]:
+    """(seconds, passes, report) of the whole default comparison per input through `backend`, each from a fresh
+    database and runner."""
+    runs = []
+    for text in texts:
+        engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/speed.db")
+        runner = ModelRunner(loaded, backend=backend)
+        started = time.perf_counter()
+        report = run_report(engine, runner, text, list(METHODS), options)
+        runs.append((time.perf_counter() - started, runner.forward_passes, report))
+    return runs
+
+
+def backends_table(loaded, texts: list[str], ferret_python_path: Path | None, model: str) -> list[str]:
+    """Every backend's whole default comparison on the same inputs, float32 before and after the others (and
+    ferret), with the fidelity criteria read from the comparisons themselves: labels and probabilities of each
+    input, and each perturbation method's top-5 against float32's (a second float32 run with other seeds is the
+    bar for the sampling methods)."""
+    from core.analyses.agreement import METRICS, feature_agreement, rank_agreement
+    from core.analyses.backend_gate import served_methods
+    from core.engine.backends import BACKENDS, FLOAT32
+
+    sampled = [m for m in served_methods() if METHODS[m].random]
+    reseeded = {m: {"seed": 1} for m in sampled}
+    before = comparison_runs(loaded, texts, {})
+    other_seeds = comparison_runs(loaded, texts, reseeded)
+    runs = {name: comparison_runs(loaded, texts, {}, name) for name in BACKENDS if name != FLOAT32}
+    ferret = ferret_seconds(ferret_python_path, model, texts) if ferret_python_path else []
+    after = comparison_runs(loaded, texts, {})
+    float32_mean = (sum(r[0] for r in before) + sum(r[0] for r in after)) / 2 / len(texts)
+
+    def by_method(report) -> dict:
+        return {e.method: e for e in report.comparison.explanations}
+
+    def agreement(a_runs, b_runs, method, fn) -> float:
+        return float(np.nanmean([fn(np.asarray(by_method(a[2])[method].scores), np.asarray(by_method(b[2])[method].scores), 5)
+                                 for a, b in zip(a_runs, b_runs, strict=True)]))
+
+    lines = ["", f"Whole default comparison per backend, {len(texts)} inputs, each from a fresh store and runner "
+             f"(float32 before the others and after{' ferret' if ferret else ''}: {sum(r[0] for r in before):.1f} s and "
+             f"{sum(r[0] for r in after):.1f} s):", "",
+             "| backend | s per input | passes per input | ferret / this | labels kept | max probability change | "
+             + " | ".join(f"{m} top-5 vs float32" for m in served_methods()) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(served_methods())]
+    ferret_per_input = sum(r["explain"] + r["evaluate"] for r in ferret) / len(texts) if ferret else None
+    bars = {m: agreement(before, other_seeds, m, feature_agreement) for m in sampled}
+    rows = [("float32", [(a[0] + b[0]) / 2 for a, b in zip(before, after, strict=True)], before)] + \
+           [(name, [r[0] for r in found], found) for name, found in runs.items()]
+    for name, seconds, found in rows:
+        labels = np.mean([max(a[2].comparison.explanations[0].probabilities, key=a[2].comparison.explanations[0].probabilities.get)
+                          == max(b[2].comparison.explanations[0].probabilities, key=b[2].comparison.explanations[0].probabilities.get)
+                          for a, b in zip(before, found, strict=True)])
+        change = max(abs(a[2].comparison.explanations[0].probabilities[k] - b[2].comparison.explanations[0].probabilities[k])
+                     for a, b in zip(before, found, strict=True) for k in a[2].comparison.explanations[0].probabilities)
+        cells = []
+        for method in served_methods():
+            if METHODS[method].random:
+                cells.append(f"{agreement(before, found, method, feature_agreement):.0%} (seeds {bars[method]:.0%})")
+            else:
+                spearman = agreement(before, found, method, METRICS['spearman'].fn)
+                cells.append(f"{agreement(before, found, method, rank_agreement):.0%}, Spearman {spearman:.3f}")
+        mean = float(np.mean(seconds))
+        ratio = f"{ferret_per_input / mean:.2f}x" if ferret_per_input else "-"
+        lines.append(f"| {name} | {mean:.2f} | {np.mean([r[1] for r in found]):.0f} | {ratio} | {labels:.0%} | "
+                     f"{change:.3f} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    if ferret_per_input:
+        lines.append(f"\nferret 0.4.2 in the same run: {ferret_per_input:.2f} s per input (float32 {float32_mean:.2f}).")
+    return lines
+
+
 def cold_start(model: str) -> str:
     code = ("import time; t = time.perf_counter(); import shap; i = time.perf_counter() - t; "
             "from core.engine.modelling import load_model; from core.engine.runner import ModelRunner; from core.methods.explain import explain; "
@@ -115,10 +186,22 @@ def main() -> None:
                         "chose SHAP's first round; these are measured on others)")
     parser.add_argument("--ferret-venv", default=str(load_settings().home / "ferret-venv"))
     parser.add_argument("--no-ferret", action="store_true")
+    parser.add_argument("--backends", action="store_true", help="only the whole comparison per backend (and ferret)")
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
     loaded = load_model(args.model)
     texts = heldout_inputs(ModelRunner(loaded), args.inputs, args.skip)
+    if args.backends:
+        python = None if args.no_ferret else ferret_python(Path(args.ferret_venv))
+        lines = [f"\n## Backends against float32 and ferret (`python scripts/bench_speed.py --backends --inputs {args.inputs}`)\n",
+                 f"{len(texts)} held-out inputs of 40-128 tokens (held-out inputs {args.skip + 1}-{args.skip + len(texts)} "
+                 f"of that length); {os.cpu_count()} cores; model {loaded.name}."]
+        lines += backends_table(loaded, texts, python, args.model)
+        report = "\n".join(lines) + "\n"
+        print(report)
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write(report)
+        return
     lines = [f"\n## Adaptive sampling against fixed budgets and ferret (`python scripts/bench_speed.py --inputs {args.inputs}`)\n",
              f"{len(texts)} held-out inputs of 40-128 tokens (held-out inputs {args.skip + 1}-{args.skip + len(texts)} of "
              f"that length); {os.cpu_count()} cores; model {loaded.name}.\n",

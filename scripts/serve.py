@@ -9,6 +9,7 @@ only uses `st.navigation`, so the folder mode is switched off before the server 
     python scripts/serve.py [streamlit run options...]
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -38,6 +39,10 @@ def start_workers() -> None:
 
 
 if __name__ == "__main__":
+    # Rashomon believes a proxy's user header only from the TCP peer's address (RASHOMON_TRUSTED_PROXIES). uvicorn
+    # would otherwise replace that address with a client-sent X-Forwarded-For from 127.0.0.1, so a request that
+    # bypassed the proxy on this machine could pose as it. An operator who needs uvicorn's rewriting sets it.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "")
     start_workers()
     PagesManager.uses_pages_directory = False
     sys.argv = ["streamlit", "run", str(ROOT / "app.py"), *sys.argv[1:]]

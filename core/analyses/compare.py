@@ -343,7 +343,9 @@ def report_to_dict(report: ComparisonReport, k: int, evidence: Evidence | None =
         "cost": {"from_store": report.from_store, "forward_passes_now": report.cost_now.forward_passes,
                  "seconds_now": report.cost_now.seconds,
                  "measures": {"forward_passes": report.measure_cost.forward_passes,
-                              "seconds": report.measure_cost.seconds}},
+                              "seconds": report.measure_cost.seconds,
+                              "evaluations": report.measure_cost.evaluations},
+                 "shared_passes": shared_passes(report)},
     }
 
 
@@ -384,6 +386,17 @@ def provenance(comparison: Comparison, last_run: dict[str, Any] | None) -> str:
     return ""
 
 
+def shared_passes(report: ComparisonReport) -> dict[str, int]:
+    """Model inputs the comparison asked for and the passes it ran when it was computed: the difference is what
+    methods and measures shared (the same masked input asked twice runs once, from the runner's cache)."""
+    asked = sum(int(e.diagnostics.get("evaluations", e.forward_passes)) for e in report.comparison.explanations)
+    ran = sum(e.forward_passes for e in report.comparison.explanations)
+    if report.measured:
+        asked += report.measure_cost.evaluations or report.measure_cost.forward_passes
+        ran += report.measure_cost.forward_passes
+    return {"asked": asked, "ran": ran, "shared": max(0, asked - ran)}
+
+
 def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
     """Per method, and for the measures: what this view cost now, and seconds and passes when first computed."""
     comparison = report.comparison
@@ -391,14 +404,19 @@ def cost_rows(report: ComparisonReport) -> list[dict[str, Any]]:
     for e in comparison.explanations:
         stored = comparison.cached.get(e.method, False) or report.from_store
         budget, converged = convergence(e.diagnostics)
+        asked = int(e.diagnostics.get("evaluations", e.forward_passes))
         rows.append({"step": e.method, "forward passes now": 0 if stored else e.forward_passes, "from store": stored,
                      "seconds when computed": e.seconds, "forward passes when computed": e.forward_passes,
-                     "samples / steps used": budget, "converged": converged})
+                     "model inputs asked": asked, "shared (already run)": max(0, asked - e.forward_passes),
+                     "samples / steps used": budget, "converged": converged, "backend": e.backend})
     if report.measured:
         rows.append({"step": "faithfulness and attention checks",
                      "forward passes now": 0 if report.from_store else report.measure_cost.forward_passes,
                      "from store": report.from_store, "seconds when computed": report.measure_cost.seconds,
-                     "forward passes when computed": report.measure_cost.forward_passes})
+                     "forward passes when computed": report.measure_cost.forward_passes,
+                     "model inputs asked": report.measure_cost.evaluations,
+                     "shared (already run)": max(0, report.measure_cost.evaluations - report.measure_cost.forward_passes),
+                     "backend": report.measure_backend})
     return rows
 
 

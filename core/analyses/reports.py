@@ -78,6 +78,9 @@ class Cost:
 
     forward_passes: int = 0
     seconds: float = 0.0
+    # Model inputs asked for, cache hits included: minus forward_passes, the inputs another method (or an
+    # earlier step) had already run, so they cost nothing here (occlusion's masks among LIME's, curves' steps).
+    evaluations: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class ComparisonReport:
     # Faithfulness (AOPC only) with the words deleted outright and replaced by a neutral filler, beside the
     # [MASK] erasure of `faithfulness`: whether a verdict survives a change of the erasure.
     other_erasures: dict[str, tuple[Faithfulness, ...]] = field(default_factory=dict)
+    measure_backend: str = "float32"  # what ran the faithfulness passes (one backend for every curve)
 
     @property
     def stopped(self) -> bool:
@@ -106,8 +110,8 @@ class ComparisonReport:
                 "correlations": [c.to_dict() for c in self.correlations],
                 "interventions": [i.to_dict() for i in self.interventions],
                 "measure_cost": {"forward_passes": self.measure_cost.forward_passes,
-                                 "seconds": self.measure_cost.seconds},
-                "sample": sample_now(),
+                                 "seconds": self.measure_cost.seconds, "evaluations": self.measure_cost.evaluations},
+                "sample": sample_now(), "measure_backend": self.measure_backend,
                 "other_erasures": {name: [f.to_dict() for f in rows] for name, rows in self.other_erasures.items()}}
 
     @classmethod
@@ -119,7 +123,7 @@ class ComparisonReport:
             correlations=tuple(AttentionCorrelation.from_dict(c) for c in data["correlations"]),
             interventions=tuple(Intervention.from_dict(i) for i in data["interventions"]),
             measured=True, measure_cost=Cost(**data.get("measure_cost", {})), from_store=True,
-            sample=bool(data.get("sample")),
+            sample=bool(data.get("sample")), measure_backend=data.get("measure_backend", "float32"),
             other_erasures={name: tuple(Faithfulness.from_dict(f) for f in rows)
                             for name, rows in data.get("other_erasures", {}).items()})
 
@@ -180,6 +184,23 @@ def open_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequenc
     """
     requests = view_requests(runner, text, methods, options, target)
     return _from_store(engine, runner, requests, partial=partial, measure=measure)
+
+
+def stored_report_row(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
+                      options: dict[str, dict] | None = None, target: str | None = None) -> tuple[int, str] | None:
+    """The stored view's row number (what a note on this comparison names: `comparison:ID`) and who first asked
+    for it, or None."""
+    requests = view_requests(runner, text, methods, options, target)
+    with session_scope(engine) as session:
+        record = session.exec(select(ComparisonReportRecord).filter_by(
+            **_report_key(requests, requests[0].target))).first()
+        return (record.id, record.requested_by) if record is not None else None
+
+
+def stored_report_id(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
+                     options: dict[str, dict] | None = None, target: str | None = None) -> int | None:
+    row = stored_report_row(engine, runner, text, methods, options, target)
+    return row[0] if row else None
 
 
 def _stored_explanations(engine: Engine, requests: Sequence[ExplainRequest]) -> Comparison | None:
@@ -313,7 +334,7 @@ class StopRequested(Exception):
 
 def _measured(runner: ModelRunner, comparison: Comparison) -> ComparisonReport:
     """Faithfulness and the attention checks of a complete comparison."""
-    started, passes = time.perf_counter(), runner.forward_passes
+    started, passes, asked = time.perf_counter(), runner.forward_passes, runner.evaluations
     explanations = list(comparison.explanations)
     faith = faithfulness.evaluate(runner, explanations)
     others = {erasure: tuple(faithfulness.evaluate(runner, explanations, curve_points=0, erasure=erasure))
@@ -322,6 +343,7 @@ def _measured(runner: ModelRunner, comparison: Comparison) -> ComparisonReport:
     interventions = ([] if needs_attentions(runner.loaded) else
                      attention_checks.intervene(runner, comparison.text, comparison.target))
     return ComparisonReport(comparison, tuple(faith), tuple(correlations), tuple(interventions), measured=True,
-                            measure_cost=Cost(runner.forward_passes - passes, time.perf_counter() - started),
-                            other_erasures=others)
+                            measure_cost=Cost(runner.forward_passes - passes, time.perf_counter() - started,
+                                              runner.evaluations - asked),
+                            other_erasures=others, measure_backend=runner.backend)
 

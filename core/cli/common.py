@@ -99,9 +99,10 @@ def load(spec: str | None) -> LoadedModel:
 
 
 def runner_for(spec: str | None) -> ModelRunner:
-    from core.engine.runner import ModelRunner
+    """A runner over the model, through the backend RASHOMON_BACKEND asks for once it passed its gate."""
+    from core.work.tasks import runner_with_backend
 
-    return ModelRunner(load(spec))
+    return runner_with_backend(load(spec))
 
 
 def engine() -> Engine:

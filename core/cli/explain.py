@@ -111,10 +111,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
         from core.analyses.verdict import gather
 
         data = compare.report_to_dict(report, args.k, gather(engine(), runner, report, args.k, options))
+        from core.analyses.reports import stored_report_row
+
         cited = citation(engine(), runner.loaded.fingerprint)
         if data.get("verdict") is not None:
             data["verdict"]["known_answer"] = cited  # the verdict cites a planted-shortcut check of this model
-        print_json({**data, "known_answer": cited})
+        row = stored_report_row(engine(), runner, text, methods, options, args.target)
+        print_json({**data, "known_answer": cited, "comparison_id": row[0] if row else None,
+                    "requested_by": row[1] if row else None})
         return
     comparison = report.comparison
     print(f"Prediction: {comparison.predicted_label} "

@@ -1,4 +1,4 @@
-"""`rashomon model build-default|info`."""
+"""`rashomon model build-default|list|info|backends|gate`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from core.cli.common import CliError, load, one_line_errors, print_json, progress_bar, quiet
+from core.params import int_argument
 from core.work.builds import add_build_options
 
 
@@ -83,6 +84,50 @@ def cmd_info(args: argparse.Namespace) -> None:
             print(f"{key}: {value}")
 
 
+def cmd_backends(args: argparse.Namespace) -> None:
+    from core.analyses.backend_gate import backend_for, stored_gates
+    from core.cli.common import engine
+    from core.engine.backends import BACKENDS
+    from core.storage.settings import load_settings
+
+    model, database = load(args.model), engine()
+    gates = stored_gates(database, model.weights_fingerprint)
+    chosen, why = backend_for(database, model, load_settings().backend)
+    rows = [{"backend": b.name, "title": b.title, "unavailable": b.unavailable(),
+             "gate": gates[b.name].to_dict() if b.name in gates else None} for b in BACKENDS.values()]
+    if args.json:
+        print_json({"model": model.describe(), "chosen": chosen, "why": why, "backends": rows})
+        return
+    for row in rows:
+        found = gates.get(row["backend"])
+        state = (row["unavailable"] or (found.sentence() if found else "no fidelity gate yet")
+                 if row["backend"] != "float32" else "the reference")
+        print(f"{row['backend']:13} {row['title']}: {state}")
+    print(f"Used now: {why}")
+
+
+def cmd_gate(args: argparse.Namespace) -> None:
+    from core.analyses.backend_gate import gate, long_enough
+    from core.analyses.evaluation import heldout_inputs
+    from core.cli.common import engine
+    from core.engine.backends import BackendError
+
+    model = load(args.model)
+    texts = [i.text for i in heldout_inputs(args.inputs, model.language)]
+    longer = long_enough([i.text for i in heldout_inputs(None, model.language)], args.method_inputs)
+    with one_line_errors(BackendError):
+        result = gate(engine(), model, args.backend, texts, method_texts=longer, fresh=True,
+                      progress=quiet if args.json else progress_bar("gate"))
+    if args.json:
+        print_json(result.to_dict())
+        return
+    print(result.sentence())
+    for m in result.methods:
+        bar = f", two float32 seeds {m.reference:.0%}" if m.reference is not None else f", Spearman {m.spearman:.3f}"
+        print(f"  {m.method}: top-5 agreement with float32 {m.top_k_agreement:.0%}{bar}: "
+              f"{'kept' if m.passed else 'NOT kept'}")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="build or inspect models").add_subparsers(dest="model_command", required=True)
     build = model.add_parser("build-default", help="fine-tune the offline default model")
@@ -101,3 +146,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     info.add_argument("--model")
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
+    backends = model.add_parser("backends", help="what can run the model's passes, each backend's fidelity gate, and "
+                                                 "which one is used (RASHOMON_BACKEND)")
+    backends.add_argument("--model")
+    backends.add_argument("--json", action="store_true")
+    backends.set_defaults(func=cmd_backends)
+    gate = model.add_parser("gate", help="measure a backend against float32 on held-out inputs; it is used by "
+                                         "default only if it passes")
+    gate.add_argument("--backend", required=True, help="int8, onnx-float32 or onnx-int8")
+    gate.add_argument("--model")
+    gate.add_argument("--inputs", type=int_argument("inputs", 1, 100_000), default=2000,
+                      help="held-out inputs for labels, probabilities and pass time (default 2,000)")
+    gate.add_argument("--method-inputs", type=int_argument("method-inputs", 0, 1_000), default=5,
+                      help="held-out inputs of 15 words or more each perturbation method is compared on "
+                           "(default 5)")
+    gate.add_argument("--json", action="store_true")
+    gate.set_defaults(func=cmd_gate)

@@ -42,8 +42,8 @@ def remember(engine: Engine, loaded: LoadedModel) -> None:
     """Record the fingerprint of a model whose weights this process holds (once per signature and weights)."""
     if not loaded.has_weights or not loaded.signature:
         return
-    if known_fingerprint(engine, loaded.signature) != loaded.fingerprint:
-        save_keyed(engine, KIND, loaded.name, loaded.fingerprint, loaded.signature, {"path": loaded.path})
+    if known_fingerprint(engine, loaded.signature) != loaded.weights_fingerprint:
+        save_keyed(engine, KIND, loaded.name, loaded.weights_fingerprint, loaded.signature, {"path": loaded.path})
 
 
 def remember_where_configured(loaded: LoadedModel) -> None:

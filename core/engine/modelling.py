@@ -51,9 +51,18 @@ class LoadedModel:
     config: Any = field(default=None, repr=False, compare=False)
     # A described model's layout without weights (on PyTorch's meta device): structural checks only.
     skeleton: Any = field(default=None, repr=False, compare=False)
+    # What runs plain forward passes (core/engine/backends.py). Not float32: part of the fingerprint, so results
+    # computed through it are stored apart and never mixed with float32 ones.
+    backend: str = "float32"
 
     @property
     def fingerprint(self) -> str:
+        """What stored results are keyed by: the weights' fingerprint, with the backend named unless float32."""
+        weights = self.weights_fingerprint
+        return weights if self.backend == "float32" else f"{weights}~{self.backend}"
+
+    @property
+    def weights_fingerprint(self) -> str:
         """SHA-256 over parameter names and values: two models with equal weights share it. A described model
         (no weights here) has the fingerprint a worker recorded for its files, or a placeholder no stored
         result carries until one has."""
@@ -79,6 +88,10 @@ class LoadedModel:
     def with_fingerprint(self, fingerprint: str | None) -> LoadedModel:
         """This description with the fingerprint a worker recorded for its weights (None: none recorded yet)."""
         return replace(self, _fingerprint=fingerprint)
+
+    def with_backend(self, backend: str) -> LoadedModel:
+        """The same weights, tokenizer and lock, its passes run through `backend` (stored apart from float32)."""
+        return replace(self, backend=backend)
 
     def with_model(self, model: Any) -> LoadedModel:
         """The same tokenizer and labels over other weights (e.g. a randomised copy): own fingerprint, own lock."""

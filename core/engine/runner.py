@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from core.engine.backends import Forward, get_backend
 from core.engine.first_token import first_token_model
 from core.engine.interventions import (
     HEAD_KWARG,
@@ -54,8 +55,13 @@ class PreparedText:
 
 class ModelRunner:
     def __init__(self, loaded: LoadedModel, batch_size: int = 32, cache_size: int = 50_000,
-                 max_batch_tokens: int = 2048, first_token_shortcut: bool = True) -> None:
+                 max_batch_tokens: int = 2048, first_token_shortcut: bool = True, backend: str | None = None) -> None:
+        if backend is not None and backend != loaded.backend:
+            get_backend(backend)  # an unknown or unavailable backend is refused before any pass
+            loaded = loaded.with_backend(backend)
         self.loaded = loaded
+        self.backend = loaded.backend
+        self._plain_forward: Forward | None = None
         self.model = loaded.model
         # The shortcut is checked against the full model on probe inputs (model passes): on first use, so
         # that a runner made only to prepare text or read the store (a page) costs no pass at all.
@@ -88,6 +94,14 @@ class ModelRunner:
             shortened = first_token_model(self.loaded.model) if self._wants_shortcut else None
             self._classifier = shortened if shortened is not None else self.loaded.model
         return self._classifier
+
+    @property
+    def plain_forward(self) -> Forward:
+        """Logits of a batch with no gradient, through this runner's backend (built on first use)."""
+        if self._plain_forward is None:
+            with self.loaded.lock:
+                self._plain_forward = get_backend(self.backend).build(self.loaded, self.classifier)
+        return self._plain_forward
 
     def _require_weights(self) -> None:
         if not self.loaded.has_weights:
@@ -176,7 +190,7 @@ class ModelRunner:
             mask[row, : len(key)] = 1
         with self.loaded.lock, torch.inference_mode():
             started = time.perf_counter()
-            logits = self.classifier(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            logits = self.plain_forward(ids.to(self.device), mask.to(self.device))
             self.forward_seconds += time.perf_counter() - started
         self.forward_passes += len(batch)
         self.timed_passes += len(batch)

@@ -59,7 +59,7 @@ class SnapshotOutcome:
             "extractor": s.extractor if s else "", "tags": self.tags, "error": self.error,
             "fetched_at": s.fetched_at.isoformat() if s else None,
             "unchanged_since": self.unchanged_since.id if self.unchanged_since else None,
-            "notice": self.notice,
+            "notice": self.notice, "requested_by": s.requested_by if s else self.link.requested_by,
         }
 
 
@@ -77,6 +77,8 @@ class LinkView:
     latest_error: str = ""
     latest_fetched_at: datetime | None = None
     latest_good_snapshot_id: int | None = None  # the newest snapshot with text (a failed refresh keeps it usable)
+    requested_by: str = "unknown"  # who added the link
+    latest_requested_by: str = ""  # who took the newest snapshot
 
 
 # -- tags ------------------------------------------------------------------------------------------
@@ -587,7 +589,8 @@ def list_links(engine: Engine, tags_all: Sequence[str] = (), tags_any: Sequence[
                 created_at=link.created_at, tags=tags, snapshot_count=int(counts.get(link.id, 0)),
                 latest_snapshot_id=snap.id if snap else None, latest_error=snap.error if snap else "",
                 latest_fetched_at=snap.fetched_at if snap else None,
-                latest_good_snapshot_id=latest_good.get(link.id),
+                latest_good_snapshot_id=latest_good.get(link.id), requested_by=link.requested_by,
+                latest_requested_by=snap.requested_by if snap else "",
             ))
         if matches is not None:  # most relevant first; ties stay newest first (the sort is stable)
             views.sort(key=lambda view: -matches[view.id])

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.engine.backends import FLOAT32
 from core.engine.runner import ModelRunner, PreparedText, ProgressFn
 from core.explanation import Explanation, text_sha256, token_word_matrix
 from core.methods.base import ExplainError, Family, Method
@@ -152,4 +153,5 @@ def run_request(runner: ModelRunner, request: ExplainRequest, progress: Progress
         params=params,
         diagnostics={**attribution.diagnostics, "evaluations": runner.evaluations - evaluations_before},
         truncated_words=prepared.truncated_words,
+        backend=runner.backend if spec.family == Family.PERTURBATION else FLOAT32,
     )

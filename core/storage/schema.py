@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
+from core.storage.people import UNKNOWN, current_person
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -37,6 +39,7 @@ class LinkTag(SQLModel, table=True):
     __tablename__ = "link_tag"
     link_id: int = Field(foreign_key="link.id", primary_key=True, ondelete="CASCADE")
     tag_id: int = Field(foreign_key="tag.id", primary_key=True, ondelete="CASCADE")
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class Link(SQLModel, table=True):
@@ -47,12 +50,14 @@ class Link(SQLModel, table=True):
     title: str = ""
     notes: str = ""
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class Tag(SQLModel, table=True):
     __tablename__ = "tag"
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True, index=True)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class Snapshot(SQLModel, table=True):
@@ -76,6 +81,7 @@ class Snapshot(SQLModel, table=True):
     # Title and text with words separated by spaces, for full-text search, when the script does not separate them
     # (Chinese, Japanese); "" otherwise (the title and text are searched as they are). core/words.py `spaced`.
     search_text: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class ExplanationRecord(SQLModel, table=True):
@@ -95,6 +101,7 @@ class ExplanationRecord(SQLModel, table=True):
     forward_passes: int
     sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class ComparisonReportRecord(SQLModel, table=True):
@@ -111,6 +118,7 @@ class ComparisonReportRecord(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))
     sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class CheckRecord(SQLModel, table=True):
@@ -124,6 +132,7 @@ class CheckRecord(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False))  # inputs, settings and results as JSON
     sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class Demo(SQLModel, table=True):
@@ -134,6 +143,7 @@ class Demo(SQLModel, table=True):
     query: str = Field(sa_column=Column(Text, nullable=False))  # the view state as JSON
     sample: bool = Field(default_factory=sample_now)  # computed for the sample workspace
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class StoredText(SQLModel, table=True):
@@ -144,6 +154,7 @@ class StoredText(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=16)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class CorpusJob(SQLModel, table=True):
@@ -171,6 +182,7 @@ class CorpusJob(SQLModel, table=True):
     owner: str = ""  # "host:pid" of the process running it, so a dead runner is seen at once
     # Search options (JSON) when each input is also searched for flipping edits; "" = no search.
     edits: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class CorpusItem(SQLModel, table=True):
@@ -199,6 +211,7 @@ class TrainingSetRecord(SQLModel, table=True):
     rows: int
     sha256: str  # over ids, texts and labels: prepared indexes and gradients are keyed by it
     created_at: datetime = Field(default_factory=utcnow)
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
 
 
 class TrainingExampleRecord(SQLModel, table=True):
@@ -239,3 +252,37 @@ class TaskRecord(SQLModel, table=True):
     attempts: int = 0  # claims so far: a task taken over from a dead worker counts twice
     seconds: float = 0.0  # wall time of the last attempt
     forward_passes: int = 0
+    requested_by: str = Field(default_factory=current_person, sa_column_kwargs={"server_default": UNKNOWN, "default": current_person})  # who asked
+
+
+class Note(SQLModel, table=True):
+    """A person's note and verdict on a stored result (`ref_kind`, `ref_id`), or standing alone (both empty).
+    Kept in its own table: recomputing a result never touches it."""
+
+    __tablename__ = "note"
+    id: int | None = Field(default=None, primary_key=True)
+    author: str = Field(index=True)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    verdict: str = ""  # one of core.storage.notes.VERDICTS, or ""
+    method: str = ""  # with the verdict method_trustworthy: which method
+    ref_kind: str = Field(default="", index=True)  # snapshot, comparison, method, error_group, ...
+    ref_id: str = ""
+    model: str = ""  # the model the result is about, for filtering
+    page: str = ""  # the page the result is shown on
+    address: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))  # opens the result
+    tags: str = ""  # comma-separated
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime | None = None
+
+
+class RequestLog(SQLModel, table=True):
+    """Every time a person asked for a piece of work, whether it was computed or shared with an earlier
+    request: who asked is never part of a result's key, so this is where a second asker is seen."""
+
+    __tablename__ = "request_log"
+    id: int | None = Field(default=None, primary_key=True)
+    person: str = Field(index=True)
+    kind: str
+    ref: str = ""  # e.g. "task:12"
+    shared: bool = False  # the work was already done or under way for someone else
+    created_at: datetime = Field(default_factory=utcnow)

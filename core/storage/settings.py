@@ -11,6 +11,9 @@
 | RASHOMON_TASK_WORKERS | worker processes a server starts for page tasks (0: in the page's own run) | 2 |
 | RASHOMON_SAMPLES | after the default model's build: held-out tweets in the sample corpus run (0: no samples) | 50 |
 | RASHOMON_SAMPLE_HELDOUT | held-out rows the sample evaluation covers (0: the whole split) | 0 |
+| RASHOMON_AUTH_HEADER | the header an authenticating reverse proxy sets to the user's name | none (everyone is "local") |
+| RASHOMON_TRUSTED_PROXIES | addresses or networks the header is believed from (the proxy's own) | none |
+| RASHOMON_BACKEND | what runs plain passes: auto (the fastest backend that passed its fidelity gate, else float32) or float32, int8, onnx-float32, onnx-int8 (used only once it passed) | auto |
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ class Settings:
     models: str = ""  # RASHOMON_MODELS: the models the pages offer by name (core/engine/catalogue.py)
     samples: int = 50  # RASHOMON_SAMPLES: the sample workspace's corpus run size (core/work/samples.py); 0: none
     sample_heldout: int = 0  # RASHOMON_SAMPLE_HELDOUT: rows of the held-out split the sample evaluation covers
+    backend: str = "auto"  # RASHOMON_BACKEND: auto, or a backend's name (core/engine/backends.py)
+    # RASHOMON_AUTH_HEADER: the header an authenticating reverse proxy puts the user's name in ("" = none), believed
+    # only from RASHOMON_TRUSTED_PROXIES (IP addresses or networks of the proxy). core/storage/people.py.
+    auth_header: str = ""
+    trusted_proxies: tuple[str, ...] = ()
 
     @property
     def default_model_dir(self) -> Path:
@@ -68,7 +76,11 @@ def load_settings() -> Settings:
                     models=os.environ.get("RASHOMON_MODELS", ""),
                     extraction_seconds=max(1, _count("RASHOMON_EXTRACTION_SECONDS", 30)),
                     extraction_mb=max(1, _count("RASHOMON_EXTRACTION_MB", 1024)),
-                    samples=_count("RASHOMON_SAMPLES", 50), sample_heldout=_count("RASHOMON_SAMPLE_HELDOUT", 0))
+                    samples=_count("RASHOMON_SAMPLES", 50), sample_heldout=_count("RASHOMON_SAMPLE_HELDOUT", 0),
+                    backend=os.environ.get("RASHOMON_BACKEND", "").strip() or "auto",
+                    auth_header=os.environ.get("RASHOMON_AUTH_HEADER", "").strip(),
+                    trusted_proxies=tuple(p.strip() for p in os.environ.get("RASHOMON_TRUSTED_PROXIES", "").split(",")
+                                          if p.strip()))
 
 
 def _count(variable: str, default: int) -> int:

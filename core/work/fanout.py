@@ -69,8 +69,8 @@ def work_item(url: str, model_spec: str, job_id: int, item_id: int, owner: str, 
     import torch
 
     from core.engine.modelling import load_model
-    from core.engine.runner import ModelRunner
     from core.storage.db import get_engine, session_scope
+    from core.work.tasks import runner_with_backend
 
     if _process_state.get("threads") != threads:
         torch.set_num_threads(max(1, threads))
@@ -78,7 +78,7 @@ def work_item(url: str, model_spec: str, job_id: int, item_id: int, owner: str, 
     engine = get_engine(url)
     runners = _process_state.setdefault("runners", {})
     if model_spec not in runners:
-        runners[model_spec] = ModelRunner(load_model(model_spec or None))
+        runners[model_spec] = runner_with_backend(load_model(model_spec or None), engine)
     job = require_job(engine, job_id)
     with session_scope(engine) as session:
         item = Item.from_row(session.get(CorpusItem, item_id))

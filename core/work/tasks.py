@@ -34,11 +34,13 @@ from sqlmodel import col, select
 
 from core.analyses.reports import StopRequested
 from core.engine.fingerprints import remember
+from core.engine.modelling import LoadedModel
 from core.engine.pass_time import ESTIMATE_PARAM
 from core.engine.runner import ModelRunner
 from core.plugins import import_plugins
 from core.storage.db import session_scope
 from core.storage.leases import lease_expired, new_owner
+from core.storage.people import acting_as, log_request
 from core.storage.schema import TaskRecord, utcnow
 
 Progress = Callable[[str, float, str], None]  # (part, fraction done, message)
@@ -94,6 +96,7 @@ class Task:
     attempts: int
     seconds: float
     forward_passes: int
+    requested_by: str = "unknown"  # who queued it; a worker runs it acting for them (core/storage/people.py)
 
     @property
     def active(self) -> bool:
@@ -109,7 +112,8 @@ class Task:
         progress = {part: (float(value[0]), str(value[1])) for part, value in json.loads(row.progress or "{}").items()}
         return cls(row.id, row.kind, row.model, json.loads(row.params), row.key, row.status, row.stop_requested,
                    progress, json.loads(row.result) if row.result else {}, row.error, row.owner, row.heartbeat_at,
-                   row.created_at, row.started_at, row.finished_at, row.attempts, row.seconds, row.forward_passes)
+                   row.created_at, row.started_at, row.finished_at, row.attempts, row.seconds, row.forward_passes,
+                   row.requested_by)
 
 
 # -- the kinds ------------------------------------------------------------------------------------------------
@@ -370,13 +374,16 @@ def submit(engine: Engine, kind: str, model: str, params: dict[str, Any]) -> Tas
     key = task_key(kind, model, params)
     for _ in range(3):  # a live twin can end between the insert that failed and the read
         if (live := latest(engine, key)) is not None and live.active:
+            log_request(engine, kind, f"task:{live.id}", shared=True)  # one computation, two people asked
             return live
         try:
             with session_scope(engine) as session:
                 row = TaskRecord(kind=kind, model=model, params=json.dumps(params, ensure_ascii=False), key=key)
                 session.add(row)
                 session.flush()
-                return Task.from_row(row)
+                task = Task.from_row(row)
+            log_request(engine, kind, f"task:{task.id}", shared=False)
+            return task
         except IntegrityError:  # another process queued the same work first: the index keeps one
             continue
     raise TaskError("The same work was submitted and ended repeatedly while this submission ran; try again.")
@@ -562,7 +569,8 @@ def run_claimed(engine: Engine, runner_for: Callable[[str], ModelRunner], task: 
             runner = runner_for(task.model)
             remember(engine, runner.loaded)  # so that the pages, which never load weights, find the results
             passes, timed = runner.forward_passes, (runner.forward_seconds, runner.timed_passes)
-        result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
+        with acting_as(task.requested_by):  # what the task stores records the person who asked for it
+            result = kind.run(engine, runner, task.params, reporter, reporter.should_stop)
         if runner is not None:
             from core.engine.pass_time import record_from_runner, record_shortcut
 
@@ -595,6 +603,16 @@ def run_here(engine: Engine, runner: ModelRunner, task_id: int) -> Task:
     return run_claimed(engine, lambda _spec: runner, get_task(engine, task_id), owner)
 
 
+def runner_with_backend(loaded: LoadedModel, engine: Engine | None = None) -> ModelRunner:
+    """A runner over `loaded` through the backend RASHOMON_BACKEND asks for, if it passed its fidelity gate for
+    these weights (core/analyses/backend_gate.py), else float32: the pages choose the same way."""
+    from core.analyses.backend_gate import backend_for
+    from core.storage.db import get_engine
+    from core.storage.settings import load_settings
+
+    return ModelRunner(loaded, backend=backend_for(engine or get_engine(), loaded, load_settings().backend)[0])
+
+
 def model_runners(max_models: int = 3) -> Callable[[str], ModelRunner]:
     """A worker's models: each loaded once and kept (the few most recent), one runner each."""
     from core.engine.modelling import load_model
@@ -607,7 +625,7 @@ def model_runners(max_models: int = 3) -> Callable[[str], ModelRunner]:
         if spec not in loaded:
             if len(loaded) >= max_models:
                 loaded.pop(next(iter(loaded)))
-            loaded[spec] = ModelRunner(load_model(spec))
+            loaded[spec] = runner_with_backend(load_model(spec))
         return loaded[spec]
 
     return runner_for

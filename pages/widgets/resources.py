@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.analyses.backend_gate import backend_for
 from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.fingerprints import known_fingerprint, remember, weights_signature
 from core.engine.modelling import LoadedModel, ModelLoadError, describe_model, load_model
@@ -14,6 +15,7 @@ from core.engine.warmup import warm_up_in_background
 from core.render import md
 from core.storage.db import DatabaseUnavailable, get_engine
 from core.storage.settings import load_settings
+from core.work.tasks import runner_with_backend
 
 
 @st.cache_resource(show_spinner=False)
@@ -49,7 +51,7 @@ def cached_model(spec: str) -> LoadedModel:
 @st.cache_resource(show_spinner=False, max_entries=3)
 def cached_runner(spec: str) -> ModelRunner:
     """One runner over the weights, for RASHOMON_TASK_WORKERS=0 (its prediction cache serves the next task)."""
-    return ModelRunner(cached_model(spec))
+    return runner_with_backend(cached_model(spec), engine())
 
 
 def described(spec: str) -> LoadedModel:
@@ -58,7 +60,9 @@ def described(spec: str) -> LoadedModel:
     local = Path(spec).expanduser()
     files = weights_signature(spec, local, None) if local.is_dir() else ""
     description = cached_description(spec, files)
-    return description.with_fingerprint(known_fingerprint(engine(), description.signature))
+    described = description.with_fingerprint(known_fingerprint(engine(), description.signature))
+    # The backend the workers choose for these weights, so the page reads the results they store.
+    return described.with_backend(backend_for(engine(), described, load_settings().backend)[0])
 
 
 def runner_or_stop(name: str) -> ModelRunner:

@@ -1,0 +1,97 @@
+"""Who is on the page (from the deployment's authentication), and the note box every result can carry."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.render import md, note_markdown
+from core.storage.notes import VERDICTS, NoteError, NoteView, add_note, edit_note, list_notes
+from core.storage.people import Identity, current_person, identify, set_person
+from core.storage.settings import load_settings
+
+
+def _login_name() -> str | None:
+    """The OpenID Connect user's name or e-mail when Streamlit's login is configured and they signed in."""
+    try:
+        if st.user.is_logged_in:
+            return st.user.get("email") or st.user.get("name")
+    except (AttributeError, KeyError, RuntimeError):  # no [auth] section: st.user has no login
+        return None
+    return None
+
+
+def who_is_here() -> Identity:
+    """Identify this page run's person and act for them (every row this run stores records them)."""
+    settings = load_settings()
+    identity = identify(dict(st.context.headers), st.context.ip_address, header=settings.auth_header,
+                        proxies=settings.trusted_proxies, login_name=_login_name())
+    set_person(identity.person)
+    return identity
+
+
+def show_person(identity: Identity) -> None:
+    st.sidebar.markdown(f"👤 **{md(identity.person)}**")
+    st.sidebar.caption(md(identity.how))
+    if not identity.believed:
+        st.sidebar.warning("A user header came from an address that is not the authenticating proxy: it was "
+                           "ignored.")
+
+
+def _note_line(note: NoteView) -> str:
+    verdict = f" · **{md(note.verdict_text)}**" if note.verdict else ""
+    about = f" · on {md(note.ref)}" if note.ref else ""
+    edited = f" · edited {note.updated_at}" if note.updated_at else ""
+    when = note.created_at.replace("T", " ")[:16] + " UTC"
+    return f"**{md(note.author)}** · {when}{about}{verdict}{edited}"
+
+
+def show_note(engine, note: NoteView, *, key: str) -> None:
+    """One note: who, when, verdict, what it is on (a link opens the result), its text rendered inert; its author
+    can edit it."""
+    with st.container(border=True):
+        st.markdown(_note_line(note))
+        st.markdown(note_markdown(note.text))
+        if note.address:
+            st.markdown(f"[Open the result →](./{note.address})")
+        if note.author == current_person():
+            with st.expander("Edit your note"), st.form(f"edit_{key}_{note.id}"):
+                text = st.text_area("Note", note.text, key=f"edit_text_{key}_{note.id}")
+                verdict = st.selectbox("Verdict", ["", *VERDICTS], index=["", *VERDICTS].index(note.verdict),
+                                       format_func=lambda v: VERDICTS.get(v, "no verdict"),
+                                       key=f"edit_verdict_{key}_{note.id}")
+                if st.form_submit_button("Save"):
+                    try:
+                        edit_note(engine, note.id, text=text, verdict=verdict)
+                        st.rerun()
+                    except NoteError as exc:
+                        st.error(md(str(exc)))
+
+
+def note_form(engine, *, ref: str = "", model: str = "", page: str = "", address: str = "", key: str,
+              methods: list[str] | None = None) -> None:
+    """Leave a note (and a verdict) on `ref`, or a finding on its own when `ref` is ""."""
+    with st.form(f"note_{key}", clear_on_submit=True):
+        text = st.text_area("Your note (Markdown; no HTML or images)", key=f"note_text_{key}")
+        left, right = st.columns(2)
+        verdict = left.selectbox("Verdict", ["", *VERDICTS], format_func=lambda v: VERDICTS.get(v, "no verdict"),
+                                 key=f"note_verdict_{key}")
+        method = right.selectbox("Method (for 'method trustworthy here')", ["", *(methods or [])],
+                                 key=f"note_method_{key}") if methods else right.text_input(
+            "Method (for 'method trustworthy here')", key=f"note_method_{key}")
+        tags = st.text_input("Tags (comma-separated)", key=f"note_tags_{key}")
+        if st.form_submit_button("Leave the note"):
+            try:
+                note = add_note(engine, text, verdict=verdict, method=method, ref=ref, model=model, page=page,
+                                address=address, tags=tuple(tags.split(",")))
+                st.success(f"Note {note.id} saved, by {md(note.author)}.")
+            except NoteError as exc:
+                st.error(md(str(exc)))
+
+
+def notes_on(engine, ref: str, *, model: str = "", page: str = "", address: str = "", key: str,
+             methods: list[str] | None = None) -> None:
+    """The notes on one result and a form to add one."""
+    found = list_notes(engine, ref=ref) if ref else []
+    for note in found:
+        show_note(engine, note, key=key)
+    note_form(engine, ref=ref, model=model, page=page, address=address, key=key, methods=methods)

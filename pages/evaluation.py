@@ -19,8 +19,10 @@ from core.engine.catalogue import name_for
 from core.engine.default_model import LABELS
 from core.methods.registry import fast_methods
 from core.render import md
+from core.storage.notes import list_notes
 from core.work import builds
 from core.work.tasks import TaskError
+from pages.widgets.people import notes_on
 from pages.widgets.resources import (
     engine,
     model_picker,
@@ -196,6 +198,11 @@ with groups_tab:
                 for member in group.members[:3]:
                     st.page_link("pages/training_data.py", label=f"Training data for: {md(member.text[:80])}",
                                  query_params=DataView(text=member.text, model=link_model).to_query())
+                group_ref = f"error_group:{job_id}:{group.id}"
+                on_group = list_notes(db, ref=group_ref)
+                if st.toggle(f"Notes on this group ({len(on_group)})", key=f"evaluation_notes_{group.id}"):
+                    notes_on(db, group_ref, model=link_model, page="evaluation", key=f"group_{group.id}",
+                             address=f"Evaluation?job={job_id}")
 
 with slice_tab:
     st.subheader("Slice")

@@ -22,6 +22,8 @@ from core.library.snapshots import (
     update_notes,
 )
 from core.render import md
+from core.storage.notes import list_notes
+from pages.widgets.people import notes_on
 from pages.widgets.resources import engine
 from pages.widgets.ui import address, flash, show_flashes, streamlit_progress
 
@@ -166,6 +168,10 @@ else:
             tab_text, tab_html = st.tabs(["Text", "Raw HTML (escaped)"])
             tab_text.text(snap.text)
             tab_html.code(raw_html(snap)[:200_000], language="html")
+            on_snapshot = list_notes(db, ref=f"snapshot:{snap.id}")
+            if st.toggle(f"Notes on this version ({len(on_snapshot)})", key=f"snapshot_notes_{snap.id}"):
+                notes_on(db, f"snapshot:{snap.id}", page="snapshots", key=f"snapshot_{snap.id}",
+                         address=f"Compare?snapshot={snap.id}")
         good = [s for s in snapshots if not s.error]
         if len(good) >= 2:
             with st.expander("Compare two versions"):

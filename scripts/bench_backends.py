@@ -79,13 +79,13 @@ def words_text(tokens: int) -> str:
 
 def bigger_model(repeats: int, tokenizer_from: str) -> list[str]:
     lines = ["", "BERT-base size (12 layers, width 768, random weights), plain passes per backend, batches of 8 at 128 "
-             "tokens and 2 at 512; occlusion and LIME (100 samples, fixed) on 3 inputs of about 100 words:", "",
+             "tokens and 2 at 512; occlusion and LIME (100 samples, fixed) on 3 inputs of about 60 words:", "",
              "| backend | ms per pass, 128 tokens | ms per pass, 512 tokens | occlusion, 3 inputs | LIME, 3 inputs |",
              "|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["RASHOMON_HOME"] = tmp  # the ONNX exports of the random model go there
         loaded = load_model(str(bert_base(Path(tmp) / "bert-base", tokenizer_from)))
-        long_text = words_text(160)
+        long_text = words_text(80)
         texts = [long_text[i * 60:] for i in range(3)]
         for name in BACKENDS:
             runner = ModelRunner(loaded, backend=name)

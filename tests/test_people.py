@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from sqlalchemy import text
@@ -159,3 +160,28 @@ def test_cli_notes_take_the_person_from_user_or_the_environment(home, capsys, mo
     assert main(["notes", "add", "--text", "x", "--on", "snapshot:5"]) == 1
     assert "There is no snapshot 5" in capsys.readouterr().err
     assert main(["snapshot", "list", "--json", "--user", "bo"]) == 0
+
+
+def test_findings_page_lists_notes_newest_first_filters_by_person_and_shows_them_inert(home):
+    from streamlit.testing.v1 import AppTest
+
+    from core.storage.db import get_engine
+
+    with acting_as("ana"):
+        notes_module.add_note(get_engine(), "<script>x()</script> ana's finding", verdict="label_wrong")
+    with acting_as("bo"):
+        notes_module.add_note(get_engine(), "bo's finding ![t](http://evil.example/t.png)")
+    app = AppTest.from_file("../app.py", default_timeout=120)
+    app.run()
+    app.switch_page("pages/findings.py").run()
+    assert not app.exception
+    shown = [m.value for m in app.markdown]
+    texts = [v for v in shown if "finding" in v]
+    assert texts[0].startswith("bo's finding") and texts[1].endswith("ana's finding")  # newest first
+    assert all("<script" not in v and not re.search(r"(?<!\\)!\[", v) for v in shown)  # images escaped
+    assert any("**local**" in v for v in shown)  # no authentication configured: the one person is "local"
+    filtered = AppTest.from_file("../app.py", default_timeout=120)  # a shared link: a new session
+    filtered.query_params["person"] = "ana"
+    filtered.run()
+    filtered.switch_page("pages/findings.py").run()
+    assert [v for v in (m.value for m in filtered.markdown) if "finding" in v] == [texts[1]]

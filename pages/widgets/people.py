@@ -53,12 +53,13 @@ def show_note(engine, note: NoteView, *, key: str) -> None:
         st.markdown(note_markdown(note.text))
         if note.address:
             st.markdown(f"[Open the result →](./{note.address})")
-        if note.author == current_person():
-            with st.expander("Edit your note"), st.form(f"edit_{key}_{note.id}"):
+        # a toggle, not an expander: notes also show inside expanders (an error group), which cannot nest
+        if note.author == current_person() and st.toggle("Edit your note", key=f"edit_open_{key}_{note.id}"):
+            with st.form(f"edit_{key}_{note.id}"):
                 text = st.text_area("Note", note.text, key=f"edit_text_{key}_{note.id}")
-                verdict = st.selectbox("Verdict", ["", *VERDICTS], index=["", *VERDICTS].index(note.verdict),
-                                       format_func=lambda v: VERDICTS.get(v, "no verdict"),
-                                       key=f"edit_verdict_{key}_{note.id}")
+                verdict = st.radio("Verdict", ["", *VERDICTS], index=["", *VERDICTS].index(note.verdict),
+                                   format_func=lambda v: VERDICTS.get(v, "no verdict"), horizontal=True,
+                                   key=f"edit_verdict_{key}_{note.id}")
                 if st.form_submit_button("Save"):
                     try:
                         edit_note(engine, note.id, text=text, verdict=verdict)
@@ -72,11 +73,11 @@ def note_form(engine, *, ref: str = "", model: str = "", page: str = "", address
     """Leave a note (and a verdict) on `ref`, or a finding on its own when `ref` is ""."""
     with st.form(f"note_{key}", clear_on_submit=True):
         text = st.text_area("Your note (Markdown; no HTML or images)", key=f"note_text_{key}")
-        left, right = st.columns(2)
-        verdict = left.selectbox("Verdict", ["", *VERDICTS], format_func=lambda v: VERDICTS.get(v, "no verdict"),
-                                 key=f"note_verdict_{key}")
-        method = right.selectbox("Method (for 'method trustworthy here')", ["", *(methods or [])],
-                                 key=f"note_method_{key}") if methods else right.text_input(
+        # every verdict in sight: a small fixed set, read at a glance
+        verdict = st.radio("Verdict", ["", *VERDICTS], format_func=lambda v: VERDICTS.get(v, "no verdict"),
+                           horizontal=True, key=f"note_verdict_{key}")
+        method = st.selectbox("Method (for 'method trustworthy here')", ["", *(methods or [])],
+                              key=f"note_method_{key}") if methods else st.text_input(
             "Method (for 'method trustworthy here')", key=f"note_method_{key}")
         tags = st.text_input("Tags (comma-separated)", key=f"note_tags_{key}")
         if st.form_submit_button("Leave the note"):

@@ -94,6 +94,7 @@ class Job:
     owner: str = ""
     edits: dict[str, Any] | None = None  # search options when inputs are searched for flipping edits
     sample: bool = False  # part of the sample workspace (core/work/samples.py)
+    requested_by: str = "unknown"  # who started it (core/storage/people.py)
 
     @classmethod
     def from_row(cls, row: CorpusJob) -> Job:
@@ -102,7 +103,7 @@ class Job:
                    status=row.status, stop_requested=row.stop_requested, error=row.error, total=row.total,
                    done=row.done, failed=row.failed, seconds=row.seconds, created_at=row.created_at,
                    heartbeat_at=row.heartbeat_at, owner=row.owner, edits=json.loads(row.edits) if row.edits else None,
-                   sample=row.sample)
+                   sample=row.sample, requested_by=row.requested_by)
 
     @property
     def shown_status(self) -> str:

@@ -135,3 +135,19 @@ def test_a_comparison_counts_the_passes_its_methods_shared_and_names_each_backen
     assert rows["lime"]["backend"] == "int8" and rows["saliency"]["backend"] == "float32"
     assert rows["faithfulness and attention checks"]["backend"] == "int8" == report.measure_backend
     assert report_to_dict(report, 3)["cost"]["shared_passes"] == counted
+
+
+def test_an_attention_pass_never_puts_a_float32_answer_in_another_backends_cache(tiny_model):
+    """Attention weights come from the float32 model; on the float32 backend that pass also answers the prediction,
+    on any other it must not (the prediction, LIME's full input and occlusion's baseline would be float32's while
+    the masked inputs ran on the backend)."""
+    int8 = ModelRunner(tiny_model, backend="int8")
+    ids = int8.prepare(TEXTS[3]).input_ids
+    _, float32_answer = int8.attentions(ids)
+    assert np.array_equal(int8.probabilities([ids])[0], int8.uncached_probabilities(ids))
+    assert not np.array_equal(int8.probabilities([ids])[0], float32_answer)  # int8 moves this input a little
+    float32 = ModelRunner(tiny_model)
+    passes = float32.forward_passes
+    float32.attentions(ids)
+    float32.probabilities([ids])
+    assert float32.forward_passes == passes + 1  # on float32 the attention pass still answers the prediction

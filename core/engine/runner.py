@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.engine.backends import Forward, get_backend
+from core.engine.backends import FLOAT32, Forward, get_backend
 from core.engine.first_token import first_token_model
 from core.engine.interventions import (
     HEAD_KWARG,
@@ -262,8 +262,9 @@ class ModelRunner:
     def attentions(self, input_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(attention weights (layers, heads, seq, seq), probabilities) for one input.
 
-        The pass also fills the probability cache, so the prediction costs nothing extra; the
-        last few results are kept for the next attention method on the same input.
+        The pass also fills the probability cache, so the prediction costs nothing extra (on the float32 backend
+        only: another backend's cache holds that backend's answers, never a float32 one); the last few results are
+        kept for the next attention method on the same input.
         """
         key = tuple(int(i) for i in input_ids)
         self.evaluations += 1
@@ -277,7 +278,8 @@ class ModelRunner:
             raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
         weights = torch.stack([a[0].float() for a in out.attentions]).cpu().numpy()
         probabilities = torch.softmax(out.logits[0].float(), -1).cpu().numpy()
-        self._remember(key, probabilities)
+        if self.backend == FLOAT32:
+            self._remember(key, probabilities)
         self._attention_cache[key] = (weights, probabilities)
         while len(self._attention_cache) > 4:
             self._attention_cache.pop(next(iter(self._attention_cache)))

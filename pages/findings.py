@@ -3,7 +3,7 @@
 import streamlit as st
 
 from core.render import md
-from core.storage.notes import VERDICTS, list_notes, people, to_csv, to_markdown
+from core.storage.notes import VERDICTS, NoteError, list_notes, parse_ref, people, to_csv, to_markdown
 from core.storage.people import current_person
 from pages.widgets.people import note_form, show_note
 from pages.widgets.resources import engine
@@ -22,11 +22,16 @@ person = left.selectbox("Person", people_shown, index=people_shown.index(asked["
 verdict = middle.selectbox("Verdict", ["", *VERDICTS], index=["", *VERDICTS].index(asked["verdict"]),
                            format_func=lambda v: VERDICTS.get(v, "any verdict"), key="findings_verdict")
 tag = right.text_input("Tag", asked["tag"], key="findings_tag")
-model, page = asked["model"], asked["page"]
-notes = list_notes(db, person=person, verdict=verdict, tag=tag.strip(), model=model, page=page, ref=asked["ref"])
+model, page, ref = asked["model"], asked["page"], asked["ref"]
+try:
+    parse_ref(ref)
+except NoteError as exc:  # a bad result reference in the address: said, and every note shown
+    st.warning(md(f"In this address, {exc} Notes on every result are shown."))
+    ref = ""
+notes = list_notes(db, person=person, verdict=verdict, tag=tag.strip(), model=model, page=page, ref=ref)
 st.query_params.from_dict({k: v for k, v in (("person", person), ("verdict", verdict), ("tag", tag.strip()),
-                                             ("model", model), ("page", page), ("ref", asked["ref"])) if v})
-filters = [f"{name} {md(value)}" for name, value in (("model", model), ("page", page), ("on", asked["ref"])) if value]
+                                             ("model", model), ("page", page), ("ref", ref)) if v})
+filters = [f"{name} {md(value)}" for name, value in (("model", model), ("page", page), ("on", ref)) if value]
 st.caption(f"{len(notes)} note{'s' if len(notes) != 1 else ''}" + (f" ({', '.join(filters)})" if filters else "")
            + f". You are {md(current_person())}.")
 download_md, download_csv = st.columns(2)

@@ -81,7 +81,9 @@ class GateResult:
             return (f"{self.backend} passed its fidelity gate on {self.inputs} inputs ({self.labels_kept:.1%} of labels "
                     f"kept, probabilities within {self.max_probability_difference:.3f}) and runs passes "
                     f"{self.speedup:.2f}x as fast as float32.")
-        return f"{self.backend} is refused: " + " ".join(self.reasons)
+        # each reason is a sentence starting "it ...": the first follows the colon, the rest start capitalised
+        rest = [reason[:1].upper() + reason[1:] for reason in self.reasons[1:]]
+        return f"{self.backend} is refused: " + " ".join(self.reasons[:1] + rest)
 
 
 def long_enough(texts: Sequence[str], count: int, min_words: int = MIN_WORDS) -> list[str]:

@@ -255,10 +255,13 @@ if (decided := verdict.decide(report, k, evidence=evidence)) is not None:
 elif not report.measured:
     st.info("No verdict yet: it is read from faithfulness, which is not measured for this view: press **Run**.")
 if report.measured and (report_id := stored_report_id(db, runner, text, methods, options, target or None)):
-    on_this = list_notes(db, ref=f"comparison:{report_id}")
+    # a note is on the whole comparison or on one method within it; both are listed here
+    about = {"the whole comparison": f"comparison:{report_id}",
+             **{f"the method {name}": f"method:{report_id}:{name}" for name in methods}}
+    on_this = list_notes(db, refs=tuple(about.values()))
     with st.expander(f"Notes on this comparison ({len(on_this)}): what the team concluded", expanded=bool(on_this)):
         notes_on(db, f"comparison:{report_id}", model=model_spec, page="compare", key="compare_notes",
-                 address="Compare?" + urlencode(st.query_params.to_dict()), methods=list(methods))
+                 address="Compare?" + urlencode(st.query_params.to_dict()), methods=list(methods), about=about)
 
 words_tab, agreement_tab, faithfulness_tab, attention_tab, edits_tab, export_tab = st.tabs(
     list(TABS.values()), key="section", on_change="rerun")

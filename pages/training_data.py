@@ -1,3 +1,5 @@
+from urllib.parse import urlencode
+
 import pandas as pd
 import streamlit as st
 
@@ -19,7 +21,9 @@ from core.analyses.training_data.view import MAX_K, DataView, compare_link
 from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
+from core.storage.notes import list_notes
 from core.work import builds, tasks
+from pages.widgets.people import notes_on
 from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import follow_task, sample_note, seed_widgets, stored_text_key, text_from_address
 
@@ -187,6 +191,15 @@ for column, result in zip(columns, results, strict=True):
         st.markdown(f"Opponents (pushed away from {md(result.target)})")
         st.html(training_examples(result.opponents, [compare_link(e.text, current.model) for e in result.opponents],
                                   scale))
+
+# A note on one training example (a mislabelled row, a spurious proponent) names the model and the example's id.
+shown = {e.id: e for r in results for e in (*r.proponents, *r.opponents)}
+named = current.model or runner.loaded.name  # the configured model has no name in links; its own name, then
+about = {f"{e.id} · {e.gold} · {e.text[:70]}": f"training_example:{named}:{e.id}" for e in shown.values()}
+on_examples = list_notes(db, refs=tuple(about.values())) if about else []
+if about and st.toggle(f"Notes on these training examples ({len(on_examples)})", key="data_notes"):
+    notes_on(db, next(iter(about.values())), model=named, page="training data", key="data_notes",
+             address="Training_data?" + urlencode(st.query_params.to_dict()), about=about)
 
 if len(results) > 1:
     st.subheader("Do the methods agree?")

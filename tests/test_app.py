@@ -549,6 +549,22 @@ def test_corpus_page_shows_a_stop_at_once(home):
     assert any("(stopping, 0/1)" in option for option in app.selectbox(key="job_pick").options)
 
 
+def test_the_run_picker_follows_the_address_within_one_session(home):
+    """A run started in this session sets `job`: the picker shows it, not the session's earlier choice (journey
+    14 grouped the errors of the previous evaluation because of this); a choice in the box becomes the address."""
+    from core.analyses import corpus
+
+    first = corpus.create_job(get_engine(), "first", [corpus.Input("row", "Fine.")], ["attention"])
+    app = run_page("pages/corpus.py", job=str(first))
+    assert app.selectbox(key="job_pick").value == first
+    second = corpus.create_job(get_engine(), "second", [corpus.Input("row", "Bad.")], ["attention"])
+    app.query_params["job"] = str(second)
+    app.run()
+    assert not app.exception and app.selectbox(key="job_pick").value == second
+    app.selectbox(key="job_pick").set_value(first).run()
+    assert app.selectbox(key="job_pick").value == first and app.query_params["job"] == str(first)
+
+
 def test_compare_shows_attention_whole_and_head_importance(home):
     text = "The staff were lovely but the food was cold and bland."
     app = run_page("pages/compare.py", text=text, methods="attention,occlusion", k="3")
@@ -616,6 +632,29 @@ def test_compare_page_searches_for_flipping_edits_and_keeps_them(home):
     assert not again.exception
     assert any("stored result, no model work now" in c.value for c in again.caption)
     assert not [b for b in again.button if b.key == "edits_run"]
+
+    # Notes on one counterfactual and on one method within the comparison, found again under each.
+    from core.storage.notes import list_notes
+
+    again.toggle(key="edits_notes").set_value(True).run()
+    about = again.selectbox(key="note_about_edits_notes")
+    assert about.options[0].startswith("counterfactual 1: →")
+    about.set_value(about.options[-1])
+    again.text_area(key="note_text_edits_notes").set_value("a plausible flip: the food words carry it")
+    next(b for b in again.button if b.label == "Leave the note" and "edits_notes" in b.id).click().run()
+    assert not again.exception
+    [on_flip] = list_notes(get_engine(), page="compare")
+    assert re.fullmatch(rf"counterfactual:\d+:{len(about.options)}", on_flip.ref) and on_flip.author == "local"
+    method = again.selectbox(key="note_about_compare_notes")
+    assert method.options == ["the whole comparison", *(f"the method {m}" for m in FAST.split(","))]
+    method.set_value("the method saliency")
+    again.text_area(key="note_text_compare_notes").set_value("saliency is noise here")
+    again.radio(key="note_verdict_compare_notes").set_value("needs_review")
+    next(b for b in again.button if b.label == "Leave the note" and "compare_notes" in b.id).click().run()
+    assert not again.exception
+    on_method = list_notes(get_engine(), page="compare")[0]
+    assert re.fullmatch(r"method:\d+:saliency", on_method.ref) and on_method.verdict == "needs_review"
+    assert any(e.label.startswith("Notes on this comparison (1)") for e in again.expander)
 
 
 def test_corpus_page_shows_attacks_agreement_and_fragility(home, tiny_model):
@@ -699,6 +738,19 @@ def test_training_data_page_finds_stored_examples_and_offers_attach(home, monkey
     next(b for b in again.button if b.label.startswith("Run the datamodeling check")).click().run()
     assert not again.exception
     assert any("Linear datamodeling score" in c.value and "this input" in c.value for c in again.caption)
+    # A note on one training example: its model and id.
+    from core.storage.notes import list_notes
+
+    again.toggle(key="data_notes").set_value(True).run()
+    example = again.selectbox(key="note_about_data_notes")
+    example.set_value(example.options[1])
+    again.text_area(key="note_text_data_notes").set_value("this row looks mislabelled")
+    again.radio(key="note_verdict_data_notes").set_value("label_wrong")
+    next(b for b in again.button if b.label == "Leave the note").click().run()
+    assert not again.exception
+    [note] = list_notes(get_engine(), verdict="label_wrong")
+    assert note.ref == f"training_example:tiny-bert-trained-seed0:{example.options[1].split(' · ')[0]}"  # its name
+    assert any(t.label == "Notes on these training examples (1)" for t in again.toggle)
     bad = run_page("pages/training_data.py", text=text, k="500", methods="tracin,knn")
     assert not bad.exception
     warnings = " ".join(w.value for w in bad.warning)

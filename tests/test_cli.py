@@ -381,17 +381,20 @@ def test_heads_and_document_commands(home, tmp_path, here, capsys):
 def test_counterfactual_command(home, here):
     args = ("edits", "--text", "The staff were friendly but the room was noisy and cold",
             "--attack", "--max-edits", "2", "--similarity", "0.5", "--methods", "occlusion,saliency", "--json")
-    first = here(*args)
+    first = here(*args, "--user", "ana")
     assert first.returncode == 0, first.stderr
     data = json.loads(first.stdout)
     search = data["search"]
     assert search["goal"] == "any other" and not data["from_store"]
+    assert data["requested_by"] == "ana" and data["stored"][0]["record"].startswith("check_record:")
     assert search["forward_passes"] > 0 and search["seconds"] > 0
     assert search["counterfactuals"], search["stopped"]  # the tiny model flips on this text
     for counterfactual in search["counterfactuals"]:
         assert counterfactual["label"] != search["predicted"] and len(counterfactual["edits"]) <= 2
     assert {row["method"] for row in data["counterfactual_agreement"]} == {"occlusion", "saliency"}
-    again = json.loads(here(*args).stdout)
+    again = json.loads(here(*args, "--user", "bo").stdout)
     assert again["from_store"] and again["search"] == search
+    # bo reads ana's stored search: the output names who asked for it, not who reads it
+    assert again["requested_by"] == "ana" and again["stored"] == data["stored"]
     text = here(*args[:-1])
     assert text.returncode == 0 and "counterfactual(s)" in text.stdout

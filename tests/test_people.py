@@ -185,3 +185,20 @@ def test_findings_page_lists_notes_newest_first_filters_by_person_and_shows_them
     filtered.run()
     filtered.switch_page("pages/findings.py").run()
     assert [v for v in (m.value for m in filtered.markdown) if "finding" in v] == [texts[1]]
+
+
+def test_json_of_a_stored_result_names_who_first_asked_not_who_reads_it(engine):
+    from core.storage.provenance import watching, with_requester
+    from core.storage.records import find_keyed, save_keyed
+
+    with acting_as("ana"), watching() as seen:
+        save_keyed(engine, "search", "m", "fp", "key-1", {"answer": 1})
+        save_keyed(engine, "pass-time", "m", "fp", "key-1", {"seconds": 1}, is_result=False)  # bookkeeping
+    assert [s.requested_by for s in seen] == ["ana"] and seen[0].record.startswith("check_record:")
+    with acting_as("bo"), watching() as seen:
+        assert find_keyed(engine, "search", "fp", "key-1") == {"answer": 1}
+        shown = with_requester({"answer": 1}, seen, "bo")
+    assert shown["requested_by"] == "ana" and shown["stored"][0]["requested_by"] == "ana"
+    assert with_requester({"answer": 2}, [], "bo")["requested_by"] == "bo"  # computed now, for bo
+    assert with_requester([1, 2], seen, "bo") == [1, 2]  # a list keeps its shape
+    assert find_keyed(engine, "search", "fp", "key-1") is not None  # outside watching(): nothing collected, no error

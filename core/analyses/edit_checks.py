@@ -40,7 +40,7 @@ from core.analyses.store import explain_stored
 from core.engine.runner import ModelRunner
 from core.explanation import Explanation
 from core.methods.base import ExplainError
-from core.storage.records import find_keyed, save_keyed
+from core.storage.records import find_keyed, keyed_record_id, save_keyed
 from core.storage.schema import sample_now
 from core.words import keyed_text
 
@@ -137,6 +137,15 @@ def stored_search(engine: Engine, runner: ModelRunner, text: str, target: str | 
                      sample=sample_now())
     save_keyed(engine, KIND, runner.loaded.name, runner.loaded.fingerprint, key, result.to_dict())
     return result, False
+
+
+def search_record_id(engine: Engine, runner: ModelRunner, text: str, target: str | None = None, *,
+                     order: str = SEARCH, params: dict[str, Any] | None = None) -> int | None:
+    """The id of the stored search for these settings (what a note on one of its counterfactuals names), or None."""
+    from core.analyses.edits import resolve_options
+
+    key = _search_key(runner, text, target, order, resolve_options(params))
+    return keyed_record_id(engine, KIND, runner.loaded.fingerprint, key)
 
 
 @dataclass(frozen=True)

@@ -88,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from core.storage.db import DatabaseUnavailable
     from core.storage.people import acting_as
+    from core.storage.provenance import watching
 
     try:
-        with acting_as(_person(args)):
+        with acting_as(_person(args)), watching():
             args.func(args)
     except (CliError, DatabaseUnavailable) as exc:
         print(f"rashomon: {exc}", file=sys.stderr)

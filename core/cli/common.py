@@ -40,7 +40,11 @@ def quiet(fraction: float, message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    """Print a command's JSON; an object also names who asked for the stored result it shows (`provenance`)."""
+    from core.storage.people import current_person
+    from core.storage.provenance import current, with_requester
+
+    print(json.dumps(with_requester(data, current(), current_person()), ensure_ascii=False, indent=2, default=str))
 
 
 @contextmanager

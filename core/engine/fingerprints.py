@@ -43,7 +43,7 @@ def remember(engine: Engine, loaded: LoadedModel) -> None:
     if not loaded.has_weights or not loaded.signature:
         return
     if known_fingerprint(engine, loaded.signature) != loaded.weights_fingerprint:
-        save_keyed(engine, KIND, loaded.name, loaded.weights_fingerprint, loaded.signature, {"path": loaded.path})
+        save_keyed(engine, KIND, loaded.name, loaded.weights_fingerprint, loaded.signature, {"path": loaded.path}, is_result=False)
 
 
 def remember_where_configured(loaded: LoadedModel) -> None:

@@ -12,7 +12,7 @@ import io
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, and_, or_
 from sqlmodel import col, select
 
 from core.storage.db import session_scope
@@ -148,8 +148,9 @@ def edit_note(engine: Engine, note_id: int, *, text: str | None = None, verdict:
 
 
 def list_notes(engine: Engine, *, person: str = "", verdict: str = "", tag: str = "", model: str = "", page: str = "",
-               ref: str = "", limit: int = 500) -> list[NoteView]:
-    """Notes newest first, filtered by author, verdict, tag, model, page or the result they are on."""
+               ref: str = "", refs: tuple[str, ...] = (), limit: int = 500) -> list[NoteView]:
+    """Notes newest first, filtered by author, verdict, tag, model, page or the result they are on (`ref`, or
+    any of `refs`: a comparison and the methods within it)."""
     with session_scope(engine) as session:
         statement = select(Note).order_by(col(Note.id).desc())
         if person:
@@ -163,6 +164,9 @@ def list_notes(engine: Engine, *, person: str = "", verdict: str = "", tag: str 
         if ref:
             kind, ident = parse_ref(ref)
             statement = statement.where(Note.ref_kind == kind, Note.ref_id == ident)
+        if refs:
+            pairs = [parse_ref(r) for r in refs]
+            statement = statement.where(or_(*(and_(Note.ref_kind == kind, Note.ref_id == ident) for kind, ident in pairs)))
         notes = [NoteView.from_row(r) for r in session.exec(statement).all()]
     if tag:
         notes = [n for n in notes if tag in n.tags]

@@ -83,13 +83,13 @@ def _trusted(address: str | None, proxies: tuple[str, ...]) -> bool:
 
 
 def identify(headers: Mapping[str, str], client_address: str | None, *, header: str = "",
-             proxies: tuple[str, ...] = (), login_name: str | None = None) -> Identity:
-    """Who a page request comes from: the OIDC login's name; else the proxy's header, believed only from a
-    trusted proxy address; else "local" when no authentication is configured."""
+             proxies: tuple[str, ...] = (), login_name: str | None = None, login: bool = False) -> Identity:
+    """Who a page request comes from: the OIDC login's name (`login`: a login is configured); else the proxy's
+    header, believed only from a trusted proxy address; else "local" when no authentication is configured."""
     if login_name:
         return Identity(clean_name(login_name), "signed in (OpenID Connect)")
     if not header:
-        return Identity(LOCAL, "no authentication configured")
+        return Identity(ANONYMOUS, "not signed in") if login else Identity(LOCAL, "no authentication configured")
     value = next((v for k, v in headers.items() if k.lower() == header.lower()), None)
     if not _trusted(client_address, proxies):
         return Identity(ANONYMOUS, f"not through the authenticating proxy (from {client_address or 'an unknown address'}"

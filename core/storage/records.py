@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.storage.db import session_scope
+from core.storage.provenance import saw
 from core.storage.schema import CheckRecord
 
 if TYPE_CHECKING:
@@ -19,20 +20,39 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str) -> dict[str, Any] | None:
-    """The newest stored result of `kind` for this model and key, or None."""
+def keyed_record_id(engine: Engine, kind: str, fingerprint: str, key: str) -> int | None:
+    """The id of the newest stored result of `kind` for this model and key (what a note on it names), or None."""
+    with session_scope(engine) as session:
+        return session.exec(select(CheckRecord.id).where(
+            CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
+            col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
+            .order_by(col(CheckRecord.id).desc())).first()
+
+
+def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str, *, result: bool = True) -> dict[str, Any] | None:
+    """The newest stored result of `kind` for this model and key, or None. `result=False`: bookkeeping (pass
+    times, fingerprints), not a result a person asked for, so it is not named as one (`provenance`)."""
     with session_scope(engine) as session:
         record = session.exec(select(CheckRecord).where(
             CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
             col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
             .order_by(col(CheckRecord.id).desc())).first()
-        return json.loads(record.payload)["result"] if record is not None else None
+        if record is None:
+            return None
+        if result:
+            saw("check_record", record.id, record.requested_by, record.created_at)
+        return json.loads(record.payload)["result"]
 
 
-def save_keyed(engine: Engine, kind: str, model_name: str, fingerprint: str, key: str, result: dict[str, Any]) -> None:
+def save_keyed(engine: Engine, kind: str, model_name: str, fingerprint: str, key: str, result: dict[str, Any], *,
+               is_result: bool = True) -> None:
     with session_scope(engine) as session:
-        session.add(CheckRecord(kind=kind, model_name=model_name, model_fingerprint=fingerprint,
-                                payload=json.dumps({"key": key, "result": result}, ensure_ascii=False)))
+        record = CheckRecord(kind=kind, model_name=model_name, model_fingerprint=fingerprint,
+                             payload=json.dumps({"key": key, "result": result}, ensure_ascii=False))
+        session.add(record)
+        session.flush()
+        if is_result:
+            saw("check_record", record.id, record.requested_by, record.created_at)
 
 
 def stored_or_computed(engine: Engine, kind: str, loaded: LoadedModel, key: str, compute: Callable[[], T], *,

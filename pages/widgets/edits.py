@@ -1,13 +1,18 @@
 """Compare's "What would flip it?" section: counterfactual edits, and what they say about the methods."""
 
+from urllib.parse import urlencode
+
 import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.analyses.edit_checks import EditReport, edit_report
+from core.analyses.edit_checks import EditReport, edit_report, search_record_id
 from core.analyses.edits import ANY_OTHER, OPTIONS, SEARCH
+from core.engine.catalogue import name_for
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
+from core.storage.notes import list_notes
+from pages.widgets.people import notes_on
 from pages.widgets.resources import task_button
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
@@ -53,6 +58,15 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
                     titles={"edits": "Search"}, key="edits", primary=False, on_end=finished)
         return None
     show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
+    if report.search.counterfactuals and (record := search_record_id(
+            db, runner, text, chosen["target"], order=chosen["order"], params=chosen["params"])) is not None:
+        found = {f"counterfactual {i}: → {c.label}": f"counterfactual:{record}:{i}"
+                 for i, c in enumerate(report.search.counterfactuals, 1)}
+        on_these = list_notes(db, refs=tuple(found.values()))
+        if st.toggle(f"Notes on these counterfactuals ({len(on_these)})", key="edits_notes"):
+            notes_on(db, next(iter(found.values())), model=name_for(runner.loaded.path), page="compare",
+                     key="edits_notes", address="Compare?" + urlencode(st.query_params.to_dict()),
+                     methods=list(methods), about=found)
     return report
 
 

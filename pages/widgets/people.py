@@ -20,11 +20,19 @@ def _login_name() -> str | None:
     return None
 
 
+def login_configured() -> bool:
+    """Streamlit's OpenID Connect login is configured: an [auth] section in secrets.toml."""
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:  # no secrets file at all
+        return False
+
+
 def who_is_here() -> Identity:
     """Identify this page run's person and act for them (every row this run stores records them)."""
     settings = load_settings()
     identity = identify(dict(st.context.headers), st.context.ip_address, header=settings.auth_header,
-                        proxies=settings.trusted_proxies, login_name=_login_name())
+                        proxies=settings.trusted_proxies, login_name=_login_name(), login=login_configured())
     set_person(identity.person)
     return identity
 
@@ -32,6 +40,11 @@ def who_is_here() -> Identity:
 def show_person(identity: Identity) -> None:
     st.sidebar.markdown(f"👤 **{md(identity.person)}**")
     st.sidebar.caption(md(identity.how))
+    if login_configured():
+        if _login_name():
+            st.sidebar.button("Log out", on_click=st.logout, key="people_logout")
+        else:
+            st.sidebar.button("Log in", on_click=st.login, key="people_login", type="primary")
     if not identity.believed:
         st.sidebar.warning("A user header came from an address that is not the authenticating proxy: it was "
                            "ignored.")
@@ -69,9 +82,14 @@ def show_note(engine, note: NoteView, *, key: str) -> None:
 
 
 def note_form(engine, *, ref: str = "", model: str = "", page: str = "", address: str = "", key: str,
-              methods: list[str] | None = None) -> None:
-    """Leave a note (and a verdict) on `ref`, or a finding on its own when `ref` is ""."""
+              methods: list[str] | None = None, about: dict[str, str] | None = None) -> None:
+    """Leave a note (and a verdict) on `ref`, or a finding on its own when `ref` is "". With `about` (label: ref,
+    more than one) the person picks what the note is on: a comparison or one method within it."""
+    if saved := st.session_state.pop(f"_note_saved_{key}", None):
+        st.success(saved)
     with st.form(f"note_{key}", clear_on_submit=True):
+        if about and len(about) > 1:
+            ref = about[st.selectbox("About", list(about), key=f"note_about_{key}")]
         text = st.text_area("Your note (Markdown; no HTML or images)", key=f"note_text_{key}")
         # every verdict in sight: a small fixed set, read at a glance
         verdict = st.radio("Verdict", ["", *VERDICTS], format_func=lambda v: VERDICTS.get(v, "no verdict"),
@@ -81,18 +99,23 @@ def note_form(engine, *, ref: str = "", model: str = "", page: str = "", address
             "Method (for 'method trustworthy here')", key=f"note_method_{key}")
         tags = st.text_input("Tags (comma-separated)", key=f"note_tags_{key}")
         if st.form_submit_button("Leave the note"):
+            if not method and ref.startswith("method:") and verdict == "method_trustworthy":
+                method = ref.rsplit(":", 1)[1]  # a note on one method is about that method
             try:
                 note = add_note(engine, text, verdict=verdict, method=method, ref=ref, model=model, page=page,
                                 address=address, tags=tuple(tags.split(",")))
-                st.success(f"Note {note.id} saved, by {md(note.author)}.")
             except NoteError as exc:
                 st.error(md(str(exc)))
+            else:  # run the page again: the new note is listed with the others (and counted) at once
+                st.session_state[f"_note_saved_{key}"] = (f"Note {note.id} saved, by {md(note.author)}"
+                                                          + (f", on {md(note.ref)}." if note.ref else "."))
+                st.rerun()
 
 
 def notes_on(engine, ref: str, *, model: str = "", page: str = "", address: str = "", key: str,
-             methods: list[str] | None = None) -> None:
-    """The notes on one result and a form to add one."""
-    found = list_notes(engine, ref=ref) if ref else []
-    for note in found:
+             methods: list[str] | None = None, about: dict[str, str] | None = None) -> None:
+    """The notes on one result (or on any of `about`'s, label: ref) and a form to add one."""
+    refs = tuple(about.values()) if about else ((ref,) if ref else ())
+    for note in list_notes(engine, refs=refs) if refs else []:
         show_note(engine, note, key=key)
-    note_form(engine, ref=ref, model=model, page=page, address=address, key=key, methods=methods)
+    note_form(engine, ref=ref, model=model, page=page, address=address, key=key, methods=methods, about=about)

@@ -24,6 +24,11 @@ def address(page: str):
     return parsed
 
 
+def _address_follows(key: str) -> None:
+    if st.session_state.get(key) is not None:
+        st.query_params["job"] = str(st.session_state[key])
+
+
 def job_picker(page: str, jobs: list, label: str, what: str, *, key: str) -> int:
     """The job the address names (`job`), or the newest when it names none; an id that does not exist is said
     so and nothing is chosen (never another job in its place). Stops the page until one is chosen."""
@@ -33,8 +38,12 @@ def job_picker(page: str, jobs: list, label: str, what: str, *, key: str) -> int
     if job_id is not None and job_id not in labels:
         st.error(f"{what} {job_id} does not exist; choose one below.")
         job_id = None
-    job_id = st.selectbox(label, list(labels), index=list(labels).index(job_id) if job_id is not None else None,
-                          format_func=labels.get, key=key, placeholder=f"Choose: {what.lower()}")
+    # The address decides what the box shows: a keyed box would otherwise keep this session's earlier choice
+    # when the address names another job (a run just started here sets `job`). A choice in the box writes the
+    # address first (on_change), so the two never disagree.
+    st.session_state[key] = job_id
+    job_id = st.selectbox(label, list(labels), index=None, format_func=labels.get, key=key,
+                          placeholder=f"Choose: {what.lower()}", on_change=_address_follows, args=(key,))
     if job_id is None:
         st.stop()
     st.query_params["job"] = str(job_id)

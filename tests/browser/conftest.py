@@ -66,14 +66,15 @@ def fresh_server(tmp_path_factory, tiny_model_dir):
 
 
 @contextlib.contextmanager
-def serving(env: dict, log_path: Path):
-    """A `scripts/serve.py` on a free port with `env`, answering its health check; stopped afterwards."""
-    port = free_port()
+def serving(env: dict, log_path: Path, *, port: int | None = None, args: tuple[str, ...] = ()):
+    """A `scripts/serve.py` on `port` (default: a free one) with `env` and extra Streamlit `args`, answering its
+    health check; stopped afterwards."""
+    port = port or free_port()
     log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "serve.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
+         "--server.fileWatcherType", "none", *args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90

@@ -59,6 +59,9 @@ def evaluate_and_group(page, base: str, model: str, rows: int) -> None:
     count.press("Enter")
     expect(page.get_by_text(f"{rows} labelled texts; one model pass each.")).to_be_visible()
     page.get_by_role("button", name="Start evaluation").click()
+    # This evaluation's own progress line: until the page has run again it may still show an earlier
+    # evaluation, whose groups for the same smallest size can be stored already (the button then goes).
+    expect(page.get_by_text(f"{rows} of {rows} texts · status: done")).to_be_visible(timeout=LONG)
     groups_tab = page.get_by_role("tab", name="Error groups", exact=True)
     expect(groups_tab).to_be_visible(timeout=LONG)  # the scores are shown: the evaluation has finished
     groups_tab.click()

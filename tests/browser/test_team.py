@@ -173,3 +173,66 @@ def test_19_two_people_behind_the_proxy_leave_notes_and_a_forged_header_is_not_b
     expect(local.locator(sidebar).get_by_text("local", exact=True)).to_be_visible()
     expect(local.locator(sidebar).get_by_text("no authentication configured")).to_be_visible()
     local_context.close()
+
+
+SECRETS = """[auth]
+redirect_uri = "{app}/oauth2callback"
+cookie_secret = "{cookie}"
+client_id = "rashomon"
+client_secret = "rashomon-secret"
+server_metadata_url = "{issuer}/.well-known/openid-configuration"
+"""
+
+
+@pytest.fixture(scope="module")
+def oidc(tmp_path_factory, tiny_model_dir):
+    """A real OpenID Connect provider on this machine (oidc-provider-mock: Authlib's server with signed ID tokens
+    and a login form) and the app configured for Streamlit's login (`st.login`) against it."""
+    import secrets
+
+    from oidc_provider_mock import run_server_in_thread
+
+    home = tmp_path_factory.mktemp("oidc-home")
+    logs = tmp_path_factory.mktemp("oidc-logs")
+    env = {**os.environ, "RASHOMON_HOME": str(home), "RASHOMON_MODEL": str(tiny_model_dir), "HF_HUB_OFFLINE": "1",
+           "RASHOMON_TASK_WORKERS": "0"}
+    for name in ("RASHOMON_DATABASE_URL", "RASHOMON_MODELS", "RASHOMON_AUTH_HEADER", "RASHOMON_TRUSTED_PROXIES"):
+        env.pop(name, None)
+    port = free_port()
+    app = f"http://127.0.0.1:{port}"
+    with run_server_in_thread() as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        secrets_file = logs / "secrets.toml"
+        secrets_file.write_text(SECRETS.format(app=app, cookie=secrets.token_hex(32), issuer=issuer))
+        with serving(env, logs / "streamlit.log", port=port, args=("--secrets.files", str(secrets_file))) as (url, _):
+            yield {"app": url, "issuer": issuer}
+
+
+def test_20_a_person_signs_in_through_openid_connect_and_their_note_carries_their_name(browser, oidc):
+    import json
+
+    sidebar = "[data-testid='stSidebar']"
+    request = urllib.request.Request(f"{oidc['issuer']}/users/ana%40example.com", method="PUT",
+                                     data=json.dumps({"email": "ana@example.com", "name": "Ana"}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # the provider knows Ana's claims
+        assert answer.status == 204
+    context, page = person_page(browser, None)
+    page.goto(f"{oidc['app']}/Findings")
+    expect(page.locator(sidebar).get_by_text("anonymous", exact=True)).to_be_visible()
+    expect(page.locator(sidebar).get_by_text("not signed in")).to_be_visible()
+    page.locator(sidebar).get_by_role("button", name="Log in").click()
+    page.get_by_placeholder("sub").fill("ana@example.com")  # the provider's own login form
+    page.get_by_role("button", name="Authorize").click()
+    expect(page.locator(sidebar).get_by_text("ana@example.com", exact=True)).to_be_visible()
+    expect(page.locator(sidebar).get_by_text("signed in (OpenID Connect)")).to_be_visible()
+    page.goto(f"{oidc['app']}/Findings")
+    leave_finding(page, "Ana, signed in: occlusion is the account to believe here.", "needs another look")
+    page.reload()
+    board = page.get_by_test_id("stMain")
+    expect(board.locator("p").filter(has_text="· needs another look").first).to_contain_text("ana@example.com ·")
+    page.locator(sidebar).get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="End session").click()  # the provider's end-of-session page
+    expect(page.locator(sidebar).get_by_text("anonymous", exact=True)).to_be_visible()
+    expect(page.locator(sidebar).get_by_role("button", name="Log in")).to_be_visible()
+    context.close()

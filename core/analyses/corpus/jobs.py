@@ -31,6 +31,7 @@ from core.methods.base import ExplainError
 from core.methods.registry import corpus_options, get_method
 from core.storage.db import session_scope
 from core.storage.leases import lease_expired, new_owner
+from core.storage.provenance import saw
 from core.storage.schema import CorpusItem, CorpusJob, utcnow
 
 # A leaderboard of means needs a sample, not every input: by default faithfulness is measured on a
@@ -93,7 +94,10 @@ def create_job(engine: Engine, name: str, inputs: Sequence[Input], methods: Sequ
 def get_job(engine: Engine, job_id: int) -> Job | None:
     with session_scope(engine) as session:
         row = session.get(CorpusJob, job_id)
-        return Job.from_row(row) if row else None
+        if row is None:
+            return None
+        saw("corpus_job", row.id, row.requested_by, row.created_at)
+        return Job.from_row(row)
 
 
 def require_job(engine: Engine, job_id: int) -> Job:

@@ -20,6 +20,7 @@ from core.engine.modelling import LoadedModel
 from core.engine.runner import ProgressFn
 from core.explanation import TrainingAttribution
 from core.storage.db import session_scope
+from core.storage.provenance import saw
 from core.storage.records import find_keyed, save_keyed
 from core.storage.schema import CheckRecord, sample_now
 
@@ -65,6 +66,7 @@ def save_retraining(engine: Engine, loaded: LoadedModel, training: TrainingSet, 
                                                 ensure_ascii=False))
         session.add(record)
         session.flush()
+        saw("check_record", record.id, record.requested_by, record.created_at)
         return int(record.id)
 
 

@@ -115,6 +115,7 @@ class AttachedSet:
     rows: int
     sha256: str
     created_at: str
+    requested_by: str  # who attached it
 
 
 def attached_sets(engine: Engine, model_path: str | None = None) -> list[AttachedSet]:
@@ -122,7 +123,8 @@ def attached_sets(engine: Engine, model_path: str | None = None) -> list[Attache
         query = select(TrainingSetRecord).order_by(col(TrainingSetRecord.id).desc())
         if model_path:
             query = query.where(TrainingSetRecord.model_path == model_path)
-        return [AttachedSet(r.id, r.model_path, r.model_name, r.name, r.rows, r.sha256, r.created_at.isoformat())
+        return [AttachedSet(r.id, r.model_path, r.model_name, r.name, r.rows, r.sha256, r.created_at.isoformat(),
+                             r.requested_by)
                 for r in session.exec(query)]
 
 

@@ -122,6 +122,8 @@ def main() -> None:
     try:
         while statuses(busy) != ["running", "running"]:  # both comparisons have started on the workers
             time.sleep(0.5)
+        # one session first, under the same load of two comparisons: the ratio says what the other sessions cost
+        alone = asyncio.run(measure(url, shared, 1, args.rounds))
         started = time.perf_counter()
         times = asyncio.run(measure(url, shared, args.sessions, args.rounds))
         wall = time.perf_counter() - started
@@ -132,11 +134,15 @@ def main() -> None:
     every = sorted(t for values in times.values() for t in values)
     print(f"{args.sessions} sessions x {args.rounds} rounds x 3 pages in {wall:.0f} s; the two comparisons (every "
           f"method) were running when it began and were {' and '.join(after)} when it ended:")
-    print("| page | loads | median | 95th percentile | slowest |\n|---|---|---|---|---|")
+    print("| page | loads | median | 95th percentile | slowest | median, one session alone | ratio |\n"
+          "|---|---|---|---|---|---|---|")
     for name, values in (*times.items(), ("all", every)):
         values = sorted(values)
+        single = sorted(alone[name]) if name in alone else sorted(t for v in alone.values() for t in v)
         p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-        print(f"| {name} | {len(values)} | {statistics.median(values):.2f} s | {p95:.2f} s | {max(values):.2f} s |")
+        ratio = statistics.median(values) / statistics.median(single)
+        print(f"| {name} | {len(values)} | {statistics.median(values):.2f} s | {p95:.2f} s | {max(values):.2f} s | "
+              f"{statistics.median(single):.2f} s | {ratio:.1f}x |")
 
 
 if __name__ == "__main__":

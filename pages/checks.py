@@ -10,7 +10,9 @@ from core.methods.base import ExplainError
 from core.methods.registry import METHODS
 from core.params import read_query
 from core.render import md
+from core.storage.provenance import watching
 from core.work import tasks
+from pages.widgets.people import asked_by, asked_by_seen
 from pages.widgets.resources import engine, model_picker, runner_or_stop, start_task, task_button
 from pages.widgets.ui import follow_task
 
@@ -152,6 +154,7 @@ if st.button("Run stability check", disabled=not texts or not chosen):
 follow_check("stability")
 if stored := stored_from_address("stability"):
     show_stability(stored)
+    asked_by(stored.requested_by, stored.created_at, verb="Run")
 
 st.subheader("Model randomisation (Adebayo et al., 2018)")
 st.caption(f"The model is re-initialised from the top on a copy: classifier head, then encoder layers from the last "
@@ -166,6 +169,7 @@ if st.button("Run randomisation check", disabled=not texts or not methods):
 follow_check("randomisation")
 if stored := stored_from_address("randomisation"):
     show_randomisation(stored)
+    asked_by(stored.requested_by, stored.created_at, verb="Run")
 
 st.subheader("Known answer: plant a shortcut, retrain, see which methods find it")
 st.caption("A copy of the model is trained on the same rows, seed and steps, except that a share of the training "
@@ -187,8 +191,10 @@ known_methods = right.multiselect("Methods", list(METHODS), default=list(METHODS
 params = {"token": token.strip(), "label": label, "rate": float(rate), "methods": known_methods, "inputs": inputs,
           "k": top, "probe": known_answer.PROBE_TEXTS}
 try:
-    found = known_answer.known_answer(db, runner, params["token"], label, rate=params["rate"], methods=known_methods,
-                                      inputs=inputs, k=top, only_stored=True) if known_methods else None
+    with watching() as seen:
+        found = known_answer.known_answer(db, runner, params["token"], label, rate=params["rate"],
+                                          methods=known_methods, inputs=inputs, k=top,
+                                          only_stored=True) if known_methods else None
 except (ExplainError, ValueError) as exc:
     st.error(md(str(exc)))
     st.stop()
@@ -199,3 +205,4 @@ if found is None:
                 stop_help="Stops the check; a copy already retrained is kept and reused by the next run.")
 else:
     show_known_answer(found)
+    asked_by_seen(seen)

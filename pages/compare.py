@@ -8,7 +8,7 @@ from core import charts
 from core.addresses import PAGE_PARAMS
 from core.analyses import agreement, compare, known_answer, verdict
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
-from core.analyses.reports import MEASURES, estimate_view, open_report, stored_report_id
+from core.analyses.reports import MEASURES, estimate_view, open_report, stored_report_row
 from core.analyses.training_data.view import DataView
 from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
 from core.library.snapshots import get_snapshot, list_links, list_tags
@@ -18,7 +18,7 @@ from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.storage.notes import list_notes
 from pages.widgets import attention_whole, edits
-from pages.widgets.people import notes_on
+from pages.widgets.people import asked_by, notes_on
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import option_widgets, sample_note, seed_widgets, stored_text_key, text_from_address
 
@@ -254,7 +254,9 @@ if (decided := verdict.decide(report, k, evidence=evidence)) is not None:
                f"[{decided.erasure}]) and the agreement matrices; `rashomon compare --json` carries the same verdict.")
 elif not report.measured:
     st.info("No verdict yet: it is read from faithfulness, which is not measured for this view: press **Run**.")
-if report.measured and (report_id := stored_report_id(db, runner, text, methods, options, target or None)):
+if report.measured and (stored_row := stored_report_row(db, runner, text, methods, options, target or None)):
+    report_id = stored_row[0]
+    asked_by(stored_row[1], stored_row[2])
     # a note is on the whole comparison or on one method within it; both are listed here
     about = {"the whole comparison": f"comparison:{report_id}",
              **{f"the method {name}": f"method:{report_id}:{name}" for name in methods}}

@@ -20,9 +20,10 @@ from core.engine.default_model import LABELS
 from core.methods.registry import fast_methods
 from core.render import md
 from core.storage.notes import list_notes
+from core.storage.provenance import watching
 from core.work import builds
 from core.work.tasks import TaskError
-from pages.widgets.people import notes_on
+from pages.widgets.people import asked_by_seen, notes_on
 from pages.widgets.resources import (
     engine,
     model_picker,
@@ -154,12 +155,15 @@ with groups_tab:
     job_model = runner_for_stored(job.model)  # the model this evaluation ran
     min_size = int(st.number_input("Smallest group (0: automatic, 5 or one in 40 errors)", 0, 500, 0,
                                    key="evaluation_min_size")) or None
-    groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
+    with watching() as seen:
+        groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
     if groups is None:  # grouping runs on a worker; the page follows it and then reads the stored groups
         task_button("Group the errors", "error_groups", {"job": job_id, "min_size": min_size or 0}, job_model,
                     titles={"groups": "Grouping the errors"}, key="evaluation_groups", disabled=job.status != "done")
-        groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
+        with watching() as seen:
+            groups = stored_groups(db, job_model, job_id, min_size=min_size, only_stored=True)
     if groups is not None:
+        asked_by_seen(seen)
         st.caption(md(f"{groups.errors} errors: {len(groups.groups)} groups, {len(groups.scattered)} in no group. "
                       f"Words from {', '.join(groups.methods)} (top {groups.k}) against {groups.reference_inputs} correct "
                       f"inputs; {groups.seconds:.0f} s, {groups.forward_passes} model passes. {groups.note}"))

@@ -114,7 +114,8 @@ else:
 
     st.markdown("---")
     st.subheader(md(link.title or link.url), anchor=False)
-    st.text(f"{link.url}\nTags: {', '.join(link.tags) or '—'}\n{len(snapshots)} snapshot(s)")
+    st.text(f"{link.url}\nTags: {', '.join(link.tags) or '—'}\n{len(snapshots)} snapshot(s)\n"
+            f"Added by: {link.requested_by}")
     c1, c2 = st.columns([1, 3])
     if c1.button("Re-snapshot now", key="refresh"):
         with st.spinner("Fetching…"):
@@ -160,7 +161,7 @@ else:
             st.text(f"Title: {snap.title}\nAuthors: {snap.authors or '—'}\nPublished: {snap.publish_date or '—'}\n"
                     f"Final URL: {snap.final_url} (HTTP {snap.status_code}, {snap.content_type})\n"
                     f"Extractor: {snap.extractor} {snap.extractor_version}\nSHA-256: {snap.text_sha256}\n"
-                    f"Size: {snap.byte_size:,} bytes")
+                    f"Size: {snap.byte_size:,} bytes\nTaken by: {snap.requested_by}")
             st.page_link("pages/compare.py", label="Explain this snapshot on Compare", icon="⚖️",
                          query_params={"snapshot": str(snap.id)})
             st.page_link("pages/document.py", label="Explain the whole document, window by window", icon="📄",

@@ -22,8 +22,9 @@ from core.library.snapshots import get_snapshot, list_links
 from core.methods.base import ExplainError
 from core.render import md, prediction_bars, training_examples
 from core.storage.notes import list_notes
+from core.storage.provenance import watching
 from core.work import builds, tasks
-from pages.widgets.people import notes_on
+from pages.widgets.people import asked_by_seen, notes_on
 from pages.widgets.resources import engine, forget_models, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import follow_task, sample_note, seed_widgets, stored_text_key, text_from_address
 
@@ -142,8 +143,9 @@ if not methods:
     st.stop()  # said under the method list
 
 try:
-    results, complete = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
-                                            only_stored=True)
+    with watching() as seen:
+        results, complete = stored_attributions(db, loaded, training, text, methods, target=target or None, k=k,
+                                                only_stored=True)
 except ExplainError as exc:
     st.error(md(str(exc)))
     st.stop()
@@ -158,6 +160,7 @@ if not complete:
 first = results[0]
 if all(r.sample for r in results):
     sample_note("training-data result")
+asked_by_seen(seen)
 st.page_link("pages/compare.py", label="Open this input in Compare (the address of this page is its share link)",
              query_params=ViewState(text=text, model=current.model).to_query())
 left, right = st.columns(2)

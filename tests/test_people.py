@@ -202,3 +202,37 @@ def test_json_of_a_stored_result_names_who_first_asked_not_who_reads_it(engine):
     assert with_requester({"answer": 2}, [], "bo")["requested_by"] == "bo"  # computed now, for bo
     assert with_requester([1, 2], seen, "bo") == [1, 2]  # a list keeps its shape
     assert find_keyed(engine, "search", "fp", "key-1") is not None  # outside watching(): nothing collected, no error
+
+
+def test_pages_say_who_asked_for_the_stored_result_they_show(home, runner):
+    """Beside each stored result, its first asker: a corpus run (the run picker), a stability check reopened from
+    its link, a stored comparison."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.analyses import checks, corpus
+    from core.analyses.reports import run_report
+    from core.engine.fingerprints import remember
+    from core.storage.db import get_engine
+
+    text = "The staff were lovely but the food was cold."
+    remember(get_engine(), runner.loaded)  # what a worker records on loading the weights: the pages read it
+    with acting_as("ana"):
+        job = corpus.create_job(get_engine(), "ana's run", [corpus.Input("row", "Fine.")], ["attention"])
+        run_report(get_engine(), runner, text, ["occlusion"], {})
+    with acting_as("bo"):
+        check = checks.save_check(get_engine(), runner, "stability", [text])
+
+    def opened(page: str, **query) -> AppTest:
+        app = AppTest.from_file("../app.py", default_timeout=120)
+        for key, value in query.items():
+            app.query_params[key] = value
+        app.run()
+        app.switch_page(page).run()
+        assert not app.exception
+        return app
+
+    captions = [c.value for c in opened("pages/corpus.py", job=str(job)).caption]
+    assert any(c.startswith("👤 Started by **ana** on ") for c in captions)
+    assert any(c.value.startswith("👤 Run by **bo**") for c in opened("pages/checks.py", stability=str(check)).caption)
+    compare = opened("pages/compare.py", text=text, methods="occlusion")
+    assert any(c.value.startswith("👤 Asked for by **ana**") for c in compare.caption)  # read by "local", asked by ana

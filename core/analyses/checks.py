@@ -22,6 +22,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from core.engine.runner import ModelRunner
 from core.methods.explain import explain
 from core.methods.registry import METHODS, get_method
 from core.storage.db import session_scope
+from core.storage.provenance import saw
 from core.storage.schema import CheckRecord
 
 STABLE_SPEARMAN = 0.8  # mean pairwise Spearman of |scores| across variants
@@ -331,6 +333,8 @@ class StoredCheck:
     stability: list[StabilityResult]
     sensitivity: list[SensitivityResult]
     randomisation: RandomisationResult | None
+    requested_by: str = "unknown"  # who ran it (core/storage/people.py)
+    created_at: datetime | None = None
 
 
 def save_check(engine: Engine, runner: ModelRunner, kind: str, texts: Sequence[str], *,
@@ -353,6 +357,8 @@ def load_check(engine: Engine, check_id: int) -> StoredCheck | None:
         if record is None:
             return None
         data = json.loads(record.payload)
+        saw("check_record", record.id, record.requested_by, record.created_at)
+        asked = (record.requested_by, record.created_at)
     stability_results = [StabilityResult(**{**r, "verdict": Verdict(**r["verdict"])}) for r in data["stability"]]
     sensitivity_results = [SensitivityResult(**r) for r in data["sensitivity"]]
     raw = data["randomisation"]
@@ -360,4 +366,4 @@ def load_check(engine: Engine, check_id: int) -> StoredCheck | None:
         [RandomisationStage(**s) for s in raw["stages"]], {m: Verdict(**v) for m, v in raw["verdicts"].items()},
         raw["judged"])
     return StoredCheck(record.id, record.kind, record.model_name, record.model_fingerprint, data["texts"],
-                       stability_results, sensitivity_results, randomisation_result)
+                       stability_results, sensitivity_results, randomisation_result, *asked)

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
@@ -187,14 +188,15 @@ def open_report(engine: Engine, runner: ModelRunner, text: str, methods: Sequenc
 
 
 def stored_report_row(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],
-                      options: dict[str, dict] | None = None, target: str | None = None) -> tuple[int, str] | None:
-    """The stored view's row number (what a note on this comparison names: `comparison:ID`) and who first asked
-    for it, or None."""
+                      options: dict[str, dict] | None = None,
+                      target: str | None = None) -> tuple[int, str, datetime] | None:
+    """The stored view's row number (what a note on this comparison names: `comparison:ID`), who first asked
+    for it and when, or None."""
     requests = view_requests(runner, text, methods, options, target)
     with session_scope(engine) as session:
         record = session.exec(select(ComparisonReportRecord).filter_by(
             **_report_key(requests, requests[0].target))).first()
-        return (record.id, record.requested_by) if record is not None else None
+        return (record.id, record.requested_by, record.created_at) if record is not None else None
 
 
 def stored_report_id(engine: Engine, runner: ModelRunner, text: str, methods: Sequence[str],

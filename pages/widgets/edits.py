@@ -12,7 +12,8 @@ from core.engine.catalogue import name_for
 from core.methods.base import ExplainError
 from core.render import edit_diff, md
 from core.storage.notes import list_notes
-from pages.widgets.people import notes_on
+from core.storage.provenance import watching
+from pages.widgets.people import asked_by_seen, notes_on
 from pages.widgets.resources import task_button
 
 DEFAULTS = {o.name: o.default for o in OPTIONS}
@@ -49,7 +50,8 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
     chosen = settings(probabilities, methods)
     request = dict(target=chosen["target"], order=chosen["order"], params=chosen["params"], options=options, k=k)
     try:
-        report = edit_report(db, runner, text, methods, only_stored=True, **request)
+        with watching() as seen:
+            report = edit_report(db, runner, text, methods, only_stored=True, **request)
     except ExplainError as exc:
         st.error(md(str(exc)))
         return None
@@ -58,6 +60,7 @@ def show(db, runner, text: str, probabilities: dict[str, float], methods: list[s
                     titles={"edits": "Search"}, key="edits", primary=False, on_end=finished)
         return None
     show_report(report, just_ran=st.session_state.pop("edits_just_ran", False))
+    asked_by_seen(seen)
     if report.search.counterfactuals and (record := search_record_id(
             db, runner, text, chosen["target"], order=chosen["order"], params=chosen["params"])) is not None:
         found = {f"counterfactual {i}: → {c.label}": f"counterfactual:{record}:{i}"

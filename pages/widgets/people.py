@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import streamlit as st
 
 from core.render import md, note_markdown
 from core.storage.notes import VERDICTS, NoteError, NoteView, add_note, edit_note, list_notes
 from core.storage.people import Identity, current_person, identify, set_person
+from core.storage.provenance import Seen
 from core.storage.settings import load_settings
 
 
@@ -48,6 +51,17 @@ def show_person(identity: Identity) -> None:
     if not identity.believed:
         st.sidebar.warning("A user header came from an address that is not the authenticating proxy: it was "
                            "ignored.")
+
+
+def asked_by(person: str, when: datetime | None = None, *, verb: str = "Asked for") -> None:
+    """Who asked for the result shown (its first asker, never the reader), and when."""
+    st.caption(f"👤 {verb} by **{md(person)}**" + (f" on {when:%Y-%m-%d %H:%M} UTC" if when else "") + ".")
+
+
+def asked_by_seen(seen: list[Seen]) -> None:
+    """`asked_by` for the stored result a page just read (`core.storage.provenance.watching`)."""
+    if seen:
+        asked_by(seen[-1].requested_by, seen[-1].created_at)
 
 
 def _note_line(note: NoteView) -> str:

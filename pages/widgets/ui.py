@@ -47,6 +47,10 @@ def job_picker(page: str, jobs: list, label: str, what: str, *, key: str) -> int
     if job_id is None:
         st.stop()
     st.query_params["job"] = str(job_id)
+    from pages.widgets.people import asked_by
+
+    chosen = next(j for j in jobs if j.id == job_id)
+    asked_by(chosen.requested_by, chosen.created_at, verb="Started")
     return job_id
 
 

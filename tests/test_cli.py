@@ -331,9 +331,9 @@ def test_build_default_versions_and_compare_models(home, tmp_path, capsys):
     assert main(["model", "build-default", "--extra-training", str(extra), *small]) == 1
     assert "'awful' (1)" in capsys.readouterr().err
     extra.write_text("text,label\nthe flight was fine,neutral\nlovely crew,positive\n")
-    result = rashomon("model", "build-default", "--extra-training", str(extra), *small, "--json")
-    assert result.returncode == 0, result.stderr
-    version = Path(json.loads(result.stdout)["output_dir"])
+    # the second build in this process: the first, above, covers the command's own start-up and output
+    assert main(["model", "build-default", "--extra-training", str(extra), *small, "--json"]) == 0
+    version = Path(json.loads(capsys.readouterr().out)["output_dir"])
     first = home / "models" / "default-sentiment"
     assert version == first.parent / "default-sentiment-v2"
     rows = [json.loads(line) for line in (version / "training.jsonl").read_text().split("\n") if line]

@@ -156,9 +156,9 @@ def test_a_worker_command_runs_queued_jobs_from_the_shared_database(home, refere
                             text=True, timeout=300, env=os.environ.copy())
     assert result.returncode == 0, result.stderr[-2000:]
     assert_same_results(engine, job_id, reference)
-    again = subprocess.run([sys.executable, "-m", "core", "worker", "--once"], capture_output=True, text=True,
-                           timeout=300, env=os.environ.copy())
-    assert again.returncode == 0 and corpus.get_job(engine, job_id).done == len(TEXTS)  # nothing left to do
+    from core.cli import main
+
+    assert main(["worker", "--once"]) == 0 and corpus.get_job(engine, job_id).done == len(TEXTS)  # nothing left
 
 
 def test_a_corpus_run_task_can_drive_worker_processes(home, reference, monkeypatch, tiny_model):

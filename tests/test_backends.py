@@ -151,3 +151,31 @@ def test_an_attention_pass_never_puts_a_float32_answer_in_another_backends_cache
     float32.attentions(ids)
     float32.probabilities([ids])
     assert float32.forward_passes == passes + 1  # on float32 the attention pass still answers the prediction
+
+
+def test_the_models_page_runs_a_backends_gate_on_a_worker_task_and_shows_it(home, tiny_model_dir, tiny_model,
+                                                                              monkeypatch):
+    """The gate is a task kind: the Models page's button queues it (here it runs in the page's own run: no
+    workers), and the page then reads the stored gate and says which backend serves the model."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.analyses import backend_gate
+    from core.engine.fingerprints import remember
+    from core.storage.db import get_engine
+    from core.work import tasks
+
+    remember(get_engine(), tiny_model)  # as a worker records on loading the weights: the page reads it
+    monkeypatch.setattr(backend_gate, "DEFAULT_INPUTS", 40)  # the page's button asks for 2,000: minutes
+    monkeypatch.setattr(backend_gate, "DEFAULT_METHOD_INPUTS", 1)
+    app = AppTest.from_file("../app.py", default_timeout=300)
+    app.run()
+    app.switch_page("pages/models.py").run()
+    assert not app.exception
+    assert any(m.value == "**onnx-float32**: no gate measured yet." for m in app.markdown)
+    assert any("run on **float32**" in m.value for m in app.markdown)
+    app.button(key="gate_onnx-float32_run").click().run()
+    assert not app.exception
+    [task] = tasks.list_tasks(get_engine(), kind="backend_gate")
+    assert task.status == "done" and task.params["backend"] == "onnx-float32", task.error
+    shown = [m.value for m in app.markdown if m.value.startswith("**onnx-float32**")]
+    assert shown and "passed its fidelity gate on 40 inputs" in shown[0]

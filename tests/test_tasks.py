@@ -233,7 +233,8 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "samples": sample_params(model, inputs=3, heldout=20),
              "known_answer": {"token": "zorblat", "label": "positive", "rate": 0.3, "methods": ["occlusion"],
                               "inputs": 2, "k": 3, "probe": 40},
-             "model_build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"])}
+             "model_build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"]),
+             "backend_gate": {"backend": "int8", "inputs": 20, "method_inputs": 0}}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,
             "edits": edits}
@@ -269,7 +270,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
         # the attention view reuses the comparison's cached attention pass on this runner).
         if tasks.KINDS[kind].needs_model and kind not in ("stability", "randomisation", "training_data", "training_data_preparation",
                                                           "datamodeling", "model_compare", "attention_view",
-                                                          "model_pair"):
+                                                          "model_pair", "backend_gate"):
             assert task.forward_passes > 0, kind
 
     assert open_report(engine, runner, TEXT, ["occlusion", "attention"]) is not None
@@ -278,6 +279,9 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     assert edit_report(engine, runner, TEXT, ["occlusion"], only_stored=True, target=ANY_OTHER, order=SEARCH,
                        params=kind_cases["edits"]["params"], options={}, k=3) is not None
     assert stored_head_importance(engine, runner, TEXT, only_stored=True) is not None
+    from core.analyses.backend_gate import stored_gates
+
+    assert stored_gates(engine, runner.loaded.weights_fingerprint)["int8"].inputs == 20  # what Models reads
     assert stored_attention_view(engine, runner, TEXT, only_stored=True) is not None
     assert stored_groups(engine, runner, kind_cases["evaluation"], min_size=3, only_stored=True) is not None
     other = ModelRunner(load_model(kind_cases["other"]))

@@ -86,6 +86,11 @@ class GateResult:
         return f"{self.backend} is refused: " + " ".join(self.reasons[:1] + rest)
 
 
+# What a gate measures by default: the Models page's button (the CLI's --inputs and --method-inputs say the same).
+DEFAULT_INPUTS = 2000
+DEFAULT_METHOD_INPUTS = 5
+
+
 def long_enough(texts: Sequence[str], count: int, min_words: int = MIN_WORDS) -> list[str]:
     """The first `count` texts long enough for a top-5 to mean something (with 5 words every top-5 agrees)."""
     return [t for t in texts if len(t.split()) >= min_words][:count]

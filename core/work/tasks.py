@@ -295,6 +295,20 @@ def _run_known_answer(engine: Engine, runner: ModelRunner, params: dict[str, Any
     return {"learned": result.learned, "shortcut_rate": result.shortcut_rate, "planted_model": result.planted_model}
 
 
+def _run_backend_gate(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                      should_stop: ShouldStop) -> dict[str, Any]:
+    """A cheaper backend's fidelity gate against float32 on the held-out texts (stored: the workers' `auto` reads it)."""
+    from core.analyses.backend_gate import gate, long_enough
+    from core.analyses.evaluation import heldout_inputs
+
+    loaded = runner.loaded
+    texts = [i.text for i in heldout_inputs(int(params["inputs"]), loaded.language)]
+    longer = long_enough([i.text for i in heldout_inputs(None, loaded.language)], int(params["method_inputs"]))
+    result = gate(engine, loaded, params["backend"], texts, method_texts=longer, fresh=True,
+                  progress=lambda f, m: progress("gate", f, m))
+    return {"backend": result.backend, "passed": result.passed, "speedup": result.speedup}
+
+
 def _run_samples(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
                  should_stop: ShouldStop) -> dict[str, Any]:
     from core.work.samples import run_step
@@ -338,6 +352,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("model_build", "Model build", _run_build, needs_model=False, writes_home=True),
     # it trains a copy of the model under RASHOMON_HOME/models
+    TaskKind("backend_gate", "Fidelity gate of a cheaper backend", _run_backend_gate, writes_home=True),
     TaskKind("known_answer", "Known-answer check", _run_known_answer, identity=_without_fresh, writes_home=True),
     # the sample workspace, one step per task (its training-data step prepares under RASHOMON_HOME)
     TaskKind("samples", "Sample workspace", _run_samples, writes_home=True, background=True),

@@ -7,12 +7,14 @@ from core.analyses.model_compare import stored_diff, stored_pairs
 from core.engine.backends import BACKENDS, FLOAT32
 from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.default_model import model_versions
+from core.engine.modelling import ModelLoadError
+from core.engine.runner import ModelRunner
 from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.render import highlighted_text, md
 from core.storage.settings import load_settings
 from core.work.builds import Build, list_builds
-from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
+from pages.widgets.resources import described, engine, model_picker, runner_or_stop, task_button
 from pages.widgets.ui import address
 
 db = engine()
@@ -53,16 +55,20 @@ with st.expander("Cheaper passes: each backend's fidelity gate against float32")
                "within a tolerance, each perturbation method's top words as stable as float32's own. The gate runs "
                "on a worker (minutes: both backends over the held-out texts).")
     gate_name = model_picker("Model", key="gate_model")
-    gated = runner_or_stop(gate_name)
-    in_use, why = backend_for(db, gated.loaded, load_settings().backend)
-    st.markdown(f"Plain passes of this model run on **{md(in_use)}**: {md(why)}")
-    gates = stored_gates(db, gated.loaded.weights_fingerprint)
-    for backend in (b for b in BACKENDS if b != FLOAT32):
-        found = gates.get(backend)
-        st.markdown(f"**{backend}**: " + (md(found.sentence()) if found else "no gate measured yet."))
-        task_button(f"Measure {backend} against float32", "backend_gate",
-                    {"backend": backend, "inputs": DEFAULT_INPUTS, "method_inputs": DEFAULT_METHOD_INPUTS}, gated,
-                    titles={"gate": f"{backend} against float32"}, key=f"gate_{backend}", primary=False)
+    try:  # not runner_or_stop: a model being built must not stop the rest of the page from inside this section
+        gated = ModelRunner(described(resolve(gate_name)))
+    except ModelLoadError as exc:
+        st.caption(md(str(exc)))
+    else:
+        in_use, why = backend_for(db, gated.loaded, load_settings().backend)
+        st.markdown(f"Plain passes of this model run on **{md(in_use)}**: {md(why)}")
+        gates = stored_gates(db, gated.loaded.weights_fingerprint)
+        for backend in (b for b in BACKENDS if b != FLOAT32):
+            found = gates.get(backend)
+            st.markdown(f"**{backend}**: " + (md(found.sentence()) if found else "no gate measured yet."))
+            task_button(f"Measure {backend} against float32", "backend_gate",
+                        {"backend": backend, "inputs": DEFAULT_INPUTS, "method_inputs": DEFAULT_METHOD_INPUTS},
+                        gated, titles={"gate": f"{backend} against float32"}, key=f"gate_{backend}", primary=False)
 
 query = address("pages/models.py")
 built = {v["path"] for v in model_versions()}

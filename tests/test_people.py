@@ -202,6 +202,13 @@ def test_json_of_a_stored_result_names_who_first_asked_not_who_reads_it(engine):
     assert with_requester({"answer": 2}, [], "bo")["requested_by"] == "bo"  # computed now, for bo
     assert with_requester([1, 2], seen, "bo") == [1, 2]  # a list keeps its shape
     assert find_keyed(engine, "search", "fp", "key-1") is not None  # outside watching(): nothing collected, no error
+    from core.storage.provenance import MAX_SEEN, saw
+
+    with watching() as seen:  # a long-running command keeps a bounded list
+        for row in range(MAX_SEEN + 50):
+            saw("check_record", row, "ana")
+        saw("check_record", 0, "ana")  # a row used twice is named once
+    assert len(seen) == MAX_SEEN and seen[0].record == "check_record:0"
 
 
 def test_pages_say_who_asked_for_the_stored_result_they_show(home, runner):

@@ -30,6 +30,7 @@ class Seen:
 
 
 _seen: ContextVar[list[Seen] | None] = ContextVar("rashomon_seen", default=None)
+MAX_SEEN = 200
 
 
 @contextmanager
@@ -51,7 +52,8 @@ def current() -> list[Seen]:
 def saw(table: str, row_id: int | None, requested_by: str | None, created_at: datetime | None = None) -> None:
     """Note a stored result read or written (no-op outside `watching()` or for a row without an id)."""
     seen = _seen.get()
-    if seen is None or row_id is None:
+    # a long-running command (`rashomon worker`) keeps storing results: it names the first MAX_SEEN, no more
+    if seen is None or row_id is None or len(seen) >= MAX_SEEN:
         return
     entry = Seen(f"{table}:{row_id}", requested_by or "unknown", created_at)
     if all(s.record != entry.record for s in seen):

@@ -148,7 +148,8 @@ def test_19_two_people_behind_the_proxy_leave_notes_and_a_forged_header_is_not_b
     board = bo.get_by_test_id("stMain")
     expect(board.get_by_text("Bo: the label of tweet 17 is wrong.")).to_be_visible()
     # each note under its author's name, with its verdict
-    expect(board.locator("p").filter(has_text="model error: spurious feature").first).to_contain_text("ana ·")
+    # "· " marks a note's line: the form's verdict radio has the same words, and can come first in the page
+    expect(board.locator("p").filter(has_text="· model error: spurious feature").first).to_contain_text("ana ·")
     expect(board.locator("p").filter(has_text="· label wrong").first).to_contain_text("bo ·")
     # Ana's note rendered inert: the script tag shown as text, never run; the image never requested
     expect(board.get_by_text("<script>window.pwned = 1</script>")).to_be_visible()

@@ -38,7 +38,7 @@ def record_pass_time(engine: Engine, loaded: LoadedModel, seconds_per_pass: floa
 
 def stored_pass_time(engine: Engine, fingerprint: str) -> float | None:
     """The newest stored seconds per forward pass for the model with these weights, or None."""
-    stored = find_keyed(engine, KIND, fingerprint, KEY, result=False)
+    stored = find_keyed(engine, KIND, fingerprint, KEY, is_result=False)
     return float(stored["seconds_per_pass"]) if stored else None
 
 
@@ -61,14 +61,14 @@ def record_from_runner(engine: Engine, runner: ModelRunner, seconds_before: floa
 def record_shortcut(engine: Engine, runner: ModelRunner) -> None:
     """Once a runner has checked the first-token shortcut (its first pass), store whether it serves the model,
     for the pages, which make no pass to find out."""
-    if runner.shortcut_checked and find_keyed(engine, SHORTCUT_KIND, runner.loaded.fingerprint, KEY, result=False) is None:
+    if runner.shortcut_checked and find_keyed(engine, SHORTCUT_KIND, runner.loaded.fingerprint, KEY, is_result=False) is None:
         save_keyed(engine, SHORTCUT_KIND, runner.loaded.name, runner.loaded.fingerprint, KEY,
                    {"on": runner.first_token_shortcut}, is_result=False)
 
 
 def stored_shortcut(engine: Engine, fingerprint: str) -> bool | None:
     """Whether the first-token shortcut serves the model with these weights; None until a worker has checked."""
-    stored = find_keyed(engine, SHORTCUT_KIND, fingerprint, KEY, result=False)
+    stored = find_keyed(engine, SHORTCUT_KIND, fingerprint, KEY, is_result=False)
     return bool(stored["on"]) if stored else None
 
 

@@ -161,11 +161,7 @@ def list_notes(engine: Engine, *, person: str = "", verdict: str = "", tag: str 
             statement = statement.where(Note.model == model)
         if page:
             statement = statement.where(Note.page == page)
-        if ref:
-            kind, ident = parse_ref(ref)
-            statement = statement.where(Note.ref_kind == kind, Note.ref_id == ident)
-        if refs:
-            pairs = [parse_ref(r) for r in refs]
+        if pairs := [parse_ref(r) for r in ((ref,) if ref else ()) + tuple(refs)]:
             statement = statement.where(or_(*(and_(Note.ref_kind == kind, Note.ref_id == ident) for kind, ident in pairs)))
         notes = [NoteView.from_row(r) for r in session.exec(statement).all()]
     if tag:

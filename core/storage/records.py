@@ -20,26 +20,28 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def _newest_keyed(what, kind: str, fingerprint: str, key: str):
+    """The statement selecting `what` of the newest stored result of `kind` for this model and key."""
+    return (select(what).where(
+        CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
+        col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
+        .order_by(col(CheckRecord.id).desc()))
+
+
 def keyed_record_id(engine: Engine, kind: str, fingerprint: str, key: str) -> int | None:
     """The id of the newest stored result of `kind` for this model and key (what a note on it names), or None."""
     with session_scope(engine) as session:
-        return session.exec(select(CheckRecord.id).where(
-            CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
-            col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
-            .order_by(col(CheckRecord.id).desc())).first()
+        return session.exec(_newest_keyed(CheckRecord.id, kind, fingerprint, key)).first()
 
 
-def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str, *, result: bool = True) -> dict[str, Any] | None:
-    """The newest stored result of `kind` for this model and key, or None. `result=False`: bookkeeping (pass
+def find_keyed(engine: Engine, kind: str, fingerprint: str, key: str, *, is_result: bool = True) -> dict[str, Any] | None:
+    """The newest stored result of `kind` for this model and key, or None. `is_result=False`: bookkeeping (pass
     times, fingerprints), not a result a person asked for, so it is not named as one (`provenance`)."""
     with session_scope(engine) as session:
-        record = session.exec(select(CheckRecord).where(
-            CheckRecord.kind == kind, CheckRecord.model_fingerprint == fingerprint,
-            col(CheckRecord.payload).startswith(json.dumps({"key": key})[:-1], autoescape=True))
-            .order_by(col(CheckRecord.id).desc())).first()
+        record = session.exec(_newest_keyed(CheckRecord, kind, fingerprint, key)).first()
         if record is None:
             return None
-        if result:
+        if is_result:
             saw("check_record", record.id, record.requested_by, record.created_at)
         return json.loads(record.payload)["result"]
 

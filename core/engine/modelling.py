@@ -26,6 +26,10 @@ transformers_logging.set_verbosity_error()
 transformers_logging.disable_progress_bar()
 
 
+PROBABILITIES = "probabilities"
+VALUES = "values"
+
+
 class ModelLoadError(RuntimeError):
     """A model could not be loaded; the message names the cause in one sentence."""
 
@@ -54,6 +58,13 @@ class LoadedModel:
     # What runs plain forward passes (core/engine/backends.py). Not float32: part of the fingerprint, so results
     # computed through it are stored apart and never mixed with float32 ones.
     backend: str = "float32"
+    # What the adapter (core/engine/adapters) declares about the model's outputs; the runner and the methods read
+    # these and never ask which kind of model it is.
+    kind: str = "sequence_classifier"
+    outputs: str = "probabilities"  # PROBABILITIES: logits, normalised by softmax; VALUES: explained as they are
+    readout: str = "first"  # the position attention is read from: "first" ([CLS]) or "last" (what predicts next)
+    default_output: int | None = None  # the output explained by default (None: the predicted label)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False)  # the adapter's, shown with every result
 
     @property
     def fingerprint(self) -> str:
@@ -213,9 +224,28 @@ def _model(spec: str, local: Path, is_local: bool, config: Any, tokenizer: Any, 
     )
 
 
+def _adapter_for(spec: str | None) -> tuple[Any, dict[str, Any]] | None:
+    """The adapter and settings a `KIND:{...}` spec names, or None for a sequence classifier's hub id or path."""
+    from core.engine.adapters import SEQUENCE_CLASSIFIER, AdapterSpecError, adapters, split_spec
+
+    try:
+        kind, settings = split_spec(spec or load_settings().resolved_model)
+    except AdapterSpecError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    return None if kind == SEQUENCE_CLASSIFIER else (adapters()[kind], settings)
+
+
 def describe_model(spec: str | None = None) -> LoadedModel:
     """What a page needs to know of `spec` without its weights: labels, window, tokenizer, card, and the
     signature of its weight files. Reads the configuration and the tokenizer only; runs nothing."""
+    adapter = _adapter_for(spec)
+    if adapter is not None:
+        return adapter[0].describe(adapter[1])
+    return describe_classifier(spec)
+
+
+def describe_classifier(spec: str | None = None) -> LoadedModel:
+    """`describe_model` for a sequence classifier (hub id or directory)."""
     spec, local, is_local, config = _resolve(spec)
     if not int(getattr(config, "num_labels", 0) or 0):
         raise ModelLoadError(f"'{spec}' declares no labels ({config.model_type}).")
@@ -234,8 +264,25 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False, record:
     `allow_new_head=True` accepts an encoder without a trained classification head (the head is
     freshly initialised); otherwise such a model is refused as "not a classifier". Every process that loads
     weights records their fingerprint in the configured database (`record=False`: not), so that the pages,
-    which never load weights, find whatever it stores under them.
+    which never load weights, find whatever it stores under them. `spec` may name another kind of model
+    (`KIND:{...}`, core/engine/adapters): its adapter loads it.
     """
+    adapter = _adapter_for(spec)
+    if adapter is not None:
+        loaded = adapter[0].load(adapter[1])
+    else:
+        loaded = load_classifier(spec, allow_new_head=allow_new_head)
+    if counters.enabled():  # tests that prove where model work runs
+        counters.watch(loaded.model)
+    if record:
+        from core.engine.fingerprints import remember_where_configured
+
+        remember_where_configured(loaded)
+    return loaded
+
+
+def load_classifier(spec: str | None = None, *, allow_new_head: bool = False) -> LoadedModel:
+    """`load_model` for a sequence classifier (hub id or directory), without recording its fingerprint."""
     spec, local, is_local, config = _resolve(spec)
     where = str(local) if is_local else spec
     tokenizer = _tokenizer(spec, where)
@@ -254,14 +301,7 @@ def load_model(spec: str | None = None, *, allow_new_head: bool = False, record:
             f"(missing {', '.join(sorted(fresh_head)[:2])})."
         )
     model.to(pick_device()).eval()
-    if counters.enabled():  # tests that prove where model work runs
-        counters.watch(model)
-    loaded = _model(spec, local, is_local, model.config, tokenizer, model)
-    if record:
-        from core.engine.fingerprints import remember_where_configured
-
-        remember_where_configured(loaded)
-    return loaded
+    return _model(spec, local, is_local, model.config, tokenizer, model)
 
 
 def _display_name(spec: str, local: Path | None) -> str:

@@ -34,7 +34,7 @@ from core.engine.interventions import (
     HeadMask,
     intervention_attention,
 )
-from core.engine.modelling import LoadedModel
+from core.engine.modelling import PROBABILITIES, LoadedModel
 from core.explanation import split_words
 
 ProgressFn = Callable[[float, str], None]
@@ -51,6 +51,9 @@ class PreparedText:
     tokens: list[str]
     special_mask: list[bool]
     truncated_words: int
+    # The position attention is read from: 0 ([CLS]) for a classifier, the last prompt position (the one that
+    # predicts what comes next) for a causal LM (LoadedModel.readout).
+    readout: int = 0
 
 
 class ModelRunner:
@@ -103,6 +106,11 @@ class ModelRunner:
                 self._plain_forward = get_backend(self.backend).build(self.loaded, self.classifier)
         return self._plain_forward
 
+    def outputs_of(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the methods explain, from the model's logits (last dimension): the softmax for a classifier, the
+        values themselves for a model whose outputs are log-probabilities already (LoadedModel.outputs)."""
+        return torch.softmax(logits, dim=-1) if self.loaded.outputs == PROBABILITIES else logits
+
     def _require_weights(self) -> None:
         if not self.loaded.has_weights:
             raise RuntimeError(f"{self.loaded.name} is only described in this process (no weights): model work "
@@ -134,6 +142,7 @@ class ModelRunner:
         encoding = self.tokenizer(text, return_offsets_mapping=True, return_special_tokens_mask=True,
                                   truncation=True, max_length=self.loaded.max_length)
         ids = list(encoding["input_ids"])
+        readout = 0 if self.loaded.readout == "first" else len(ids) - 1 - int(getattr(self.tokenizer, "tail_length", 0))
         return PreparedText(
             text=text,
             words=split_words(text),
@@ -142,6 +151,7 @@ class ModelRunner:
             tokens=self.tokenizer.convert_ids_to_tokens(ids),
             special_mask=[bool(s) for s in encoding["special_tokens_mask"]],
             truncated_words=truncated_words,
+            readout=readout,
         )
 
     # -- no-gradient forward passes -----------------------------------------------------------
@@ -194,7 +204,7 @@ class ModelRunner:
             self.forward_seconds += time.perf_counter() - started
         self.forward_passes += len(batch)
         self.timed_passes += len(batch)
-        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return self.outputs_of(logits.float()).cpu().numpy()
 
     def head_inputs(self, texts: Sequence[str], progress: ProgressFn | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(what feeds the final linear layer, probabilities) per text, shapes (n, d) and (n, labels):
@@ -225,7 +235,7 @@ class ModelRunner:
                     logits = self.classifier(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
                 # A head that sees every position (token classification style) would give 3-D inputs.
                 features[batch] = captured[-1].reshape(len(batch), -1).float().cpu().numpy()
-                probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+                probabilities[batch] = self.outputs_of(logits.float()).cpu().numpy()
                 self.forward_passes += len(batch)
                 start += len(batch)
                 if progress:
@@ -257,7 +267,7 @@ class ModelRunner:
             logits = self.classifier(inputs_embeds=inputs_embeds, attention_mask=attention_mask).logits
         self.forward_passes += int(inputs_embeds.shape[0])
         self.evaluations += int(inputs_embeds.shape[0])
-        return torch.softmax(logits, dim=-1)
+        return self.outputs_of(logits)
 
     def attentions(self, input_ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         """(attention weights (layers, heads, seq, seq), probabilities) for one input.
@@ -277,7 +287,7 @@ class ModelRunner:
         if not out.attentions:
             raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
         weights = torch.stack([a[0].float() for a in out.attentions]).cpu().numpy()
-        probabilities = torch.softmax(out.logits[0].float(), -1).cpu().numpy()
+        probabilities = self.outputs_of(out.logits[0].float()).cpu().numpy()
         if self.backend == FLOAT32:
             self._remember(key, probabilities)
         self._attention_cache[key] = (weights, probabilities)
@@ -295,7 +305,7 @@ class ModelRunner:
                 raise RuntimeError("The model returned no attention weights (load it with attn_implementation='eager').")
             for weights in out.attentions:
                 weights.retain_grad()
-            torch.softmax(out.logits[0].float(), -1)[target].backward()
+            self.outputs_of(out.logits[0].float())[target].backward()
             weights = torch.stack([a[0].detach().float() for a in out.attentions]).cpu().numpy()
             gradients = torch.stack([a.grad[0].float() for a in out.attentions]).cpu().numpy()
             self.model.zero_grad(set_to_none=True)
@@ -318,7 +328,7 @@ class ModelRunner:
             ids = torch.tensor([list(input_ids)] * len(batch), device=self.device)
             with self.loaded.lock, torch.inference_mode(), intervention_attention(self.model):
                 logits = self.model(input_ids=ids, **{HEAD_KWARG: HeadMask(batch.to(self.device))}).logits
-            rows.append(torch.softmax(logits.float(), -1).cpu().numpy())
+            rows.append(self.outputs_of(logits.float()).cpu().numpy())
             self.forward_passes += len(batch)
             self.evaluations += len(batch)
             if progress:
@@ -336,5 +346,5 @@ class ModelRunner:
             out = self.model(input_ids=ids, output_attentions=output_attentions, **{KWARG: intervention})
         self.forward_passes += 1
         self.evaluations += 1
-        probabilities = torch.softmax(out.logits[0].float(), -1).cpu().numpy()
+        probabilities = self.outputs_of(out.logits[0].float()).cpu().numpy()
         return probabilities, (out.attentions if output_attentions else None)

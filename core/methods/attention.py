@@ -1,4 +1,5 @@
-"""Methods that read the model's attention weights: the [CLS] row of a layer/head, and rollout."""
+"""Methods that read the model's attention weights: the readout row of a layer/head ([CLS] for a classifier, the
+position that predicts the next token for a causal LM), and rollout."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def _attention(runner: ModelRunner, prepared: PreparedText, target: int, params:
     layers, heads = weights.shape[:2]
     layer, head = choose_layer_head(weights, params)
     chosen = weights[layer].mean(axis=0) if head == -1 else weights[layer, head]
-    return Attribution(token_scores=chosen[0].astype(float), diagnostics={
+    return Attribution(token_scores=chosen[prepared.readout].astype(float), diagnostics={
         "layers": int(layers), "heads": int(heads),
         "max_row_sum_error": float(np.abs(weights.sum(-1) - 1).max()),
     })
@@ -63,7 +64,7 @@ def _attention(runner: ModelRunner, prepared: PreparedText, target: int, params:
 def _attention_rollout(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
     weights, _ = runner.attentions(prepared.input_ids)
     rollout = attention_rollout(weights.mean(axis=1), params["residual_weight"])
-    return Attribution(token_scores=rollout[0].astype(float), diagnostics={"layers": int(weights.shape[0])})
+    return Attribution(token_scores=rollout[prepared.readout].astype(float), diagnostics={"layers": int(weights.shape[0])})
 
 
 # The prediction's own pass returns the weights, so the attention methods cost nothing beyond it.

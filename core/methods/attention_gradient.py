@@ -31,14 +31,14 @@ def _attention_x_gradient(runner: ModelRunner, prepared: PreparedText, target: i
     layer, head = choose_layer_head(weights, params)
     product = weights[layer] * gradients[layer]
     chosen = product.mean(axis=0) if head == -1 else product[head]
-    return Attribution(token_scores=chosen[0].astype(float), diagnostics={"layers": int(weights.shape[0])})
+    return Attribution(token_scores=chosen[prepared.readout].astype(float), diagnostics={"layers": int(weights.shape[0])})
 
 
 def _gradient_rollout(runner: ModelRunner, prepared: PreparedText, target: int, params: dict,
                       progress: ProgressFn) -> Attribution:
     weights, gradients = runner.attention_gradients(prepared.input_ids, target)
     relevance = gradient_weighted_rollout(weights, gradients)
-    return Attribution(token_scores=relevance[0].astype(float), diagnostics={"layers": int(weights.shape[0])})
+    return Attribution(token_scores=relevance[prepared.readout].astype(float), diagnostics={"layers": int(weights.shape[0])})
 
 
 LAYER = Option("layer", "int", -1, "Layer (-1: the last).", minimum=-64, maximum=63)

@@ -75,7 +75,7 @@ def _attention_norm(runner: ModelRunner, prepared: PreparedText, target: int, pa
     n_layers = runner.loaded.config.num_hidden_layers
     heads = runner.loaded.config.num_attention_heads
     layer, head = choose_layer_head(np.zeros((n_layers, heads, 1, 1)), params)
-    parts = weighted_values(runner, prepared.input_ids, layer % n_layers)["weighted"][:, 0]  # (heads, key, out)
+    parts = weighted_values(runner, prepared.input_ids, layer % n_layers)["weighted"][:, prepared.readout]  # (heads, key, out)
     chosen = parts.sum(axis=0) if head == -1 else parts[head]
     return Attribution(token_scores=np.linalg.norm(chosen, axis=-1).astype(float),
                        diagnostics={"layer": int(layer % n_layers), "head": int(head)})

@@ -102,7 +102,8 @@ def label_index(target: str | int) -> int | None:
 
 def target_index(runner: ModelRunner, request: ExplainRequest, probabilities: np.ndarray) -> int:
     if request.target == PREDICTED:
-        return int(np.argmax(probabilities))
+        default = runner.loaded.default_output  # a continuation's log-probability, not the largest output
+        return int(np.argmax(probabilities)) if default is None else default
     return runner.loaded.labels.index(request.target)
 
 

@@ -158,13 +158,42 @@ def _lime(runner: ModelRunner, prepared: PreparedText, target: int, params: dict
     })
 
 
+class _KeptEnds:
+    """The runner's tokenizer as shap's Text masker sees it, except that the empty string encodes to nothing: shap
+    guesses the tokens to keep at each end from how "" encodes and assumes as many before as after, which a prompt
+    template (3 tokens before the text, 4 after) breaks. `text_masker` sets the kept ends from the input instead."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __call__(self, text: str, **kwargs: Any) -> Any:
+        return self.tokenizer(text, **kwargs) if text else {"input_ids": []}
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "tokenizer":
+            raise AttributeError(name)
+        return getattr(self.tokenizer, name)
+
+
+def text_masker(runner: ModelRunner, prepared: PreparedText) -> Any:
+    """shap's Text masker over the runner's tokenizer, token-id output (masked inputs reach the model exactly as
+    masked, with no re-tokenization), keeping the input's leading and trailing special tokens ([CLS] and [SEP], or
+    a prompt template's tokens) as the prediction keeps them."""
+    import shap
+
+    masker = shap.maskers.Text(_KeptEnds(runner.tokenizer), mask_token=runner.mask_id, collapse_mask_token=False,
+                               output_type="token_ids")
+    specials = prepared.special_mask
+    masker.keep_prefix = next((i for i, special in enumerate(specials) if not special), len(specials))
+    masker.keep_suffix = next((i for i, special in enumerate(reversed(specials)) if not special), 0)
+    return masker
+
+
 def _shap(runner: ModelRunner, prepared: PreparedText, target: int, params: dict, progress: ProgressFn) -> Attribution:
     import shap
 
     np.random.seed(params["seed"])  # Partition is deterministic; seeded in case shap samples
-    # Token-id output: masked inputs reach the model exactly as masked, with no re-tokenization.
-    masker = shap.maskers.Text(runner.tokenizer, mask_token=runner.mask_token, collapse_mask_token=False,
-                               output_type="token_ids")
+    masker = text_masker(runner, prepared)
 
     def target_probability(id_rows: Any) -> np.ndarray:
         return runner.probabilities([list(row) for row in np.atleast_2d(id_rows)], progress)[:, target]

@@ -25,7 +25,7 @@ from core.cli import (
     snapshots,
     worker,
 )
-from core.cli.common import CliError
+from core.cli.common import CliError, resolve_model_arguments
 
 __all__ = ["CliError", "build_parser", "main"]
 
@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with acting_as(_person(args)), watching():
+            resolve_model_arguments(args)
             args.func(args)
     except (CliError, DatabaseUnavailable) as exc:
         print(f"rashomon: {exc}", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 
 from core.cli.common import (
     add_input_arguments,
+    add_model_arguments,
     input_text,
     one_line_errors,
     print_json,
@@ -40,7 +41,7 @@ def cmd_heads(args: argparse.Namespace) -> None:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     heads = sub.add_parser("heads", help="head importance: silence each attention head in turn (Michel et al. 2019)")
     add_input_arguments(heads)
-    heads.add_argument("--model")
+    add_model_arguments(heads)
     heads.add_argument("--target", help="label whose probability is watched (default: the predicted one)")
     heads.add_argument("--json", action="store_true")
     heads.set_defaults(func=cmd_heads)

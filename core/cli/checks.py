@@ -8,6 +8,7 @@ from dataclasses import asdict
 from core.cli.common import (
     CliError,
     add_input_arguments,
+    add_model_arguments,
     engine,
     input_text,
     method_list,
@@ -93,7 +94,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     group = sub.add_parser("check", help="trust checks").add_subparsers(dest="check_command", required=True)
     stability = group.add_parser("stability", help="does each method agree with itself?")
     add_input_arguments(stability)
-    stability.add_argument("--model")
+    add_model_arguments(stability)
     stability.add_argument("--methods", help="comma-separated (default: all)")
     stability.add_argument("--k", type=int_argument("k", 1, 1_000), default=5)
     stability.add_argument("--quick", action="store_true", help="the smaller sample counts of the page's Quick mode")
@@ -102,7 +103,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     stability.set_defaults(func=cmd_stability)
     randomisation = group.add_parser("randomisation", help="model randomisation (Adebayo et al. 2018)")
     add_input_arguments(randomisation)
-    randomisation.add_argument("--model")
+    add_model_arguments(randomisation)
     randomisation.add_argument("--methods", help="comma-separated (default: all)")
     randomisation.add_argument("--max-layers", type=int_argument("max-layers", 1, 1_000), help="randomise at most this many encoder layers")
     randomisation.add_argument("--strict", action="store_true", help="exit 1 when a method fails")
@@ -119,7 +120,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     known.add_argument("--k", type=int_argument("k", 1, 100), default=3)
     known.add_argument("--probe", type=int_argument("probe", 10, 2000), default=300,
                        help="held-out texts the shortcut rate is measured on (default 300)")
-    known.add_argument("--model")
+    add_model_arguments(known)
     known.add_argument("--methods", help="comma-separated (default: all)")
     known.add_argument("--fresh", action="store_true", help="recompute instead of reading the stored result")
     known.add_argument("--json", action="store_true")

@@ -93,6 +93,67 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--file", help="a text file (any common encoding)")
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """--model (a classifier: hub id or directory), or --lm with what makes a causal LM explainable: a template
+    and label words (a classifier), or a continuation and a contrast (the greedy continuation by default)."""
+    from core.params import int_argument
+
+    parser.add_argument("--model", help=help)
+    lm = parser.add_argument_group("causal language models (--lm replaces --model)")
+    lm.add_argument("--lm", help="a causal LM: hub id or directory")
+    lm.add_argument("--template", help="the prompt, holding {text} once (default for a continuation: {text})")
+    lm.add_argument("--labels", help="comma-separated label words: the LM is read as a classifier")
+    lm.add_argument("--continuation", help="the continuation to explain (default: the model's greedy one)")
+    lm.add_argument("--contrast", help="explain the continuation rather than this one: log p(A) - log p(B)")
+    lm.add_argument("--max-new-tokens", type=int_argument("max-new-tokens", 1, 512), default=None,
+                    help="longest greedy continuation (default 20)")
+    lm.add_argument("--chat", action="store_true", help="wrap the template in the model's chat template")
+    lm.add_argument("--no-kv-cache", action="store_true", help="score a contrast without sharing the prompt's cache")
+
+
+def resolve_model_arguments(args: argparse.Namespace) -> None:
+    """Turn --lm and its options into the model spec in args.model (core/engine/adapters), checked in one line."""
+    if not hasattr(args, "lm"):
+        return
+    lm_only = {"--template": args.template, "--labels": args.labels, "--continuation": args.continuation,
+               "--contrast": args.contrast, "--max-new-tokens": args.max_new_tokens, "--chat": args.chat or None,
+               "--no-kv-cache": args.no_kv_cache or None}
+    if args.lm is None:
+        given = [name for name, value in lm_only.items() if value is not None]
+        if given:
+            raise CliError(f"{', '.join(given)} go with --lm (a causal LM), not with --model.")
+        return
+    if args.model is not None:
+        raise CliError("Give --model (a classifier) or --lm (a causal LM), not both.")
+    from core.engine.adapters import make_spec
+
+    if args.labels is not None:
+        labels = [label.strip() for label in args.labels.split(",") if label.strip()]
+        if args.continuation or args.contrast or args.max_new_tokens:
+            raise CliError("--labels reads the LM as a classifier; --continuation, --contrast and --max-new-tokens "
+                           "explain a continuation: give one or the other.")
+        if not args.template:
+            raise CliError("--labels needs --template, the prompt holding {text} (e.g. 'Review: {text} Sentiment:').")
+        args.model = make_spec("lm_classifier", {"model": args.lm, "template": args.template, "labels": labels,
+                                                 "chat": args.chat or None})
+        return
+    args.model = make_spec("lm_continuation", {
+        "model": args.lm, "template": args.template, "continuation": args.continuation, "contrast": args.contrast,
+        "max_new_tokens": args.max_new_tokens, "chat": args.chat or None,
+        "use_cache": False if args.no_kv_cache else None})
+
+
+def bound_to(spec: str | None, text: str) -> str | None:
+    """`spec` ready to explain `text`: a continuation model without a continuation generates its greedy one."""
+    if spec is None:
+        return None
+    from core.engine.adapters import AdapterSpecError, bind_spec
+    from core.engine.modelling import ModelLoadError
+
+    with one_line_errors(ModelLoadError, AdapterSpecError):
+        return bind_spec(spec, text)
+
+
 def load(spec: str | None) -> LoadedModel:
     from core.engine.modelling import ModelLoadError, load_model
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from core.cli.common import (
     CliError,
+    add_model_arguments,
     engine,
     method_list,
     one_line_errors,
@@ -205,7 +206,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--tag", action="append", help="snapshots with this tag (repeatable)")
     run.add_argument("--methods", help="comma-separated (default: the fast methods)")
     run.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
-    run.add_argument("--model")
+    add_model_arguments(run)
     run.add_argument("--name")
     run.add_argument("--k", type=int_argument("k", 1, 1_000), default=5)
     run.add_argument("--faithfulness-inputs", type=int_argument("faithfulness-inputs", 0, 10_000_000), default=50, help="random sample measured (0: all)")

@@ -10,6 +10,7 @@ from pathlib import Path
 from core.cli.common import (
     CliError,
     add_input_arguments,
+    add_model_arguments,
     engine,
     input_text,
     load,
@@ -247,7 +248,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         dest="data_command", required=True)
     attach = data.add_parser("attach", help="attach a labelled training set (CSV or JSONL) to a model")
     attach.add_argument("file")
-    attach.add_argument("--model")
+    add_model_arguments(attach)
     attach.add_argument("--name")
     attach.add_argument("--text-column", default="text")
     attach.add_argument("--label-column", default="label")
@@ -257,17 +258,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
     show = data.add_parser("show", help="the model's training set: rows, labels, checkpoints")
-    show.add_argument("--model")
+    add_model_arguments(show)
     show.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), default=10)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_show)
     prepare = data.add_parser("prepare", help="prepare representations, index, gradients and Hessian once")
-    prepare.add_argument("--model")
+    add_model_arguments(prepare)
     prepare.add_argument("--methods", help="comma-separated (default: all)")
     prepare.add_argument("--json", action="store_true")
     prepare.set_defaults(func=cmd_prepare)
     suspicious = data.add_parser("suspicious", help="training examples ranked by self-influence")
-    suspicious.add_argument("--model")
+    add_model_arguments(suspicious)
     suspicious.add_argument("--method", default="tracin", help="tracin or influence")
     suspicious.add_argument("--k", type=int_argument("k", 1, 1_000), default=20)
     suspicious.add_argument("--json", action="store_true")
@@ -275,7 +276,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     check = data.add_parser("check", help="which method's account does retraining support?")
     check.add_argument("kind", choices=["datamodeling", "removal"])
-    check.add_argument("--model")
+    add_model_arguments(check)
     check.add_argument("--methods", help="comma-separated (default: all)")
     check.add_argument("--text", help="one input (removal needs one; datamodeling may use one)")
     check.add_argument("--texts-file", help="datamodeling: test inputs, one per line")
@@ -296,7 +297,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 def add_examples_arguments(influence: argparse.ArgumentParser) -> None:
     add_input_arguments(influence)
-    influence.add_argument("--model")
+    add_model_arguments(influence)
     influence.add_argument("--methods", help="comma-separated: nearest, tracin, representer, influence (default: all)")
     influence.add_argument("--target", help="label (default: the predicted one)")
     influence.add_argument("--k", type=int_argument("k", 1, 1_000), default=10, help="proponents and opponents listed per method")

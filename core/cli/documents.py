@@ -6,6 +6,7 @@ import argparse
 
 from core.cli.common import (
     add_input_arguments,
+    add_model_arguments,
     engine,
     input_text,
     method_list,
@@ -53,7 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     document = sub.add_parser("document", help="explain a long text window by window, scores stitched, "
                                                "paragraphs ranked by disagreement")
     add_input_arguments(document)
-    document.add_argument("--model")
+    add_model_arguments(document)
     document.add_argument("--methods", help="comma-separated (default: the fast methods)")
     document.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     document.add_argument("--target", help="label to explain (default: the highest mean probability over windows)")

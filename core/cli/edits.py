@@ -6,6 +6,7 @@ import argparse
 
 from core.cli.common import (
     add_input_arguments,
+    add_model_arguments,
     engine,
     input_text,
     method_list,
@@ -72,7 +73,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     command = sub.add_parser("edits", aliases=["counterfactual"], help="smallest word edits that flip the prediction; counterfactual "
                                                     "agreement and fragility of the methods")
     add_input_arguments(command)
-    command.add_argument("--model")
+    add_model_arguments(command)
     goal = command.add_mutually_exclusive_group()
     goal.add_argument("--target", help="label to reach (default: the most probable other label)")
     goal.add_argument("--attack", action="store_true", help="any label but the predicted one")

@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from core.cli.common import CliError, engine, one_line_errors, print_json, progress_bar, quiet, runner_for
+from core.cli.common import (
+    CliError,
+    add_model_arguments,
+    engine,
+    one_line_errors,
+    print_json,
+    progress_bar,
+    quiet,
+    runner_for,
+)
 from core.params import id_argument, int_argument
 
 
@@ -98,7 +107,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         if name == "export":
             command.add_argument("--group", type=int_argument("group", 0, 1_000_000), required=True)
             command.add_argument("--output", help="a file (default: standard output)")
-        command.add_argument("--model", help="default: the job's model")
+        add_model_arguments(command, help="default: the job's model")
         command.add_argument("--methods", help="fast word-level methods for the lifted words")
         command.add_argument("--k", type=int_argument("k", 1, 1_000), default=3)
         command.add_argument("--reference", type=int_argument("reference", 1, 1_000_000), default=300, help="correctly classified inputs compared")

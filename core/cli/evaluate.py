@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli.common import CliError, engine, one_line_errors, print_json, read_text_file, runner_for
+from core.cli.common import (
+    CliError,
+    add_model_arguments,
+    engine,
+    one_line_errors,
+    print_json,
+    read_text_file,
+    runner_for,
+)
 from core.params import int_argument
 
 
@@ -75,7 +83,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     command.add_argument("--limit", type=int_argument("limit", 1, 10_000_000), help="with --heldout or --heldout-zh: the first N rows")
     command.add_argument("--text-column", default="text")
     command.add_argument("--label-column", default="label")
-    command.add_argument("--model")
+    add_model_arguments(command)
     command.add_argument("--name")
     command.add_argument("--workers", type=int_argument("workers", 0, 64), default=0, help="local worker processes (0: this process)")
     command.add_argument("--json", action="store_true")

@@ -7,6 +7,8 @@ import argparse
 from core.cli.common import (
     CliError,
     add_input_arguments,
+    add_model_arguments,
+    bound_to,
     engine,
     input_text,
     method_list,
@@ -52,7 +54,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
     text = require_text(input_text(args))
     methods = method_list(args.methods)
     options = parse_options(args.option)
-    runner = runner_for(args.model)
+    runner = runner_for(bound_to(args.model, text))
+    methods, skipped = _compatible(methods, runner, args.methods)
     db = engine()
     results = []
     with one_line_errors(ExplainError):
@@ -70,9 +73,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
             "prediction": {"label": first.predicted_label, "probabilities": first.probabilities},
             "truncated": first.truncated_words,
             "explanations": [{**r.explanation.to_dict(), "cached": r.cached} for r in results],
+            "incompatible": skipped,
         })
         return
     print(f"Prediction: {first.predicted_label} " + ", ".join(f"{k} {v:.3f}" for k, v in first.probabilities.items()))
+    _print_skipped(skipped)
     if first.truncated_words:
         print(f"Note: the input was truncated to fit the model; {first.truncated_words} words were dropped.")
     for r in results:
@@ -80,6 +85,25 @@ def cmd_explain(args: argparse.Namespace) -> None:
         top = sorted(zip(e.words, e.scores, strict=True), key=lambda ws: -abs(ws[1]))[:5]
         print(f"{e.method:22} target={e.target} {e.seconds:7.3f}s {e.forward_passes:5d} passes"
               f"{' (stored)' if r.cached else ''}  top: " + ", ".join(f"{w} {s:+.3f}" for w, s in top))
+
+
+def _compatible(methods: list[str], runner, asked: str | None) -> tuple[list[str], dict[str, str]]:
+    """The methods to run on this model and those left out with the reason: named methods that cannot explain
+    it are an error; the default list (every method) drops them and says why."""
+    from core.methods.registry import split_compatible
+
+    kept, skipped = split_compatible(methods, runner.loaded)
+    if skipped and asked is not None:
+        name, reason = next(iter(skipped.items()))
+        raise CliError(f"{name} cannot explain {runner.loaded.name}: {reason}.")
+    if not kept:
+        raise CliError(f"No method can explain {runner.loaded.name}.")
+    return kept, skipped
+
+
+def _print_skipped(skipped: dict[str, str]) -> None:
+    for name, reason in skipped.items():
+        print(f"Left out {name}: {reason}.")
 
 
 def _seeded_methods() -> set[str]:
@@ -97,7 +121,8 @@ def cmd_compare(args: argparse.Namespace) -> None:
     options = parse_options(args.option)
     if args.k < 1:
         raise CliError("k must be at least 1.")
-    runner = runner_for(args.model)
+    runner = runner_for(bound_to(args.model, text))
+    methods, skipped = _compatible(methods, runner, args.methods)
     bars: dict = {}
 
     def report_progress(name: str, fraction: float, message: str) -> None:
@@ -118,12 +143,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
             data["verdict"]["known_answer"] = cited  # the verdict cites a planted-shortcut check of this model
         row = stored_report_row(engine(), runner, text, methods, options, args.target)
         print_json({**data, "known_answer": cited, "comparison_id": row[0] if row else None,
-                    "requested_by": row[1] if row else None})
+                    "requested_by": row[1] if row else None, "model": runner.loaded.describe(),
+                    "incompatible": skipped})
         return
     comparison = report.comparison
     print(f"Prediction: {comparison.predicted_label} "
           + ", ".join(f"{k} {v:.3f}" for k, v in comparison.probabilities.items())
           + f"; explaining {comparison.target}")
+    _print_skipped(skipped)
     for method, words in compare.top_words(comparison, args.k).items():
         print(f"{method:22} " + ", ".join(f"{w} {s:+.3f}" for w, s in words))
     print("Faithfulness (comprehensiveness AOPC, higher is better / sufficiency AOPC, lower is better):")
@@ -142,7 +169,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     explain = sub.add_parser("explain", help="explain a prediction with several methods")
     add_input_arguments(explain)
-    explain.add_argument("--model")
+    add_model_arguments(explain)
     explain.add_argument("--methods", help="comma-separated (default: all)")
     explain.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     explain.add_argument("--target", help="label to explain (default: the predicted one)")
@@ -154,7 +181,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     compare = sub.add_parser("compare", help="the Compare page's view: explanations, agreement, faithfulness, "
                                              "attention checks and summary")
     add_input_arguments(compare)
-    compare.add_argument("--model")
+    add_model_arguments(compare)
     compare.add_argument("--methods", help="comma-separated (default: all)")
     compare.add_argument("--option", action="append", help="METHOD.OPTION=VALUE, repeatable")
     compare.add_argument("--target", help="label to explain (default: the predicted one)")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli.common import CliError, load, one_line_errors, print_json, progress_bar, quiet
+from core.cli.common import (
+    CliError,
+    add_model_arguments,
+    load,
+    one_line_errors,
+    print_json,
+    progress_bar,
+    quiet,
+)
 from core.params import int_argument
 from core.work.builds import add_build_options
 
@@ -143,18 +151,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=cmd_list)
     info = model.add_parser("info", help="load a model and describe it")
-    info.add_argument("--model")
+    add_model_arguments(info)
     info.add_argument("--json", action="store_true")
     info.set_defaults(func=cmd_info)
     backends = model.add_parser("backends", help="what can run the model's passes, each backend's fidelity gate, and "
                                                  "which one is used (RASHOMON_BACKEND)")
-    backends.add_argument("--model")
+    add_model_arguments(backends)
     backends.add_argument("--json", action="store_true")
     backends.set_defaults(func=cmd_backends)
     gate = model.add_parser("gate", help="measure a backend against float32 on held-out inputs; it is used by "
                                          "default only if it passes")
     gate.add_argument("--backend", required=True, help="int8, onnx-float32 or onnx-int8")
-    gate.add_argument("--model")
+    add_model_arguments(gate)
     gate.add_argument("--inputs", type=int_argument("inputs", 1, 100_000), default=2000,
                       help="held-out inputs for labels, probabilities and pass time (default 2,000)")
     gate.add_argument("--method-inputs", type=int_argument("method-inputs", 0, 1_000), default=5,

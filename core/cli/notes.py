@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli.common import CliError, engine, print_json
+from core.cli.common import CliError, add_model_arguments, engine, print_json
 from core.params import int_argument
 
 
@@ -82,7 +82,7 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", "--person", dest="by", help="notes by this person")
     parser.add_argument("--verdict", choices=_verdicts())
     parser.add_argument("--tag")
-    parser.add_argument("--model")
+    add_model_arguments(parser)
     parser.add_argument("--page")
     parser.add_argument("--on", help="notes on one result, KIND:ID")
 
@@ -96,7 +96,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--text", required=True, help="the note (Markdown; rendered without HTML or images)")
     add.add_argument("--verdict", choices=_verdicts())
     add.add_argument("--method", help="with --verdict method_trustworthy: the method")
-    add.add_argument("--model", help="the model the note is about (for filtering)")
+    add_model_arguments(add, help="the model the note is about (for filtering)")
     add.add_argument("--page", help="the page the result is shown on (for filtering)")
     add.add_argument("--tags", help="comma-separated")
     add.add_argument("--json", action="store_true")

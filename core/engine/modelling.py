@@ -118,7 +118,10 @@ class LoadedModel:
             return "en"
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
+        described = {"name": self.name, "path": self.path, "labels": self.labels, "source": self.source}
+        if self.kind != "sequence_classifier":  # what else defines the explained quantity (template, label words...)
+            described |= {"kind": self.kind, **self.settings}
+        return described
 
 
 # Where the stack of transformer blocks lives, for the common encoder architectures.

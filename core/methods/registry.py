@@ -6,6 +6,8 @@ stability variants, the attention check's references) is derived from this regis
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from core.methods import (
     attention,
     attention_gradient,
@@ -18,6 +20,9 @@ from core.methods import (
 )
 from core.methods.base import ExplainError, Family, Method, Speed
 from core.plugins import import_plugins
+
+if TYPE_CHECKING:
+    from core.engine.modelling import LoadedModel
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     perturbation.LIME,
@@ -60,6 +65,19 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ExplainError(f"Unknown method '{name}'; choose from {', '.join(METHODS)}.")
     return METHODS[name]
+
+
+def split_compatible(names: list[str] | tuple[str, ...], loaded: LoadedModel) -> tuple[list[str], dict[str, str]]:
+    """(the methods that can explain `loaded`, {each other method: why not}): lists of methods drop the
+    incompatible ones and show them with the reason, never silently."""
+    kept, skipped = [], {}
+    for name in names:
+        reason = get_method(name).incompatibility(loaded)
+        if reason:
+            skipped[name] = reason
+        else:
+            kept.append(name)
+    return kept, skipped
 
 
 def method_names(*, family: Family | None = None, speed: Speed | None = None, random: bool | None = None) -> list[str]:

@@ -16,6 +16,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from core.engine.adapters import Adapter, make_spec
 from core.engine.adapters.prompts import (
+    PromptedLM,
     PromptTokenizer,
     Template,
     causal_lm,
@@ -57,25 +58,18 @@ def label_token_ids(base: Any, suffix: str, labels: list[str]) -> list[int]:
     return firsts
 
 
-class LabelWordClassifier(torch.nn.Module):
+class LabelWordClassifier(PromptedLM):
     """Logits: log p(first token of each label word | prompt) at each row's last position."""
 
     def __init__(self, lm: torch.nn.Module, label_ids: list[int], prompt_ids: list[int]) -> None:
-        super().__init__()
-        self.lm = lm
-        self.config = lm.config
+        super().__init__(lm)
         self.register_buffer("label_ids", torch.tensor(label_ids, dtype=torch.long))
         # Not used by the pass (the tokenizer adds the template); here so that the fingerprint names the template.
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long))
 
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.lm.get_input_embeddings()
-
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False, **unsupported: Any) -> Any:
-        if unsupported:
-            raise TypeError(f"A causal LM read as a classifier takes no {', '.join(unsupported)}.")
-        out = lm_pass(self.lm, input_ids, inputs_embeds, attention_mask, output_attentions)
+                inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False, **attention_kwargs: Any) -> Any:
+        out = lm_pass(self.lm, input_ids, inputs_embeds, attention_mask, output_attentions, **attention_kwargs)
         rows = out.logits.shape[0]
         last = last_positions(attention_mask) if attention_mask is not None else \
             torch.full((rows,), out.logits.shape[1] - 1, device=out.logits.device)

@@ -25,6 +25,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from core.engine.adapters import Adapter, make_spec
 from core.engine.adapters.prompts import (
     TEXT_SLOT,
+    PromptedLM,
     PromptTokenizer,
     Template,
     causal_lm,
@@ -45,28 +46,21 @@ def _gather(log_probs: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     return log_probs.gather(-1, tokens.view(1, -1, 1).expand(log_probs.shape[0], -1, 1)).squeeze(-1)
 
 
-class ContinuationScorer(torch.nn.Module):
+class ContinuationScorer(PromptedLM):
     """Rows hold prompt + A (A's T tokens last). Outputs per row: [log p(A)] (+ [log p(A) - log p(B), log p(B)])
     + [log p(a_t)] for t < T."""
 
     def __init__(self, lm: torch.nn.Module, continuation: list[int], contrast: list[int], prompt_ids: list[int],
                  use_cache: bool) -> None:
-        super().__init__()
-        self.lm = lm
-        self.config = lm.config
+        super().__init__(lm)
         self.register_buffer("continuation_ids", torch.tensor(continuation, dtype=torch.long))
         self.register_buffer("contrast_ids", torch.tensor(contrast, dtype=torch.long))
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long))  # keys the fingerprint
         self.use_cache = use_cache
         self.passes_tokens = 0  # tokens sent through the LM (what the cache saves), for the benchmark
 
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.lm.get_input_embeddings()
-
     def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False, **unsupported: Any) -> Any:
-        if unsupported:
-            raise TypeError(f"A causal LM's continuation takes no {', '.join(unsupported)}.")
+                inputs_embeds: torch.Tensor | None = None, output_attentions: bool = False, **attention_kwargs: Any) -> Any:
         reference = input_ids if input_ids is not None else inputs_embeds
         if attention_mask is None:
             attention_mask = torch.ones(reference.shape[:2], dtype=torch.long, device=reference.device)
@@ -74,15 +68,15 @@ class ContinuationScorer(torch.nn.Module):
         prompt_lengths = lengths - len(self.continuation_ids)
         embeds = inputs_embeds if inputs_embeds is not None else self.get_input_embeddings()(input_ids)
         has_contrast = len(self.contrast_ids) > 0
-        if has_contrast and self.use_cache and not output_attentions:
+        if has_contrast and self.use_cache and not output_attentions and not attention_kwargs:
             a_scores, b_scores = self._cached(embeds, attention_mask, prompt_lengths)
             attentions = None
         else:
-            out = lm_pass(self.lm, None, embeds, attention_mask, output_attentions)
+            out = lm_pass(self.lm, None, embeds, attention_mask, output_attentions, **attention_kwargs)
             self.passes_tokens += int(lengths.sum())
             a_scores = self._scores(out.logits, prompt_lengths, self.continuation_ids)
             attentions = out.attentions
-            b_scores = self._whole(embeds, prompt_lengths, self.contrast_ids) if has_contrast else None
+            b_scores = self._whole(embeds, prompt_lengths, self.contrast_ids, attention_kwargs) if has_contrast else None
         total = a_scores.sum(dim=1, keepdim=True)
         parts = [total]
         if b_scores is not None:
@@ -98,7 +92,8 @@ class ContinuationScorer(torch.nn.Module):
         picked = logits[torch.arange(logits.shape[0], device=logits.device).unsqueeze(1), where].float()
         return _gather(torch.log_softmax(picked, dim=-1), tokens)
 
-    def _whole(self, embeds: torch.Tensor, prompt_lengths: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def _whole(self, embeds: torch.Tensor, prompt_lengths: torch.Tensor, tokens: torch.Tensor,
+               attention_kwargs: dict[str, Any]) -> torch.Tensor:
         """Scores of `tokens` after each row's prompt, by running prompt + tokens whole (no cache)."""
         extra = self.get_input_embeddings()(tokens.unsqueeze(0))[0]
         rows = [torch.cat([embeds[i, : int(n)], extra]) for i, n in enumerate(prompt_lengths)]
@@ -107,7 +102,7 @@ class ContinuationScorer(torch.nn.Module):
         mask = torch.zeros((len(rows), width), dtype=torch.long, device=embeds.device)
         for i, row in enumerate(rows):
             batch[i, : len(row)], mask[i, : len(row)] = row, 1
-        out = lm_pass(self.lm, None, batch, mask, False)
+        out = lm_pass(self.lm, None, batch, mask, False, **attention_kwargs)
         self.passes_tokens += int(mask.sum())
         return self._scores(out.logits, prompt_lengths, tokens)
 

@@ -202,18 +202,35 @@ def loaded_lm(lm: CausalLM, spec: str, module: Any, tokenizer: PromptTokenizer, 
     )
 
 
+class PromptedLM(torch.nn.Module):
+    """What the LM adapters' modules share: the LM inside, its embeddings and attention implementation outside
+    (gradient methods embed through it; attention interventions swap its implementation for the call)."""
+
+    def __init__(self, lm: torch.nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+        self.config = lm.config
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.lm.get_input_embeddings()
+
+    def set_attn_implementation(self, implementation: str) -> None:
+        self.lm.set_attn_implementation(implementation)
+
+
 def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     """Each row's last real position (rows are right-padded)."""
     return attention_mask.long().sum(dim=1) - 1
 
 
 def lm_pass(lm: Any, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-            attention_mask: torch.Tensor | None, output_attentions: bool) -> Any:
-    """One pass of the LM with explicit positions (right padding: row i's tokens at 0..len_i-1), no cache."""
+            attention_mask: torch.Tensor | None, output_attentions: bool, **attention_kwargs: Any) -> Any:
+    """One pass of the LM with explicit positions (right padding: row i's tokens at 0..len_i-1), no cache;
+    `attention_kwargs` (an attention intervention, a head mask) reach its attention function."""
     reference = input_ids if input_ids is not None else inputs_embeds
     batch, width = reference.shape[:2]
     if attention_mask is None:
         attention_mask = torch.ones((batch, width), dtype=torch.long, device=reference.device)
     positions = torch.arange(width, device=reference.device).unsqueeze(0).expand(batch, -1)
     return lm(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-              position_ids=positions, output_attentions=output_attentions, use_cache=False)
+              position_ids=positions, output_attentions=output_attentions, use_cache=False, **attention_kwargs)

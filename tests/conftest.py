@@ -108,6 +108,17 @@ def chinese_tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory) -> Path:
+    """The tiny causal LM's real build (`rashomon model build-tiny-lm`), shorter: 160 training steps (about 25 s).
+    It classifies above the majority label (its card says by how much); BENCHMARKS.md has the full build."""
+    from core.engine.tiny_lm import build_tiny_lm
+
+    output = tmp_path_factory.mktemp("models") / "tiny-lm"
+    build_tiny_lm(output, steps=160, train_rows=6000, heldout_rows=300)
+    return output
+
+
+@pytest.fixture(scope="session")
 def trained_tiny_model(trained_tiny_model_dir):
     from core.engine.modelling import load_model
 

@@ -10,10 +10,11 @@ from core.analyses import agreement, compare, known_answer, verdict
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report, stored_report_row
 from core.analyses.training_data.view import DataView
+from core.engine.modelling import VALUES
 from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
 from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError
-from core.methods.registry import METHODS
+from core.methods.registry import METHODS, split_compatible
 from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.storage.notes import list_notes
@@ -56,6 +57,7 @@ if new_address:
         st.warning(md(problem))
 seeds = {"source": "Snapshot" if state.snapshot is not None else "Free text", "free_text": state.text,
          "methods": state.methods, "k": state.k, "model_spec": state.model, "target": state.target,
+         "request_continuation": state.continuation, "request_contrast": state.contrast,
          "passage_mode": state.passage.mode,
          "passage_start": state.passage.start, "passage_end": state.passage.end}
 if state.snapshot is not None:
@@ -138,8 +140,11 @@ with model_column:
     target = st.selectbox("Label to explain", ["", *labels], key="target",
                           format_func=lambda label: label or "the predicted label",
                           help="Every method explains the model's probability of this label.")
-    methods = st.multiselect("Methods", list(METHODS), key="methods",
-                             format_func=lambda m: METHODS[m].title)
+    chosen = st.multiselect("Methods", list(METHODS), key="methods", format_func=lambda m: METHODS[m].title)
+    # What this model cannot be explained with is said, never dropped silently; the address keeps the choice.
+    methods, incompatible = split_compatible(chosen, runner.loaded)
+    for name, reason in incompatible.items():
+        st.caption(f"Left out: {METHODS[name].title} cannot explain this model ({md(reason)}).")
     if not methods:
         st.warning("Choose at least one method.")
     k_column, fresh_column = st.columns(2)
@@ -158,7 +163,9 @@ if (unavailable and snapshot_id is None) or (missing_text and snapshot_id is Non
     st.stop()  # said next to the snapshot list or the text box; the address keeps what it asked for
 
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
-                         model=model_spec.strip(), methods=methods, options=options, target=target, k=k)
+                         model=model_spec.strip(), methods=chosen, options=options, target=target, k=k,
+                         continuation=st.session_state.get("request_continuation", ""),
+                         contrast=st.session_state.get("request_contrast", ""))
 if snapshot_id is None and text.strip():
     view.text_key = stored_text_key(db, text)  # the address names the stored text, however long it is
 if st.query_params.to_dict() != view.to_query():
@@ -222,8 +229,16 @@ elif not report.measured:
 
 # -- prediction ----------------------------------------------------------------------------------------
 probs = comparison.probabilities
-st.subheader(f"Prediction: {md(comparison.predicted_label)} ({probs[comparison.predicted_label]:.2f})")
-st.html(prediction_bars(probs))
+if runner.loaded.outputs == VALUES:  # log-probabilities of a continuation: no label is "predicted"
+    st.subheader(f"Explaining: {md(comparison.target)} = {probs[comparison.target]:.3f}")
+    st.dataframe(pd.DataFrame({"output": list(probs), "log-probability": list(probs.values())}), hide_index=True)
+    st.caption(md(runner.loaded.settings.get("target", "")))
+else:
+    st.subheader(f"Prediction: {md(comparison.predicted_label)} ({probs[comparison.predicted_label]:.2f})")
+    st.html(prediction_bars(probs))
+    if runner.loaded.settings.get("template"):
+        st.caption(f"Template {md(repr(runner.loaded.settings['template']))}, label words "
+                   + ", ".join(f"{md(w)} → {md(t)}" for w, t in runner.loaded.settings.get("label_tokens", {}).items()))
 st.caption(compare.provenance(comparison, last.result if last is not None and last.status == "done" else None))
 
 # -- verdict: which account the model supports, from the faithfulness table -------------------------------

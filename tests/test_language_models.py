@@ -266,3 +266,58 @@ def test_a_fourth_adapter_is_one_module_and_one_entry(tiny_model_dir):
     for path in [*root.joinpath("methods").glob("*.py"), *root.joinpath("analyses").rglob("*.py"), root / "engine" / "runner.py"]:
         source = path.read_text()
         assert "lm_classifier" not in source and "lm_continuation" not in source and "loaded.kind" not in source, path
+
+
+# -- the pages ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def lm_home(home, tiny_lm_dir):
+    """The home fixture with the tiny LM built where `rashomon model build-tiny-lm` puts it: the model list then
+    offers tiny-lm-classifier and tiny-lm-continuation."""
+    import shutil
+
+    shutil.copytree(tiny_lm_dir, home / "language_models" / "tiny-lm")
+    return home
+
+
+def test_compare_page_explains_an_lm_classifier_and_reopens_from_its_link(lm_home):
+    from tests.test_app import frame_of, run_page
+
+    methods = "occlusion,integrated_gradients,attention,attention_norm"
+    app = run_page("pages/compare.py", text=TEXT, methods=methods, model="tiny-lm-classifier")
+    assert not app.exception
+    assert any(c.value.startswith("Left out: Attention norm") and "not of a known layout" in c.value for c in app.caption)  # said, not dropped
+    app.button[0].click().run()
+    assert not app.exception
+    prediction = [s.value for s in app.subheader if s.value.startswith("Prediction:")]
+    assert prediction and prediction[0].split()[1] in LABELS
+    assert any("label words negative → Ġnegative" in c.value for c in app.caption)
+    assert list(frame_of(app, "method")["method"]) == ["Occlusion (leave one word out)", "Integrated Gradients",
+                                                      "Attention weights ([CLS] row)"]
+    assert app.query_params["methods"] in ([methods], methods)  # the address keeps what was asked for
+
+    import streamlit as st
+
+    st.cache_resource.clear()
+    shared = run_page("pages/compare.py", text=TEXT, methods=methods, model="tiny-lm-classifier")
+    assert any(c.value.startswith("Model passes to show this view now: 0 ") for c in shared.caption)
+    assert [s.value for s in shared.subheader if s.value.startswith("Prediction")] == prediction
+
+
+def test_compare_page_explains_a_continuation_against_a_contrast(lm_home):
+    from tests.test_app import run_page
+
+    app = run_page("pages/compare.py", text=TEXT, methods="occlusion,lime", model="tiny-lm-continuation")
+    assert not app.exception and any("Continuation to explain: give it above" in i.value for i in app.info)
+    app = run_page("pages/compare.py", text=TEXT, methods="occlusion,lime", model="tiny-lm-continuation",
+                   continuation=" positive", contrast=" negative")
+    assert not app.exception
+    app.button[0].click().run()
+    assert not app.exception
+    assert any(s.value.startswith("Explaining: contrast = ") for s in app.subheader)
+    assert app.query_params["continuation"] in ([" positive"], " positive")
+    import streamlit as st
+
+    st.cache_resource.clear()
+    shared = run_page("pages/compare.py", text=TEXT, methods="occlusion,lime", model="tiny-lm-continuation",
+                      continuation=" positive", contrast=" negative")
+    assert any(c.value.startswith("Model passes to show this view now: 0 ") for c in shared.caption)

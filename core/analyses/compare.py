@@ -48,6 +48,9 @@ class ViewState:
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     target: str = ""
     k: int = DEFAULT_K
+    # What a continuation model explains with each request (core/engine/adapters): empty for a classifier.
+    continuation: str = ""
+    contrast: str = ""
     # The stored text's key (core/storage/texts.py): when set, the address names the text by it (`t=`) instead of
     # carrying the text; a page sets it once the text is stored.
     text_key: str = field(default="", compare=False)
@@ -68,6 +71,9 @@ class ViewState:
             query["options"] = json.dumps(self.options, sort_keys=True, separators=(",", ":"))
         if self.target:
             query["target"] = self.target
+        for name in ("continuation", "contrast"):
+            if getattr(self, name):
+                query[name] = getattr(self, name)
         return query
 
     @classmethod
@@ -83,6 +89,7 @@ class ViewState:
         state.text_key = parsed["t"] if state.snapshot is None else ""
         state.methods = parsed["methods"] or list(METHODS)
         state.options = _options_from_query(parsed["options"], state.problems)
+        state.continuation, state.contrast = parsed["continuation"], parsed["contrast"]
         return state
 
 
@@ -97,6 +104,8 @@ VIEW_PARAMS = (
     Param("options", "text", default="", max_length=20_000, help="each method's options, as JSON"),
     Param("target", "text", default="", max_length=300, help="the label to explain"),
     Param("k", "int", default=DEFAULT_K, minimum=1, maximum=MAX_K, help="the top words compared"),
+    Param("continuation", "text", default="", max_length=2000, help="a continuation model's continuation"),
+    Param("contrast", "text", default="", max_length=2000, help="a continuation model's contrast"),
 )
 
 

@@ -136,6 +136,36 @@ def cmd_gate(args: argparse.Namespace) -> None:
               f"{'kept' if m.passed else 'NOT kept'}")
 
 
+def cmd_build_tiny_lm(args: argparse.Namespace) -> None:
+    from core.engine.catalogue import built_language_models_dir
+    from core.engine.tiny_lm import build_tiny_lm
+
+    output = Path(args.output) if args.output else built_language_models_dir() / "tiny-lm"
+    card = build_tiny_lm(output, steps=args.steps, progress=None if args.json else progress_bar("build"))
+    if args.json:
+        print_json({"path": str(output), **card})
+        return
+    print(f"Built {card['name']} in {output} ({card['total_seconds']} s): held-out accuracy {card['accuracy']:.3f} "
+          f"as a classifier (majority label {card['majority_baseline']:.3f}). The model list offers it as "
+          f"{output.name}-classifier and {output.name}-continuation.")
+
+
+def cmd_add_lm(args: argparse.Namespace) -> None:
+    from core.engine.catalogue import add_language_model
+
+    if args.lm is None:
+        raise CliError("Give the causal LM with --lm (and --template with --labels for a classifier).")
+    from core.engine.adapters import request_fields, with_request
+    from core.engine.modelling import ModelLoadError, describe_model
+
+    spec = args.model  # --lm and its options, as resolve_model_arguments turned them into a spec
+    with one_line_errors(ModelLoadError):
+        # A continuation entry is checked with a stand-in continuation: each request brings its own.
+        loaded = describe_model(with_request(spec, {"continuation": " the"}) if request_fields(spec) else spec)
+        add_language_model(args.name, spec)
+    print(f"Added '{args.name}' ({loaded.kind}: {loaded.name}) to this server's model list.")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     model = sub.add_parser("model", help="build or inspect models").add_subparsers(dest="model_command", required=True)
     build = model.add_parser("build-default", help="fine-tune the offline default model")
@@ -170,3 +200,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                            "(default 5)")
     gate.add_argument("--json", action="store_true")
     gate.set_defaults(func=cmd_gate)
+    tiny_lm = model.add_parser("build-tiny-lm", help="train the small causal LM (GPT-2 architecture) offline on the "
+                                                     "default model's tweets, to explain LMs without the hub")
+    tiny_lm.add_argument("--output", help="default: RASHOMON_HOME/language_models/tiny-lm")
+    tiny_lm.add_argument("--steps", type=int_argument("steps", 10, 100_000), default=700,
+                         help="training steps (default 700, about 100 s on 2 cores)")
+    tiny_lm.add_argument("--json", action="store_true")
+    tiny_lm.set_defaults(func=cmd_build_tiny_lm)
+    add_lm = model.add_parser("add-lm", help="offer a causal LM on the pages' model list, with its template and "
+                                             "label words (a classifier) or as a continuation model")
+    add_lm.add_argument("name", help="the name pages and links use")
+    add_model_arguments(add_lm)
+    add_lm.set_defaults(func=cmd_add_lm)

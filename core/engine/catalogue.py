@@ -4,11 +4,18 @@ A visitor of a shared link must not make the server open a path or download a hu
 are the configured one (`default`), those named in `RASHOMON_MODELS` (comma-separated `name=hub-id-or-path`)
 and the versions it built under RASHOMON_HOME/models; links carry `model=NAME`. The CLI, run by someone who
 already has the machine, keeps taking paths and hub ids.
+
+Causal LMs are entries too, each carrying what makes it explainable (core/engine/adapters): a classifier's template
+and label words, or a continuation model's template (the continuation and contrast come with each request). They
+come from `RASHOMON_HOME/language_models.json` (`rashomon model add-lm`) and from the LMs Rashomon built under
+`RASHOMON_HOME/language_models/` (`rashomon model build-tiny-lm`: one classifier and one continuation entry each).
 """
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 from core.engine.modelling import ModelLoadError
 from core.storage.settings import load_settings
@@ -42,6 +49,8 @@ def model_choices() -> dict[str, str]:
     for name, spec in configured_models(settings.models).items():
         choices.setdefault(name, spec)
     chinese = str(settings.chinese_model_dir)
+    for name, spec in language_models().items():
+        choices.setdefault(name, spec)
     for version in model_versions():
         name = version["path"].rstrip("/").rsplit("/", 1)[-1]
         if version["path"] == chinese:
@@ -67,3 +76,52 @@ def name_for(spec: str) -> str:
     if not spec or spec == settings.resolved_model:
         return ""
     return next((name for name, path in model_choices().items() if path == spec), "")
+
+
+def language_models_file() -> Path:
+    return load_settings().home / "language_models.json"
+
+
+def built_language_models_dir() -> Path:
+    return load_settings().home / "language_models"
+
+
+def language_models() -> dict[str, str]:
+    """The causal-LM entries: added ones (name -> adapter spec), then two per LM built here."""
+    from core.engine.adapters import make_spec
+
+    entries: dict[str, str] = {}
+    try:
+        added = json.loads(language_models_file().read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        added = {}
+    except ValueError as exc:
+        raise ModelLoadError(f"{language_models_file()} is not valid JSON: {exc}.") from exc
+    for name, spec in added.items() if isinstance(added, dict) else ():
+        if _NAME.fullmatch(str(name)) and isinstance(spec, str):
+            entries[str(name)] = spec
+    for card_path in sorted(built_language_models_dir().glob("*/rashomon.json")):
+        try:
+            card = json.loads(card_path.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        base = card_path.parent.name
+        entries.setdefault(f"{base}-classifier", make_spec("lm_classifier", {
+            "model": str(card_path.parent), "template": card["template"], "labels": card["labels"]}))
+        entries.setdefault(f"{base}-continuation", make_spec("lm_continuation", {
+            "model": str(card_path.parent), "template": card["template"], "continuation": ""}))
+    return entries
+
+
+def add_language_model(name: str, spec: str) -> None:
+    """Offer `spec` (an adapter spec, checked by the caller) under `name` on this server's model list."""
+    if not _NAME.fullmatch(name):
+        raise ModelLoadError(f"'{name[:80]}' is not a model name (letters, digits, '.', '_', '-').")
+    path = language_models_file()
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        entries = {}
+    entries[name] = spec
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2, ensure_ascii=False), encoding="utf-8")

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.analyses.backend_gate import backend_for
+from core.engine.adapters import request_fields, with_request
 from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.fingerprints import known_fingerprint, remember, weights_signature
 from core.engine.modelling import LoadedModel, ModelLoadError, describe_model, load_model
@@ -70,7 +71,18 @@ def runner_or_stop(name: str) -> ModelRunner:
     of the server's models chosen by name ("" = the configured model), or stop the page after saying why it
     cannot be used. A page never opens a path or a hub id it was given (core/engine/catalogue.py)."""
     try:
-        return ModelRunner(described(resolve(name)))
+        spec = resolve(name)
+        fields = request_fields(spec)
+        if fields:  # a continuation model: what to explain comes with the request
+            values = {field: st.text_input(label, key=f"request_{field}", help=help, max_chars=2000)
+                      for field, label, help in fields}
+            first, label, _ = fields[0]
+            if not values[first].strip():
+                st.info(f"{label}: give it above (the CLI's `rashomon explain --lm` generates the model's greedy "
+                        "continuation when none is given).")
+                st.stop()
+            spec = with_request(spec, values)
+        return ModelRunner(described(spec))
     except ModelLoadError as exc:
         if not following_default_build(name):
             st.error(md(str(exc)))

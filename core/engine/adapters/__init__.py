@@ -36,6 +36,9 @@ class Adapter:
     # (settings, text) -> settings for explaining that text: what the adapter must compute from the input before
     # it can load (a continuation's greedy answer); runs where the weights are (a worker, the CLI).
     bind: Callable[[dict[str, Any], str], dict[str, Any]] | None = None
+    # Settings that come with each request rather than with the model's entry (a continuation and its contrast):
+    # (name, label, help) for the pages' fields; `with_request` puts them in the spec.
+    request_fields: tuple[tuple[str, str, str], ...] = ()
 
 
 def _adapters() -> dict[str, Adapter]:
@@ -103,3 +106,17 @@ def bind_spec(spec: str, text: str) -> str:
     kind, settings = split_spec(spec)
     adapter = adapters()[kind]
     return spec if adapter.bind is None else make_spec(kind, adapter.bind(settings, text))
+
+
+def request_fields(spec: str) -> tuple[tuple[str, str, str], ...]:
+    """The per-request fields the adapter of `spec` asks for (none for a classifier)."""
+    return adapters()[split_spec(spec)[0]].request_fields
+
+
+def with_request(spec: str, values: dict[str, str]) -> str:
+    """`spec` with the adapter's per-request settings set from `values` (others are ignored)."""
+    kind, settings = split_spec(spec)
+    fields = [name for name, _, _ in adapters()[kind].request_fields]
+    if not fields:
+        return spec
+    return make_spec(kind, {**settings, **{name: values.get(name, "") for name in fields}})

@@ -220,6 +220,10 @@ ADAPTER = Adapter(
     load=lambda settings: _build(settings, weights=True),
     describe=lambda settings: _build(settings, weights=False),
     bind=_bind,
+    request_fields=(("continuation", "Continuation to explain",
+                     "What the model says after the prompt (mind the leading space), e.g. ' positive'."),
+                    ("contrast", "Rather than (contrast, optional)",
+                     "Explain why the continuation rather than this one: log p(continuation) - log p(contrast).")),
     summary="The log-probability of a continuation of the prompt (summed, and per token), or of the "
             "continuation rather than a contrast.",
 )

@@ -20,6 +20,7 @@ from core.analyses.evaluation import Evaluation
 from core.analyses.faithfulness import RANDOM_NAME
 from core.analyses.known_answer import Score
 from core.analyses.reports import Comparison, ComparisonReport
+from core.analyses.token_view import TokenView
 from core.analyses.training_data.attribute import DataAgreement
 from core.analyses.training_data.retraining import LdsResult
 
@@ -328,3 +329,20 @@ def datamodeling(result: LdsResult) -> alt.LayerChart:
     rules = alt.Chart(frame.dropna(subset=["low"])).mark_rule(strokeWidth=2, color="black").encode(x="low:Q", x2="high:Q", y=y)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(strokeDash=[4, 3], color="gray").encode(x="x:Q")
     return (bars + rules + zero + values).properties(width=300, height=alt.Step(28))
+
+
+def token_view(view: TokenView) -> alt.Chart:
+    """Generated tokens (rows) by prompt words (columns): each cell the method's score of that word for that token's
+    log-probability; diverging colours centred on zero, the value in the tooltip."""
+    cells = pd.DataFrame([{"token": f"{t + 1}. {token.split(' ', 2)[-1]}", "order": t, "word": f"{w + 1}. {word}",
+                           "position": w, "score": float(score)}
+                          for t, (token, row) in enumerate(zip(view.tokens, view.scores, strict=True))
+                          for w, (word, score) in enumerate(zip(view.words, row, strict=True))])
+    bound = float(np.abs(cells["score"]).max()) or 1.0
+    return alt.Chart(cells).mark_rect().encode(
+        x=alt.X("word:N", sort=alt.SortField("position"), title="prompt word", axis=alt.Axis(labelAngle=-45)),
+        y=alt.Y("token:N", sort=alt.SortField("order"), title="generated token"),
+        color=alt.Color("score:Q", scale=alt.Scale(scheme="redblue", domain=[-bound, bound], reverse=True),
+                        title=view.method),
+        tooltip=["token", "word", alt.Tooltip("score:Q", format="+.3f")],
+    ).properties(width=max(240, 28 * len(view.words)), height=max(80, 24 * len(view.tokens)))

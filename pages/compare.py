@@ -7,8 +7,10 @@ import streamlit as st
 from core import charts
 from core.addresses import PAGE_PARAMS
 from core.analyses import agreement, compare, known_answer, verdict
+from core.analyses.granularity import DEFAULT_LEVEL, LEVELS, comparison_at_level
 from core.analyses.passages import PassageChoice, paragraphs, select_passage, sentences
 from core.analyses.reports import MEASURES, estimate_view, open_report, stored_report_row
+from core.analyses.token_view import token_view
 from core.analyses.training_data.view import DataView
 from core.engine.modelling import VALUES
 from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
@@ -57,7 +59,7 @@ if new_address:
         st.warning(md(problem))
 seeds = {"source": "Snapshot" if state.snapshot is not None else "Free text", "free_text": state.text,
          "methods": state.methods, "k": state.k, "model_spec": state.model, "target": state.target,
-         "request_continuation": state.continuation, "request_contrast": state.contrast,
+         "request_continuation": state.continuation, "request_contrast": state.contrast, "level": state.level,
          "passage_mode": state.passage.mode,
          "passage_start": state.passage.start, "passage_end": state.passage.end}
 if state.snapshot is not None:
@@ -165,7 +167,8 @@ if (unavailable and snapshot_id is None) or (missing_text and snapshot_id is Non
 view = compare.ViewState(snapshot=snapshot_id, text=text if snapshot_id is None else "", passage=passage,
                          model=model_spec.strip(), methods=chosen, options=options, target=target, k=k,
                          continuation=st.session_state.get("request_continuation", ""),
-                         contrast=st.session_state.get("request_contrast", ""))
+                         contrast=st.session_state.get("request_contrast", ""),
+                         level=st.session_state.get("level", DEFAULT_LEVEL))
 if snapshot_id is None and text.strip():
     view.text_key = stored_text_key(db, text)  # the address names the stored text, however long it is
 if st.query_params.to_dict() != view.to_query():
@@ -239,6 +242,22 @@ else:
     if runner.loaded.settings.get("template"):
         st.caption(f"Template {md(repr(runner.loaded.settings['template']))}, label words "
                    + ", ".join(f"{md(w)} → {md(t)}" for w, t in runner.loaded.settings.get("label_tokens", {}).items()))
+if runner.loaded.per_token_outputs:
+    with st.expander("Which prompt words drove each generated token", expanded=True):
+        token_method = st.selectbox("Method", methods, key="token_method", format_func=lambda m: METHODS[m].title)
+        token_params = {"text": text, "method": token_method, "options": options.get(token_method, {})}
+        try:
+            per_token = token_view(db, runner, text, token_method, options.get(token_method), only_stored=True)
+        except ExplainError as exc:
+            st.error(md(str(exc)))
+            per_token = None
+        if per_token is not None:
+            st.altair_chart(charts.token_view(per_token), width="content")
+            st.caption(f"Each row explains one generated token's log-probability (given the prompt and the tokens "
+                       f"before it) with {METHODS[token_method].title}; red supports the token, blue opposes it.")
+        else:
+            task_button("Explain each token", "token_view", token_params, runner,
+                        titles={token_method: METHODS[token_method].title}, key="token_view")
 st.caption(compare.provenance(comparison, last.result if last is not None and last.status == "done" else None))
 
 # -- verdict: which account the model supports, from the faithfulness table -------------------------------
@@ -329,15 +348,23 @@ with words_tab:
 # -- agreement -------------------------------------------------------------------------------------------
 with agreement_tab:
     st.subheader("Agreement", anchor="agreement")
-    metric_name = st.selectbox("Metric", list(agreement.METRICS), format_func=lambda m: agreement.METRICS[m].title,
-                               key="metric")
+    metric_column, level_column = st.columns(2)
+    metric_name = metric_column.selectbox("Metric", list(agreement.METRICS),
+                                          format_func=lambda m: agreement.METRICS[m].title, key="metric")
+    level = level_column.selectbox("Level", list(LEVELS), key="level",
+                                   help="The units the methods are compared on; scores are aggregated to them.")
     metric = agreement.METRICS[metric_name]
-    st.altair_chart(charts.agreement_matrix(comparison, metric_name, k), width="content")
+    prepared = runner.prepare(comparison.text)  # where each token sits: no model pass
+    leveled = comparison_at_level(comparison, level, prepared.token_offsets, prepared.special_mask)
+    st.altair_chart(charts.agreement_matrix(leveled, metric_name, k), width="content")
     st.caption(f"{metric.help} Range {metric.range[0]} to {metric.range[1]}, higher means more agreement"
-               + (f"; k = {k}." if metric.uses_k else "; computed over all words.")
+               + (f"; k = {k}." if metric.uses_k else "; computed over all units.")
+               + f" Units: {LEVELS[level]}."
                + " Methods are ordered by clustering so that those that agree sit together.")
+    if level != DEFAULT_LEVEL:
+        st.dataframe(pd.DataFrame(compare.top_words_table(leveled, k)), hide_index=True)
 
-    spots = agreement.hot_spots(comparison.explanations, k)[:10]
+    spots = agreement.hot_spots(leveled.explanations, k)[:10]
     if spots:
         st.markdown("**Disagreement hot spots**: the words the methods dispute most")
         st.dataframe(pd.DataFrame([{"word": s.word, "position": s.index, "sign conflict": s.sign_conflict,

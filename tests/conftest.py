@@ -108,6 +108,14 @@ def chinese_tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def random_lm_dir(tmp_path_factory) -> Path:
+    """A random tiny GPT-2 over the tiny BERT's tokenizer (under a second): causal-LM machinery without training."""
+    from tests.support.tiny_model import build_random_lm
+
+    return build_random_lm(tmp_path_factory.mktemp("models") / "random-lm")
+
+
+@pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory) -> Path:
     """The tiny causal LM's real build (`rashomon model build-tiny-lm`), shorter: 160 training steps (about 25 s).
     It classifies above the majority label (its card says by how much); BENCHMARKS.md has the full build."""

@@ -226,6 +226,13 @@ def test_cli_explains_a_continuation_against_a_contrast(cli, tiny_lm_dir):
                "--contrast", " negative", "--methods", "occlusion", "--json")
     (explanation,) = data["explanations"]
     assert explanation["target"] == "contrast" and explanation["words"] == ["i", "love", "this", "day"]
+    tokens = cli("explain", "--lm", str(tiny_lm_dir), "--text", TEXT, "--continuation", " positive .",
+                 "--methods", "occlusion", "--per-token", "--json")
+    (view,) = tokens["per_token"]
+    assert view["tokens"] == ["token 1 positive", "token 2 ."] and len(view["scores"][0]) == 4
+    # the rows add up to the whole continuation's occlusion scores (log p is a sum over the tokens)
+    whole = tokens["explanations"][0]["scores"]
+    assert np.allclose(np.sum(view["scores"], axis=0), whole, atol=1e-4)
     default = cli("explain", "--lm", str(tiny_lm_dir), "--text", TEXT, "--template", TEMPLATE,
                   "--max-new-tokens", "2", "--json")
     assert default["model"]["generated"] is True and "attention_norm" in default["incompatible"]
@@ -315,6 +322,9 @@ def test_compare_page_explains_a_continuation_against_a_contrast(lm_home):
     assert not app.exception
     assert any(s.value.startswith("Explaining: contrast = ") for s in app.subheader)
     assert app.query_params["continuation"] in ([" positive"], " positive")
+    next(b for b in app.button if b.label == "Explain each token").click().run()
+    assert not app.exception
+    assert any(c.value.startswith("Each row explains one generated token") for c in app.caption)
     import streamlit as st
 
     st.cache_resource.clear()

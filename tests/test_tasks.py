@@ -188,7 +188,7 @@ def test_the_tasks_command_lists_and_stops_tasks(engine, capsys):
 
 
 @pytest.fixture
-def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
+def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir, random_lm_dir):
     """Parameters for one task of every kind on the trained tiny model, and what the checks need."""
     from core.analyses import corpus
     from core.analyses.edits import ANY_OTHER, SEARCH
@@ -234,15 +234,29 @@ def kind_cases(engine, home, trained_tiny_model_dir, tiny_model_dir):
              "known_answer": {"token": "zorblat", "label": "positive", "rate": 0.3, "methods": ["occlusion"],
                               "inputs": 2, "k": 3, "probe": 40},
              "model_build": build_params(options=["--train-rows", "24", "--heldout-rows", "12", "--checkpoints", "1"]),
-             "backend_gate": {"backend": "int8", "inputs": 20, "method_inputs": 0}}
+             "backend_gate": {"backend": "int8", "inputs": 20, "method_inputs": 0},
+             "token_view": {"text": TEXT, "method": "occlusion"}}
     assert set(cases) == set(tasks.KINDS)  # a new kind is one registry entry, and one case here
+    # Kinds that need another kind of model than the trained classifier (core/engine/adapters).
+    from core.engine.adapters import make_spec
+
+    continuation = make_spec("lm_continuation", {"model": str(random_lm_dir), "continuation": " good day"})
     return {"cases": cases, "runner": runner, "model": model, "other": other, "evaluation": evaluation,
-            "edits": edits}
+            "edits": edits, "models": {"token_view": continuation}}
 
 
 def submit_case(engine, kind_cases, kind: str) -> tasks.Task:
-    on = kind_cases["model"] if tasks.KINDS[kind].needs_model else ""
+    on = kind_cases["models"].get(kind, kind_cases["model"]) if tasks.KINDS[kind].needs_model else ""
     return tasks.submit(engine, kind, on, kind_cases["cases"][kind])
+
+
+def runner_for_case(kind_cases, kind: str):
+    """The worker's runner for a kind's case: the trained classifier's, or one over the case's own model."""
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+
+    spec = kind_cases["models"].get(kind)
+    return kind_cases["runner"] if spec is None else ModelRunner(load_model(spec))
 
 
 def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(engine, home, kind_cases, monkeypatch):
@@ -263,7 +277,7 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
     runner = kind_cases["runner"]
     monkeypatch.setenv("RASHOMON_SAMPLES", "6")  # the build queues the sample workspace
     for kind in tasks.KINDS:
-        task = tasks.run_here(engine, runner, submit_case(engine, kind_cases, kind).id)
+        task = tasks.run_here(engine, runner_for_case(kind_cases, kind), submit_case(engine, kind_cases, kind).id)
         assert task.status == "done", (kind, task.error)
         assert task.seconds > 0 and task.attempts == 1
         # Their passes go through the worker's runner (the others use model copies or a second model, and
@@ -283,6 +297,10 @@ def test_every_kind_runs_from_its_registry_entry_and_stores_what_its_page_reads(
 
     assert stored_gates(engine, runner.loaded.weights_fingerprint)["int8"].inputs == 20  # what Models reads
     assert stored_attention_view(engine, runner, TEXT, only_stored=True) is not None
+    from core.analyses.token_view import token_view
+
+    view = token_view(engine, runner_for_case(kind_cases, "token_view"), TEXT, "occlusion", only_stored=True)
+    assert view is not None and len(view.tokens) == len(view.scores) >= 2
     assert stored_groups(engine, runner, kind_cases["evaluation"], min_size=3, only_stored=True) is not None
     other = ModelRunner(load_model(kind_cases["other"]))
     assert stored_diff(engine, runner, other, heldout_inputs(12), only_stored=True) is not None
@@ -318,7 +336,8 @@ def test_every_kind_stops_when_asked_while_it_runs(engine, kind_cases):
         assert owner is not None
         with engine.begin() as connection:  # asked from a page or the CLI while a worker holds it
             connection.execute(update(TaskRecord).where(TaskRecord.id == submitted.id).values(stop_requested=True))
-        ended = tasks.run_claimed(engine, lambda _spec: kind_cases["runner"], tasks.get_task(engine, submitted.id), owner)
+        runner = runner_for_case(kind_cases, kind)
+        ended = tasks.run_claimed(engine, lambda _spec, runner=runner: runner, tasks.get_task(engine, submitted.id), owner)
         assert ended.status == "stopped", (kind, ended.status, ended.error)
         assert not ended.active and not tasks.request_stop(engine, submitted.id)
 
@@ -337,7 +356,7 @@ def test_every_kind_is_taken_over_when_its_worker_dies(engine, kind_cases):
             connection.execute(update(TaskRecord).where(TaskRecord.id == submitted.id).values(
                 status="running", owner=dead_owner, heartbeat_at=utcnow(), attempts=1))
         assert tasks.is_stale(tasks.get_task(engine, submitted.id))
-        ended = tasks.run_here(engine, kind_cases["runner"], submitted.id)
+        ended = tasks.run_here(engine, runner_for_case(kind_cases, kind), submitted.id)
         assert (ended.status, ended.attempts) == ("done", 2), (kind, ended.error)
 
 

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from core.analyses import agreement, faithfulness
 from core.analyses.edit_checks import EditReport
+from core.analyses.granularity import DEFAULT_LEVEL, LEVELS
 from core.analyses.passages import PassageChoice
 from core.analyses.reports import Comparison, ComparisonReport
 from core.analyses.verdict import Evidence, decide, near_zero, score_scales
@@ -51,6 +52,7 @@ class ViewState:
     # What a continuation model explains with each request (core/engine/adapters): empty for a classifier.
     continuation: str = ""
     contrast: str = ""
+    level: str = DEFAULT_LEVEL  # the units agreement is computed on (core/analyses/granularity.py)
     # The stored text's key (core/storage/texts.py): when set, the address names the text by it (`t=`) instead of
     # carrying the text; a page sets it once the text is stored.
     text_key: str = field(default="", compare=False)
@@ -74,6 +76,8 @@ class ViewState:
         for name in ("continuation", "contrast"):
             if getattr(self, name):
                 query[name] = getattr(self, name)
+        if self.level != DEFAULT_LEVEL:
+            query["level"] = self.level
         return query
 
     @classmethod
@@ -89,7 +93,7 @@ class ViewState:
         state.text_key = parsed["t"] if state.snapshot is None else ""
         state.methods = parsed["methods"] or list(METHODS)
         state.options = _options_from_query(parsed["options"], state.problems)
-        state.continuation, state.contrast = parsed["continuation"], parsed["contrast"]
+        state.continuation, state.contrast, state.level = parsed["continuation"], parsed["contrast"], parsed["level"]
         return state
 
 
@@ -106,6 +110,8 @@ VIEW_PARAMS = (
     Param("k", "int", default=DEFAULT_K, minimum=1, maximum=MAX_K, help="the top words compared"),
     Param("continuation", "text", default="", max_length=2000, help="a continuation model's continuation"),
     Param("contrast", "text", default="", max_length=2000, help="a continuation model's contrast"),
+    Param("level", "choice", default=DEFAULT_LEVEL, choices=lambda: list(LEVELS),
+          help="token, word, sentence or paragraph: the units agreement is computed on"),
 )
 
 
@@ -327,11 +333,16 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def report_to_dict(report: ComparisonReport, k: int, evidence: Evidence | None = None) -> dict[str, Any]:
+def report_to_dict(report: ComparisonReport, k: int, evidence: Evidence | None = None,
+                   at_level: Comparison | None = None, level: str = DEFAULT_LEVEL) -> dict[str, Any]:
     """Everything the Compare view shows, as plain data (the CLI's `compare --json` and the page's download);
-    `evidence`: stored checks and edit search the verdict reads (verdict.gather)."""
+    `evidence`: stored checks and edit search the verdict reads (verdict.gather); `at_level`: the comparison at
+    another `level` than the word (core/analyses/granularity.py), on which agreement is then computed."""
     comparison = report.comparison
+    leveled = at_level or comparison
     return {
+        "level": {"name": level, "aggregation": LEVELS[level], "units": list(leveled.explanations[0].words),
+                  "scores": {e.method: list(e.scores) for e in leveled.explanations}},
         "text": comparison.text, "target": comparison.target, "prediction": comparison.probabilities,
         "predicted_label": comparison.predicted_label, "k": k, "missing_methods": list(comparison.missing),
         "sample": report.sample,
@@ -340,7 +351,7 @@ def report_to_dict(report: ComparisonReport, k: int, evidence: Evidence | None =
                          for e in comparison.explanations],
         "agreement": {name: {"methods": comparison.methods,
                              "matrix": [[_finite(v) for v in row] for row in m.tolist()]}
-                      for name, m in matrices(comparison, k).items()},
+                      for name, m in matrices(leveled, k).items()},
         "faithfulness": [{key: _finite(value) if isinstance(value, float) else value
                           for key, value in f.to_dict().items()} for f in report.faithfulness],
         "faithfulness_other_erasures": {name: [{key: _finite(value) if isinstance(value, float) else value

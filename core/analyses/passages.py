@@ -36,6 +36,22 @@ def sentences(text: str) -> list[str]:
     return out
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans [start, end) of the sentences (`sentences`' split), stripped of surrounding white space."""
+    spans = []
+    for start, end in paragraph_spans(text):
+        cursor = start
+        for boundary in [*_SENTENCE_END.finditer(text, start, end), None]:
+            stop = boundary.start() if boundary else end
+            part = text[cursor:stop]
+            if part.strip():
+                lead = len(part) - len(part.lstrip())
+                spans.append((cursor + lead, cursor + len(part.rstrip())))
+            if boundary:
+                cursor = boundary.end()
+    return spans
+
+
 @dataclass(frozen=True)
 class PassageChoice:
     mode: str = "paragraph"  # "paragraph" | "sentences" | "all"

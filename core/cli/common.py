@@ -163,6 +163,14 @@ def load(spec: str | None) -> LoadedModel:
         raise CliError(str(exc)) from exc
 
 
+def load_description(spec: str | None) -> LoadedModel:
+    """The model described without its weights (labels, kind, layout), or one line saying why not."""
+    from core.engine.modelling import ModelLoadError, describe_model
+
+    with one_line_errors(ModelLoadError):
+        return describe_model(spec)
+
+
 def runner_for(spec: str | None) -> ModelRunner:
     """A runner over the model, through the backend RASHOMON_BACKEND asks for once it passed its gate."""
     from core.work.tasks import runner_with_backend

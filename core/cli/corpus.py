@@ -118,6 +118,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         source = "snapshots tagged " + ", ".join(args.tag)
     else:
         raise CliError("Give the inputs: --csv FILE or --tag TAG (repeatable).")
+    if not args.methods:  # the default list leaves out what cannot explain this model, and says so
+        from core.cli.common import load_description
+        from core.methods.registry import split_compatible
+
+        methods, skipped = split_compatible(methods, load_description(args.model))
+        for name, reason in skipped.items():
+            print(f"Left out {name}: {reason}.", file=sys.stderr)
     with one_line_errors(CorpusError):
         job_id = corpus.create_job(db, args.name or "", inputs, methods, model=args.model or "",
                                    options=parse_options(args.option), k=args.k, source=source,

@@ -36,6 +36,10 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
     if order != SEARCH:
         method_list(order)
     runner = runner_for(args.model)
+    if not args.methods:  # the default list leaves out what cannot explain this model
+        from core.methods.registry import split_compatible
+
+        methods = split_compatible(methods, runner.loaded)[0]
     target = ANY_OTHER if args.attack else args.target
     with one_line_errors(ExplainError):
         report = edit_report(engine(), runner, text, methods, target=target, order=order, params=params, k=args.k,

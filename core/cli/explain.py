@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.analyses.granularity import DEFAULT_LEVEL, LEVELS, LevelError, comparison_at_level
 from core.cli.common import (
     CliError,
     add_input_arguments,
@@ -66,8 +67,15 @@ def cmd_explain(args: argparse.Namespace) -> None:
             results.append(explain_stored(db, runner, text, name, args.target, params, fresh=args.fresh,
                                           progress=None if args.json else progress_bar(name)))
     first = results[0].explanation
+    per_token = []
+    if args.per_token:
+        from core.analyses.token_view import NoTokens, token_view
+
+        with one_line_errors(NoTokens, ExplainError):
+            per_token = [token_view(db, runner, text, name, options.get(name)) for name in methods]
     if args.json:
         print_json({
+            "per_token": [view.to_dict() for view in per_token],
             "model": runner.loaded.describe(),
             "text": first.text,
             "prediction": {"label": first.predicted_label, "probabilities": first.probabilities},
@@ -85,6 +93,11 @@ def cmd_explain(args: argparse.Namespace) -> None:
         top = sorted(zip(e.words, e.scores, strict=True), key=lambda ws: -abs(ws[1]))[:5]
         print(f"{e.method:22} target={e.target} {e.seconds:7.3f}s {e.forward_passes:5d} passes"
               f"{' (stored)' if r.cached else ''}  top: " + ", ".join(f"{w} {s:+.3f}" for w, s in top))
+    for view in per_token:
+        print(f"{view.method}, per generated token (the top prompt words for each):")
+        for token, row in zip(view.tokens, view.scores, strict=True):
+            top = sorted(zip(view.words, row, strict=True), key=lambda ws: -abs(ws[1]))[:5]
+            print(f"  {token:24} " + ", ".join(f"{w} {s:+.3f}" for w, s in top))
 
 
 def _compatible(methods: list[str], runner, asked: str | None) -> tuple[list[str], dict[str, str]]:
@@ -131,11 +144,17 @@ def cmd_compare(args: argparse.Namespace) -> None:
     with one_line_errors(ExplainError):
         report = run_report(engine(), runner, text, methods, options, args.target, fresh=args.fresh,
                             progress=None if args.json else report_progress)
+    leveled = None
+    if args.level != DEFAULT_LEVEL:
+        prepared = runner.prepare(report.comparison.text)  # no model pass: where each token sits
+        with one_line_errors(LevelError):
+            leveled = comparison_at_level(report.comparison, args.level, prepared.token_offsets, prepared.special_mask)
     if args.json:
         from core.analyses.known_answer import citation
         from core.analyses.verdict import gather
 
-        data = compare.report_to_dict(report, args.k, gather(engine(), runner, report, args.k, options))
+        data = compare.report_to_dict(report, args.k, gather(engine(), runner, report, args.k, options),
+                                      at_level=leveled, level=args.level)
         from core.analyses.reports import stored_report_row
 
         cited = citation(engine(), runner.loaded.fingerprint)
@@ -151,7 +170,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.3f}" for k, v in comparison.probabilities.items())
           + f"; explaining {comparison.target}")
     _print_skipped(skipped)
-    for method, words in compare.top_words(comparison, args.k).items():
+    if leveled is not None:
+        print(f"Top units by {args.level} ({LEVELS[args.level]}):")
+    for method, words in compare.top_words(leveled or comparison, args.k).items():
         print(f"{method:22} " + ", ".join(f"{w} {s:+.3f}" for w, s in words))
     print("Faithfulness (comprehensiveness AOPC, higher is better / sufficiency AOPC, lower is better):")
     for f in report.faithfulness:
@@ -175,6 +196,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("--target", help="label to explain (default: the predicted one)")
     explain.add_argument("--seed", type=int_argument("seed", 0, 4_294_967_295), help="seed for the random methods (default: their own, 0)")
     explain.add_argument("--fresh", action="store_true", help="recompute even if a stored result exists")
+    explain.add_argument("--per-token", action="store_true", help="a continuation: also explain each generated "
+                                                                   "token's log-probability (which prompt words drove it)")
     explain.add_argument("--json", action="store_true")
     explain.set_defaults(func=cmd_explain)
 
@@ -187,5 +210,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--target", help="label to explain (default: the predicted one)")
     compare.add_argument("--k", type=int_argument("k", 1, 1_000), default=5, help="top words compared (default 5)")
     compare.add_argument("--fresh", action="store_true", help="recompute even if stored results exist")
+    compare.add_argument("--level", choices=list(LEVELS), default=DEFAULT_LEVEL,
+                         help="units scores are shown and agreement is computed on: token, word (default), sentence "
+                              "or paragraph (sums of the words' scores)")
     compare.add_argument("--json", action="store_true")
     compare.set_defaults(func=cmd_compare)

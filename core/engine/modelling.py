@@ -64,6 +64,7 @@ class LoadedModel:
     outputs: str = "probabilities"  # PROBABILITIES: logits, normalised by softmax; VALUES: explained as they are
     readout: str = "first"  # the position attention is read from: "first" ([CLS]) or "last" (what predicts next)
     default_output: int | None = None  # the output explained by default (None: the predicted label)
+    per_token_outputs: tuple[int, ...] = ()  # outputs that score one generated token each (the per-token view)
     settings: dict[str, Any] = field(default_factory=dict, compare=False)  # the adapter's, shown with every result
 
     @property

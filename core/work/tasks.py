@@ -329,6 +329,16 @@ def _run_model_pair(engine: Engine, runner: ModelRunner, params: dict[str, Any],
     return {"methods": [p.method for p in pairs]}
 
 
+def _run_token_view(engine: Engine, runner: ModelRunner, params: dict[str, Any], progress: Progress,
+                    should_stop: ShouldStop) -> dict[str, Any]:
+    """One method's scores for each generated token of a continuation (stored row by row)."""
+    from core.analyses.token_view import token_view
+
+    view = token_view(engine, runner, params["text"], params["method"], params.get("options") or {},
+                      progress=lambda f, m: progress(params["method"], f, m))
+    return {"tokens": len(view.tokens), "computed": view.computed}
+
+
 def _without_fresh(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k != "fresh"}
 
@@ -348,6 +358,7 @@ KINDS: dict[str, TaskKind] = {kind.name: kind for kind in (
     TaskKind("error_groups", "Error groups", _run_error_groups, identity=_without_fresh),
     TaskKind("model_compare", "Model vs model", _run_model_compare, identity=_without_fresh),
     TaskKind("model_pair", "One input, both models", _run_model_pair),
+    TaskKind("token_view", "Which prompt words drove each generated token", _run_token_view),
     TaskKind("datamodeling", "Datamodeling check", _run_datamodeling, writes_home=True),
     TaskKind("corpus_run", "Corpus run or evaluation", _run_corpus),
     TaskKind("model_build", "Model build", _run_build, needs_model=False, writes_home=True),

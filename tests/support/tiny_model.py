@@ -135,3 +135,20 @@ def build_trained_tiny_model(output_dir: Path | str, *, rows: int = 90, seed: in
     write_training_rows(output_dir, train, LABELS)
     (output_dir / "rashomon.json").write_text(json.dumps({"name": f"tiny-bert-trained-seed{seed}"}))
     return output_dir
+
+
+def build_random_lm(output_dir: Path | str, *, seed: int = 0) -> Path:
+    """A randomly initialised 2-layer GPT-2 (width 32) over the tiny BERT's WordPiece tokenizer: a causal LM in
+    under a second, for tests of the machinery (task kinds, pages) that need no trained LM."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    output_dir = Path(output_dir)
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir())
+    config = GPT2Config(vocab_size=tokenizer.vocab_size, n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                        initializer_range=0.3, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    GPT2LMHeadModel(config).save_pretrained(output_dir)
+    tokenizer.model_max_length = 128
+    tokenizer.save_pretrained(output_dir)
+    return output_dir

@@ -188,7 +188,8 @@ def skeleton(config: Any) -> Any:
 
 
 def loaded_lm(lm: CausalLM, spec: str, module: Any, tokenizer: PromptTokenizer, labels: list[str], *,
-              kind: str, outputs: str, readout: str, default_output: int | None, settings: dict[str, Any]) -> LoadedModel:
+              kind: str, outputs: str, readout: str, default_output: int | None, settings: dict[str, Any],
+              per_token_outputs: tuple[int, ...] = ()) -> LoadedModel:
     """The LoadedModel of an adapter over `lm`: `module` answers like a classifier; `spec` is the adapter's spec,
     which is what a task carries and what the model's signature names (template and labels included)."""
     base = _model(lm.spec, lm.local, lm.is_local, lm.config, lm.tokenizer, None)
@@ -199,6 +200,7 @@ def loaded_lm(lm: CausalLM, spec: str, module: Any, tokenizer: PromptTokenizer, 
         device=pick_device() if module is not None else torch.device("cpu"), max_length=window, card=base.card,
         signature=f"{base.signature}|{hashlib.sha256(spec.encode()).hexdigest()[:16]}", config=lm.config,
         kind=kind, outputs=outputs, readout=readout, default_output=default_output, settings=settings,
+        per_token_outputs=per_token_outputs,
     )
 
 

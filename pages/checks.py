@@ -14,7 +14,7 @@ from core.storage.provenance import watching
 from core.work import tasks
 from pages.widgets.people import asked_by, asked_by_seen
 from pages.widgets.resources import engine, model_picker, runner_or_stop, start_task, task_button
-from pages.widgets.ui import follow_task
+from pages.widgets.ui import compatible_only, follow_task
 
 db = engine()
 st.title("Checks")
@@ -161,8 +161,10 @@ st.caption(f"The model is re-initialised from the top on a copy: classifier head
            f"down. Verdict: passes when Spearman with the trained model's attributions stays below "
            f"{checks.RANDOMISATION_PASS} at every stage that can change the method; stages that cannot (the "
            "classifier head, for attention weights) are named and not judged.")
-methods = st.multiselect("Methods", list(METHODS), default=[m for m, spec in METHODS.items() if not spec.random],
-                         format_func=lambda m: METHODS[m].title, key="checks_random_methods")
+methods = compatible_only(st.multiselect("Methods", list(METHODS),
+                                         default=[m for m, spec in METHODS.items() if not spec.random],
+                                         format_func=lambda m: METHODS[m].title, key="checks_random_methods"),
+                          runner.loaded)
 if st.button("Run randomisation check", disabled=not texts or not methods):
     task = start_task("randomisation", {"texts": texts, "methods": methods}, runner)
     st.query_params["randomisation_task"] = str(task.id)
@@ -186,8 +188,8 @@ rate = right.number_input("Share of training texts planted", 0.01, 0.9, known_an
 left, middle, right = st.columns(3)
 inputs = int(left.number_input("Flipped inputs explained", 1, 500, known_answer.DEFAULT_INPUTS, key="known_inputs"))
 top = int(middle.number_input("k (recall@k)", 1, 20, known_answer.DEFAULT_K, key="known_k"))
-known_methods = right.multiselect("Methods", list(METHODS), default=list(METHODS), key="known_methods",
-                                  format_func=lambda m: METHODS[m].title)
+known_methods = compatible_only(right.multiselect("Methods", list(METHODS), default=list(METHODS), key="known_methods",
+                                                  format_func=lambda m: METHODS[m].title), runner.loaded, right)
 params = {"token": token.strip(), "label": label, "rate": float(rate), "methods": known_methods, "inputs": inputs,
           "k": top, "probe": known_answer.PROBE_TEXTS}
 try:

@@ -16,14 +16,21 @@ from core.engine.modelling import VALUES
 from core.engine.pass_time import ESTIMATE_PARAM, estimate_range, estimate_sentence, took_sentence
 from core.library.snapshots import get_snapshot, list_links, list_tags
 from core.methods.base import ExplainError
-from core.methods.registry import METHODS, split_compatible
+from core.methods.registry import METHODS
 from core.params import read_query
 from core.render import comparison_grid, highlighted_text, md, prediction_bars
 from core.storage.notes import list_notes
 from pages.widgets import attention_whole, edits
 from pages.widgets.people import asked_by, notes_on
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import option_widgets, sample_note, seed_widgets, stored_text_key, text_from_address
+from pages.widgets.ui import (
+    compatible_only,
+    option_widgets,
+    sample_note,
+    seed_widgets,
+    stored_text_key,
+    text_from_address,
+)
 
 db = engine()
 st.title("Compare")
@@ -143,10 +150,7 @@ with model_column:
                           format_func=lambda label: label or "the predicted label",
                           help="Every method explains the model's probability of this label.")
     chosen = st.multiselect("Methods", list(METHODS), key="methods", format_func=lambda m: METHODS[m].title)
-    # What this model cannot be explained with is said, never dropped silently; the address keeps the choice.
-    methods, incompatible = split_compatible(chosen, runner.loaded)
-    for name, reason in incompatible.items():
-        st.caption(f"Left out: {METHODS[name].title} cannot explain this model ({md(reason)}).")
+    methods = compatible_only(chosen, runner.loaded)  # the address keeps the choice
     if not methods:
         st.warning("Choose at least one method.")
     k_column, fresh_column = st.columns(2)

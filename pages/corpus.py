@@ -14,7 +14,7 @@ from core.methods.base import Speed
 from core.methods.registry import METHODS, fast_methods, get_method
 from core.render import md
 from pages.widgets.resources import engine, job_task, model_picker, runner_or_stop, start_job
-from pages.widgets.ui import job_picker, sample_note
+from pages.widgets.ui import compatible_only, job_picker, sample_note
 
 db = engine()
 
@@ -59,8 +59,8 @@ with st.expander("New corpus run", expanded=not corpus.list_jobs(db)):
             except corpus.CorpusError as exc:
                 st.error(md(str(exc)))
     st.caption(f"{len(inputs)} passages selected.")
-    methods = st.multiselect("Methods", list(METHODS), default=fast_methods(), key="corpus_methods",
-                             format_func=lambda m: METHODS[m].title)
+    methods = compatible_only(st.multiselect("Methods", list(METHODS), default=fast_methods(), key="corpus_methods",
+                                             format_func=lambda m: METHODS[m].title), runner.loaded)
     k = st.slider("k (top words compared)", 1, 20, 5, key="corpus_k")
     faithfulness_inputs = st.number_input(
         "Faithfulness metrics on a random sample of this many inputs (0 = every input)", min_value=0,

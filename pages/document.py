@@ -11,7 +11,7 @@ from core.methods.base import ExplainError
 from core.methods.registry import METHODS, fast_methods
 from core.render import highlighted_text, md
 from pages.widgets.resources import engine, model_picker, runner_or_stop, task_button
-from pages.widgets.ui import address
+from pages.widgets.ui import address, compatible_only
 
 db = engine()
 st.title("Whole document")
@@ -37,8 +37,8 @@ with document_column:
                           format_func=lambda label: label or "the document's label (highest mean over windows)")
 with method_column:
     wanted_methods = query["methods"] or fast_methods()
-    methods = st.multiselect("Methods", list(METHODS), default=wanted_methods, key="doc_methods",
-                             format_func=lambda m: METHODS[m].title)
+    methods = compatible_only(st.multiselect("Methods", list(METHODS), default=wanted_methods, key="doc_methods",
+                                             format_func=lambda m: METHODS[m].title), runner.loaded)
     if not methods:
         st.warning("Choose at least one method.")
     most = runner.loaded.max_length

@@ -187,3 +187,15 @@ def seed_widgets(seeds: dict[str, Any], new_address: bool) -> None:
             st.session_state[key] = value
         else:
             st.session_state[key] = st.session_state[key]
+
+
+def compatible_only(methods: list[str], loaded, container=None) -> list[str]:
+    """The chosen methods that can explain `loaded`; each other one is named with the reason (never dropped
+    silently)."""
+    from core.methods.registry import METHODS, split_compatible
+    from core.render import md
+
+    kept, incompatible = split_compatible(methods, loaded)
+    for name, reason in incompatible.items():
+        (container or st).caption(f"Left out: {METHODS[name].title} cannot explain this model ({md(reason)}).")
+    return kept

@@ -203,8 +203,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tiny_lm = model.add_parser("build-tiny-lm", help="train the small causal LM (GPT-2 architecture) offline on the "
                                                      "default model's tweets, to explain LMs without the hub")
     tiny_lm.add_argument("--output", help="default: RASHOMON_HOME/language_models/tiny-lm")
-    tiny_lm.add_argument("--steps", type=int_argument("steps", 10, 100_000), default=700,
-                         help="training steps (default 700, about 100 s on 2 cores)")
+    tiny_lm.add_argument("--steps", type=int_argument("steps", 10, 100_000), default=400,
+                         help="training steps (default 400, about a minute on 2 cores)")
     tiny_lm.add_argument("--json", action="store_true")
     tiny_lm.set_defaults(func=cmd_build_tiny_lm)
     add_lm = model.add_parser("add-lm", help="offer a causal LM on the pages' model list, with its template and "

@@ -33,7 +33,7 @@ LABEL_WEIGHT = 8.0
 ARCHITECTURE = {"n_embd": 128, "n_layer": 2, "n_head": 4, "n_positions": 128}
 
 
-def build_tiny_lm(output_dir: Path, *, steps: int = 700, train_rows: int = 12000, heldout_rows: int = 600,
+def build_tiny_lm(output_dir: Path, *, steps: int = 400, train_rows: int = 12000, heldout_rows: int = 600,
                   vocab_size: int = 4000, batch_size: int = 32, seed: int = 13,
                   progress: ProgressFn | None = None) -> dict[str, Any]:
     """Train the tokenizer and the LM, evaluate it as a classifier on held-out tweets, save both with a card."""

@@ -1,0 +1,152 @@
+"""Causal LMs: model passes and seconds per method, on the tiny GPT-2 and on a randomly initialised model of GPT-2
+small's size, at 64 and 256 prompt tokens, scoring a continuation against a contrast with and without the KV cache;
+greedy generation with and without the cache; and inseq 0.7.1 on the same prompts and continuation (in a virtual
+environment of its own, made on first use: it pins its own transformers).
+
+    python scripts/bench_lm.py [--tiny DIR] [--sizes 64,256] [--no-inseq] [--json OUT]
+
+Every method runs with its default options on a fresh runner (no cache shared between methods), so its passes are
+its own. Seconds vary with the machine's load: compare the columns of one run, as ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+INSEQ_PACKAGES = ["torch==2.13.0", "inseq==0.7.1", "scikit-learn"]
+INSEQ_METHODS = ["saliency", "input_x_gradient", "integrated_gradients", "deeplift", "gradient_shap", "occlusion",
+                 "lime", "attention"]
+CONTINUATION, CONTRAST = " negative", " positive"
+
+
+def inseq_python(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if not (venv / ".inseq-ready").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", INSEQ_PACKAGES[0]], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *INSEQ_PACKAGES[1:]], check=True)
+        (venv / ".inseq-ready").touch()
+    return python
+
+
+def gpt2_small_random(tokenizer_dir: Path, output: Path) -> Path:
+    """GPT-2 small's shape (12 layers, width 768, 12 heads, 50,257-token output layer), random weights, built from a
+    config (no download), over the tiny LM's tokenizer (its ids fit the vocabulary)."""
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    if not (output / "config.json").exists():
+        model = GPT2LMHeadModel(GPT2Config())  # the defaults are GPT-2 small's
+        model.save_pretrained(output)
+        AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(output)
+    return output
+
+
+def prompt_of(tokenizer, tokens: int) -> str:
+    """Tweets joined until the prompt has exactly `tokens` tokens (cut at a token boundary)."""
+    from core.engine.default_model import load_corpus
+
+    text = " ".join(" ".join(str(t).split()) for t in load_corpus()["text"][:400])
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
+    return tokenizer.decode(ids)
+
+
+def rashomon_rows(model_dir: Path, prompt: str, use_cache: bool) -> list[dict]:
+    from core.engine.adapters import make_spec
+    from core.engine.modelling import load_model
+    from core.engine.runner import ModelRunner
+    from core.methods.explain import explain
+    from core.methods.registry import METHODS, split_compatible
+
+    spec = make_spec("lm_continuation", {"model": str(model_dir), "continuation": CONTINUATION, "contrast": CONTRAST,
+                                         "use_cache": None if use_cache else False})
+    loaded = load_model(spec, record=False)
+    explain(ModelRunner(loaded), "warm up", "shap", params={"max_evals": 20, "adaptive": False})  # SHAP's first call
+    rows = []
+    for name in split_compatible(list(METHODS), loaded)[0]:
+        runner = ModelRunner(loaded)
+        runner.probabilities([runner.prepare(prompt).input_ids])  # the prediction, as every view has it first
+        before_tokens = loaded.model.passes_tokens
+        started = time.perf_counter()
+        explanation = explain(runner, prompt, name)
+        rows.append({"method": name, "seconds": time.perf_counter() - started,
+                     "passes": explanation.forward_passes, "evaluations": explanation.diagnostics["evaluations"],
+                     "tokens_through_model": loaded.model.passes_tokens - before_tokens})
+    return rows
+
+
+def generation_seconds(model_dir: Path, prompt: str, steps: int = 20) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    ids = torch.tensor([tokenizer(prompt)["input_ids"]])
+    out = {}
+    for cache in (True, False, True):  # cached twice: before and after, for the machine's drift
+        started = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=steps, min_new_tokens=steps,
+                           do_sample=False, use_cache=cache, pad_token_id=tokenizer.eos_token_id)
+        out.setdefault("cache" if cache else "no_cache", []).append(time.perf_counter() - started)
+    return {"cache": min(out["cache"]), "no_cache": out["no_cache"][0], "steps": steps}
+
+
+def inseq_rows(python: Path, model_dir: Path, prompt: str) -> list[dict]:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
+        json.dump({"model": str(model_dir), "prompts": [prompt], "continuation": CONTINUATION,
+                   "methods": INSEQ_METHODS}, spec)
+    out = subprocess.run([str(python), str(ROOT / "scripts" / "inseq_timing.py"), spec.name], capture_output=True,
+                         text=True, cwd=ROOT, timeout=7200, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if out.returncode != 0:
+        raise SystemExit(f"inseq failed: {out.stderr[-2000:]}")
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+def main() -> None:
+    from transformers import AutoTokenizer
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", help="the tiny LM's directory (default: build one, 400 steps)")
+    parser.add_argument("--sizes", default="64,256")
+    parser.add_argument("--models", default="tiny,gpt2-small")
+    parser.add_argument("--no-inseq", action="store_true")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-lm-"))
+    tiny = Path(args.tiny) if args.tiny else None
+    results: dict = {"build": None, "runs": []}
+    if tiny is None:
+        from core.engine.tiny_lm import build_tiny_lm
+
+        tiny = work / "tiny-lm"
+        results["build"] = build_tiny_lm(tiny, steps=400)
+        print(json.dumps({"build": results["build"]}), flush=True)
+    models = {"tiny": tiny, "gpt2-small": gpt2_small_random(tiny, work / "gpt2-small-random")}
+    python = None if args.no_inseq else inseq_python(Path(tempfile.gettempdir()) / "inseq-venv")
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny))
+    for model_name in args.models.split(","):
+        for size in (int(s) for s in args.sizes.split(",")):
+            prompt = prompt_of(tokenizer, size)
+            run = {"model": model_name, "prompt_tokens": size,
+                   "generation": generation_seconds(models[model_name], prompt),
+                   "cache": rashomon_rows(models[model_name], prompt, True),
+                   "no_cache": rashomon_rows(models[model_name], prompt, False),
+                   "inseq": [] if python is None else inseq_rows(python, models[model_name], prompt)}
+            results["runs"].append(run)
+            print(json.dumps(run), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

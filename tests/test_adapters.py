@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from core.engine.adapters import AdapterSpecError, bind_spec, make_spec, request_fields, split_spec, with_request
+from core.engine.adapters import (
+    AdapterSpecError,
+    bind_spec,
+    make_spec,
+    request_fields,
+    split_spec,
+    with_request,
+)
 from core.engine.modelling import ModelLoadError, describe_model, load_model
 
 TEMPLATE = "Tweet: {text} Sentiment:"

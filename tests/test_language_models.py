@@ -233,6 +233,11 @@ def test_cli_explains_a_continuation_against_a_contrast(cli, tiny_lm_dir):
     # the rows add up to the whole continuation's occlusion scores (log p is a sum over the tokens)
     whole = tokens["explanations"][0]["scores"]
     assert np.allclose(np.sum(view["scores"], axis=0), whole, atol=1e-4)
+    compared = cli("compare", "--lm", str(tiny_lm_dir), "--text", TEXT, "--continuation", " positive",
+                   "--contrast", " negative", "--methods", "occlusion,saliency", "--json")
+    assert compared["summary"][0].startswith("The methods explain the model's output **contrast** = ")
+    assert compared["prediction"]["contrast"] == pytest.approx(
+        compared["prediction"]["continuation"] - compared["prediction"]["contrast continuation"], abs=1e-5)
     default = cli("explain", "--lm", str(tiny_lm_dir), "--text", TEXT, "--template", TEMPLATE,
                   "--max-new-tokens", "2", "--json")
     assert default["model"]["generated"] is True and "attention_norm" in default["incompatible"]

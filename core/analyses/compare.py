@@ -215,8 +215,12 @@ def summarise(report: ComparisonReport, k: int, camp_threshold: float = 0.5,
     lines = []
     probs = comparison.probabilities
     label = comparison.predicted_label
-    lines.append(f"The model predicts **{md(label)}** with probability {probs[label]:.2f}"
-                 + (f"; the methods explain **{md(comparison.target)}**." if comparison.target != label else "."))
+    if all(0 <= p <= 1 for p in probs.values()) and abs(sum(probs.values()) - 1) < 1e-3:
+        lines.append(f"The model predicts **{md(label)}** with probability {probs[label]:.2f}"
+                     + (f"; the methods explain **{md(comparison.target)}**." if comparison.target != label else "."))
+    else:  # outputs explained as they are (a continuation's log-probabilities): nothing is "predicted"
+        lines.append(f"The methods explain the model's output **{md(comparison.target)}** = "
+                     f"{probs[comparison.target]:.3f} (a value, not a probability).")
     tops = top_words(comparison, k)
     counts: dict[str, int] = {}
     for words in tops.values():

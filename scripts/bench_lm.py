@@ -135,7 +135,8 @@ def main() -> None:
     python = None if args.no_inseq else inseq_python(Path(tempfile.gettempdir()) / "inseq-venv")
     tokenizer = AutoTokenizer.from_pretrained(str(tiny))
     for model_name in args.models.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
+        window = 128 if model_name == "tiny" else 1024  # the tiny LM reads 128 positions: 64 tokens only
+        for size in (int(s) for s in args.sizes.split(",") if int(s) + 8 <= window):
             prompt = prompt_of(tokenizer, size)
             run = {"model": model_name, "prompt_tokens": size,
                    "generation": generation_seconds(models[model_name], prompt),

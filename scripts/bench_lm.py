@@ -30,13 +30,10 @@ CONTINUATION, CONTRAST = " negative", " positive"
 
 
 def inseq_python(venv: Path) -> Path:
-    python = venv / "bin" / "python"
-    if not (venv / ".inseq-ready").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", INSEQ_PACKAGES[0]], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *INSEQ_PACKAGES[1:]], check=True)
-        (venv / ".inseq-ready").touch()
-    return python
+    """inseq 0.7.1 in a virtual environment of its own (it pins its own transformers), made once."""
+    from scripts.side_venv import side_python
+
+    return side_python(venv, INSEQ_PACKAGES)
 
 
 def gpt2_small_random(tokenizer_dir: Path, output: Path) -> Path:

@@ -60,13 +60,9 @@ FERRET_PACKAGES = ["torch==2.13.0", "ferret-xai==0.4.2", "pyarrow<21"]  # ferret
 
 def ferret_python(venv: Path) -> Path:
     """ferret 0.4.2 in a virtual environment of its own (it pins older transformers and numpy), made once."""
-    python = venv / "bin" / "python"
-    if not (venv / ".ferret-ready").exists():
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", FERRET_PACKAGES[0]], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *FERRET_PACKAGES[1:]], check=True)
-        (venv / ".ferret-ready").touch()
-    return python
+    from scripts.side_venv import side_python
+
+    return side_python(venv, FERRET_PACKAGES)
 
 
 def ferret_seconds(python: Path, model: str, texts: list[str]) -> list[dict]:

@@ -14,13 +14,19 @@ def paragraph_spans(text: str) -> list[tuple[int, int]]:
     spans, start = [], 0
     for separator in [*re.finditer(r"\n\s*\n|\n", text), None]:
         end = separator.start() if separator else len(text)
-        part = text[start:end]
-        if part.strip():
-            lead = len(part) - len(part.lstrip())
-            spans.append((start + lead, start + len(part.rstrip())))
+        if (span := _stripped(text, start, end)) is not None:
+            spans.append(span)
         if separator:
             start = separator.end()
     return spans
+
+
+def _stripped(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """[start, end) without the white space around it, or None when nothing else is left."""
+    part = text[start:end]
+    if not part.strip():
+        return None
+    return start + len(part) - len(part.lstrip()), start + len(part.rstrip())
 
 
 def paragraphs(text: str) -> list[str]:
@@ -42,11 +48,8 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     for start, end in paragraph_spans(text):
         cursor = start
         for boundary in [*_SENTENCE_END.finditer(text, start, end), None]:
-            stop = boundary.start() if boundary else end
-            part = text[cursor:stop]
-            if part.strip():
-                lead = len(part) - len(part.lstrip())
-                spans.append((cursor + lead, cursor + len(part.rstrip())))
+            if (span := _stripped(text, cursor, boundary.start() if boundary else end)) is not None:
+                spans.append(span)
             if boundary:
                 cursor = boundary.end()
     return spans

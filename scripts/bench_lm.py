@@ -44,7 +44,9 @@ def gpt2_small_random(tokenizer_dir: Path, output: Path) -> Path:
     if not (output / "config.json").exists():
         model = GPT2LMHeadModel(GPT2Config())  # the defaults are GPT-2 small's
         model.save_pretrained(output)
-        AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(output)
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        tokenizer.model_max_length = 1024  # GPT-2 small's window, not the tiny LM's
+        tokenizer.save_pretrained(output)
     return output
 
 

@@ -93,3 +93,27 @@ def test_the_model_list_offers_added_and_built_language_models(home, random_lm_d
         model_choices()
     with pytest.raises(ModelLoadError, match="not a model name"):
         add_language_model("../evil", "x")
+
+
+@pytest.mark.parametrize(("page", "key"), [("pages/document.py", "doc_model"), ("pages/corpus.py", "corpus_model"),
+                                           ("pages/checks.py", "checks_model"), ("pages/models.py", "gate_model")])
+def test_pages_take_an_lm_from_the_model_list(home, random_lm_dir, page, key):
+    """Whole document, Corpus, Checks and Models with an LM chosen: no exception, the incompatible method named
+    where methods are chosen, and a continuation model asking for its continuation."""
+    import shutil
+
+    from tests.test_app import run_page
+
+    built = home / "language_models" / "small-lm"
+    shutil.copytree(random_lm_dir, built)
+    (built / "rashomon.json").write_text(json.dumps({"kind": "causal-lm", "template": "{text} Sentiment:",
+                                                     "labels": ["bad", "good"]}))
+    app = run_page(page)
+    app.selectbox(key=key).set_value("small-lm-classifier").run()
+    assert not app.exception, app.exception
+    if page != "pages/models.py":
+        assert any(c.value.startswith("Left out: Attention norm") for c in app.caption)
+    app.selectbox(key=key).set_value("small-lm-continuation").run()
+    assert not app.exception
+    if page != "pages/models.py":  # Models describes the model only: nothing is explained there
+        assert any(i.value.startswith("Continuation to explain: give it above") for i in app.info)

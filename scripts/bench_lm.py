@@ -59,28 +59,34 @@ def prompt_of(tokenizer, tokens: int) -> str:
     return tokenizer.decode(ids)
 
 
-def rashomon_rows(model_dir: Path, prompt: str, use_cache: bool) -> list[dict]:
+def rashomon_rows(model_dir: Path, prompt: str) -> tuple[list[dict], list[dict]]:
+    """Each compatible method with and without the KV cache, interleaved method by method (the machine's speed
+    drifts: the two columns of a row are measured minutes apart at most)."""
     from core.engine.adapters import make_spec
     from core.engine.modelling import load_model
     from core.engine.runner import ModelRunner
     from core.methods.explain import explain
     from core.methods.registry import METHODS, split_compatible
 
-    spec = make_spec("lm_continuation", {"model": str(model_dir), "continuation": CONTINUATION, "contrast": CONTRAST,
-                                         "use_cache": None if use_cache else False})
-    loaded = load_model(spec, record=False)
-    explain(ModelRunner(loaded), "warm up", "shap", params={"max_evals": 20, "adaptive": False})  # SHAP's first call
-    rows = []
-    for name in split_compatible(list(METHODS), loaded)[0]:
-        runner = ModelRunner(loaded)
-        runner.probabilities([runner.prepare(prompt).input_ids])  # the prediction, as every view has it first
-        before_tokens = loaded.model.passes_tokens
-        started = time.perf_counter()
-        explanation = explain(runner, prompt, name)
-        rows.append({"method": name, "seconds": time.perf_counter() - started,
-                     "passes": explanation.forward_passes, "evaluations": explanation.diagnostics["evaluations"],
-                     "tokens_through_model": loaded.model.passes_tokens - before_tokens})
-    return rows
+    loaded = {}
+    for cache in (True, False):
+        spec = make_spec("lm_continuation", {"model": str(model_dir), "continuation": CONTINUATION,
+                                             "contrast": CONTRAST, "use_cache": None if cache else False})
+        loaded[cache] = load_model(spec, record=False)
+    explain(ModelRunner(loaded[True]), "warm up", "shap", params={"max_evals": 20, "adaptive": False})  # first call
+    rows: dict[bool, list[dict]] = {True: [], False: []}
+    for name in split_compatible(list(METHODS), loaded[True])[0]:
+        for cache in (True, False):
+            runner = ModelRunner(loaded[cache])
+            runner.probabilities([runner.prepare(prompt).input_ids])  # the prediction, as every view has it first
+            before_tokens = loaded[cache].model.passes_tokens
+            started = time.perf_counter()
+            explanation = explain(runner, prompt, name)
+            rows[cache].append({"method": name, "seconds": time.perf_counter() - started,
+                                "passes": explanation.forward_passes,
+                                "evaluations": explanation.diagnostics["evaluations"],
+                                "tokens_through_model": loaded[cache].model.passes_tokens - before_tokens})
+    return rows[True], rows[False]
 
 
 def generation_seconds(model_dir: Path, prompt: str, steps: int = 20) -> dict:
@@ -137,10 +143,10 @@ def main() -> None:
         window = 128 if model_name == "tiny" else 1024  # the tiny LM reads 128 positions: 64 tokens only
         for size in (int(s) for s in args.sizes.split(",") if int(s) + 8 <= window):
             prompt = prompt_of(tokenizer, size)
+            cached, whole = rashomon_rows(models[model_name], prompt)
             run = {"model": model_name, "prompt_tokens": size,
                    "generation": generation_seconds(models[model_name], prompt),
-                   "cache": rashomon_rows(models[model_name], prompt, True),
-                   "no_cache": rashomon_rows(models[model_name], prompt, False),
+                   "cache": cached, "no_cache": whole,
                    "inseq": [] if python is None else inseq_rows(python, models[model_name], prompt)}
             results["runs"].append(run)
             print(json.dumps(run), flush=True)

@@ -43,7 +43,7 @@ db-deps:
 
 # The whole suite, in file order (tests/README.md names the tiers, markers and time limits).
 test: install browser-deps db-deps lint
-	$(VENV)/bin/pytest -q -p no:randomly
+	$(VENV)/bin/pytest -q -p no:randomly --durations=30
 
 # The fast tier: no chromium, no PostgreSQL, no subprocesses or pools, no builds, no lint; random order
 # (the seed is printed; rerun one order with -p randomly -p "randomly_seed=N" or --randomly-seed=N).

@@ -186,7 +186,8 @@ def _encoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The transformer blocks, first to last, for the common architectures."""
     path = encoder_layer_path(model)
     if path is None:
-        raise ValueError(f"Cannot find the encoder layers of {type(model).__name__} for the randomisation check.")
+        raise ValueError(f"The randomisation check re-initialises the layers of BERT-like encoders; "
+                         f"{type(model).__name__} has none it knows (a causal LM is not checked this way yet).")
     return list(model.get_submodule(path))
 
 

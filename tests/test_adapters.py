@@ -117,3 +117,15 @@ def test_pages_take_an_lm_from_the_model_list(home, random_lm_dir, page, key):
     assert not app.exception
     if page != "pages/models.py":  # Models describes the model only: nothing is explained there
         assert any(i.value.startswith("Continuation to explain: give it above") for i in app.info)
+
+
+def test_a_long_few_shot_template_is_never_taken_for_a_file_name(random_lm_dir):
+    """An adapter's spec is not a path: a 600-character template (longer than a file name may be) loads, and what
+    reads the model's files reads the LM's directory."""
+    from core.analyses.substitutes import substitutes_for
+
+    shots = " ".join(f"Example {i}: a fine day indeed Sentiment: good" for i in range(12))
+    loaded = load_model(make_spec("lm_classifier", {"model": str(random_lm_dir), "template": shots + " {text} Sentiment:",
+                                                    "labels": ["bad", "good"]}), record=False)
+    assert len(loaded.path) > 600 and loaded.directory == random_lm_dir and loaded.language == "en"
+    assert substitutes_for(loaded) is not None

@@ -95,9 +95,8 @@ def chinese_candidates(loaded: LoadedModel, characters: list[str]) -> list[str]:
     its single characters."""
     import json
     from collections import Counter
-    from pathlib import Path
 
-    rows = Path(loaded.path) / "training.jsonl"
+    rows = loaded.directory / "training.jsonl"
     known = set(characters)
     if not rows.exists():
         return sorted(known)

@@ -187,7 +187,7 @@ def _check_texts(args: argparse.Namespace, loaded) -> list[str]:
         if not texts:
             raise CliError(f"{args.texts_file} has no texts (one per line).")
         return texts
-    if Path(loaded.path).resolve() in _default_model_dirs():
+    if loaded.directory.resolve() in _default_model_dirs():
         from core.analyses.evaluation import heldout_inputs
 
         return [i.text for i in heldout_inputs(args.inputs, loaded.language)]

@@ -65,6 +65,12 @@ class LoadedModel:
     readout: str = "first"  # the position attention is read from: "first" ([CLS]) or "last" (what predicts next)
     default_output: int | None = None  # the output explained by default (None: the predicted label)
     per_token_outputs: tuple[int, ...] = ()  # outputs that score one generated token each (the per-token view)
+    files: str = ""  # where the weights are when `path` is an adapter's spec (a directory or hub id); "" = `path`
+
+    @property
+    def directory(self) -> Path:
+        """The model's files: its directory (for a hub model, a path that does not exist)."""
+        return Path(self.files or self.path)
     settings: dict[str, Any] = field(default_factory=dict, compare=False)  # the adapter's, shown with every result
 
     @property
@@ -114,7 +120,7 @@ class LoadedModel:
         """The language of the held-out texts that go with this model: "zh" for one built by `build-default
         --language zh` (or retrained from it), else "en" (its card says so; a hub model has no card here)."""
         try:
-            return str(json.loads((Path(self.path) / "rashomon.json").read_text()).get("language", "en"))
+            return str(json.loads((self.directory / "rashomon.json").read_text()).get("language", "en"))
         except (OSError, ValueError, AttributeError):
             return "en"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.analyses.backend_gate import backend_for
-from core.engine.adapters import request_fields, with_request
+from core.engine.adapters import request_fields, split_spec, with_request
 from core.engine.catalogue import DEFAULT_NAME, model_choices, resolve
 from core.engine.fingerprints import known_fingerprint, remember, weights_signature
 from core.engine.modelling import LoadedModel, ModelLoadError, describe_model, load_model
@@ -58,8 +58,9 @@ def cached_runner(spec: str) -> ModelRunner:
 def described(spec: str) -> LoadedModel:
     """What the pages know of a model: its description, with the fingerprint a worker recorded for its
     weights (the server never loads them)."""
-    local = Path(spec).expanduser()
-    files = weights_signature(spec, local, None) if local.is_dir() else ""
+    model = split_spec(spec)[1]["model"]  # an adapter's spec names its model's files inside
+    local = Path(model).expanduser()
+    files = weights_signature(model, local, None) if local.is_dir() else ""
     description = cached_description(spec, files)
     described = description.with_fingerprint(known_fingerprint(engine(), description.signature))
     # The backend the workers choose for these weights, so the page reads the results they store.

@@ -16,7 +16,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
@@ -136,7 +135,7 @@ def _attached_examples(engine: Engine, set_id: int) -> tuple[TrainingExample, ..
 
 
 def _from_model_directory(loaded: LoadedModel) -> TrainingSet | None:
-    directory = Path(loaded.path)
+    directory = loaded.directory
     rows_file = directory / "training.jsonl"
     if not rows_file.is_file():
         return None
@@ -178,7 +177,7 @@ def training_set_for(engine: Engine, loaded: LoadedModel) -> TrainingSet:
         newest = sets[0]
         return TrainingSet(newest.name, "attached", _attached_examples(engine, newest.id),
                            (Checkpoint(loaded.path, 1.0),), FINAL_WEIGHTS_ONLY)
-    if (Path(loaded.path) / "rashomon.json").is_file() and "rashomon-minilm" in (Path(loaded.path) / "rashomon.json").read_text():
+    if (loaded.directory / "rashomon.json").is_file() and "rashomon-minilm" in (loaded.directory / "rashomon.json").read_text():
         raise TrainingDataError("This default model was built before training rows were recorded: rebuild it with "
                                 "`rashomon model build-default` (or the button on the Training data page).")
     raise TrainingDataError(f"No training set for {loaded.name}: attach one with "

@@ -200,7 +200,7 @@ def loaded_lm(lm: CausalLM, spec: str, module: Any, tokenizer: PromptTokenizer, 
         device=pick_device() if module is not None else torch.device("cpu"), max_length=window, card=base.card,
         signature=f"{base.signature}|{hashlib.sha256(spec.encode()).hexdigest()[:16]}", config=lm.config,
         kind=kind, outputs=outputs, readout=readout, default_output=default_output, settings=settings,
-        per_token_outputs=per_token_outputs,
+        per_token_outputs=per_token_outputs, files=base.path,
     )
 
 

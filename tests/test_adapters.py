@@ -96,10 +96,10 @@ def test_the_model_list_offers_added_and_built_language_models(home, random_lm_d
 
 
 @pytest.mark.parametrize(("page", "key"), [("pages/document.py", "doc_model"), ("pages/corpus.py", "corpus_model"),
-                                           ("pages/checks.py", "checks_model"), ("pages/models.py", "gate_model")])
+                                           ("pages/checks.py", "checks_model")])
 def test_pages_take_an_lm_from_the_model_list(home, random_lm_dir, page, key):
-    """Whole document, Corpus, Checks and Models with an LM chosen: no exception, the incompatible method named
-    where methods are chosen, and a continuation model asking for its continuation."""
+    """Whole document, Corpus and Checks with an LM chosen: no exception, the incompatible method named, and a
+    continuation model asking for its continuation."""
     import shutil
 
     from tests.test_app import run_page
@@ -111,12 +111,10 @@ def test_pages_take_an_lm_from_the_model_list(home, random_lm_dir, page, key):
     app = run_page(page)
     app.selectbox(key=key).set_value("small-lm-classifier").run()
     assert not app.exception, app.exception
-    if page != "pages/models.py":
-        assert any(c.value.startswith("Left out: Attention norm") for c in app.caption)
+    assert any(c.value.startswith("Left out: Attention norm") for c in app.caption)
     app.selectbox(key=key).set_value("small-lm-continuation").run()
     assert not app.exception
-    if page != "pages/models.py":  # Models describes the model only: nothing is explained there
-        assert any(i.value.startswith("Continuation to explain: give it above") for i in app.info)
+    assert any(i.value.startswith("Continuation to explain: give it above") for i in app.info)
 
 
 def test_a_long_few_shot_template_is_never_taken_for_a_file_name(random_lm_dir):

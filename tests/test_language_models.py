@@ -233,6 +233,9 @@ def test_cli_explains_a_continuation_against_a_contrast(cli, tiny_lm_dir):
     # the rows add up to the whole continuation's occlusion scores (log p is a sum over the tokens)
     whole = tokens["explanations"][0]["scores"]
     assert np.allclose(np.sum(view["scores"], axis=0), whole, atol=1e-4)
+    said = cli("explain", "--lm", str(tiny_lm_dir), "--text", TEXT, "--continuation", " positive", "--contrast",
+               " negative", "--methods", "occlusion")
+    assert said.startswith("Log-probabilities: continuation -") and "Prediction" not in said
     compared = cli("compare", "--lm", str(tiny_lm_dir), "--text", TEXT, "--continuation", " positive",
                    "--contrast", " negative", "--methods", "occlusion,saliency", "--json")
     assert compared["summary"][0].startswith("The methods explain the model's output **contrast** = ")

@@ -84,7 +84,7 @@ def cmd_explain(args: argparse.Namespace) -> None:
             "incompatible": skipped,
         })
         return
-    print(f"Prediction: {first.predicted_label} " + ", ".join(f"{k} {v:.3f}" for k, v in first.probabilities.items()))
+    print(_outputs_line(runner, first.predicted_label, first.probabilities))
     _print_skipped(skipped)
     if first.truncated_words:
         print(f"Note: the input was truncated to fit the model; {first.truncated_words} words were dropped.")
@@ -112,6 +112,14 @@ def _compatible(methods: list[str], runner, asked: str | None) -> tuple[list[str
     if not kept:
         raise CliError(f"No method can explain {runner.loaded.name}.")
     return kept, skipped
+
+
+def _outputs_line(runner, predicted: str, outputs: dict[str, float]) -> str:
+    """The prediction, or for a model whose outputs are values (a continuation's log-probabilities) the values."""
+    from core.engine.modelling import VALUES
+
+    listed = ", ".join(f"{k} {v:.3f}" for k, v in outputs.items())
+    return f"Log-probabilities: {listed}" if runner.loaded.outputs == VALUES else f"Prediction: {predicted} {listed}"
 
 
 def _print_skipped(skipped: dict[str, str]) -> None:
@@ -166,8 +174,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                     "incompatible": skipped})
         return
     comparison = report.comparison
-    print(f"Prediction: {comparison.predicted_label} "
-          + ", ".join(f"{k} {v:.3f}" for k, v in comparison.probabilities.items())
+    print(_outputs_line(runner, comparison.predicted_label, comparison.probabilities)
           + f"; explaining {comparison.target}")
     _print_skipped(skipped)
     if leveled is not None:

@@ -94,10 +94,8 @@ def _build(settings: dict[str, Any], weights: bool) -> LoadedModel:
                             "chat": chat or None})
     body = lm.model if weights else skeleton(lm.config)
     module = LabelWordClassifier(body, label_ids, tokenizer.before + [-1] + tokenizer.after) if body is not None else None
-    loaded = loaded_lm(lm, spec, module if weights else None, tokenizer, labels, kind=NAME, outputs=PROBABILITIES,
+    return loaded_lm(lm, spec, module, tokenizer, labels, kind=NAME, outputs=PROBABILITIES,
                        readout="last", default_output=None, settings=shown)
-    loaded.skeleton = module if not weights else None
-    return loaded
 
 
 ADAPTER = Adapter(

@@ -183,11 +183,9 @@ def _build(settings: dict[str, Any], weights: bool) -> LoadedModel:
              "continuation_tokens": pieces, "generated": bool(settings.get("generated")),
              "target": "log-probability of the continuation (summed over its tokens; per token: one output each)"
                        + ("; contrast: log p(continuation) - log p(contrast)" if contrast else "")}
-    loaded = loaded_lm(lm, spec, module if weights else None, tokenizer, labels, kind=NAME, outputs=VALUES,
+    return loaded_lm(lm, spec, module, tokenizer, labels, kind=NAME, outputs=VALUES,
                        readout="last", default_output=1 if contrast else 0, settings=shown,
                        per_token_outputs=tuple(range(len(labels) - len(continuation), len(labels))))
-    loaded.skeleton = module if not weights else None
-    return loaded
 
 
 def greedy_continuation(settings: dict[str, Any], text: str) -> str:

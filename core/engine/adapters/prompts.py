@@ -190,14 +190,17 @@ def skeleton(config: Any) -> Any:
 def loaded_lm(lm: CausalLM, spec: str, module: Any, tokenizer: PromptTokenizer, labels: list[str], *,
               kind: str, outputs: str, readout: str, default_output: int | None, settings: dict[str, Any],
               per_token_outputs: tuple[int, ...] = ()) -> LoadedModel:
-    """The LoadedModel of an adapter over `lm`: `module` answers like a classifier; `spec` is the adapter's spec,
-    which is what a task carries and what the model's signature names (template and labels included)."""
+    """The LoadedModel of an adapter over `lm`: `module` answers like a classifier (over the weights when `lm` has
+    them, else over the meta-device layout, kept as the skeleton for structural checks); `spec` is the adapter's
+    spec, which is what a task carries and what the model's signature names (template and labels included)."""
     base = _model(lm.spec, lm.local, lm.is_local, lm.config, lm.tokenizer, None)
     window = min(int(getattr(lm.config, "max_position_embeddings", 1024) or 1024),
                  int(getattr(lm.tokenizer, "model_max_length", 1024) or 1024))
+    weights = lm.model is not None
     return LoadedModel(
-        name=base.name, path=spec, source=base.source, model=module, tokenizer=tokenizer, labels=labels,
-        device=pick_device() if module is not None else torch.device("cpu"), max_length=window, card=base.card,
+        name=base.name, path=spec, source=base.source, model=module if weights else None,
+        skeleton=None if weights else module, tokenizer=tokenizer, labels=labels,
+        device=pick_device() if weights else torch.device("cpu"), max_length=window, card=base.card,
         signature=f"{base.signature}|{hashlib.sha256(spec.encode()).hexdigest()[:16]}", config=lm.config,
         kind=kind, outputs=outputs, readout=readout, default_output=default_output, settings=settings,
         per_token_outputs=per_token_outputs, files=base.path,
